@@ -1,0 +1,26 @@
+"""async-code's GitHub-facing service. `create_app` builds it; importing starts nothing."""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify
+
+from app.settings import Settings
+from app.store import Store
+
+
+def create_app(settings: Settings, store: Store) -> Flask:
+    from app.webhooks import MAX_BODY_BYTES, blueprint
+
+    app = Flask(__name__)
+    app.config.update(SETTINGS=settings, STORE=store, MAX_CONTENT_LENGTH=MAX_BODY_BYTES)
+    app.register_blueprint(blueprint)
+
+    @app.errorhandler(413)
+    def too_large(_error):
+        return jsonify({"message": "payload larger than 25 MB"}), 413
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify({"status": "ok", "deliveries": store.delivery_count()})
+
+    return app

@@ -1,0 +1,200 @@
+"""Every setting of the service, read from the environment into one typed object.
+
+Reading never fails: values are kept as given and each command asks `problems(...)` for the
+settings it needs, so `async-code tasks` works without a GitHub key and `serve` reports every
+missing or invalid setting at once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+DEFAULT_MODEL = "claude-sonnet-4-6"
+DEFAULT_API_URL = "https://api.github.com"
+_MEMORY = re.compile(r"^\d+(\.\d+)?[bkmg]?$", re.IGNORECASE)
+
+
+class SettingsError(Exception):
+    """One or more settings are missing or invalid; the message names each and how to fix it."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__(
+            "async-code cannot start; fix these settings (environment or .env file):\n"
+            + "\n".join(f"  - {problem}" for problem in problems)
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    github_app_id: str = ""
+    github_private_key: str = field(default="", repr=False)
+    github_private_key_path: str = ""
+    github_webhook_secret: str = field(default="", repr=False)
+    github_app_slug: str = "async-code"
+    github_api_url: str = DEFAULT_API_URL
+    anthropic_api_key: str = field(default="", repr=False)
+    anthropic_base_url: str = ""
+    model: str = DEFAULT_MODEL
+    data_dir: str = "./data"
+    database_url: str = ""
+    sandbox_image: str = "python:3.12-bookworm"
+    task_timeout: str = "1800"
+    max_turns: str = "50"
+    sandbox_memory: str = "2g"
+    sandbox_cpus: str = "2"
+    sandbox_pids: str = "512"
+    max_queue: str = "10"
+
+    _ENV = {
+        "github_app_id": "GITHUB_APP_ID",
+        "github_private_key": "GITHUB_PRIVATE_KEY",
+        "github_private_key_path": "GITHUB_PRIVATE_KEY_PATH",
+        "github_webhook_secret": "GITHUB_WEBHOOK_SECRET",
+        "github_app_slug": "GITHUB_APP_SLUG",
+        "github_api_url": "GITHUB_API_URL",
+        "anthropic_api_key": "ANTHROPIC_API_KEY",
+        "anthropic_base_url": "ANTHROPIC_BASE_URL",
+        "model": "ASYNC_CODE_MODEL",
+        "data_dir": "ASYNC_CODE_DATA_DIR",
+        "database_url": "DATABASE_URL",
+        "sandbox_image": "ASYNC_CODE_SANDBOX_IMAGE",
+        "task_timeout": "ASYNC_CODE_TASK_TIMEOUT",
+        "max_turns": "ASYNC_CODE_MAX_TURNS",
+        "sandbox_memory": "ASYNC_CODE_SANDBOX_MEMORY",
+        "sandbox_cpus": "ASYNC_CODE_SANDBOX_CPUS",
+        "sandbox_pids": "ASYNC_CODE_SANDBOX_PIDS",
+        "max_queue": "ASYNC_CODE_MAX_QUEUE",
+    }
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        values = {}
+        for f in fields(cls):
+            name = cls._ENV.get(f.name)
+            if name and environ.get(name, "").strip():
+                values[f.name] = environ[name].strip() if f.name != "github_private_key" else environ[name]
+        return cls(**values)
+
+    def env_name(self, attribute: str) -> str:
+        return self._ENV[attribute]
+
+    # Typed views. Only call them after `problems()` said the value is valid.
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def database_path(self) -> Path:
+        if not self.database_url:
+            return self.data_path / "async-code.db"
+        return Path(self.database_url.removeprefix("sqlite:///"))
+
+    @property
+    def timeout_seconds(self) -> float:
+        return float(self.task_timeout)
+
+    @property
+    def max_turn_count(self) -> int:
+        return int(self.max_turns)
+
+    @property
+    def max_queue_per_repo(self) -> int:
+        return int(self.max_queue)
+
+    @property
+    def bot_login(self) -> str:
+        return f"{self.github_app_slug}[bot]"
+
+    def private_key_pem(self) -> str:
+        if self.github_private_key:
+            # Many hosting panels cannot hold newlines; accept "\n" escapes.
+            return self.github_private_key.replace("\\n", "\n")
+        return Path(self.github_private_key_path).expanduser().read_text()
+
+    def problems(self, *, store: bool = True, webhooks: bool = False, github: bool = False,
+                 agent: bool = False) -> list[str]:
+        """What is wrong with the settings a command needs, each with how to fix it."""
+        found: list[str] = []
+        if store:
+            found += self._store_problems()
+        if webhooks and not self.github_webhook_secret:
+            found.append("GITHUB_WEBHOOK_SECRET is not set: use the webhook secret you entered when "
+                         "creating the GitHub App (deliveries are never accepted unsigned)")
+        if github:
+            found += self._github_problems()
+        if agent:
+            found += self._agent_problems()
+        return found
+
+    def _store_problems(self) -> list[str]:
+        if self.database_url and not self.database_url.startswith("sqlite:////"):
+            return [f"DATABASE_URL={self.database_url!r} is not supported: use an absolute SQLite URL "
+                    "like sqlite:////var/lib/async-code/async-code.db, or unset it to use "
+                    "ASYNC_CODE_DATA_DIR"]
+        return []
+
+    def _github_problems(self) -> list[str]:
+        found = []
+        if not self.github_app_id.isdigit():
+            found.append("GITHUB_APP_ID must be the numeric App ID shown on the App's settings page"
+                         + (f" (got {self.github_app_id!r})" if self.github_app_id else " (it is not set)"))
+        if not self.github_private_key and not self.github_private_key_path:
+            found.append("set GITHUB_PRIVATE_KEY_PATH to the App's private key file (.pem), or "
+                         "GITHUB_PRIVATE_KEY to its PEM text")
+        else:
+            try:
+                pem = self.private_key_pem()
+            except OSError as error:
+                found.append(f"GITHUB_PRIVATE_KEY_PATH cannot be read: {error.strerror} "
+                             f"({self.github_private_key_path})")
+            else:
+                if "PRIVATE KEY-----" not in pem:
+                    source = "GITHUB_PRIVATE_KEY" if self.github_private_key else "GITHUB_PRIVATE_KEY_PATH"
+                    found.append(f"{source} does not hold a PEM private key: download one from the "
+                                 "App's settings page (Private keys → Generate a private key)")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]*", self.github_app_slug):
+            found.append(f"GITHUB_APP_SLUG={self.github_app_slug!r} is not a valid App slug "
+                         "(letters, digits and hyphens, as in the App's URL)")
+        if not re.match(r"^https?://[^/\s]+", self.github_api_url):
+            found.append(f"GITHUB_API_URL={self.github_api_url!r} must be an http(s) URL, "
+                         f"e.g. {DEFAULT_API_URL} or https://ghe.example.com/api/v3")
+        return found
+
+    def _agent_problems(self) -> list[str]:
+        found = []
+        if not self.anthropic_api_key:
+            found.append("ANTHROPIC_API_KEY is not set: the agent needs a key for the Messages API")
+        if self.anthropic_base_url and not re.match(r"^https?://", self.anthropic_base_url):
+            found.append(f"ANTHROPIC_BASE_URL={self.anthropic_base_url!r} must be an http(s) URL")
+        for attribute, minimum in (("task_timeout", 1), ("max_turns", 1), ("sandbox_pids", 16),
+                                   ("max_queue", 1)):
+            value = getattr(self, attribute)
+            if not value.isdigit() or int(value) < minimum:
+                found.append(f"{self.env_name(attribute)}={value!r} must be a whole number ≥ {minimum}")
+        try:
+            if float(self.sandbox_cpus) <= 0:
+                raise ValueError
+        except ValueError:
+            found.append(f"ASYNC_CODE_SANDBOX_CPUS={self.sandbox_cpus!r} must be a positive number, e.g. 2 or 0.5")
+        if not _MEMORY.match(self.sandbox_memory):
+            found.append(f"ASYNC_CODE_SANDBOX_MEMORY={self.sandbox_memory!r} must be a size like 2g or 512m")
+        if not self.sandbox_image:
+            found.append("ASYNC_CODE_SANDBOX_IMAGE must name a Docker image")
+        return found
+
+
+def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | None = ".env") -> Settings:
+    """Settings from the environment, with a `.env` file filling in what the environment lacks."""
+    merged: dict[str, str] = {}
+    if dotenv_path and os.path.isfile(dotenv_path):
+        from dotenv import dotenv_values
+
+        merged.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+    merged.update(os.environ if environ is None else environ)
+    return Settings.from_env(merged)

@@ -1,0 +1,254 @@
+"""The task store: deliveries seen and tasks with their whole life, in SQLite.
+
+Every public method is one short transaction on its own connection, so the store is safe to
+share between the web server's threads, the runner's threads and other processes on the same
+file. Claims use `BEGIN IMMEDIATE`, which makes "take the oldest acknowledged task" atomic.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+PENDING, RUNNING, COMPLETED, FAILED, REJECTED = "pending", "running", "completed", "failed", "rejected"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS deliveries (
+    guid        TEXT PRIMARY KEY,
+    event       TEXT NOT NULL,
+    action      TEXT,
+    received_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tasks (
+    id                TEXT PRIMARY KEY,
+    delivery_guid     TEXT NOT NULL REFERENCES deliveries(guid),
+    status            TEXT NOT NULL,
+    trigger           TEXT NOT NULL,
+    repo              TEXT NOT NULL,
+    installation_id   INTEGER NOT NULL,
+    number            INTEGER NOT NULL,
+    comment_id        INTEGER,
+    instruction       TEXT NOT NULL,
+    requested_by      TEXT NOT NULL,
+    requested_by_id   INTEGER,
+    created_at        TEXT NOT NULL,
+    acknowledged_at   TEXT,
+    started_at        TEXT,
+    finished_at       TEXT,
+    status_comment_id INTEGER,
+    branch            TEXT,
+    output            TEXT,
+    exit_code         INTEGER,
+    container_id      TEXT,
+    error             TEXT,
+    patches           TEXT,
+    chat_history      TEXT,
+    commit_sha        TEXT,
+    changed_files     TEXT,
+    input_tokens      INTEGER,
+    output_tokens     INTEGER,
+    pr_url            TEXT,
+    pr_number         INTEGER,
+    claimed_by        TEXT
+);
+CREATE INDEX IF NOT EXISTS tasks_by_status ON tasks (status, created_at);
+"""
+
+# Columns holding JSON documents; they are decoded when read.
+_JSON_COLUMNS = {"patches", "chat_history", "changed_files"}
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """What intake knows about a task when the delivery arrives."""
+
+    trigger: str
+    repo: str
+    installation_id: int
+    number: int
+    comment_id: int | None
+    instruction: str
+    requested_by: str
+    requested_by_id: int | None
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    delivery_guid: str
+    status: str
+    trigger: str
+    repo: str
+    installation_id: int
+    number: int
+    comment_id: int | None
+    instruction: str
+    requested_by: str
+    requested_by_id: int | None
+    created_at: str
+    acknowledged_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    status_comment_id: int | None = None
+    branch: str | None = None
+    output: str | None = None
+    exit_code: int | None = None
+    container_id: str | None = None
+    error: str | None = None
+    patches: Any = None
+    chat_history: Any = None
+    commit_sha: str | None = None
+    changed_files: Any = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    pr_url: str | None = None
+    pr_number: int | None = None
+    claimed_by: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """The task as `async-code tasks --json` prints it (no transcript, no diff)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in ("patches", "chat_history")}
+
+
+_TASK_COLUMNS = [f.name for f in fields(Task)]
+
+
+class Store:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def initialise(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            # WAL lets the web server read and record while a runner thread writes.
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+        finally:
+            db.close()
+
+    @contextmanager
+    def _connect(self, immediate: bool = False) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        try:
+            db.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            db.close()
+
+    # Intake
+
+    def record_delivery(self, guid: str, event: str, action: str | None,
+                        task: NewTask | None = None) -> Task | None | bool:
+        """Record a delivery and its task in one transaction.
+
+        Returns False when the GUID was seen before (nothing is recorded), the new Task when one
+        was created, else None.
+        """
+        with self._connect(immediate=True) as db:
+            seen = db.execute("SELECT 1 FROM deliveries WHERE guid = ?", (guid,)).fetchone()
+            if seen:
+                return False
+            db.execute("INSERT INTO deliveries (guid, event, action, received_at) VALUES (?, ?, ?, ?)",
+                       (guid, event, action, utcnow()))
+            if task is None:
+                return None
+            row = {"id": uuid.uuid4().hex, "delivery_guid": guid, "status": PENDING,
+                   "created_at": utcnow(), **{f.name: getattr(task, f.name) for f in fields(task)}}
+            db.execute(f"INSERT INTO tasks ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                       list(row.values()))
+            return Task(**row)
+
+    # Runner
+
+    def unacknowledged(self) -> list[Task]:
+        return self._select("status = ? AND acknowledged_at IS NULL ORDER BY created_at, rowid", PENDING)
+
+    def queue_position(self, task_id: str) -> int:
+        """1 for the next task to run, counting acknowledged tasks still waiting for a slot."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT COUNT(*) FROM tasks WHERE status = ? AND acknowledged_at IS NOT NULL "
+                "AND rowid <= (SELECT rowid FROM tasks WHERE id = ?)", (PENDING, task_id)).fetchone()
+        return int(row[0])
+
+    def queued_for_repo(self, repo: str) -> int:
+        with self._connect() as db:
+            row = db.execute("SELECT COUNT(*) FROM tasks WHERE repo = ? AND status = ? "
+                             "AND acknowledged_at IS NOT NULL", (repo, PENDING)).fetchone()
+        return int(row[0])
+
+    def claim_next(self, claimed_by: str) -> Task | None:
+        """Atomically move the oldest acknowledged pending task to running and return it."""
+        with self._connect(immediate=True) as db:
+            row = db.execute("SELECT id FROM tasks WHERE status = ? AND acknowledged_at IS NOT NULL "
+                             "ORDER BY created_at, rowid LIMIT 1", (PENDING,)).fetchone()
+            if row is None:
+                return None
+            db.execute("UPDATE tasks SET status = ?, started_at = ?, claimed_by = ? WHERE id = ?",
+                       (RUNNING, utcnow(), claimed_by, row["id"]))
+            return self._row_to_task(db.execute("SELECT * FROM tasks WHERE id = ?", (row["id"],)).fetchone())
+
+    def running(self) -> list[Task]:
+        return self._select("status = ? ORDER BY created_at, rowid", RUNNING)
+
+    def update(self, task_id: str, **values: Any) -> None:
+        unknown = set(values) - set(_TASK_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown task fields: {sorted(unknown)}")
+        encoded = {k: json.dumps(v) if k in _JSON_COLUMNS and v is not None else v
+                   for k, v in values.items()}
+        with self._connect(immediate=True) as db:
+            db.execute(f"UPDATE tasks SET {', '.join(f'{k} = ?' for k in encoded)} WHERE id = ?",
+                       [*encoded.values(), task_id])
+
+    def finish(self, task_id: str, status: str, **values: Any) -> None:
+        self.update(task_id, status=status, finished_at=utcnow(), **values)
+
+    # Reading
+
+    def get(self, task_id: str) -> Task | None:
+        found = self._select("id = ?", task_id)
+        return found[0] if found else None
+
+    def list(self, limit: int | None = None) -> list[Task]:
+        query = "1 ORDER BY created_at DESC, rowid DESC"
+        if limit is not None:
+            return self._select(query + " LIMIT ?", limit)
+        return self._select(query)
+
+    def delivery_count(self) -> int:
+        with self._connect() as db:
+            return int(db.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0])
+
+    def _select(self, where: str, *params: Any) -> list[Task]:
+        with self._connect() as db:
+            rows = db.execute(f"SELECT * FROM tasks WHERE {where}", params).fetchall()
+        return [self._row_to_task(row) for row in rows]
+
+    @staticmethod
+    def _row_to_task(row: sqlite3.Row) -> Task:
+        values = {k: row[k] for k in _TASK_COLUMNS}
+        for column in _JSON_COLUMNS:
+            if values[column] is not None:
+                values[column] = json.loads(values[column])
+        return Task(**values)
+

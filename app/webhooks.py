@@ -1,0 +1,68 @@
+"""The webhook endpoint: verify, deduplicate, record, answer. No outbound calls.
+
+The order of checks is deliberate: size first (cheap, before reading), then the signature over
+the raw bytes (nothing unauthenticated is parsed), then the headers and the JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+
+from flask import Blueprint, current_app, jsonify, request
+
+from app.events import task_for_delivery
+
+MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
+
+log = logging.getLogger(__name__)
+blueprint = Blueprint("webhooks", __name__)
+
+
+def signature_is_valid(secret: str, body: bytes, header: str | None) -> bool:
+    if not secret or not header or not header.startswith("sha256="):
+        return False
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, header)
+
+
+def _answer(status: int, message: str, **extra):
+    return jsonify({"message": message, **extra}), status
+
+
+@blueprint.post("/webhooks")
+def receive():
+    settings = current_app.config["SETTINGS"]
+    store = current_app.config["STORE"]
+
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        return _answer(413, "payload larger than 25 MB")
+    body = request.get_data(cache=False)  # MAX_CONTENT_LENGTH also bounds chunked bodies
+    if not signature_is_valid(settings.github_webhook_secret, body,
+                              request.headers.get("X-Hub-Signature-256")):
+        log.warning("rejected a delivery with a missing or bad signature")
+        return _answer(401, "missing or invalid X-Hub-Signature-256")
+
+    event = request.headers.get("X-GitHub-Event")
+    guid = request.headers.get("X-GitHub-Delivery")
+    if not event or not guid:
+        return _answer(400, "missing X-GitHub-Event or X-GitHub-Delivery header")
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return _answer(400, "body is not JSON")
+    if not isinstance(payload, dict):
+        return _answer(400, "body is not a JSON object")
+
+    task = task_for_delivery(event, payload, settings.github_app_slug)
+    recorded = store.record_delivery(guid, event, payload.get("action"), task)
+    if recorded is False:
+        log.info("delivery %s seen before; ignored", guid)
+        return _answer(200, "duplicate delivery")
+    if recorded is None:
+        return _answer(200, "pong" if event == "ping" else "ignored")
+    log.info("delivery %s: task %s for %s#%s by %s", guid, recorded.id, recorded.repo,
+             recorded.number, recorded.requested_by)
+    return _answer(202, "task recorded", task_id=recorded.id)

@@ -1,0 +1,34 @@
+"""Build the long-lived clients a runner needs, with errors that say what to fix."""
+
+from __future__ import annotations
+
+import anthropic
+import docker
+
+from app.settings import Settings
+from app.store import Store
+from runner.execute import Services
+from runner.github import GitHubApp
+
+class ServiceUnavailable(RuntimeError):
+    pass
+
+
+MODEL_RETRIES = 2  # the SDK retries 429/5xx/connection errors with backoff before we report
+
+
+def build_services(settings: Settings, store: Store) -> Services:
+    try:
+        docker_client = docker.from_env()
+        docker_client.ping()
+    except docker.errors.DockerException as error:
+        raise ServiceUnavailable(
+            f"the Docker engine is not reachable ({error}). Start it, or set DOCKER_HOST; "
+            "`--workers 0` runs without Docker (record only).") from None
+    github = GitHubApp(app_id=settings.github_app_id, private_key=settings.private_key_pem(),
+                       api_url=settings.github_api_url, slug=settings.github_app_slug)
+    model = anthropic.Anthropic(api_key=settings.anthropic_api_key,
+                                base_url=settings.anthropic_base_url or None,
+                                max_retries=MODEL_RETRIES)
+    return Services(settings=settings, store=store, github=github, docker=docker_client,
+                    anthropic=model)

@@ -1,0 +1,93 @@
+"""The one status comment per task: what it says at each stage, and how often it is edited.
+
+The comment is posted once ("queued") and then only edited, so a reader of the issue sees one
+line of truth per task instead of a thread of bot noise.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from runner.text import fit_body, neutralise
+
+log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL = 10.0  # seconds between progress edits; GitHub rate-limits content creation
+
+
+def _footer(task_id: str) -> str:
+    return f"\n\n<sub>async-code task `{task_id[:8]}`</sub>"
+
+
+def queued(task_id: str, position: int) -> str:
+    return f"⏳ **async-code** queued (position {position})." + _footer(task_id)
+
+
+def running(task_id: str, turns: int = 0, last_tool: str | None = None) -> str:
+    detail = f" turn {turns}" + (f", last tool `{last_tool}`" if last_tool else "") if turns else " starting"
+    return f"⚙️ **async-code** running:{detail}." + _footer(task_id)
+
+
+def done(task_id: str, *, pr_number: int, pr_url: str, files_changed: int, seconds: float,
+         tokens: int) -> str:
+    files = f"{files_changed} file{'s' if files_changed != 1 else ''} changed"
+    return (f"✅ **async-code** done: opened [#{pr_number}]({pr_url}).\n\n"
+            f"{files} · {format_duration(seconds)} · {tokens:,} tokens" + _footer(task_id))
+
+
+def no_changes(task_id: str, answer: str, *, seconds: float, tokens: int) -> str:
+    quoted = "\n".join("> " + line for line in (answer.strip() or "(no answer)").splitlines())
+    head = "💬 **async-code** no changes: the agent answered without editing any file.\n\n"
+    tail = f"\n\n{format_duration(seconds)} · {tokens:,} tokens" + _footer(task_id)
+    return head + fit_body(neutralise(quoted), limit=60_000) + tail
+
+
+def failed(task_id: str, reason: str) -> str:
+    return f"❌ **async-code** failed: {neutralise(reason)}" + _footer(task_id)
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+class StatusComment:
+    """Edits one comment; progress edits are throttled, final ones always go through."""
+
+    def __init__(self, edit: Callable[[int, str], None], comment_id: int, *,
+                 interval: float = PROGRESS_INTERVAL, clock: Callable[[], float] = time.monotonic):
+        self._edit = edit
+        self.comment_id = comment_id
+        self._interval = interval
+        self._clock = clock
+        self._last_edit: float | None = None
+        self._last_body: str | None = None
+        self._lock = threading.Lock()
+
+    def progress(self, body: str) -> bool:
+        """Edit unless the last edit was less than `interval` ago. True if edited."""
+        with self._lock:
+            now = self._clock()
+            if self._last_edit is not None and now - self._last_edit < self._interval:
+                return False
+            return self._apply(body, now)
+
+    def final(self, body: str) -> None:
+        with self._lock:
+            self._apply(body, self._clock())
+
+    def _apply(self, body: str, now: float) -> bool:
+        if body == self._last_body:
+            return False
+        self._edit(self.comment_id, body)
+        self._last_edit, self._last_body = now, body
+        return True

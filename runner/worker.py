@@ -1,0 +1,83 @@
+"""The runner's threads: one acknowledger and N execution slots, all polling the store.
+
+The acknowledger never waits for a slot, so a new request gets its 👀 and "queued" comment
+within a poll interval even while every slot is busy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+
+from app.store import Store, Task
+from runner.acknowledge import acknowledge
+from runner.execute import Services, execute
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL = 0.5
+
+
+class Runner:
+    def __init__(self, services: Services, slots: int, *, poll_interval: float = POLL_INTERVAL):
+        self._services = services
+        self._slots = slots
+        self._poll = poll_interval
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+
+    def start(self) -> None:
+        self._spawn("acknowledger", self._acknowledge_loop)
+        for slot in range(self._slots):
+            self._spawn(f"slot-{slot + 1}", self._slot_loop)
+
+    def stop(self, timeout: float | None = None) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _acknowledge_loop(self) -> None:
+        settings, store = self._services.settings, self._services.store
+        while not self._stop.is_set():
+            try:
+                tasks = store.unacknowledged()
+            except Exception:
+                log.exception("reading new tasks failed")
+                tasks = []
+            for task in tasks:
+                self._guard(task, lambda t=task: acknowledge(
+                    t, github=self._services.github, store=store, slug=settings.github_app_slug,
+                    max_queue=settings.max_queue_per_repo))
+            if not tasks:
+                self._stop.wait(self._poll)
+
+    def _slot_loop(self) -> None:
+        store: Store = self._services.store
+        while not self._stop.is_set():
+            try:
+                task = store.claim_next(self.worker_id)
+            except Exception:
+                log.exception("claiming a task failed")
+                task = None
+            if task is None:
+                self._stop.wait(self._poll)
+                continue
+            log.info("task %s started on %s", task.id, threading.current_thread().name)
+            self._guard(task, lambda t=task: execute(t, self._services))
+
+    @staticmethod
+    def _guard(task: Task, work: Callable[[], None]) -> None:
+        # One task's crash must never stop a slot.
+        try:
+            work()
+        except Exception:
+            log.exception("task %s: unexpected error", task.id)

@@ -1,0 +1,167 @@
+"""Every answer of the webhook endpoint, through the real Flask app and a real SQLite store."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+
+import pytest
+
+from app import create_app
+from app.settings import Settings
+from app.store import Store
+
+SECRET = "intake-test-secret"
+
+
+def sign(body: bytes, secret: str = SECRET) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def comment_payload(body="@async-code add a --version flag", *, sender_type="User",
+                    login="alice", pull_request=False, action="created"):
+    issue = {"number": 7, "title": "CLI", "user": {"login": "bob", "type": "User"}}
+    if pull_request:
+        issue["pull_request"] = {"url": "https://example.invalid/pulls/7"}
+    return {
+        "action": action,
+        "issue": issue,
+        "comment": {"id": 42, "body": body, "user": {"login": login, "id": 9, "type": sender_type}},
+        "repository": {"full_name": "acme/widgets", "name": "widgets", "owner": {"login": "acme"}},
+        "installation": {"id": 77},
+        "sender": {"login": login, "id": 9, "type": sender_type},
+    }
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = Store(tmp_path / "tasks.db")
+    store.initialise()
+    return store
+
+
+@pytest.fixture
+def client(store):
+    app = create_app(Settings(github_webhook_secret=SECRET), store)
+    app.testing = True
+    return app.test_client()
+
+
+def deliver(client, payload, *, event="issue_comment", guid="guid-1", signature=None,
+            headers=None, raw: bytes | None = None):
+    body = raw if raw is not None else json.dumps(payload).encode()
+    sent = {"X-GitHub-Event": event, "X-GitHub-Delivery": guid,
+            "X-Hub-Signature-256": signature if signature is not None else sign(body),
+            "Content-Type": "application/json"}
+    sent.update(headers or {})
+    return client.post("/webhooks", data=body, headers={k: v for k, v in sent.items() if v != ""})
+
+
+def test_a_command_on_an_issue_records_one_pending_task(client, store):
+    response = deliver(client, comment_payload())
+    assert response.status_code == 202
+    [task] = store.list()
+    assert response.json["task_id"] == task.id
+    assert (task.status, task.repo, task.number, task.trigger) == ("pending", "acme/widgets", 7, "comment")
+    assert (task.instruction, task.requested_by, task.requested_by_id) == ("add a --version flag", "alice", 9)
+    assert (task.installation_id, task.comment_id, task.acknowledged_at) == (77, 42, None)
+
+
+@pytest.mark.parametrize(
+    "case, kwargs, status",
+    [
+        ("missing signature", dict(signature=""), 401),
+        ("signature with another secret", dict(signature=sign(b"{}", "other")), 401),
+        ("signature over other bytes", dict(signature=sign(b'{"action": "created"}')), 401),
+        ("sha1-style signature", dict(signature="sha1=" + "0" * 40), 401),
+        ("missing event header", dict(event=""), 400),
+        ("missing delivery header", dict(guid=""), 400),
+        ("body is not JSON", dict(raw=b"not json"), 400),
+        ("body is a JSON array", dict(raw=b"[1, 2]"), 400),
+        ("body is a JSON string", dict(raw=b'"@async-code hi"'), 400),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+def test_bad_deliveries_are_refused_and_record_nothing(client, store, case, kwargs, status):
+    response = deliver(client, comment_payload(), **kwargs)
+    assert response.status_code == status, case
+    assert response.json["message"]
+    assert store.list() == []
+    assert store.delivery_count() == 0
+
+
+def test_the_signature_is_checked_before_the_headers(client, store):
+    response = deliver(client, comment_payload(), event="", signature="")
+    assert response.status_code == 401
+
+
+def test_a_body_over_25_mb_is_refused_before_anything_else(client, store):
+    raw = b"x" * (25 * 1024 * 1024 + 1)
+    response = deliver(client, None, raw=raw, signature="")
+    assert response.status_code == 413
+    assert store.delivery_count() == 0
+
+
+def test_a_body_of_exactly_25_mb_is_read(client, store):
+    padding = 25 * 1024 * 1024 - len(json.dumps(comment_payload())) - len(', "pad": ""')
+    payload = comment_payload()
+    payload["pad"] = "x" * padding
+    body = json.dumps(payload).encode()
+    assert len(body) == 25 * 1024 * 1024
+    assert deliver(client, None, raw=body).status_code == 202
+
+
+def test_ping_is_answered_and_recorded(client, store):
+    response = deliver(client, {"zen": "Keep it logically awesome."}, event="ping")
+    assert (response.status_code, response.json["message"]) == (200, "pong")
+    assert store.delivery_count() == 1
+
+
+def test_a_redelivered_guid_creates_nothing_new(client, store):
+    assert deliver(client, comment_payload(), guid="same").status_code == 202
+    again = deliver(client, comment_payload(), guid="same")
+    assert (again.status_code, again.json["message"]) == (200, "duplicate delivery")
+    assert len(store.list()) == 1
+
+
+@pytest.mark.parametrize(
+    "case, payload, event",
+    [
+        ("an edited comment", comment_payload(action="edited"), "issue_comment"),
+        ("a deleted comment", comment_payload(action="deleted"), "issue_comment"),
+        ("a comment on a pull request", comment_payload(pull_request=True), "issue_comment"),
+        ("a bot sender", comment_payload(sender_type="Bot", login="async-code[bot]"), "issue_comment"),
+        ("a [bot] login", comment_payload(login="dependabot[bot]"), "issue_comment"),
+        ("a comment without the mention", comment_payload("looks good"), "issue_comment"),
+        ("a mention inside a sentence", comment_payload("thanks @async-code!"), "issue_comment"),
+        ("an event not acted on", {"action": "opened"}, "issues"),
+        ("an unknown event", {"action": "x"}, "marketplace_purchase"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+def test_deliveries_not_acted_on_are_answered_and_ignored(client, store, case, payload, event):
+    response = deliver(client, payload, event=event)
+    assert (response.status_code, response.json["message"]) == (200, "ignored"), case
+    assert store.list() == []
+    assert store.delivery_count() == 1
+
+
+def test_a_bare_mention_records_a_task_with_an_empty_instruction(client, store):
+    assert deliver(client, comment_payload("@async-code")).status_code == 202
+    assert store.list()[0].instruction == ""
+
+
+def test_without_a_secret_nothing_is_accepted(store):
+    app = create_app(Settings(github_webhook_secret=""), store)
+    body = json.dumps(comment_payload()).encode()
+    response = app.test_client().post("/webhooks", data=body, headers={
+        "X-GitHub-Event": "issue_comment", "X-GitHub-Delivery": "g", "X-Hub-Signature-256": sign(body, "")})
+    assert response.status_code == 401
+    assert store.list() == []
+
+
+def test_healthz(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json["status"] == "ok"

@@ -1,0 +1,118 @@
+"""Settings: defaults, environment, and the start-up errors a user sees."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from app.settings import DEFAULT_MODEL, Settings, load_settings
+
+FAKE_PEM = "-----BEGIN RSA PRIVATE KEY-----\nnot-a-real-key\n-----END RSA PRIVATE KEY-----\n"
+GOOD = {"GITHUB_APP_ID": "123", "GITHUB_PRIVATE_KEY": FAKE_PEM, "GITHUB_WEBHOOK_SECRET": "s3cret",
+        "ANTHROPIC_API_KEY": "sk-test"}
+
+
+def test_defaults():
+    settings = Settings.from_env({})
+    assert settings.github_app_slug == "async-code"
+    assert settings.github_api_url == "https://api.github.com"
+    assert settings.model == DEFAULT_MODEL and "sonnet-4-5" not in settings.model
+    assert (settings.sandbox_image, settings.timeout_seconds, settings.max_turn_count) == (
+        "python:3.12-bookworm", 1800.0, 50)
+    assert (settings.sandbox_memory, settings.sandbox_cpus, settings.sandbox_pids) == ("2g", "2", "512")
+    assert settings.database_path.name == "async-code.db"
+    assert settings.database_path.parent == settings.data_path
+
+
+def test_a_complete_environment_has_no_problems():
+    assert Settings.from_env(GOOD).problems(webhooks=True, github=True, agent=True) == []
+
+
+def test_database_url_names_the_sqlite_file(tmp_path):
+    settings = Settings.from_env({"DATABASE_URL": f"sqlite:///{tmp_path}/x.db"})
+    assert settings.database_path == tmp_path / "x.db"
+
+
+def test_escaped_newlines_in_the_pem_are_accepted():
+    settings = Settings.from_env({**GOOD, "GITHUB_PRIVATE_KEY": FAKE_PEM.replace("\n", "\\n")})
+    assert settings.private_key_pem() == FAKE_PEM
+
+
+def test_secrets_stay_out_of_repr():
+    assert "s3cret" not in repr(Settings.from_env(GOOD)) and "sk-test" not in repr(Settings.from_env(GOOD))
+
+
+@pytest.mark.parametrize(
+    "case, change, needs, expected",
+    [
+        ("no webhook secret", {"GITHUB_WEBHOOK_SECRET": ""}, "webhooks", "GITHUB_WEBHOOK_SECRET"),
+        ("no app id", {"GITHUB_APP_ID": ""}, "github", "GITHUB_APP_ID"),
+        ("app id not a number", {"GITHUB_APP_ID": "my-app"}, "github", "'my-app'"),
+        ("no private key", {"GITHUB_PRIVATE_KEY": ""}, "github", "GITHUB_PRIVATE_KEY_PATH"),
+        ("private key not PEM", {"GITHUB_PRIVATE_KEY": "hello"}, "github", "does not hold a PEM"),
+        ("private key file missing", {"GITHUB_PRIVATE_KEY": "", "GITHUB_PRIVATE_KEY_PATH": "/nonexistent/key.pem"},
+         "github", "cannot be read"),
+        ("bad slug", {"GITHUB_APP_SLUG": "my app"}, "github", "GITHUB_APP_SLUG"),
+        ("bad api url", {"GITHUB_API_URL": "api.github.com"}, "github", "GITHUB_API_URL"),
+        ("no anthropic key", {"ANTHROPIC_API_KEY": ""}, "agent", "ANTHROPIC_API_KEY"),
+        ("bad anthropic url", {"ANTHROPIC_BASE_URL": "localhost:9"}, "agent", "ANTHROPIC_BASE_URL"),
+        ("timeout not a number", {"ASYNC_CODE_TASK_TIMEOUT": "30m"}, "agent", "ASYNC_CODE_TASK_TIMEOUT"),
+        ("zero turns", {"ASYNC_CODE_MAX_TURNS": "0"}, "agent", "ASYNC_CODE_MAX_TURNS"),
+        ("bad memory", {"ASYNC_CODE_SANDBOX_MEMORY": "lots"}, "agent", "ASYNC_CODE_SANDBOX_MEMORY"),
+        ("bad cpus", {"ASYNC_CODE_SANDBOX_CPUS": "-1"}, "agent", "ASYNC_CODE_SANDBOX_CPUS"),
+        ("too few pids", {"ASYNC_CODE_SANDBOX_PIDS": "3"}, "agent", "ASYNC_CODE_SANDBOX_PIDS"),
+        ("bad max queue", {"ASYNC_CODE_MAX_QUEUE": "none"}, "agent", "ASYNC_CODE_MAX_QUEUE"),
+        ("postgres url", {"DATABASE_URL": "postgresql://db/x"}, "store", "DATABASE_URL"),
+        ("relative sqlite url", {"DATABASE_URL": "sqlite:///x.db"}, "store", "DATABASE_URL"),
+    ],
+    ids=lambda value: value if isinstance(value, str) and " " in value else "",
+)
+def test_each_bad_setting_is_named(case, change, needs, expected):
+    settings = Settings.from_env({**GOOD, **change})
+    problems = settings.problems(**{needs: True})
+    assert len(problems) == 1, problems
+    assert expected in problems[0]
+
+
+def test_tasks_needs_only_the_store_settings():
+    assert Settings.from_env({}).problems() == []
+
+
+def test_dotenv_fills_in_what_the_environment_lacks(tmp_path):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("GITHUB_APP_ID=555\nASYNC_CODE_MAX_TURNS=7\n")
+    settings = load_settings({"ASYNC_CODE_MAX_TURNS": "9"}, dotenv_path=str(dotenv))
+    assert (settings.github_app_id, settings.max_turns) == ("555", "9")
+
+
+def run_cli(*args, env, cwd):
+    return subprocess.run([sys.executable, "-m", "app", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=60)
+
+
+def base_env(tmp_path):
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")}
+    return {**keep, "ASYNC_CODE_DATA_DIR": str(tmp_path / "data")}
+
+
+def test_serve_without_settings_lists_every_problem_and_no_traceback(tmp_path):
+    result = run_cli("serve", env=base_env(tmp_path), cwd=tmp_path)
+    assert result.returncode != 0
+    for name in ("GITHUB_WEBHOOK_SECRET", "GITHUB_APP_ID", "GITHUB_PRIVATE_KEY_PATH", "ANTHROPIC_API_KEY"):
+        assert name in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_with_workers_0_needs_only_the_webhook_secret(tmp_path):
+    result = run_cli("serve", "--workers", "0", env=base_env(tmp_path), cwd=tmp_path)
+    assert result.returncode != 0
+    assert "GITHUB_WEBHOOK_SECRET" in result.stderr
+    assert "GITHUB_APP_ID" not in result.stderr and "ANTHROPIC_API_KEY" not in result.stderr
+
+
+def test_tasks_runs_with_no_settings_at_all(tmp_path):
+    result = run_cli("tasks", "--json", env=base_env(tmp_path), cwd=tmp_path)
+    assert (result.returncode, result.stdout.strip()) == (0, "[]"), result.stderr
