@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 
 import pytest
@@ -11,27 +9,19 @@ import pytest
 from app import create_app
 from app.settings import Settings
 from app.store import Store
+from tests import payloads
 
 SECRET = "intake-test-secret"
 
 
 def sign(body: bytes, secret: str = SECRET) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return payloads.sign(body, secret)
 
 
-def comment_payload(body="@async-code add a --version flag", *, sender_type="User",
-                    login="alice", pull_request=False, action="created"):
-    issue = {"number": 7, "title": "CLI", "user": {"login": "bob", "type": "User"}}
-    if pull_request:
-        issue["pull_request"] = {"url": "https://example.invalid/pulls/7"}
-    return {
-        "action": action,
-        "issue": issue,
-        "comment": {"id": 42, "body": body, "user": {"login": login, "id": 9, "type": sender_type}},
-        "repository": {"full_name": "acme/widgets", "name": "widgets", "owner": {"login": "acme"}},
-        "installation": {"id": 77},
-        "sender": {"login": login, "id": 9, "type": sender_type},
-    }
+def comment_payload(body="@async-code add a --version flag", *, sender_type="User", login="alice",
+                    pull_request=False, action="created"):
+    return payloads.issue_comment(body, login=login, user_type=sender_type, action=action,
+                                  pull_request=pull_request)
 
 
 @pytest.fixture

@@ -1,0 +1,345 @@
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import anthropic
+import pytest
+
+from tests.fakes.anthropic import Error, FakeAnthropic, Final, Sleep, ToolCall, Turn
+
+API_KEY = "sk-ant-fake-0123456789"
+# Not a real model name, so SDK deprecation warnings (errors under pytest) never apply.
+MODEL = "claude-scripted"
+TOOLS = [
+    {
+        "name": "read_file",
+        "description": "Read a file from the repository.",
+        "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]},
+    },
+    {
+        "name": "run",
+        "description": "Run a shell command in the sandbox.",
+        "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]},
+    },
+]
+
+
+@pytest.fixture
+def fake():
+    with FakeAnthropic(API_KEY) as fake:
+        yield fake
+
+
+@pytest.fixture
+def client(fake):
+    with anthropic.Anthropic(api_key=API_KEY, base_url=fake.base_url, max_retries=0) as client:
+        yield client
+
+
+def ask(client, instruction, history=()):
+    return client.messages.create(
+        model=MODEL,
+        max_tokens=1024,
+        tools=TOOLS,
+        messages=[{"role": "user", "content": instruction}, *history],
+    )
+
+
+def answer(response, outputs, is_error=False):
+    """The history a runner appends after running the response's tool calls."""
+    tool_uses = [block for block in response.content if block.type == "tool_use"]
+    results = [
+        {"type": "tool_result", "tool_use_id": tool_use.id, "content": output, "is_error": is_error}
+        for tool_use, output in zip(tool_uses, outputs)
+    ]
+    return [
+        {"role": "assistant", "content": response.content},
+        {"role": "user", "content": results},
+    ]
+
+
+def converse(client, instruction, outputs_by_tool):
+    """Plays the runner: answers every tool call until the model ends its turn."""
+    history = []
+    while True:
+        response = ask(client, instruction, history)
+        if response.stop_reason == "end_turn":
+            return response
+        outputs = [outputs_by_tool[block.name] for block in response.content if block.type == "tool_use"]
+        history += answer(response, outputs)
+
+
+def two_turn_script(expect="# async-code", expect_error=None):
+    return [
+        Turn([ToolCall("read_file", {"path": "README.md"}, expect=expect, expect_error=expect_error)], text="Reading."),
+        Final("Done."),
+    ]
+
+
+def test_plays_a_tool_call_then_a_final_answer(fake, client):
+    fake.add_script("fix the README", two_turn_script())
+
+    first = ask(client, "Please fix the README typo")
+
+    assert first.stop_reason == "tool_use"
+    assert first.model == MODEL
+    assert first.id.startswith("msg_")
+    text, tool_use = first.content
+    assert (text.type, text.text) == ("text", "Reading.")
+    assert (tool_use.type, tool_use.name, tool_use.input) == ("tool_use", "read_file", {"path": "README.md"})
+    assert tool_use.id.startswith("toolu_")
+
+    final = ask(client, "Please fix the README typo", answer(first, ["# async-code\nA GitHub App."]))
+
+    assert final.stop_reason == "end_turn"
+    assert final.stop_sequence is None
+    assert [(block.type, block.text) for block in final.content] == [("text", "Done.")]
+    assert fake.failures == []
+    assert fake.requests[1]["json"]["messages"][-1]["content"][0]["tool_use_id"] == tool_use.id
+    assert fake.requests[1]["json"]["messages"][-1]["content"][0]["content"] == "# async-code\nA GitHub App."
+
+
+def test_responses_carry_usage_that_adds_up(fake, client):
+    fake.add_script("fix the README", two_turn_script())
+
+    first = ask(client, "fix the README")
+    final = ask(client, "fix the README", answer(first, ["# async-code"]))
+
+    for response in (first, final):
+        assert response.usage.input_tokens > 0
+        assert response.usage.output_tokens > 0
+    assert final.usage.input_tokens > first.usage.input_tokens
+    assert fake.total_usage() == {
+        "input_tokens": first.usage.input_tokens + final.usage.input_tokens,
+        "output_tokens": first.usage.output_tokens + final.usage.output_tokens,
+    }
+
+
+def test_records_requests_without_the_api_key(fake, client):
+    fake.add_script("fix the README", two_turn_script())
+
+    ask(client, "fix the README")
+
+    [recorded] = fake.requests
+    assert recorded["path"] == "/v1/messages"
+    assert recorded["status"] == 200
+    assert recorded["json"]["model"] == MODEL
+    assert recorded["headers"]["anthropic-version"]
+    assert API_KEY not in json.dumps(fake.requests)
+
+
+@pytest.mark.parametrize(
+    ("step", "content", "is_error"),
+    [
+        (two_turn_script(expect="# async-code"), [{"type": "text", "text": "# async-code"}], False),
+        (two_turn_script(expect=lambda text: text.startswith("# ")), "# async-code", False),
+        (two_turn_script(expect="No such file", expect_error=True), "No such file: README.md", True),
+    ],
+    ids=["text-blocks", "callable", "expected-error"],
+)
+def test_accepts_tool_results_that_meet_the_expectation(fake, client, step, content, is_error):
+    fake.add_script("fix the README", step)
+
+    first = ask(client, "fix the README")
+    final = ask(client, "fix the README", answer(first, [content], is_error=is_error))
+
+    assert final.stop_reason == "end_turn"
+    assert fake.failures == []
+
+
+@pytest.mark.parametrize(
+    ("step", "content", "is_error", "complaint"),
+    [
+        (two_turn_script(expect="# async-code"), "nothing useful", False, "lacks '# async-code'"),
+        (two_turn_script(expect=lambda text: text.startswith("# ")), "nothing useful", False, "refused"),
+        (two_turn_script(expect=None, expect_error=True), "# async-code", False, "is_error=False"),
+    ],
+    ids=["missing-text", "callable-refuses", "is-error-differs"],
+)
+def test_records_and_refuses_tool_results_that_miss_the_expectation(fake, client, step, content, is_error, complaint):
+    fake.add_script("fix the README", step)
+    first = ask(client, "fix the README")
+
+    with pytest.raises(anthropic.BadRequestError):
+        ask(client, "fix the README", answer(first, [content], is_error=is_error))
+
+    [failure] = fake.failures
+    assert complaint in failure
+
+
+@pytest.mark.parametrize(
+    "wrong_ids",
+    [["toolu_0000"], [], None],
+    ids=["wrong-id", "missing", "extra"],
+)
+def test_records_and_refuses_tool_results_that_do_not_answer_the_tool_uses(fake, client, wrong_ids):
+    fake.add_script("fix the README", two_turn_script())
+    first = ask(client, "fix the README")
+    history = answer(first, ["# async-code"])
+    results = history[1]["content"]
+    if wrong_ids is None:
+        results.append({"type": "tool_result", "tool_use_id": "toolu_extra", "content": "# async-code"})
+    else:
+        history[1]["content"] = [{**result, "tool_use_id": id} for result, id in zip(results, wrong_ids)]
+
+    with pytest.raises(anthropic.BadRequestError) as raised:
+        ask(client, "fix the README", history)
+
+    [failure] = fake.failures
+    assert "do not answer the tool_use ids" in failure
+    assert raised.value.body["error"]["type"] == "invalid_request_error"
+
+
+def test_records_and_refuses_an_altered_assistant_turn(fake, client):
+    fake.add_script("fix the README", two_turn_script())
+    first = ask(client, "fix the README")
+    tool_use = first.content[1]
+    altered = [{"type": "tool_use", "id": tool_use.id, "name": "read_file", "input": {"path": "/etc/passwd"}}]
+    history = [
+        {"role": "assistant", "content": altered},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool_use.id, "content": "# async-code"}]},
+    ]
+
+    with pytest.raises(anthropic.BadRequestError):
+        ask(client, "fix the README", history)
+
+    [failure] = fake.failures
+    assert "not what the fake sent" in failure
+
+
+def credentials(api_key, header):
+    # The SDK sends api_key as a bearer token; x-api-key is the API's other accepted header.
+    if header == "authorization":
+        return {"api_key": api_key}
+    return {"api_key": None, "default_headers": {"x-api-key": api_key}}
+
+
+@pytest.mark.parametrize("header", ["authorization", "x-api-key"])
+def test_accepts_the_api_key_in_either_header(fake, header):
+    fake.add_script("fix the README", two_turn_script())
+
+    with anthropic.Anthropic(base_url=fake.base_url, max_retries=0, **credentials(API_KEY, header)) as client:
+        assert ask(client, "fix the README").stop_reason == "tool_use"
+
+
+@pytest.mark.parametrize("header", ["authorization", "x-api-key"])
+def test_refuses_a_wrong_api_key(fake, header):
+    fake.add_script("fix the README", two_turn_script())
+
+    with anthropic.Anthropic(base_url=fake.base_url, max_retries=0, **credentials("sk-ant-wrong", header)) as client:
+        with pytest.raises(anthropic.AuthenticationError) as raised:
+            ask(client, "fix the README")
+
+    assert raised.value.body["error"]["type"] == "authentication_error"
+    [recorded] = fake.requests
+    assert recorded["status"] == 401
+    assert "sk-ant-wrong" not in json.dumps(recorded)
+
+
+def test_answers_a_scripted_error_on_every_retry(fake):
+    fake.add_script("fix the README", [Error(500, "api_error", "Internal server error")])
+
+    with anthropic.Anthropic(api_key=API_KEY, base_url=fake.base_url, max_retries=1) as client:
+        with pytest.raises(anthropic.InternalServerError) as raised:
+            ask(client, "fix the README")
+
+    assert raised.value.status_code == 500
+    assert raised.value.body["error"]["message"] == "Internal server error"
+    assert [recorded["status"] for recorded in fake.requests] == [500, 500]
+    assert [recorded["headers"]["x-stainless-retry-count"] for recorded in fake.requests] == ["0", "1"]
+    # A scripted error is the API's doing, not the runner's.
+    assert fake.failures == []
+
+
+def test_retry_after_ms_shortens_the_sdk_backoff(fake):
+    fake.add_script("fix the README", [Error(529, "overloaded_error", "Overloaded", retry_after_ms=1)])
+    started = time.monotonic()
+
+    with anthropic.Anthropic(api_key=API_KEY, base_url=fake.base_url, max_retries=2) as client:
+        with pytest.raises(anthropic.OverloadedError):
+            ask(client, "fix the README")
+
+    # Without the header the SDK would back off at least 0.375 s + 0.75 s.
+    assert time.monotonic() - started < 1.0
+    assert len(fake.requests) == 3
+
+
+def test_concurrent_conversations_play_their_own_scripts(fake, client):
+    delay = 0.4
+    fake.add_script(
+        "task A",
+        [Sleep(delay, Turn([ToolCall("read_file", {"path": "a.py"}, expect="alpha")])), Final("A done.")],
+    )
+    fake.add_script(
+        "task B",
+        [Sleep(delay, Turn([ToolCall("run", {"command": "make b"}, expect="beta")])), Final("B done.")],
+    )
+    started = time.monotonic()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        a = pool.submit(converse, client, "Work on task A", {"read_file": "alpha"})
+        b = pool.submit(converse, client, "Work on task B", {"run": "beta"})
+        finals = [a.result().content[0].text, b.result().content[0].text]
+
+    elapsed = time.monotonic() - started
+    assert finals == ["A done.", "B done."]
+    assert fake.failures == []
+    assert len(fake.requests) == 4
+    # Both slow turns overlapped rather than queueing behind each other.
+    assert delay <= elapsed < 2 * delay
+
+
+@pytest.mark.parametrize(
+    ("instruction", "history_turns", "complaint"),
+    [
+        ("refactor everything", 0, "no script matches"),
+        ("fix the README", 2, "is exhausted"),
+    ],
+    ids=["unmatched", "exhausted"],
+)
+def test_records_and_refuses_requests_beyond_the_scripts(fake, client, instruction, history_turns, complaint):
+    fake.add_script("fix the README", two_turn_script())
+    history = []
+    for _ in range(history_turns):
+        response = ask(client, instruction, history)
+        if response.stop_reason == "tool_use":
+            history += answer(response, ["# async-code"])
+        else:
+            history += [{"role": "assistant", "content": response.content}, {"role": "user", "content": "More?"}]
+
+    with pytest.raises(anthropic.BadRequestError):
+        ask(client, instruction, history)
+
+    [failure] = fake.failures
+    assert complaint in failure
+
+
+def test_refuses_streaming_requests(fake, client):
+    fake.add_script("fix the README", two_turn_script())
+
+    with pytest.raises(anthropic.BadRequestError):
+        client.messages.create(
+            model=MODEL,
+            max_tokens=1024,
+            tools=TOOLS,
+            stream=True,
+            messages=[{"role": "user", "content": "fix the README"}],
+        )
+
+    [failure] = fake.failures
+    assert "stream" in failure
+
+
+def test_refuses_a_tool_call_the_request_does_not_declare(fake, client):
+    fake.add_script("fix the README", two_turn_script())
+
+    with pytest.raises(anthropic.BadRequestError):
+        client.messages.create(
+            model=MODEL,
+            max_tokens=1024,
+            tools=[tool for tool in TOOLS if tool["name"] != "read_file"],
+            messages=[{"role": "user", "content": "fix the README"}],
+        )
+
+    [failure] = fake.failures
+    assert "read_file" in failure
