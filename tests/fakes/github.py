@@ -1,0 +1,1349 @@
+"""A loopback GitHub for tests.
+
+It serves the REST endpoints the app uses, checks app JWTs and installation tokens the
+way GitHub does, and serves git smart HTTP from real bare repositories through
+`git http-backend`. Everything it is asked to do is recorded for tests to assert on.
+Responses carry every field githubkit's models require, so `.parsed_data` works.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import secrets
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import jwt
+from flask import Flask, Response, request
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+TOKEN_LIFETIME = timedelta(hours=1)
+JWT_MAX_LIFETIME = timedelta(minutes=10)
+CLOCK_SKEW = timedelta(seconds=60)
+MAX_COMMENT_LENGTH = 65536
+# Above any id a test gives its triggering comments, so the two never collide.
+FIRST_COMMENT_ID = 5000
+FIRST_PULL_NUMBER = 100
+DOCS_URL = "https://docs.github.com/rest"
+NOT_ACCESSIBLE = "Resource not accessible by integration"
+SUSPENDED = "This installation has been suspended"
+ARCHIVED = "Repository was archived so is read-only."
+GIT_USERNAME = "x-access-token"
+
+# What a token gets when it is minted without an explicit `permissions` body.
+DEFAULT_INSTALLATION_PERMISSIONS = {
+    "metadata": "read",
+    "contents": "write",
+    "issues": "write",
+    "pull_requests": "write",
+}
+PERMISSION_RANK = {"read": 1, "write": 2, "admin": 3}
+# The REST API reports maintain and triage as the nearest classic level and keeps the
+# real role in role_name.
+CLASSIC_PERMISSION = {
+    "admin": "admin",
+    "maintain": "write",
+    "write": "write",
+    "triage": "read",
+    "read": "read",
+    "none": "none",
+}
+ROLE_RANK = {"none": 0, "read": 1, "triage": 2, "write": 3, "maintain": 4, "admin": 5}
+REACTION_CONTENTS = frozenset(
+    {"+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"}
+)
+GIT_SERVICE_PERMISSION = {"git-upload-pack": "read", "git-receive-pack": "write"}
+
+REPO_URL_TEMPLATES = {
+    "archive_url": "/{archive_format}{/ref}",
+    "assignees_url": "/assignees{/user}",
+    "blobs_url": "/git/blobs{/sha}",
+    "branches_url": "/branches{/branch}",
+    "collaborators_url": "/collaborators{/collaborator}",
+    "comments_url": "/comments{/number}",
+    "commits_url": "/commits{/sha}",
+    "compare_url": "/compare/{base}...{head}",
+    "contents_url": "/contents/{+path}",
+    "contributors_url": "/contributors",
+    "deployments_url": "/deployments",
+    "downloads_url": "/downloads",
+    "events_url": "/events",
+    "forks_url": "/forks",
+    "git_commits_url": "/git/commits{/sha}",
+    "git_refs_url": "/git/refs{/sha}",
+    "git_tags_url": "/git/tags{/sha}",
+    "hooks_url": "/hooks",
+    "issue_comment_url": "/issues/comments{/number}",
+    "issue_events_url": "/issues/events{/number}",
+    "issues_url": "/issues{/number}",
+    "keys_url": "/keys{/key_id}",
+    "labels_url": "/labels{/name}",
+    "languages_url": "/languages",
+    "merges_url": "/merges",
+    "milestones_url": "/milestones{/number}",
+    "notifications_url": "/notifications{?since,all,participating}",
+    "pulls_url": "/pulls{/number}",
+    "releases_url": "/releases{/id}",
+    "stargazers_url": "/stargazers",
+    "statuses_url": "/statuses/{sha}",
+    "subscribers_url": "/subscribers",
+    "subscription_url": "/subscription",
+    "tags_url": "/tags",
+    "teams_url": "/teams",
+    "trees_url": "/git/trees{/sha}",
+}
+
+PRE_RECEIVE_REJECT = """#!/bin/sh
+echo "push declined: this repository does not accept pushes" >&2
+exit 1
+"""
+
+
+class _Rejection(Exception):
+    """Ends a request with a GitHub-style JSON error."""
+
+    def __init__(self, status: int, message: str, **extra: Any):
+        super().__init__(message)
+        self.status = status
+        self.payload = {"message": message, **extra, "documentation_url": DOCS_URL}
+
+
+class _GitAnswer(Exception):
+    """Ends a git request with a plain response, since git clients read text, not JSON."""
+
+    def __init__(self, response: Response):
+        super().__init__(response.status)
+        self.response = response
+
+
+@dataclass
+class _Account:
+    login: str
+    id: int
+    type: str
+
+
+@dataclass
+class _Repo:
+    id: int
+    full_name: str
+    default_branch: str
+    archived: bool
+    private: bool
+    created_at: str
+    roles: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def owner(self) -> str:
+        return self.full_name.split("/", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.full_name.split("/", 1)[1]
+
+
+@dataclass
+class _Installation:
+    id: int
+    repos: list[str]
+    suspended: bool
+    permissions: dict[str, str]
+    created_at: str
+
+
+@dataclass
+class _Credentials:
+    kind: str | None
+    secret: str | None = None
+    username: str | None = None
+
+
+@dataclass
+class _PlannedFailure:
+    method: str
+    path_pattern: re.Pattern[str]
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+
+class _QuietRequestHandler(WSGIRequestHandler):
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+def _timestamp(moment: datetime) -> str:
+    # githubkit parses token expiry with exactly this format; no fractional seconds.
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def _json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(payload), status=status, headers=headers, mimetype="application/json"
+    )
+
+
+def _read_credentials(header: str | None) -> _Credentials:
+    if not header:
+        return _Credentials(kind=None)
+    scheme, _, value = header.partition(" ")
+    scheme, value = scheme.lower(), value.strip()
+    if scheme == "basic":
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return _Credentials(kind="basic")
+        username, _, password = decoded.partition(":")
+        return _Credentials(kind="basic", secret=password, username=username)
+    if scheme == "bearer":
+        # GitHub takes both app JWTs and installation tokens as bearer credentials.
+        return _Credentials(kind="jwt" if value.count(".") == 2 else "token", secret=value)
+    if scheme == "token":
+        return _Credentials(kind="token", secret=value)
+    return _Credentials(kind=None)
+
+
+def _git_environment(**extra: str) -> dict[str, str]:
+    """An environment where only the given settings affect git, not the caller's config."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GIT_")}
+    env.update(
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_CONFIG_GLOBAL=os.devnull,
+        GIT_AUTHOR_NAME="Fake GitHub",
+        GIT_AUTHOR_EMAIL="fake-github@example.invalid",
+        GIT_COMMITTER_NAME="Fake GitHub",
+        GIT_COMMITTER_EMAIL="fake-github@example.invalid",
+    )
+    env.update(extra)
+    return env
+
+
+def _run_git(git_dir: Path, *args: str, stdin: bytes | None = None, **env: str) -> str:
+    completed = subprocess.run(
+        ["git", *args],
+        input=stdin,
+        capture_output=True,
+        env=_git_environment(GIT_DIR=str(git_dir), **env),
+        timeout=60,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(
+            f"git {' '.join(args)} failed: {completed.stderr.decode(errors='replace')}"
+        )
+    return completed.stdout.decode().strip()
+
+
+def _split_cgi_output(output: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+    head, separator, body = output.partition(b"\r\n\r\n")
+    if not separator:
+        head, _, body = output.partition(b"\n\n")
+    status = 200
+    headers = []
+    for line in head.decode("latin-1").splitlines():
+        name, _, value = line.partition(":")
+        if name.lower() == "status":
+            status = int(value.strip().split()[0])
+        elif name:
+            headers.append((name.strip(), value.strip()))
+    return status, headers, body
+
+
+class FakeGitHub:
+    """A GitHub on 127.0.0.1 that serves REST, app auth and git over HTTP for tests."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        app_id: int,
+        public_key_pem: str,
+        app_slug: str = "async-code",
+        bot_user_id: int = 41898282 + 1000,
+    ):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.app_id = app_id
+        self.app_slug = app_slug
+        self.bot_login = f"{app_slug}[bot]"
+        self.bot_user_id = bot_user_id
+        self._public_key_pem = public_key_pem
+        self._lock = threading.Lock()
+
+        self.requests: list[dict[str, Any]] = []
+        self.token_requests: list[dict[str, Any]] = []
+        self.minted_tokens: dict[str, dict[str, Any]] = {}
+        self.comments: dict[int, dict[str, Any]] = {}
+        self.reactions: list[dict[str, Any]] = []
+        self.pulls: list[dict[str, Any]] = []
+        self.auth_failures: list[tuple[str, str, str]] = []
+
+        self._accounts: dict[str, _Account] = {}
+        self._repos: dict[str, _Repo] = {}
+        self._installations: dict[int, _Installation] = {}
+        self._planned_failures: list[_PlannedFailure] = []
+        self._push_rejected: set[str] = set()
+        self._next_repo_id = 200_000
+        self._next_comment_id = FIRST_COMMENT_ID
+        self._next_reaction_id = 1
+        self._next_pull_id = 700_000
+        self._next_pull_number: dict[str, int] = {}
+        self._app_owner = _Account("async-code-dev", 9_000_001, "Organization")
+        self.add_user(self.bot_login, bot_user_id, type="Bot")
+
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._app = self._build_app()
+
+    def start(self) -> FakeGitHub:
+        if self._server is not None:
+            return self
+        self._server = make_server(
+            "127.0.0.1", 0, self._app, threaded=True, request_handler=_QuietRequestHandler
+        )
+        # A short poll interval keeps stop() quick; tests start and stop a server each.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-github",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> FakeGitHub:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("FakeGitHub is not running; call start() first")
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def add_user(self, login: str, id: int, type: str = "User") -> None:
+        with self._lock:
+            self._accounts[login] = _Account(login, id, type)
+
+    def add_installation(
+        self,
+        installation_id: int,
+        repos: list[str],
+        suspended: bool = False,
+        *,
+        permissions: dict[str, str] | None = None,
+    ) -> None:
+        """`permissions` is what the app was granted; tokens can narrow it, never widen it."""
+        granted = dict(permissions or DEFAULT_INSTALLATION_PERMISSIONS)
+        granted.setdefault("metadata", "read")
+        with self._lock:
+            self._installations[installation_id] = _Installation(
+                installation_id, list(repos), suspended, granted, _timestamp(_now())
+            )
+
+    def add_repo(
+        self,
+        full_name: str,
+        files: dict[str, str] | None,
+        default_branch: str = "main",
+        archived: bool = False,
+        private: bool = False,
+    ) -> int:
+        """Create a bare repo with one commit holding `files`; None makes it empty."""
+        owner = full_name.split("/", 1)[0]
+        path = self.repo_path(full_name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _run_git(path, "init", "--bare", "--quiet", f"--initial-branch={default_branch}", str(path))
+        if files is not None:
+            self._commit_initial_files(path, files, default_branch)
+        with self._lock:
+            if owner not in self._accounts:
+                self._accounts[owner] = _Account(owner, 8_000_000 + len(self._accounts), "User")
+            repo_id = self._next_repo_id
+            self._next_repo_id += 1
+            self._repos[full_name] = _Repo(
+                repo_id, full_name, default_branch, archived, private, _timestamp(_now())
+            )
+        return repo_id
+
+    def repo_path(self, full_name: str) -> Path:
+        owner, name = full_name.split("/", 1)
+        return self.root / owner / f"{name}.git"
+
+    def set_permission(self, full_name: str, login: str, permission: str) -> None:
+        if permission not in ROLE_RANK:
+            raise ValueError(f"unknown permission {permission!r}; use one of {sorted(ROLE_RANK)}")
+        with self._lock:
+            self._repos[full_name].roles[login] = permission
+
+    def fail_next(
+        self,
+        method: str,
+        path_regex: str,
+        status: int,
+        json_body: Any,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Answer the next request whose path matches `path_regex` (re.search) with this error, once."""
+        with self._lock:
+            self._planned_failures.append(
+                _PlannedFailure(
+                    method.upper(), re.compile(path_regex), status, json_body, dict(headers or {})
+                )
+            )
+
+    def reject_pushes(self, full_name: str, reject: bool = True) -> None:
+        """Make pushes to the repo fail the way a server-side hook refusal does."""
+        with self._lock:
+            if reject:
+                self._push_rejected.add(full_name)
+            else:
+                self._push_rejected.discard(full_name)
+
+    def expire_token(self, token: str) -> None:
+        with self._lock:
+            self.minted_tokens[token]["expires_at"] = _now() - timedelta(seconds=1)
+
+    def _commit_initial_files(self, path: Path, files: dict[str, str], branch: str) -> None:
+        index = path / "initial-commit-index"
+        try:
+            entries = []
+            for file_path, content in files.items():
+                blob = _run_git(path, "hash-object", "-w", "--stdin", stdin=content.encode())
+                entries.append(f"100644 {blob}\t{file_path}\n")
+            _run_git(
+                path,
+                "update-index",
+                "--index-info",
+                stdin="".join(entries).encode(),
+                GIT_INDEX_FILE=str(index),
+            )
+            tree = _run_git(path, "write-tree", GIT_INDEX_FILE=str(index))
+            commit = _run_git(path, "commit-tree", tree, "-m", "Initial commit")
+            _run_git(path, "update-ref", f"refs/heads/{branch}", commit)
+        finally:
+            index.unlink(missing_ok=True)
+
+    def _build_app(self) -> Flask:
+        app = Flask("fake_github")
+        app.before_request(self._record_and_maybe_fail)
+        app.register_error_handler(_Rejection, self._answer_rejection)
+        app.register_error_handler(_GitAnswer, lambda answer: answer.response)
+        app.register_error_handler(404, self._answer_not_found)
+        app.register_error_handler(405, self._answer_not_found)
+
+        routes = [
+            ("/app", "GET", self._get_app),
+            (
+                "/app/installations/<int:installation_id>/access_tokens",
+                "POST",
+                self._create_access_token,
+            ),
+            ("/repos/<owner>/<repo>/installation", "GET", self._get_repo_installation),
+            ("/repos/<owner>/<repo>", "GET", self._get_repo),
+            ("/repos/<owner>/<repo>/collaborators/<login>/permission", "GET", self._get_permission),
+            ("/repos/<owner>/<repo>/issues/<int:number>/comments", "POST", self._create_comment),
+            ("/repos/<owner>/<repo>/issues/comments/<int:comment_id>", "GET", self._get_comment),
+            (
+                "/repos/<owner>/<repo>/issues/comments/<int:comment_id>",
+                "PATCH",
+                self._update_comment,
+            ),
+            (
+                "/repos/<owner>/<repo>/issues/comments/<int:comment_id>/reactions",
+                "POST",
+                self._create_reaction,
+            ),
+            ("/repos/<owner>/<repo>/pulls", "POST", self._create_pull),
+            ("/users/<login>", "GET", self._get_user),
+            ("/git/<owner>/<repo_dir>/<path:git_path>", "GET", self._serve_git),
+            ("/git/<owner>/<repo_dir>/<path:git_path>", "POST", self._serve_git),
+        ]
+        for rule, method, view in routes:
+            app.add_url_rule(rule, f"{method} {rule}", view, methods=[method])
+        return app
+
+    def _record_and_maybe_fail(self) -> Response | None:
+        credentials = _read_credentials(request.headers.get("Authorization"))
+        body = request.get_json(silent=True) if request.is_json else None
+        with self._lock:
+            self.requests.append(
+                {
+                    "method": request.method,
+                    "path": request.path,
+                    "query": request.query_string.decode(),
+                    "json": body,
+                    "auth": credentials.kind,
+                }
+            )
+            failure = next(
+                (
+                    planned
+                    for planned in self._planned_failures
+                    if planned.method == request.method
+                    and planned.path_pattern.search(request.path)
+                ),
+                None,
+            )
+            if failure is not None:
+                self._planned_failures.remove(failure)
+        if failure is not None:
+            return _json_response(failure.status, failure.body, failure.headers)
+        return None
+
+    def _answer_rejection(self, rejection: _Rejection) -> Response:
+        return _json_response(rejection.status, rejection.payload)
+
+    def _answer_not_found(self, _error: Exception) -> Response:
+        return _json_response(404, {"message": "Not Found", "documentation_url": DOCS_URL})
+
+    def _record_auth_failure(self, reason: str) -> None:
+        with self._lock:
+            self.auth_failures.append((request.method, request.path, reason))
+
+    def _deny(self, status: int, message: str, reason: str) -> _Rejection:
+        self._record_auth_failure(reason)
+        return _Rejection(status, message)
+
+    def _jwt_problem(self, token: str) -> str | None:
+        try:
+            claims = jwt.decode(
+                token,
+                self._public_key_pem,
+                algorithms=["RS256"],
+                leeway=CLOCK_SKEW,
+                options={"require": ["iat", "exp", "iss"]},
+            )
+        except jwt.ExpiredSignatureError:
+            return "jwt expired"
+        except jwt.InvalidTokenError as error:
+            return f"jwt invalid: {error}"
+        # githubkit sends the app id as a string; GitHub takes either.
+        if str(claims["iss"]) != str(self.app_id):
+            return f"jwt issuer {claims['iss']!r} is not app {self.app_id}"
+        if claims["exp"] - claims["iat"] > JWT_MAX_LIFETIME.total_seconds():
+            return "jwt lifetime is over 10 minutes"
+        latest_expiry = _now() + JWT_MAX_LIFETIME + CLOCK_SKEW
+        if claims["exp"] > latest_expiry.timestamp():
+            return "jwt expires more than 10 minutes from now"
+        return None
+
+    def _authenticate_app(self) -> None:
+        credentials = _read_credentials(request.headers.get("Authorization"))
+        if credentials.kind != "jwt" or not credentials.secret:
+            raise self._deny(
+                401, "Bad credentials", f"app JWT required, got {credentials.kind or 'nothing'}"
+            )
+        problem = self._jwt_problem(credentials.secret)
+        if problem is not None:
+            raise self._deny(401, "Bad credentials", problem)
+
+    def _live_token(self, secret: str | None) -> dict[str, Any] | None:
+        """The minted token's record, or None when it is unknown or expired."""
+        with self._lock:
+            record = self.minted_tokens.get(secret or "")
+        if record is None or record["expires_at"] <= _now():
+            return None
+        return record
+
+    def _authenticate_installation(self, full_name: str, scope: str, level: str) -> dict[str, Any]:
+        """Check the request's installation token may use `scope` at `level` on the repo."""
+        credentials = _read_credentials(request.headers.get("Authorization"))
+        if credentials.kind not in ("token", "basic"):
+            raise self._deny(
+                401,
+                "Bad credentials",
+                f"installation token required, got {credentials.kind or 'nothing'}",
+            )
+        token = self._live_token(credentials.secret)
+        if token is None:
+            raise self._deny(401, "Bad credentials", "token unknown or expired")
+        repo = self._find_repo(full_name)
+        self._check_token_scope(token, repo, scope, level)
+        return token
+
+    def _check_token_scope(
+        self, token: dict[str, Any], repo: _Repo, scope: str, level: str
+    ) -> None:
+        with self._lock:
+            installation = self._installations[token["installation_id"]]
+            covered = (
+                token["repositories"] if token["repositories"] is not None else installation.repos
+            )
+            suspended = installation.suspended
+        if suspended:
+            raise self._deny(403, SUSPENDED, f"installation {installation.id} is suspended")
+        if repo.full_name not in covered:
+            raise self._deny(403, NOT_ACCESSIBLE, f"token does not cover {repo.full_name}")
+        granted = token["permissions"].get(scope)
+        if granted is None or PERMISSION_RANK[granted] < PERMISSION_RANK[level]:
+            raise self._deny(403, NOT_ACCESSIBLE, f"token lacks {scope}:{level}")
+
+    def _authenticate_any(self) -> None:
+        """Public endpoints: no credentials are fine, bad ones are not."""
+        credentials = _read_credentials(request.headers.get("Authorization"))
+        if credentials.kind is None and "Authorization" not in request.headers:
+            return
+        if credentials.kind == "jwt" and credentials.secret:
+            problem = self._jwt_problem(credentials.secret)
+            if problem is not None:
+                raise self._deny(401, "Bad credentials", problem)
+            return
+        if self._live_token(credentials.secret) is None:
+            raise self._deny(401, "Bad credentials", "token unknown or expired")
+
+    def _find_repo(self, full_name: str) -> _Repo:
+        with self._lock:
+            repo = self._repos.get(full_name)
+        if repo is None:
+            raise _Rejection(404, "Not Found")
+        return repo
+
+    def _known_repos(self, full_names: list[str]) -> list[_Repo]:
+        with self._lock:
+            return [self._repos[name] for name in full_names if name in self._repos]
+
+    def _account(self, login: str) -> _Account:
+        with self._lock:
+            account = self._accounts.get(login)
+        if account is None:
+            raise _Rejection(404, "Not Found")
+        return account
+
+    def _user_payload(self, account: _Account) -> dict[str, Any]:
+        api = f"{self.base_url}/users/{account.login}"
+        html_url = (
+            f"{self.base_url}/apps/{self.app_slug}"
+            if account.login == self.bot_login
+            else f"{self.base_url}/{account.login}"
+        )
+        return {
+            "login": account.login,
+            "id": account.id,
+            "node_id": f"U_fake{account.id}",
+            "avatar_url": f"{self.base_url}/avatars/u/{account.id}",
+            "gravatar_id": "",
+            "url": api,
+            "html_url": html_url,
+            "followers_url": f"{api}/followers",
+            "following_url": f"{api}/following{{/other_user}}",
+            "gists_url": f"{api}/gists{{/gist_id}}",
+            "starred_url": f"{api}/starred{{/owner}}{{/repo}}",
+            "subscriptions_url": f"{api}/subscriptions",
+            "organizations_url": f"{api}/orgs",
+            "repos_url": f"{api}/repos",
+            "events_url": f"{api}/events{{/privacy}}",
+            "received_events_url": f"{api}/received_events",
+            "type": account.type,
+            "user_view_type": "public",
+            "site_admin": False,
+        }
+
+    def _bot_payload(self) -> dict[str, Any]:
+        return self._user_payload(self._account(self.bot_login))
+
+    def _has_commits(self, repo: _Repo) -> bool:
+        refs = _run_git(self.repo_path(repo.full_name), "for-each-ref", "--count=1", "refs/heads")
+        return bool(refs)
+
+    def _branch_sha(self, repo: _Repo, branch: str) -> str | None:
+        completed = subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}"],
+            capture_output=True,
+            env=_git_environment(GIT_DIR=str(self.repo_path(repo.full_name))),
+            timeout=60,
+            check=False,
+        )
+        if completed.returncode != 0:
+            return None
+        return completed.stdout.decode().strip() or None
+
+    def _repo_payload(self, repo: _Repo, token: dict[str, Any] | None = None) -> dict[str, Any]:
+        api = f"{self.base_url}/repos/{repo.full_name}"
+        html_url = f"{self.base_url}/{repo.full_name}"
+        can_push = (
+            token is None or PERMISSION_RANK.get(token["permissions"].get("contents", ""), 0) >= 2
+        )
+        return {
+            "id": repo.id,
+            "node_id": f"R_fake{repo.id}",
+            "name": repo.name,
+            "full_name": repo.full_name,
+            "owner": self._user_payload(self._account(repo.owner)),
+            "private": repo.private,
+            "visibility": "private" if repo.private else "public",
+            "html_url": html_url,
+            "description": None,
+            "fork": False,
+            "url": api,
+            **{name: api + suffix for name, suffix in REPO_URL_TEMPLATES.items()},
+            "clone_url": f"{self.base_url}/git/{repo.full_name}.git",
+            "git_url": f"git://127.0.0.1/{repo.full_name}.git",
+            "ssh_url": f"git@127.0.0.1:{repo.full_name}.git",
+            "svn_url": html_url,
+            "mirror_url": None,
+            "homepage": None,
+            "language": None,
+            "forks_count": 0,
+            "forks": 0,
+            "stargazers_count": 0,
+            "watchers_count": 0,
+            "watchers": 0,
+            "subscribers_count": 0,
+            "network_count": 0,
+            "size": 1 if self._has_commits(repo) else 0,
+            "default_branch": repo.default_branch,
+            "open_issues_count": 0,
+            "open_issues": 0,
+            "is_template": False,
+            "topics": [],
+            "has_issues": True,
+            "has_projects": True,
+            "has_wiki": True,
+            "has_pages": False,
+            "has_downloads": True,
+            "has_discussions": False,
+            "archived": repo.archived,
+            "disabled": False,
+            "pushed_at": repo.created_at,
+            "created_at": repo.created_at,
+            "updated_at": repo.created_at,
+            "permissions": {
+                "admin": False,
+                "maintain": False,
+                "push": can_push,
+                "triage": True,
+                "pull": True,
+            },
+            "allow_forking": True,
+            "web_commit_signoff_required": False,
+            "license": None,
+        }
+
+    def _installation_payload(
+        self, installation: _Installation, account: _Account
+    ) -> dict[str, Any]:
+        return {
+            "id": installation.id,
+            "account": self._user_payload(account),
+            "repository_selection": "selected",
+            "access_tokens_url": f"{self.base_url}/app/installations/{installation.id}/access_tokens",
+            "repositories_url": f"{self.base_url}/installation/repositories",
+            "html_url": f"{self.base_url}/settings/installations/{installation.id}",
+            "app_id": self.app_id,
+            "app_slug": self.app_slug,
+            "client_id": f"Iv1.fake{self.app_id}",
+            "target_id": account.id,
+            "target_type": account.type,
+            "permissions": installation.permissions,
+            "events": ["issue_comment"],
+            "created_at": installation.created_at,
+            "updated_at": installation.created_at,
+            "single_file_name": None,
+            "has_multiple_single_files": False,
+            "single_file_paths": [],
+            "suspended_by": self._user_payload(self._app_owner) if installation.suspended else None,
+            "suspended_at": installation.created_at if installation.suspended else None,
+        }
+
+    def _comment_payload(self, comment: dict[str, Any]) -> dict[str, Any]:
+        api = f"{self.base_url}/repos/{comment['repo']}"
+        return {
+            "id": comment["id"],
+            "node_id": f"IC_fake{comment['id']}",
+            "url": f"{api}/issues/comments/{comment['id']}",
+            "html_url": f"{self.base_url}/{comment['repo']}/issues/{comment['issue_number']}"
+            f"#issuecomment-{comment['id']}",
+            "issue_url": f"{api}/issues/{comment['issue_number']}",
+            "body": comment["body"],
+            "user": self._user_payload(self._account(comment["user"])),
+            "author_association": "NONE",
+            "created_at": comment["created_at"],
+            "updated_at": comment["updated_at"],
+        }
+
+    def _pull_payload(self, pull: dict[str, Any], repo: _Repo) -> dict[str, Any]:
+        api = f"{self.base_url}/repos/{repo.full_name}"
+        pull_api = f"{api}/pulls/{pull['number']}"
+        issue_api = f"{api}/issues/{pull['number']}"
+        repo_payload = self._repo_payload(repo)
+        owner_payload = self._user_payload(self._account(repo.owner))
+
+        def branch(ref: str, sha: str) -> dict[str, Any]:
+            return {
+                "label": f"{repo.owner}:{ref}",
+                "ref": ref,
+                "sha": sha,
+                "user": owner_payload,
+                "repo": repo_payload,
+            }
+
+        return {
+            "url": pull_api,
+            "id": pull["id"],
+            "node_id": f"PR_fake{pull['id']}",
+            "number": pull["number"],
+            "html_url": pull["html_url"],
+            "diff_url": f"{pull['html_url']}.diff",
+            "patch_url": f"{pull['html_url']}.patch",
+            "issue_url": issue_api,
+            "commits_url": f"{pull_api}/commits",
+            "review_comments_url": f"{pull_api}/comments",
+            "review_comment_url": f"{api}/pulls/comments{{/number}}",
+            "comments_url": f"{issue_api}/comments",
+            "statuses_url": f"{api}/statuses/{pull['head_sha']}",
+            "state": "open",
+            "locked": False,
+            "title": pull["title"],
+            "body": pull["body"],
+            "user": self._user_payload(self._account(pull["user"])),
+            "labels": [],
+            "milestone": None,
+            "active_lock_reason": None,
+            "created_at": pull["created_at"],
+            "updated_at": pull["created_at"],
+            "closed_at": None,
+            "merged_at": None,
+            "merge_commit_sha": None,
+            "assignee": None,
+            "assignees": [],
+            "requested_reviewers": [],
+            "requested_teams": [],
+            "head": branch(pull["head"], pull["head_sha"]),
+            "base": branch(pull["base"], pull["base_sha"]),
+            "_links": {
+                "self": {"href": pull_api},
+                "html": {"href": pull["html_url"]},
+                "issue": {"href": issue_api},
+                "comments": {"href": f"{issue_api}/comments"},
+                "review_comments": {"href": f"{pull_api}/comments"},
+                "review_comment": {"href": f"{api}/pulls/comments{{/number}}"},
+                "commits": {"href": f"{pull_api}/commits"},
+                "statuses": {"href": f"{api}/statuses/{pull['head_sha']}"},
+            },
+            "author_association": "NONE",
+            "auto_merge": None,
+            "draft": pull["draft"],
+            "merged": False,
+            "mergeable": None,
+            "rebaseable": None,
+            "mergeable_state": "unknown",
+            "merged_by": None,
+            "comments": 0,
+            "review_comments": 0,
+            "maintainer_can_modify": False,
+            "commits": pull["commits"],
+            "additions": pull["additions"],
+            "deletions": pull["deletions"],
+            "changed_files": pull["changed_files"],
+        }
+
+    def _get_app(self) -> Response:
+        self._authenticate_app()
+        with self._lock:
+            installations_count = len(self._installations)
+        return _json_response(
+            200,
+            {
+                "id": self.app_id,
+                "slug": self.app_slug,
+                "node_id": f"A_fake{self.app_id}",
+                "client_id": f"Iv1.fake{self.app_id}",
+                "owner": self._user_payload(self._app_owner),
+                "name": self.app_slug,
+                "description": "",
+                "external_url": self.base_url,
+                "html_url": f"{self.base_url}/apps/{self.app_slug}",
+                "created_at": "2024-01-01T00:00:00Z",
+                "updated_at": "2024-01-01T00:00:00Z",
+                "permissions": DEFAULT_INSTALLATION_PERMISSIONS,
+                "events": ["issue_comment"],
+                "installations_count": installations_count,
+            },
+        )
+
+    def _create_access_token(self, installation_id: int) -> Response:
+        self._authenticate_app()
+        body = request.get_json(silent=True) or {}
+        with self._lock:
+            self.token_requests.append(
+                {
+                    "installation_id": installation_id,
+                    "repositories": body.get("repositories"),
+                    "repository_ids": body.get("repository_ids"),
+                    "permissions": body.get("permissions"),
+                    "body": body,
+                }
+            )
+            installation = self._installations.get(installation_id)
+        if installation is None:
+            raise _Rejection(404, "Not Found")
+        if installation.suspended:
+            raise self._deny(403, SUSPENDED, f"installation {installation_id} is suspended")
+
+        covered = self._narrow_repositories(
+            installation, body.get("repositories"), body.get("repository_ids")
+        )
+        permissions = self._narrow_permissions(installation, body.get("permissions"))
+        token = f"ghs_{secrets.token_hex(18)}"
+        expires_at = _now() + TOKEN_LIFETIME
+        with self._lock:
+            self.minted_tokens[token] = {
+                "installation_id": installation_id,
+                "repositories": covered,
+                "permissions": permissions,
+                "expires_at": expires_at,
+            }
+        visible = covered if covered is not None else installation.repos
+        return _json_response(
+            201,
+            {
+                "token": token,
+                "expires_at": _timestamp(expires_at),
+                "permissions": permissions,
+                "repository_selection": "selected",
+                "repositories": [self._repo_payload(repo) for repo in self._known_repos(visible)],
+            },
+        )
+
+    def _narrow_repositories(
+        self, installation: _Installation, names: list[str] | None, ids: list[int] | None
+    ) -> list[str] | None:
+        """Full names the token is limited to, or None for the whole installation."""
+        if names is None and ids is None:
+            return None
+        not_in_installation = _Rejection(
+            422,
+            "There is at least one repository that does not exist or is not accessible "
+            "to the parent installation.",
+        )
+        covered: list[str] = []
+        # GitHub takes bare repository names here, not owner/name.
+        for name in names or []:
+            matches = [full for full in installation.repos if full.split("/", 1)[1] == name]
+            if not matches:
+                raise not_in_installation
+            covered.extend(matches)
+        with self._lock:
+            by_id = {repo.id: repo.full_name for repo in self._repos.values()}
+        for repo_id in ids or []:
+            full_name = by_id.get(repo_id)
+            if full_name is None or full_name not in installation.repos:
+                raise not_in_installation
+            covered.append(full_name)
+        return list(dict.fromkeys(covered))
+
+    def _narrow_permissions(
+        self, installation: _Installation, requested: dict[str, str] | None
+    ) -> dict[str, str]:
+        if requested is None:
+            return dict(installation.permissions)
+        for scope, level in requested.items():
+            granted = installation.permissions.get(scope)
+            if (
+                level not in PERMISSION_RANK
+                or granted is None
+                or PERMISSION_RANK[level] > PERMISSION_RANK[granted]
+            ):
+                raise _Rejection(
+                    422, "The permissions requested are not granted to this installation."
+                )
+        # GitHub always adds metadata:read, whatever was asked for.
+        return {"metadata": "read", **requested}
+
+    def _get_repo_installation(self, owner: str, repo: str) -> Response:
+        self._authenticate_app()
+        found = self._find_repo(f"{owner}/{repo}")
+        with self._lock:
+            installation = next(
+                (each for each in self._installations.values() if found.full_name in each.repos),
+                None,
+            )
+        if installation is None:
+            raise _Rejection(404, "Not Found")
+        return _json_response(200, self._installation_payload(installation, self._account(owner)))
+
+    def _get_repo(self, owner: str, repo: str) -> Response:
+        full_name = f"{owner}/{repo}"
+        token = self._authenticate_installation(full_name, "metadata", "read")
+        return _json_response(200, self._repo_payload(self._find_repo(full_name), token))
+
+    def _get_permission(self, owner: str, repo: str, login: str) -> Response:
+        full_name = f"{owner}/{repo}"
+        self._authenticate_installation(full_name, "metadata", "read")
+        found = self._find_repo(full_name)
+        account = self._account(login)
+        with self._lock:
+            role = found.roles.get(login)
+        if role is None:
+            # Owners administer their repos, and anyone can read a public one.
+            role = "admin" if login == found.owner else ("none" if found.private else "read")
+        rank = ROLE_RANK[role]
+        user = {
+            **self._user_payload(account),
+            "permissions": {
+                "pull": rank >= ROLE_RANK["read"],
+                "triage": rank >= ROLE_RANK["triage"],
+                "push": rank >= ROLE_RANK["write"],
+                "maintain": rank >= ROLE_RANK["maintain"],
+                "admin": rank >= ROLE_RANK["admin"],
+            },
+            "role_name": role,
+        }
+        return _json_response(
+            200, {"permission": CLASSIC_PERMISSION[role], "role_name": role, "user": user}
+        )
+
+    def _refuse_if_archived(self, repo: _Repo) -> None:
+        if repo.archived:
+            raise _Rejection(403, ARCHIVED)
+
+    def _comment_body_from_request(self) -> str:
+        body = (request.get_json(silent=True) or {}).get("body")
+        if not isinstance(body, str):
+            raise _Rejection(422, 'Invalid request.\n\n"body" wasn\'t supplied.')
+        if len(body) > MAX_COMMENT_LENGTH:
+            raise _Rejection(
+                422,
+                "Validation Failed",
+                errors=[
+                    {
+                        "resource": "IssueComment",
+                        "code": "custom",
+                        "field": "body",
+                        "message": f"body is too long (maximum is {MAX_COMMENT_LENGTH} characters)",
+                    }
+                ],
+            )
+        return body
+
+    def _create_comment(self, owner: str, repo: str, number: int) -> Response:
+        full_name = f"{owner}/{repo}"
+        self._authenticate_installation(full_name, "issues", "write")
+        self._refuse_if_archived(self._find_repo(full_name))
+        body = self._comment_body_from_request()
+        created_at = _timestamp(_now())
+        with self._lock:
+            comment_id = self._next_comment_id
+            self._next_comment_id += 1
+            comment = {
+                "id": comment_id,
+                "repo": full_name,
+                "issue_number": number,
+                "body": body,
+                "user": self.bot_login,
+                "history": [body],
+                "created_at": created_at,
+                "updated_at": created_at,
+            }
+            self.comments[comment_id] = comment
+        return _json_response(201, self._comment_payload(comment))
+
+    def _stored_comment(self, full_name: str, comment_id: int) -> dict[str, Any]:
+        with self._lock:
+            comment = self.comments.get(comment_id)
+        if comment is None or comment["repo"] != full_name:
+            raise _Rejection(404, "Not Found")
+        return comment
+
+    def _get_comment(self, owner: str, repo: str, comment_id: int) -> Response:
+        full_name = f"{owner}/{repo}"
+        self._authenticate_installation(full_name, "issues", "read")
+        return _json_response(
+            200, self._comment_payload(self._stored_comment(full_name, comment_id))
+        )
+
+    def _update_comment(self, owner: str, repo: str, comment_id: int) -> Response:
+        full_name = f"{owner}/{repo}"
+        self._authenticate_installation(full_name, "issues", "write")
+        self._refuse_if_archived(self._find_repo(full_name))
+        comment = self._stored_comment(full_name, comment_id)
+        body = self._comment_body_from_request()
+        with self._lock:
+            comment["body"] = body
+            comment["history"].append(body)
+            comment["updated_at"] = _timestamp(_now())
+        return _json_response(200, self._comment_payload(comment))
+
+    def _create_reaction(self, owner: str, repo: str, comment_id: int) -> Response:
+        full_name = f"{owner}/{repo}"
+        self._authenticate_installation(full_name, "issues", "write")
+        self._refuse_if_archived(self._find_repo(full_name))
+        content = (request.get_json(silent=True) or {}).get("content")
+        if content not in REACTION_CONTENTS:
+            raise _Rejection(
+                422,
+                "Validation Failed",
+                errors=[{"resource": "Reaction", "field": "content", "code": "invalid"}],
+            )
+        with self._lock:
+            existing = next(
+                (
+                    each
+                    for each in self.reactions
+                    if (each["repo"], each["comment_id"], each["content"], each["user"])
+                    == (full_name, comment_id, content, self.bot_login)
+                ),
+                None,
+            )
+            # Reacting twice with the same content is not an error on GitHub: it answers 200.
+            status = 200 if existing else 201
+            if existing is None:
+                existing = {
+                    "id": self._next_reaction_id,
+                    "repo": full_name,
+                    "comment_id": comment_id,
+                    "content": content,
+                    "user": self.bot_login,
+                    "created_at": _timestamp(_now()),
+                }
+                self._next_reaction_id += 1
+                self.reactions.append(existing)
+        return _json_response(
+            status,
+            {
+                "id": existing["id"],
+                "node_id": f"REA_fake{existing['id']}",
+                "user": self._bot_payload(),
+                "content": content,
+                "created_at": existing["created_at"],
+            },
+        )
+
+    def _create_pull(self, owner: str, repo: str) -> Response:
+        full_name = f"{owner}/{repo}"
+        self._authenticate_installation(full_name, "pull_requests", "write")
+        found = self._find_repo(full_name)
+        self._refuse_if_archived(found)
+        data = request.get_json(silent=True) or {}
+        title, head, base = data.get("title"), data.get("head"), data.get("base")
+        if not all(isinstance(value, str) and value for value in (title, head, base)):
+            raise _Rejection(422, "Invalid request.\n\ntitle, head and base are required.")
+        head_owner, separator, head_branch = head.partition(":")
+        if not separator:
+            head_owner, head_branch = owner, head
+        if head_owner != owner:
+            raise _invalid_field("PullRequest", "head")
+        head_sha = self._branch_sha(found, head_branch)
+        if head_sha is None:
+            raise _invalid_field("PullRequest", "head")
+        base_sha = self._branch_sha(found, base)
+        if base_sha is None:
+            raise _invalid_field("PullRequest", "base")
+        git_dir = self.repo_path(full_name)
+        commits = int(_run_git(git_dir, "rev-list", "--count", f"{base_sha}..{head_sha}"))
+        if head_branch == base or commits == 0:
+            raise _Rejection(
+                422,
+                "Validation Failed",
+                errors=[
+                    {
+                        "resource": "PullRequest",
+                        "code": "custom",
+                        "message": f"No commits between {base} and {head_branch}",
+                    }
+                ],
+            )
+        additions = deletions = changed_files = 0
+        for line in _run_git(git_dir, "diff", "--numstat", f"{base_sha}...{head_sha}").splitlines():
+            added, deleted, _path = line.split("\t", 2)
+            # Binary files show "-" for both counts.
+            additions += int(added) if added.isdigit() else 0
+            deletions += int(deleted) if deleted.isdigit() else 0
+            changed_files += 1
+        with self._lock:
+            if any(
+                pull["repo"] == full_name and pull["head"] == head_branch and pull["base"] == base
+                for pull in self.pulls
+            ):
+                raise _Rejection(
+                    422,
+                    "Validation Failed",
+                    errors=[
+                        {
+                            "resource": "PullRequest",
+                            "code": "custom",
+                            "message": f"A pull request already exists for {owner}:{head_branch}.",
+                        }
+                    ],
+                )
+            number = self._next_pull_number.get(full_name, FIRST_PULL_NUMBER)
+            self._next_pull_number[full_name] = number + 1
+            pull_id = self._next_pull_id
+            self._next_pull_id += 1
+            pull = {
+                "id": pull_id,
+                "number": number,
+                "title": title,
+                "body": data.get("body"),
+                "head": head_branch,
+                "base": base,
+                "head_sha": head_sha,
+                "base_sha": base_sha,
+                "draft": bool(data.get("draft", False)),
+                "repo": full_name,
+                "html_url": f"{self.base_url}/{full_name}/pull/{number}",
+                "user": self.bot_login,
+                "commits": commits,
+                "additions": additions,
+                "deletions": deletions,
+                "changed_files": changed_files,
+                "created_at": _timestamp(_now()),
+            }
+            self.pulls.append(pull)
+        return _json_response(201, self._pull_payload(pull, found))
+
+    def _get_user(self, login: str) -> Response:
+        self._authenticate_any()
+        account = self._account(login)
+        return _json_response(
+            200,
+            {
+                **self._user_payload(account),
+                "name": None,
+                "company": None,
+                "blog": "",
+                "location": None,
+                "email": None,
+                "hireable": None,
+                "bio": None,
+                "twitter_username": None,
+                "public_repos": 0,
+                "public_gists": 0,
+                "followers": 0,
+                "following": 0,
+                "created_at": "2024-01-01T00:00:00Z",
+                "updated_at": "2024-01-01T00:00:00Z",
+            },
+        )
+
+    def _serve_git(self, owner: str, repo_dir: str, git_path: str) -> Response:
+        if not repo_dir.endswith(".git"):
+            raise _Rejection(404, "Not Found")
+        full_name = f"{owner}/{repo_dir.removesuffix('.git')}"
+        if request.method == "GET" and git_path == "info/refs":
+            service = request.args.get("service", "")
+        elif request.method == "POST":
+            service = git_path
+        else:
+            service = ""
+        # Only the smart protocol is served; dumb HTTP would bypass the service checks.
+        if service not in GIT_SERVICE_PERMISSION:
+            raise _Rejection(404, "Not Found")
+
+        self._authenticate_git(full_name, service)
+        repo = self._find_repo(full_name)
+        with self._lock:
+            push_rejected = full_name in self._push_rejected
+        if service == "git-receive-pack" and repo.archived:
+            return Response(
+                "This repository was archived so it is read-only.\n", 403, mimetype="text/plain"
+            )
+
+        config = [("http.receivepack", "true")]
+        if service == "git-receive-pack" and push_rejected:
+            config.append(("core.hooksPath", str(self._rejecting_hooks_dir())))
+        env = _git_environment(
+            GIT_PROJECT_ROOT=str(self.root),
+            GIT_HTTP_EXPORT_ALL="1",
+            REQUEST_METHOD=request.method,
+            PATH_INFO=f"/{full_name}.git/{git_path}",
+            QUERY_STRING=request.query_string.decode(),
+            CONTENT_TYPE=request.headers.get("Content-Type", ""),
+            REMOTE_USER=GIT_USERNAME,
+            REMOTE_ADDR="127.0.0.1",
+            GIT_CONFIG_COUNT=str(len(config)),
+        )
+        for index, (key, value) in enumerate(config):
+            env[f"GIT_CONFIG_KEY_{index}"] = key
+            env[f"GIT_CONFIG_VALUE_{index}"] = value
+        if protocol := request.headers.get("Git-Protocol"):
+            env["HTTP_GIT_PROTOCOL"] = protocol
+        # http-backend inflates gzip bodies itself when told the encoding.
+        if encoding := request.headers.get("Content-Encoding"):
+            env["HTTP_CONTENT_ENCODING"] = encoding
+        # Chunked bodies from git arrive already de-chunked by werkzeug; read them to the end.
+        body = request.get_data() if request.method == "POST" else b""
+        env["CONTENT_LENGTH"] = str(len(body))
+
+        completed = subprocess.run(
+            ["git", "http-backend"],
+            input=body,
+            capture_output=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+        if not completed.stdout:
+            return Response(completed.stderr, 500, mimetype="text/plain")
+        status, headers, payload = _split_cgi_output(completed.stdout)
+        return Response(payload, status=status, headers=headers)
+
+    def _authenticate_git(self, full_name: str, service: str) -> None:
+        credentials = _read_credentials(request.headers.get("Authorization"))
+        # Without a Basic challenge git never asks its credential helper for a token.
+        challenge = {"WWW-Authenticate": 'Basic realm="GitHub"'}
+        if credentials.kind != "basic":
+            self._record_auth_failure(f"git needs basic auth, got {credentials.kind or 'nothing'}")
+            raise _GitAnswer(
+                Response("Authentication required\n", 401, challenge, mimetype="text/plain")
+            )
+        if credentials.username != GIT_USERNAME:
+            self._record_auth_failure(f"git username must be {GIT_USERNAME}")
+            raise _GitAnswer(
+                Response("Invalid username or password.\n", 401, challenge, mimetype="text/plain")
+            )
+        token = self._live_token(credentials.secret)
+        if token is None:
+            self._record_auth_failure("token unknown or expired")
+            raise _GitAnswer(
+                Response("Invalid username or password.\n", 401, challenge, mimetype="text/plain")
+            )
+        repo = self._find_repo(full_name)
+        try:
+            self._check_token_scope(token, repo, "contents", GIT_SERVICE_PERMISSION[service])
+        except _Rejection as rejection:
+            raise _GitAnswer(
+                Response(f"{rejection.payload['message']}\n", 403, mimetype="text/plain")
+            ) from None
+
+    def _rejecting_hooks_dir(self) -> Path:
+        hooks = self.root / ".rejecting-hooks"
+        hook = hooks / "pre-receive"
+        if not hook.exists():
+            hooks.mkdir(exist_ok=True)
+            hook.write_text(PRE_RECEIVE_REJECT)
+            hook.chmod(0o755)
+        return hooks
+
+
+def _invalid_field(resource: str, field_name: str) -> _Rejection:
+    return _Rejection(
+        422,
+        "Validation Failed",
+        errors=[{"resource": resource, "field": field_name, "code": "invalid"}],
+    )
