@@ -105,7 +105,7 @@ def _run(task: Task, services: Services, client: RepoClient, started: float, on_
     except workspace.EmptyRepository:
         raise TaskFailed(f"{task.repo} is empty: push a first commit to "
                          f"{repository['default_branch']} and ask again.") from None
-    except workspace.GitError as error:
+    except (workspace.GitError, ValueError) as error:
         raise TaskFailed(f"cloning {task.repo} failed: {error}") from None
     try:
         result = _run_agent(task, services, ws.tree, owner, deadline, on_progress)
