@@ -40,7 +40,7 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
-    for noisy in ("httpx", "httpcore", "urllib3", "waitress.queue"):
+    for noisy in ("httpx", "httpx2", "httpcore", "urllib3", "waitress.queue"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -185,11 +185,13 @@ class ClaudeAgent:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise AgentTimeout()
+            limit = min(float(requested), MAX_COMMAND_TIMEOUT)
             try:
-                ran = runtime.run(command, timeout=min(float(requested), MAX_COMMAND_TIMEOUT, remaining),
-                                  max_output=TOOL_OUTPUT_LIMIT)
+                ran = runtime.run(command, timeout=min(limit, remaining), max_output=TOOL_OUTPUT_LIMIT)
             except SandboxGone:
                 raise AgentTimeout() from None
+            if ran.timed_out and remaining < limit:
+                raise AgentTimeout()  # it was the task's time that ran out, not the command's
             if ran.timed_out:
                 return f"{ran.output}\n[command killed after its timeout]", True
             return f"exit code {ran.exit_code}\n{ran.output}", ran.exit_code != 0

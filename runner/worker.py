@@ -7,14 +7,13 @@ within a poll interval even while every slot is busy.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 from collections.abc import Callable
 
 from app.store import Store, Task
 from runner.acknowledge import acknowledge
 from runner.execute import Services, execute
+from runner.recovery import worker_identity
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +27,7 @@ class Runner:
         self._poll = poll_interval
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.worker_id = worker_identity()
 
     def start(self) -> None:
         self._spawn("acknowledger", self._acknowledge_loop)

@@ -123,3 +123,21 @@ def test_commit_message_credits_the_requester():
 
 def test_branch_name():
     assert pull_request.branch_name(7, task().id) == "async-code/7-01234567"
+
+
+@pytest.mark.parametrize(
+    "claimed_by, alive, expected",
+    [
+        (None, True, True),
+        ("here:123", False, True),  # the process that claimed it is gone
+        ("here:123", True, False),  # another live process on this host runs it
+        ("here:4242", True, True),  # our own pid: a restarted container reusing it
+        ("elsewhere:123", False, False),  # another host's task is not ours to judge
+        ("here:not-a-pid", False, False),
+    ],
+)
+def test_which_running_tasks_a_restart_recovers(claimed_by, alive, expected):
+    from runner.recovery import is_orphaned
+
+    assert is_orphaned(task(claimed_by=claimed_by), host="here", own_pid=4242,
+                       alive=lambda pid: alive) is expected

@@ -1,0 +1,477 @@
+"""The Docker sandbox the agent's commands run in.
+
+Two interfaces, as the runner sees them: a `Deployment` owns a container's lifecycle (start it,
+stop it) and hands out a `Runtime`, which runs one shell command at a time with an explicit
+timeout and returns a typed `CommandResult`. Everything the agent runs is untrusted, so the
+container gets no network, no capabilities, no privilege escalation, bounded memory/CPU/processes
+and an environment built from scratch (no host variable, hence no secret, ever reaches it).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import docker
+import docker.errors
+import requests
+from docker.types import Mount
+
+logger = logging.getLogger(__name__)
+
+TASK_LABEL = "async-code.task"
+
+# `sleep` with a huge argument exists in busybox and coreutils; docker-init (init=True) is PID 1
+# so processes orphaned by killed commands are reaped instead of piling up as zombies.
+_KEEP_ALIVE = ["sleep", "2147483647"]
+
+# The environment variable that marks every process started by one `run`, so that a timed-out
+# command can be killed together with everything it spawned (see _KILL_SCRIPT).
+_RUN_MARKER = "ASYNC_CODE_RUN_ID"
+
+# Run as the sandbox user in a separate exec, with "MARKER=run-id" as $1: kill every process whose
+# environment holds that entry. Repeated because a process may fork between the scan and the kill.
+_KILL_SCRIPT = r"""
+tag="$1"
+for round in 1 2 3 4 5; do
+  found=
+  for f in /proc/[0-9]*/environ; do
+    tr '\0' '\n' < "$f" 2>/dev/null | grep -qxF "$tag" || continue
+    p=${f#/proc/}
+    kill -KILL "${p%/environ}" 2>/dev/null && found=1
+  done
+  [ -n "$found" ] || exit 0
+done
+"""
+
+# After a timeout kill, how long the output stream may take to close before it is cut.
+_KILL_GRACE = 3.0
+# The in-container `timeout` only backs up the runner's own deadline (e.g. if the runner dies).
+_BACKSTOP_EXTRA = 10
+_POLL_INTERVAL = 0.1
+_READ_CHUNK = 64 * 1024
+
+
+class SandboxError(RuntimeError):
+    """The sandbox could not be set up or used."""
+
+
+class SandboxGone(SandboxError):
+    """The container no longer exists or no longer runs (it was stopped)."""
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    memory: str = "2g"
+    cpus: float = 2.0
+    pids: int = 512
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    exit_code: int | None  # None when the command timed out or its status is unknown
+    output: str  # stdout and stderr interleaved, capped
+    timed_out: bool
+    truncated: bool
+
+
+class Runtime(Protocol):
+    def run(self, command: str, *, timeout: float, max_output: int = 30_000) -> CommandResult: ...
+
+
+class Deployment(Protocol):
+    container_id: str | None
+
+    def start(self) -> Runtime: ...
+
+    def stop(self) -> None: ...
+
+
+class DockerDeployment:
+    """One container per task. `stop()` is idempotent and may be called from any thread."""
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        *,
+        image: str,
+        work_tree: Path,
+        task_id: str,
+        user: str,
+        limits: SandboxLimits,
+        mount_point: str = "/workspace",
+        network_mode: str = "none",
+    ) -> None:
+        if not task_id:
+            raise ValueError("task_id must not be empty")
+        self.container_id: str | None = None
+        self._client = client
+        self._image = image
+        self._work_tree = Path(work_tree)
+        self.task_id = task_id
+        self._user = user
+        self._limits = limits
+        self._mount_point = mount_point
+        self._network_mode = network_mode
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._started = False
+        self._removed = False
+
+    @property
+    def name(self) -> str:
+        return f"async-code-{self.task_id[:12]}"
+
+    def start(self) -> DockerRuntime:
+        with self._lock:
+            if self._started:
+                raise SandboxError("this deployment was already started; create a new one")
+            self._started = True
+        work_tree = self._work_tree.resolve()
+        if not work_tree.is_dir():
+            raise SandboxError(f"work tree {work_tree} is not a directory")
+        self._ensure_image()  # may take long: not under the lock, so stop() is not held up
+        with self._lock:
+            if self._stopped.is_set():
+                raise SandboxGone("the sandbox was stopped before it started")
+            try:
+                container = self._client.containers.create(
+                    self._image,
+                    entrypoint=_KEEP_ALIVE[:1],
+                    command=_KEEP_ALIVE[1:],
+                    name=self.name,
+                    labels={TASK_LABEL: self.task_id},
+                    user=self._user,
+                    working_dir=self._mount_point,
+                    environment={"HOME": "/tmp"},
+                    mounts=[Mount(target=self._mount_point, source=str(work_tree), type="bind")],
+                    network_mode=self._network_mode,
+                    cap_drop=["ALL"],
+                    security_opt=["no-new-privileges"],
+                    mem_limit=self._limits.memory,
+                    nano_cpus=int(self._limits.cpus * 1_000_000_000),
+                    pids_limit=self._limits.pids,
+                    init=True,
+                )
+            except docker.errors.APIError as exc:
+                raise SandboxError(f"cannot create sandbox container {self.name}: {_explain(exc)}") from exc
+            self.container_id = container.id
+            try:
+                container.start()
+            except docker.errors.APIError as exc:
+                self._remove()
+                raise SandboxError(f"cannot start sandbox container {self.name}: {_explain(exc)}") from exc
+            logger.info("sandbox %s started for task %s (image %s)", self.name, self.task_id, self._image)
+            return DockerRuntime(
+                self._client, container.id, user=self._user, workdir=self._mount_point, stopped=self._stopped
+            )
+
+    def stop(self) -> None:
+        """Remove the container; a command running meanwhile raises SandboxGone.
+
+        Never raises: it runs in `finally` blocks and timer threads. A container that could not
+        be removed is logged, and remove_task_containers() catches it at the next start-up.
+        """
+        # Set first: a command running in another thread notices it without waiting for the lock.
+        self._stopped.set()
+        with self._lock:
+            self._remove()
+
+    def _remove(self) -> None:
+        if self.container_id is None or self._removed:
+            return
+        try:
+            self._client.api.remove_container(self.container_id, force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: a removal is already in progress
+                logger.error("could not remove sandbox container %s: %s", self.name, _explain(exc))
+                return
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            logger.error("could not remove sandbox container %s: %s", self.name, exc)
+            return
+        self._removed = True
+        logger.info("sandbox %s removed", self.name)
+
+    def _ensure_image(self) -> None:
+        try:
+            self._client.images.get(self._image)
+            return
+        except docker.errors.ImageNotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise SandboxError(f"cannot inspect sandbox image {self._image}: {_explain(exc)}") from exc
+        logger.info("pulling sandbox image %s (first use)", self._image)
+        try:
+            self._client.images.pull(self._image)
+        except docker.errors.DockerException as exc:
+            raise SandboxError(
+                f"sandbox image {self._image} is not on this host and pulling it failed: {_explain(exc)}. "
+                "Check the image name, or build/load the image on the Docker host."
+            ) from exc
+
+
+class DockerRuntime:
+    """Runs commands in a started container as the sandbox user."""
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        container_id: str,
+        *,
+        user: str,
+        workdir: str,
+        stopped: threading.Event | None = None,
+    ) -> None:
+        self._api = client.api
+        self._container_id = container_id
+        self._user = user
+        self._workdir = workdir
+        self._stopped = stopped if stopped is not None else threading.Event()
+
+    def run(self, command: str, *, timeout: float, max_output: int = 30_000) -> CommandResult:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        if max_output <= 0:
+            raise ValueError("max_output must be positive")
+        if self._stopped.is_set():
+            raise SandboxGone("the sandbox was stopped")
+        run_id = secrets.token_hex(16)
+        backstop = str(math.ceil(timeout) + _BACKSTOP_EXTRA)
+        logger.debug("running %r (timeout %g s)", command[:200], timeout)
+        # One pipe for stdout and stderr keeps their lines in the order they were written.
+        exec_id = self._exec_create(
+            ["sh", "-c", 'exec timeout -s KILL "$1" sh -c "$2" 2>&1', "sh", backstop, command],
+            environment={_RUN_MARKER: run_id},
+        )
+        output = _CappedOutput(max_output)
+        started = time.monotonic()
+        try:
+            stream = _ExecStream(self._api.exec_start(exec_id, socket=True))
+        except docker.errors.APIError as exc:
+            raise self._translate(exc, "start the command") from exc
+        pump = threading.Thread(target=stream.pump, args=(output.add,), name="sandbox-output", daemon=True)
+        pump.start()
+        try:
+            timed_out = not self._wait(pump, started + timeout, stream)
+            if timed_out:
+                logger.info("command timed out after %g s; killing its processes", timeout)
+                self._kill_run(run_id)
+                # Background processes that escaped the kill may hold the stream open: cut it.
+                self._wait(pump, time.monotonic() + _KILL_GRACE, stream)
+        finally:
+            stream.abort()
+            pump.join(_KILL_GRACE)
+            stream.close()
+        exit_code = None if timed_out else self._exit_code(exec_id)
+        text, truncated = output.text()
+        return CommandResult(exit_code=exit_code, output=text, timed_out=timed_out, truncated=truncated)
+
+    def _wait(self, pump: threading.Thread, deadline: float, stream: _ExecStream) -> bool:
+        """Wait for the output to end; False at the deadline. Raises SandboxGone on stop()."""
+        while pump.is_alive():
+            if self._stopped.is_set():
+                stream.abort()
+                raise SandboxGone("the sandbox was stopped while the command ran")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            pump.join(min(remaining, _POLL_INTERVAL))
+        return True
+
+    def _exit_code(self, exec_id: str) -> int | None:
+        try:
+            info = self._api.exec_inspect(exec_id)
+        except docker.errors.APIError as exc:
+            raise self._translate(exc, "read the command's exit status") from exc
+        # A container killed under the command also ends the stream; that is not an exit status.
+        self._check_alive()
+        return None if info.get("Running") else info.get("ExitCode")
+
+    def _kill_run(self, run_id: str) -> None:
+        try:
+            exec_id = self._exec_create(
+                ["sh", "-c", _KILL_SCRIPT, "sh", f"{_RUN_MARKER}={run_id}"], environment=None
+            )
+            self._api.exec_start(exec_id, detach=True)
+        except SandboxGone:
+            raise
+        except (SandboxError, docker.errors.APIError) as exc:
+            logger.warning("could not kill the timed-out command's processes: %s", exc)
+
+    def _exec_create(self, argv: list[str], *, environment: dict[str, str] | None) -> str:
+        try:
+            created = self._api.exec_create(
+                self._container_id,
+                argv,
+                stdout=True,
+                stderr=True,
+                stdin=False,
+                tty=False,
+                user=self._user,
+                workdir=self._workdir,
+                environment=environment,
+            )
+        except docker.errors.APIError as exc:
+            raise self._translate(exc, "run a command") from exc
+        return created["Id"]
+
+    def _check_alive(self) -> None:
+        if self._stopped.is_set():
+            raise SandboxGone("the sandbox was stopped")
+        try:
+            state = self._api.inspect_container(self._container_id)["State"]
+        except docker.errors.NotFound as exc:
+            raise SandboxGone("the sandbox container no longer exists") from exc
+        except docker.errors.APIError as exc:
+            raise SandboxError(f"cannot inspect the sandbox container: {_explain(exc)}") from exc
+        if not state.get("Running") or self._stopped.is_set():
+            raise SandboxGone("the sandbox container is no longer running")
+
+    def _translate(self, exc: docker.errors.APIError, action: str) -> SandboxError:
+        # 404: container (or exec) removed; 409: container stopped.
+        if self._stopped.is_set() or exc.status_code in (404, 409):
+            return SandboxGone(f"cannot {action}: the sandbox is gone ({_explain(exc)})")
+        return SandboxError(f"cannot {action} in the sandbox: {_explain(exc)}")
+
+
+def remove_task_containers(client: docker.DockerClient, keep: Collection[str] = ()) -> list[str]:
+    """Force-remove every task container whose task id is not in `keep`; return the removed ids.
+
+    Run at start-up to clean up containers left behind by a runner that crashed.
+    """
+    removed: list[str] = []
+    for summary in client.api.containers(all=True, filters={"label": TASK_LABEL}):
+        task_id = (summary.get("Labels") or {}).get(TASK_LABEL, "")
+        if task_id in keep:
+            continue
+        try:
+            client.api.remove_container(summary["Id"], force=True, v=True)
+        except docker.errors.NotFound:
+            continue
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise SandboxError(
+                    f"cannot remove leftover sandbox container {summary['Id'][:12]}: {_explain(exc)}"
+                ) from exc
+        logger.info("removed leftover sandbox container %s (task %s)", summary["Id"][:12], task_id)
+        removed.append(task_id)
+    return removed
+
+
+class _ExecStream:
+    """The multiplexed stdout/stderr stream of one exec.
+
+    Reads go through the HTTP response's buffered reader: bytes that arrived together with the
+    response headers sit in its buffer and would be lost reading the bare socket.
+    """
+
+    def __init__(self, sock) -> None:
+        self._response = getattr(sock, "_response", None)
+        self._socket = getattr(sock, "_sock", sock)
+        self._sock_io = sock
+        try:
+            self._reader = self._response.raw._fp.fp
+        except AttributeError:
+            self._reader = sock
+        self._closed = False
+
+    def pump(self, sink) -> None:
+        """Feed payload bytes to `sink` until the stream ends (runs in its own thread)."""
+        try:
+            while True:
+                header = self._read_exactly(8)
+                if header is None:
+                    return
+                size = int.from_bytes(header[4:8], "big")
+                while size > 0:
+                    chunk = self._reader.read(min(size, _READ_CHUNK))
+                    if not chunk:
+                        return
+                    sink(chunk)
+                    size -= len(chunk)
+        except (OSError, ValueError):
+            return  # aborted from another thread
+
+    def _read_exactly(self, n: int) -> bytes | None:
+        data = b""
+        while len(data) < n:
+            chunk = self._reader.read(n - len(data))
+            if not chunk:
+                return None
+            data += chunk
+        return data
+
+    def abort(self) -> None:
+        """Make a blocked read return; safe to call from another thread and more than once."""
+        try:
+            self._socket.shutdown(socket.SHUT_RDWR)
+        except (OSError, AttributeError):
+            pass
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for closable in (self._response, self._sock_io, self._socket):
+            try:
+                if closable is not None:
+                    closable.close()
+            except (OSError, ValueError, AttributeError):
+                pass
+
+
+class _CappedOutput:
+    """Keeps the head and the tail of a stream of bytes, in bounded memory."""
+
+    def __init__(self, max_chars: int) -> None:
+        self._max_chars = max_chars
+        # UTF-8 needs at most 4 bytes per character.
+        self._budget = 4 * max_chars
+        self._head = bytearray()
+        self._tail = bytearray()
+        self._total = 0
+
+    def add(self, chunk: bytes) -> None:
+        self._total += len(chunk)
+        room = self._budget - len(self._head)
+        if room > 0:
+            self._head += chunk[:room]
+            chunk = chunk[room:]
+        if chunk:
+            self._tail += chunk
+            if len(self._tail) > 2 * self._budget:
+                del self._tail[: len(self._tail) - self._budget]
+
+    def text(self) -> tuple[str, bool]:
+        head = self._head.decode("utf-8", errors="replace")
+        if not self._tail and len(head) <= self._max_chars:
+            return head, False
+        dropped = self._total > len(self._head) + len(self._tail)
+        # Without a gap the tail may reach back into the head; with one, the kept tail is long
+        # enough (>= 4 * max_chars bytes) for the characters shown.
+        tail = (self._tail if dropped else self._head + self._tail).decode("utf-8", errors="replace")
+        marker = (
+            f"\n\n[... output truncated: {self._total} bytes in all; "
+            f"showing the beginning and the end, at most {self._max_chars} characters ...]\n\n"
+        )
+        room = self._max_chars - len(marker)
+        if room < 2:
+            return head[: self._max_chars], True
+        keep_head = room // 2
+        keep_tail = room - keep_head
+        return head[:keep_head] + marker + tail[-keep_tail:], True
+
+
+def _explain(exc: Exception) -> str:
+    explanation = getattr(exc, "explanation", None)
+    return str(explanation or exc)

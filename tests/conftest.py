@@ -1,0 +1,245 @@
+"""Shared fixtures: the test App's key, loopback fakes of GitHub and the model API, the sandbox
+image, and the real service run as a subprocess against them."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from app.store import Store, Task
+from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.github import FakeGitHub
+from tests.fakes.keys import generate_app_key
+from tests.payloads import issue_comment, sign
+
+SANDBOX_IMAGE = "async-code-test-sandbox:latest"
+SANDBOX_IMAGE_DIR = Path(__file__).parent / "sandbox-image"
+APP_ID = 4242
+INSTALLATION_ID = 77
+REPO = "acme/widgets"
+WRITER, WRITER_ID = "alice", 9
+READER, READER_ID = "bob", 10
+
+CLI_SOURCE = '''import sys
+
+
+def main(argv):
+    print("hello from widgets")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
+'''
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as error:
+        raise RuntimeError(
+            f"These tests need a Docker engine ({error}); run them with scripts/test, which "
+            "installs and starts one.") from None
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def sandbox_image(docker_client) -> str:
+    """The busybox sandbox image, built from tests/sandbox-image when it is missing."""
+    try:
+        docker_client.images.get(SANDBOX_IMAGE)
+        return SANDBOX_IMAGE
+    except docker.errors.ImageNotFound:
+        pass
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        raise RuntimeError("building the sandbox image needs busybox-static; run scripts/test")
+    with tempfile.TemporaryDirectory() as context:
+        shutil.copy(SANDBOX_IMAGE_DIR / "Dockerfile", context)
+        shutil.copy(busybox, Path(context) / "busybox")
+        docker_client.images.build(path=context, tag=SANDBOX_IMAGE, rm=True)
+    return SANDBOX_IMAGE
+
+
+@pytest.fixture(scope="session")
+def app_key() -> tuple[str, str]:
+    return generate_app_key()
+
+
+@pytest.fixture
+def github(tmp_path, app_key) -> Iterator[FakeGitHub]:
+    fake = FakeGitHub(tmp_path / "github", app_id=APP_ID, public_key_pem=app_key[1])
+    fake.start()
+    fake.add_user(WRITER, WRITER_ID)
+    fake.add_user(READER, READER_ID)
+    fake.add_repo(REPO, {"cli.py": CLI_SOURCE, "README.md": "# widgets\n"})
+    fake.add_installation(INSTALLATION_ID, [REPO])
+    fake.set_permission(REPO, WRITER, "write")
+    fake.set_permission(REPO, READER, "read")
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def model() -> Iterator[FakeAnthropic]:
+    fake = FakeAnthropic(api_key="sk-ant-test-" + secrets.token_hex(16))
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Service:
+    """The real `async-code serve` process, configured against the fakes."""
+
+    env: dict[str, str]
+    data_dir: Path
+    log_path: Path
+    port: int = field(default_factory=_free_port)
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def secret(self) -> str:
+        return self.env["GITHUB_WEBHOOK_SECRET"]
+
+    def start(self, workers: int = 2) -> Service:
+        log = open(self.log_path, "a")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app", "serve", "--port", str(self.port), "--workers", str(workers)],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir)
+        log.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the service exited early:\n{self.logs()}")
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"the service did not answer /healthz:\n{self.logs()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def logs(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def deliver(self, payload: dict[str, Any], *, event: str = "issue_comment",
+                guid: str | None = None) -> tuple[int, dict]:
+        body = json.dumps(payload).encode()
+        request = urllib.request.Request(self.url + "/webhooks", data=body, method="POST", headers={
+            "Content-Type": "application/json", "X-GitHub-Event": event,
+            "X-GitHub-Delivery": guid or str(uuid.uuid4()), "X-Hub-Signature-256": sign(body, self.secret)})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, json.loads(error.read())
+
+    def comment(self, body: str, **kwargs: Any) -> str:
+        """Deliver a new issue comment; returns the id of the task it created."""
+        status, answer = self.deliver(issue_comment(body, **kwargs))
+        assert status == 202, answer
+        return answer["task_id"]
+
+    @property
+    def store(self) -> Store:
+        return Store(Path(self.env["DATABASE_URL"].removeprefix("sqlite:///")))
+
+    def task(self, task_id: str) -> Task:
+        return self.store.get(task_id)
+
+    def wait_for_task(self, task_id: str, statuses=("completed", "failed", "rejected"),
+                      timeout: float = 90) -> Task:
+        return wait_until(lambda: (t := self.task(task_id)) and t.status in statuses and t,
+                          timeout, f"task {task_id} to reach {statuses}", self.logs)
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str,
+               context: Callable[[], str] = lambda: "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}\n{context()}")
+
+
+@pytest.fixture
+def service_factory(tmp_path, github, model, app_key, sandbox_image) -> Iterator[Callable[..., Service]]:
+    started: list[Service] = []
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+
+    def make(**settings: str) -> Service:
+        env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "DOCKER_HOST")}
+        env.update({
+            "HOME": str(tmp_path),
+            "GITHUB_APP_ID": str(APP_ID),
+            "GITHUB_PRIVATE_KEY": app_key[0],
+            "GITHUB_WEBHOOK_SECRET": "whsec-" + secrets.token_hex(12),
+            "GITHUB_API_URL": github.base_url,
+            "ANTHROPIC_API_KEY": model.api_key,
+            "ANTHROPIC_BASE_URL": model.base_url,
+            "ASYNC_CODE_DATA_DIR": str(data_dir),
+            "DATABASE_URL": f"sqlite:///{data_dir}/async-code.db",
+            "ASYNC_CODE_SANDBOX_IMAGE": sandbox_image,
+            "ASYNC_CODE_TASK_TIMEOUT": "120",
+            "ASYNC_CODE_SANDBOX_MEMORY": "256m",
+            "ASYNC_CODE_SANDBOX_CPUS": "1",
+            **settings,
+        })
+        service = Service(env=env, data_dir=data_dir, log_path=tmp_path / "service.log")
+        started.append(service)
+        return service
+
+    yield make
+    for service in started:
+        service.stop()
+
+
+@pytest.fixture
+def service(service_factory) -> Service:
+    return service_factory().start()

@@ -1,0 +1,129 @@
+"""The whole path with real parts: a signed delivery to the real service process, real SQLite,
+a real Docker sandbox, real git, the real githubkit and anthropic clients against loopback fakes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import docker
+
+from tests.conftest import INSTALLATION_ID, REPO, WRITER, WRITER_ID, wait_until
+from tests.fakes.anthropic import Final, ToolCall, Turn
+
+INSTRUCTION = "make the CLI print its version with --version"
+NEW_MAIN = '''def main(argv):
+    if "--version" in argv:
+        print("widgets 1.0.0")
+        return 0
+    print("hello from widgets")
+    return 0'''
+OLD_MAIN = '''def main(argv):
+    print("hello from widgets")
+    return 0'''
+ANSWER = ("Add a --version flag to the CLI\n\nThe CLI now prints `widgets 1.0.0` for --version. "
+          "Thanks @someone-else; this also fixes #3.")
+
+
+def golden_script():
+    return [
+        Turn([ToolCall("bash", {"command": "env"}, expect="exit code 0")]),
+        Turn([ToolCall("edit_file", {"command": "view", "path": "cli.py"}, expect="def main(argv):")]),
+        Turn([ToolCall("edit_file", {"command": "str_replace", "path": "cli.py", "old_str": OLD_MAIN,
+                                     "new_str": NEW_MAIN}, expect_error=False)]),
+        Turn([ToolCall("bash", {"command": "grep -c -- --version cli.py && id -u"},
+                       expect=lambda out: out.startswith("exit code 0") and "\n1\n1000" in out)]),
+        Final(ANSWER),
+    ]
+
+
+def git(repo_path, *args):
+    return subprocess.run(["git", "--git-dir", str(repo_path), *args], check=True,
+                          capture_output=True, text=True).stdout
+
+
+def test_a_comment_becomes_a_pull_request(service, github, model, docker_client):
+    model.add_script(INSTRUCTION, golden_script())
+    task_id = service.comment(f"@async-code {INSTRUCTION}", login=WRITER, user_id=WRITER_ID)
+    task = service.wait_for_task(task_id)
+    assert task.status == "completed", (task.error, service.logs())
+    assert model.failures == []
+
+    # The pull request: branch, title, body, base.
+    [pr] = github.pulls
+    branch = f"async-code/7-{task_id[:8]}"
+    assert (pr["head"], pr["base"], pr["repo"]) == (branch, "main", REPO)
+    assert pr["title"] == "Add a --version flag to the CLI"
+    assert "Fixes #7" in pr["body"] and f"@{WRITER}" in pr["body"] and task_id in pr["body"]
+    assert "@someone-else" not in pr["body"] and "fixes #3" not in pr["body"]
+    assert task.pr_url == pr["html_url"] and task.pr_number == pr["number"]
+
+    # The pushed commit: the diff, the bot as author, the requester as co-author.
+    repo_path = github.repo_path(REPO)
+    assert git(repo_path, "show", f"{branch}:cli.py").count("--version") == 1
+    assert git(repo_path, "diff", "--name-only", "main", branch).split() == ["cli.py"]
+    author = git(repo_path, "log", "-1", "--format=%an <%ae>|%cn", branch)
+    assert author == f"async-code[bot] <{github.bot_user_id}+async-code[bot]@users.noreply.github.com>|async-code[bot]\n"
+    message = git(repo_path, "log", "-1", "--format=%B", branch)
+    assert f"Co-authored-by: {WRITER} <{WRITER_ID}+{WRITER}@users.noreply.github.com>" in message
+    assert git(repo_path, "for-each-ref", "--format=%(refname)").split() == [
+        f"refs/heads/{branch}", "refs/heads/main"]
+
+    # The reaction and the one status comment, every edit seen in order.
+    assert [(r["comment_id"], r["content"]) for r in github.reactions] == [(42, "eyes")]
+    bot_comments = [c for c in github.comments.values() if c["user"] == "async-code[bot]"]
+    assert len(bot_comments) == 1
+    history = bot_comments[0]["history"]
+    assert "queued (position 1)" in history[0]
+    assert "running" in history[1]
+    assert all("running" in body for body in history[1:-1])
+    assert "done" in history[-1] and pr["html_url"] in history[-1] and "1 file changed" in history[-1]
+    assert task.status_comment_id == bot_comments[0]["id"]
+
+    # Tokens were narrowed to the one repository and the permissions each stage needs.
+    assert github.token_requests, "no installation token was minted"
+    for request in github.token_requests:
+        assert request["installation_id"] == INSTALLATION_ID
+        assert request["body"]["repositories"] == ["widgets"]
+        assert set(request["body"]["permissions"]) <= {"contents", "issues", "pull_requests", "metadata"}
+    assert {tuple(sorted(r["body"]["permissions"].items())) for r in github.token_requests} == {
+        (("issues", "write"), ("metadata", "read")),
+        (("contents", "write"), ("issues", "write"), ("metadata", "read"), ("pull_requests", "write"))}
+
+    # The stored result.
+    assert task.changed_files == ["cli.py"] and "--version" in task.patches["diff"]
+    assert task.commit_sha == git(repo_path, "rev-parse", branch).strip()
+    assert task.input_tokens > 0 and task.output_tokens > 0
+    assert task.output == ANSWER and task.chat_history and task.container_id
+
+    # The container is gone.
+    assert docker_client.containers.list(all=True, filters={"label": f"async-code.task={task_id}"}) == []
+
+    # No secret anywhere: database, logs, GitHub bodies, what the sandbox's `env` printed.
+    secrets_ = [*github.minted_tokens, model.api_key, service.secret]
+    env_output = json.dumps(model.requests[1]["json"]["messages"][-1])
+    assert "PATH=" in env_output  # the env command really ran in the sandbox
+    places = {
+        "database": service.store.path.read_bytes().decode("utf-8", "replace"),
+        "logs": service.logs(),
+        "github bodies": json.dumps([github.comments, github.pulls]),
+        "model requests": json.dumps(model.requests),
+    }
+    for secret in secrets_:
+        for place, text in places.items():
+            assert secret not in text, f"a secret leaked into the {place}"
+
+
+def test_tasks_command_lists_the_task_as_json(service, github, model):
+    model.add_script(INSTRUCTION, golden_script())
+    task_id = service.comment(f"@async-code {INSTRUCTION}")
+    service.wait_for_task(task_id)
+    listed = subprocess.run([sys.executable, "-m", "app", "tasks", "--json"], env=service.env,
+                            cwd=service.data_dir, capture_output=True, text=True, check=True)
+    [entry] = json.loads(listed.stdout)
+    assert {k: entry[k] for k in ("id", "status", "repo", "number", "trigger", "instruction",
+                                  "requested_by", "error")} == {
+        "id": task_id, "status": "completed", "repo": REPO, "number": 7, "trigger": "comment",
+        "instruction": INSTRUCTION, "requested_by": WRITER, "error": None}
+    assert entry["pr_url"].endswith("/pull/100") and entry["created_at"]

@@ -1,0 +1,187 @@
+"""Every other way a task can go, end to end against the real service process."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+from tests.conftest import READER, READER_ID, REPO, wait_until
+from tests.fakes.anthropic import Error, Final, Sleep, ToolCall, Turn
+
+
+def bot_comments(github, number=7):
+    return [c for c in github.comments.values()
+            if c["user"] == "async-code[bot]" and c["issue_number"] == number]
+
+
+def git_requests(github):
+    return [r for r in github.requests if r["path"].startswith("/git/")]
+
+
+def test_a_reader_is_refused_once_and_nothing_runs(service, github, model):
+    task_id = service.comment("@async-code delete everything", login=READER, user_id=READER_ID)
+    task = service.wait_for_task(task_id)
+    assert (task.status, task.error) == ("rejected", "not allowed")
+    [reply] = bot_comments(github)
+    assert "write access" in reply["body"] and f"@{READER}" in reply["body"]
+    assert len(reply["history"]) == 1
+    assert github.reactions == [] and github.pulls == []
+    assert git_requests(github) == [] and model.requests == []
+    assert all("contents" not in r["body"]["permissions"] for r in github.token_requests)
+
+
+def test_a_bare_mention_gets_usage_and_no_agent_run(service, github, model):
+    task = service.wait_for_task(service.comment("@async-code"))
+    assert (task.status, task.error) == ("rejected", "no instruction")
+    [reply] = bot_comments(github)
+    assert "@async-code make the CLI print its version" in reply["body"]
+    assert model.requests == [] and git_requests(github) == []
+
+
+def test_an_answer_without_changes_is_reported_as_no_changes(service, github, model):
+    model.add_script("explain the entry point", [
+        Turn([ToolCall("bash", {"command": "cat cli.py"}, expect="hello from widgets")]),
+        Final("The entry point is `main` in cli.py; it prints a greeting."),
+    ])
+    task = service.wait_for_task(service.comment("@async-code explain the entry point"))
+    assert task.status == "completed" and task.pr_url is None, task.error
+    assert github.pulls == [] and model.failures == []
+    [status] = bot_comments(github)
+    assert "no changes" in status["history"][-1] and "prints a greeting" in status["history"][-1]
+    assert not [r for r in git_requests(github) if "receive-pack" in r["path"]]
+
+
+def test_a_model_api_error_fails_the_task_with_the_reason(service, github, model):
+    model.add_script("add retries", [Error(500, "api_error", "the model is unwell", retry_after_ms=1)])
+    task = service.wait_for_task(service.comment("@async-code add retries"))
+    assert task.status == "failed"
+    assert "model API failed with HTTP 500" in task.error and "unwell" in task.error
+    assert len(model.requests) == 3  # the SDK retried twice before the runner gave up
+    [status] = bot_comments(github)
+    assert "failed" in status["history"][-1] and "HTTP 500" in status["history"][-1]
+    assert github.pulls == []
+
+
+def test_the_wall_clock_timeout_kills_the_sandbox(service_factory, github, model, docker_client):
+    service = service_factory(ASYNC_CODE_TASK_TIMEOUT="4").start()
+    model.add_script("run forever", [Turn([ToolCall("bash", {"command": "sleep 300", "timeout": 600})])])
+    started = time.monotonic()
+    task = service.wait_for_task(service.comment("@async-code run forever"), timeout=60)
+    assert task.status == "failed" and "ran out of time" in task.error
+    assert time.monotonic() - started < 40
+    assert docker_client.containers.list(all=True, filters={"label": f"async-code.task={task.id}"}) == []
+    assert "failed" in bot_comments(github)[0]["history"][-1]
+
+
+def test_a_busy_slot_does_not_delay_the_acknowledgement(service_factory, github, model):
+    service = service_factory().start(workers=1)
+    model.add_script("slow task", [Turn([ToolCall("bash", {"command": "sleep 6"})]), Final("done slowly")])
+    model.add_script("quick task", [Final("quick answer")])
+    slow = service.comment("@async-code slow task", number=7, comment_id=1)
+    wait_until(lambda: service.task(slow).status == "running", 30, "the slow task to start")
+    quick = service.comment("@async-code quick task", number=8, comment_id=2)
+    wait_until(lambda: bot_comments(github, 8), 5, "the queued comment of the second task", service.logs)
+    assert service.task(slow).status == "running"
+    assert ("eyes" in [r["content"] for r in github.reactions if r["comment_id"] == 2])
+    assert "queued (position 1)" in bot_comments(github, 8)[0]["history"][0]
+    assert service.wait_for_task(quick).status == "completed"
+    assert service.wait_for_task(slow).status == "completed"
+
+
+def test_concurrent_slots_run_each_task_exactly_once(service_factory, github, model, docker_client):
+    service = service_factory().start(workers=3)
+    ids = []
+    for n in range(6):
+        model.add_script(f"task number {n}", [Turn([ToolCall("bash", {"command": "sleep 1"})]),
+                                              Final(f"answer {n}")])
+        ids.append(service.comment(f"@async-code task number {n}", number=10 + n, comment_id=100 + n))
+    tasks = [service.wait_for_task(task_id) for task_id in ids]
+    assert [t.status for t in tasks] == ["completed"] * 6
+    for n in range(6):
+        first_turns = [r for r in model.requests
+                       if r["json"]["messages"][0]["content"] == f"task number {n}"
+                       and len(r["json"]["messages"]) == 1]
+        assert len(first_turns) == 1, f"task {n} ran {len(first_turns)} times"
+        [status] = bot_comments(github, 10 + n)
+        assert sum("starting" in body for body in status["history"]) == 1
+    assert len({t.container_id for t in tasks}) == 6
+
+
+def test_a_restart_fails_the_interrupted_task_and_cleans_up(service_factory, github, model, docker_client):
+    service = service_factory().start(workers=1)
+    model.add_script("long job", [Turn([ToolCall("bash", {"command": "sleep 300", "timeout": 600})])])
+    task_id = service.comment("@async-code long job")
+    wait_until(lambda: docker_client.containers.list(filters={"label": f"async-code.task={task_id}"}),
+               30, "the sandbox to start", service.logs)
+    service.stop(signal.SIGKILL)  # a crash: nothing gets to clean up
+    assert service.task(task_id).status == "running"
+
+    service.start(workers=1)
+    task = wait_until(lambda: (t := service.task(task_id)).status == "failed" and t, 30,
+                      "the interrupted task to be failed", service.logs)
+    assert "interrupted by a restart" in task.error
+    [status] = bot_comments(github)
+    assert "interrupted by a restart" in status["history"][-1]
+    assert docker_client.containers.list(all=True, filters={"label": f"async-code.task={task_id}"}) == []
+
+
+def test_host_git_runs_nothing_the_agent_wrote(service, github, model, tmp_path):
+    marker = tmp_path / "host-git-ran-agent-code"
+    hook = f"#!/bin/sh\ntouch {marker}\n"
+    model.add_script("plant hooks", [
+        Turn([ToolCall("bash", {"command": (
+            "mkdir -p .git/hooks && "
+            f"printf '{hook}' > .git/hooks/pre-commit && cp .git/hooks/pre-commit .git/hooks/pre-push && "
+            "chmod +x .git/hooks/* && "
+            f"printf '[core]\\n\\thooksPath = .git/hooks\\n\\tfsmonitor = touch {marker}\\n"
+            f"[filter \"evil\"]\\n\\tclean = touch {marker}\\n\\tsmudge = touch {marker}\\n' > .git/config && "
+            "printf '* filter=evil\\n' > .gitattributes && echo changed >> README.md")},
+            expect="exit code 0")]),
+        Final("Plant some hooks"),
+    ])
+    task = service.wait_for_task(service.comment("@async-code plant hooks"))
+    assert task.status == "completed", (task.error, service.logs())
+    assert not marker.exists(), "host git executed something the agent wrote"
+    [pr] = github.pulls
+    files = subprocess.run(["git", "--git-dir", str(github.repo_path(REPO)), "diff", "--name-only",
+                            "main", pr["head"]], capture_output=True, text=True, check=True).stdout.split()
+    assert sorted(files) == [".gitattributes", "README.md"]
+
+
+def test_a_suspended_installation_fails_the_task_and_posts_nothing(service, github, model):
+    github.add_installation(77, [REPO], suspended=True)
+    task = service.wait_for_task(service.comment("@async-code add a flag"))
+    assert task.status == "failed" and "not installed" in task.error and "suspended" in task.error
+    assert github.comments == {} and github.reactions == [] and model.requests == []
+
+
+def test_an_empty_repository_fails_with_what_to_do(service, github, model):
+    github.add_repo("acme/empty", None)
+    github.add_installation(77, [REPO, "acme/empty"])
+    github.set_permission("acme/empty", "alice", "admin")
+    task = service.wait_for_task(service.comment("@async-code add a flag", repo="acme/empty"))
+    assert task.status == "failed" and "acme/empty is empty" in task.error
+    [status] = [c for c in github.comments.values() if c["repo"] == "acme/empty"]
+    assert "failed" in status["history"][-1] and "push a first commit" in status["history"][-1]
+    assert model.requests == []
+
+
+def test_a_repository_that_is_no_longer_accessible_fails_clearly(service, github, model):
+    github.fail_next("GET", r"^/repos/acme/widgets$", 404, {"message": "Not Found"})
+    task = service.wait_for_task(service.comment("@async-code add a flag"))
+    assert task.status == "failed" and "not accessible" in task.error
+    assert "failed" in bot_comments(github)[0]["history"][-1]
+
+
+def test_a_rejected_push_fails_the_task_and_opens_no_pull_request(service, github, model):
+    github.reject_pushes(REPO)
+    model.add_script("touch the readme", [
+        Turn([ToolCall("bash", {"command": "echo more >> README.md"}, expect="exit code 0")]),
+        Final("Extend the readme"),
+    ])
+    task = service.wait_for_task(service.comment("@async-code touch the readme"))
+    assert task.status == "failed" and "rejected the push" in task.error
+    assert task.commit_sha and task.changed_files == ["README.md"]
+    assert github.pulls == []
+    assert "rejected the push" in bot_comments(github)[0]["history"][-1]
