@@ -63,11 +63,11 @@ def acknowledge(task: Task, *, github: GitHubApp, store: Store, slug: str, max_q
     if admission is not Admission.ACCEPT:
         log.info("task %s rejected (%s; %s has %s)", task.id, admission.value, task.requested_by,
                  permission)
-        store.finish(task.id, REJECTED, error=admission.value, acknowledged_at=utcnow())
         try:
             client.comment(task.number, refusal(admission, task, slug, max_queue))
         except GitHubError as error:
             log.warning("task %s: could not post the refusal: %s", task.id, error)
+        store.finish(task.id, REJECTED, error=admission.value, acknowledged_at=utcnow())
         return
 
     try:

@@ -73,6 +73,8 @@ def execute(task: Task, services: Services) -> None:
         except GitHubError as error:
             log.warning("task %s: could not edit the status comment: %s", task.id, error)
 
+    # The status comment is edited before the task's final state is stored: whoever sees the
+    # task finished in the store also sees the comment that says so.
     report(status.running(task.id), final=True)
     try:
         _run(task, services, client, started,
@@ -80,13 +82,13 @@ def execute(task: Task, services: Services) -> None:
     except TaskFailed as failure:
         reason = str(failure)
         log.info("task %s failed: %s", task.id, reason)
-        store.finish(task.id, FAILED, error=reason)
         report(status.failed(task.id, reason), final=True)
+        store.finish(task.id, FAILED, error=reason)
     except Exception:
         log.exception("task %s crashed", task.id)
         reason = "an internal error stopped the task; the service log has the details."
-        store.finish(task.id, FAILED, error=reason)
         report(status.failed(task.id, reason), final=True)
+        store.finish(task.id, FAILED, error=reason)
 
 
 def _run(task: Task, services: Services, client: RepoClient, started: float, on_progress,
@@ -118,9 +120,9 @@ def _run(task: Task, services: Services, client: RepoClient, started: float, on_
             raise TaskFailed(f"the agent used all {settings.max_turn_count} turns "
                              "(ASYNC_CODE_MAX_TURNS) without changing a file or answering.")
         if not changes.files:
-            store.finish(task.id, COMPLETED, **common)
             report(status.no_changes(task.id, result.answer, seconds=time.monotonic() - started,
                                      tokens=tokens), final=True)
+            store.finish(task.id, COMPLETED, **common)
             return
         files = [(f.path, f.added, f.deleted) for f in changes.files]
         store.update(task.id, patches={"diff": changes.diff, "files": [
@@ -148,10 +150,10 @@ def _run(task: Task, services: Services, client: RepoClient, started: float, on_
         except GitHubError as error:
             raise TaskFailed(f"the branch {branch} was pushed but opening the pull request "
                              f"failed: {error}") from None
-        store.finish(task.id, COMPLETED, pr_url=pr["html_url"], pr_number=pr["number"])
         report(status.done(task.id, pr_number=pr["number"], pr_url=pr["html_url"],
                            files_changed=len(files), seconds=time.monotonic() - started,
                            tokens=tokens), final=True)
+        store.finish(task.id, COMPLETED, pr_url=pr["html_url"], pr_number=pr["number"])
     finally:
         workspace.remove(ws)
 

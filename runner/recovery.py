@@ -60,11 +60,11 @@ def recover(services: Services) -> None:
         log.info("removed %d leftover sandbox container(s)", len(removed))
     for task in orphaned:
         log.warning("task %s was left running by a previous process; marking it failed", task.id)
+        if task.status_comment_id:
+            try:
+                client = services.github.repo_client(task.installation_id, task.repo,
+                                                     ACKNOWLEDGE_PERMISSIONS)
+                client.edit_comment(task.status_comment_id, status.failed(task.id, INTERRUPTED))
+            except GitHubError as error:
+                log.warning("task %s: could not update its status comment: %s", task.id, error)
         services.store.finish(task.id, FAILED, error=INTERRUPTED)
-        if not task.status_comment_id:
-            continue
-        try:
-            client = services.github.repo_client(task.installation_id, task.repo, ACKNOWLEDGE_PERMISSIONS)
-            client.edit_comment(task.status_comment_id, status.failed(task.id, INTERRUPTED))
-        except GitHubError as error:
-            log.warning("task %s: could not update its status comment: %s", task.id, error)
