@@ -37,4 +37,6 @@ def task_from_comment(payload: dict[str, Any], slug: str) -> NewTask | None:
         instruction=instruction,
         requested_by=sender.get("login", ""),
         requested_by_id=sender.get("id"),
+        issue_title=issue.get("title") or "",
+        issue_body=issue.get("body") or "",
     )

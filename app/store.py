@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     number            INTEGER NOT NULL,
     comment_id        INTEGER,
     instruction       TEXT NOT NULL,
+    issue_title       TEXT NOT NULL DEFAULT '',
+    issue_body        TEXT NOT NULL DEFAULT '',
     requested_by      TEXT NOT NULL,
     requested_by_id   INTEGER,
     created_at        TEXT NOT NULL,
@@ -81,6 +83,8 @@ class NewTask:
     instruction: str
     requested_by: str
     requested_by_id: int | None
+    issue_title: str = ""
+    issue_body: str = ""
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,8 @@ class Task:
     requested_by: str
     requested_by_id: int | None
     created_at: str
+    issue_title: str = ""
+    issue_body: str = ""
     acknowledged_at: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
@@ -119,7 +125,7 @@ class Task:
     def summary(self) -> dict[str, Any]:
         """The task as `async-code tasks --json` prints it (no transcript, no diff)."""
         return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name not in ("patches", "chat_history")}
+                if f.name not in ("patches", "chat_history", "issue_body")}
 
 
 _TASK_COLUMNS = [f.name for f in fields(Task)]
@@ -181,6 +187,18 @@ class Store:
 
     def unacknowledged(self) -> list[Task]:
         return self._select("status = ? AND acknowledged_at IS NULL ORDER BY created_at, rowid", PENDING)
+
+    def claim_for_acknowledgement(self, claimed_by: str) -> Task | None:
+        """Atomically take the oldest new task nobody is acknowledging, so it is answered once
+        even when several processes share the store."""
+        with self._connect(immediate=True) as db:
+            row = db.execute("SELECT id FROM tasks WHERE status = ? AND acknowledged_at IS NULL "
+                             "AND claimed_by IS NULL ORDER BY created_at, rowid LIMIT 1",
+                             (PENDING,)).fetchone()
+            if row is None:
+                return None
+            db.execute("UPDATE tasks SET claimed_by = ? WHERE id = ?", (claimed_by, row["id"]))
+            return self._row_to_task(db.execute("SELECT * FROM tasks WHERE id = ?", (row["id"],)).fetchone())
 
     def queue_position(self, task_id: str) -> int:
         """1 for the next task to run, counting acknowledged tasks still waiting for a slot."""

@@ -44,8 +44,9 @@ def refusal(admission: Admission, task: Task, slug: str, max_queue: int) -> str:
         return (f"@{task.requested_by} tell me what to do on the same line or the lines after the "
                 f"mention, for example:\n\n```\n@{slug} make the CLI print its version with "
                 f"--version\n```")
-    return (f"Sorry @{task.requested_by}, {max_queue} tasks are already waiting for this "
-            f"repository. Please ask again when some of them have finished.")
+    waiting = f"{max_queue} task{'s' if max_queue != 1 else ''}"
+    return (f"Sorry @{task.requested_by}, this repository already has {waiting} waiting. "
+            f"Please ask again when some of them have finished.")
 
 
 def acknowledge(task: Task, *, github: GitHubApp, store: Store, slug: str, max_queue: int) -> None:

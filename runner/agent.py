@@ -83,6 +83,16 @@ When you are done, answer with a short summary. Its first line becomes the pull 
 only needs an explanation and no change, answer it without editing any file."""
 
 
+ISSUE_CONTEXT_LIMIT = 20_000
+
+
+def task_request(instruction: str, *, number: int, issue_title: str, issue_body: str) -> str:
+    """The first user message: the instruction, then the issue it was asked on, for context."""
+    body = _clip(issue_body.strip(), ISSUE_CONTEXT_LIMIT) or "(no description)"
+    return (f"{instruction.strip()}\n\n---\nThis was asked in a comment on issue #{number}, "
+            f"\"{issue_title.strip()}\". The issue's description, for context:\n\n{body}")
+
+
 class AgentError(RuntimeError):
     """The model API failed after the SDK's retries; the message says what to do."""
 
@@ -120,12 +130,12 @@ class ClaudeAgent:
         self._max_turns = max_turns
         self._max_tokens = max_tokens
 
-    def run(self, *, instruction: str, repo: str, number: int, runtime: Runtime,
+    def run(self, *, request: str, repo: str, number: int, runtime: Runtime,
             editor: FileEditor, deadline: float,
             on_progress: Callable[[int, str], None] = lambda turn, tool: None) -> AgentResult:
         """Run until the model answers, the turn budget is spent, or `deadline` (monotonic) passes."""
-        messages: list[dict[str, Any]] = [{"role": "user", "content": instruction}]
-        result = AgentResult(answer="", turns=0, transcript=[{"role": "user", "content": instruction}])
+        messages: list[dict[str, Any]] = [{"role": "user", "content": request}]
+        result = AgentResult(answer="", turns=0, transcript=[{"role": "user", "content": request}])
         system = SYSTEM_PROMPT.format(repo=repo, number=number)
         while True:
             if result.turns >= self._max_turns:

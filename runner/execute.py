@@ -19,7 +19,7 @@ import docker
 from app.settings import Settings
 from app.store import COMPLETED, FAILED, Store, Task
 from runner import pull_request, status, workspace
-from runner.agent import AgentError, AgentResult, AgentTimeout, ClaudeAgent
+from runner.agent import AgentError, AgentResult, AgentTimeout, ClaudeAgent, task_request
 from runner.files import FileEditor
 from runner.github import EXECUTE_PERMISSIONS, GitHubApp, GitHubError, RepoClient
 from runner.sandbox import DockerDeployment, SandboxError, SandboxLimits
@@ -193,7 +193,9 @@ def _run_agent(task: Task, services: Services, tree: Path, owner: tuple[int, int
                             max_turns=settings.max_turn_count)
         editor = FileEditor(tree, owner=owner, mount_point=SANDBOX_MOUNT)
         try:
-            result = agent.run(instruction=task.instruction, repo=task.repo, number=task.number,
+            request = task_request(task.instruction, number=task.number,
+                                   issue_title=task.issue_title, issue_body=task.issue_body)
+            result = agent.run(request=request, repo=task.repo, number=task.number,
                                runtime=runtime, editor=editor, deadline=deadline,
                                on_progress=on_progress)
         except AgentTimeout:

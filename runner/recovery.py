@@ -55,6 +55,10 @@ def recover(services: Services) -> None:
     running = services.store.running()
     orphaned = [task for task in running if is_orphaned(task, host=host, own_pid=own_pid)]
     still_running = {task.id for task in running} - {task.id for task in orphaned}
+    for task in services.store.unacknowledged():
+        if task.claimed_by and is_orphaned(task, host=host, own_pid=own_pid):
+            # Its acknowledgement was cut short; hand it back to be acknowledged.
+            services.store.update(task.id, claimed_by=None)
     removed = remove_task_containers(services.docker, keep=still_running)
     if removed:
         log.info("removed %d leftover sandbox container(s)", len(removed))

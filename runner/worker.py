@@ -48,16 +48,16 @@ class Runner:
         settings, store = self._services.settings, self._services.store
         while not self._stop.is_set():
             try:
-                tasks = store.unacknowledged()
+                task = store.claim_for_acknowledgement(self.worker_id)
             except Exception:
                 log.exception("reading new tasks failed")
-                tasks = []
-            for task in tasks:
-                self._guard(task, lambda t=task: acknowledge(
-                    t, github=self._services.github, store=store, slug=settings.github_app_slug,
-                    max_queue=settings.max_queue_per_repo))
-            if not tasks:
+                task = None
+            if task is None:
                 self._stop.wait(self._poll)
+                continue
+            self._guard(task, lambda t=task: acknowledge(
+                t, github=self._services.github, store=store, slug=settings.github_app_slug,
+                max_queue=settings.max_queue_per_repo))
 
     def _slot_loop(self) -> None:
         store: Store = self._services.store

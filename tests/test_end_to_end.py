@@ -97,6 +97,11 @@ def test_a_comment_becomes_a_pull_request(service, github, model, docker_client)
     assert task.input_tokens > 0 and task.output_tokens > 0
     assert task.output == ANSWER and task.chat_history and task.container_id
 
+    # The agent saw the instruction first, then the issue it was asked on.
+    first_message = model.requests[0]["json"]["messages"][0]["content"]
+    assert first_message.startswith(INSTRUCTION + "\n")
+    assert '"Issue 7"' in first_message and "The CLI cannot tell which version it is." in first_message
+
     # The container is gone.
     assert docker_client.containers.list(all=True, filters={"label": f"async-code.task={task_id}"}) == []
 

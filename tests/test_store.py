@@ -114,3 +114,14 @@ def test_concurrent_processes_claim_each_task_exactly_once(tmp_path):
     queue.close()
     queue.join_thread()
     assert sorted(sum(results, [])) == sorted(ids)
+
+
+def test_each_new_task_is_taken_for_acknowledgement_once(tmp_path):
+    store = make_store(tmp_path)
+    first = store.record_delivery("g1", "issue_comment", "created", new_task(1))
+    second = store.record_delivery("g2", "issue_comment", "created", new_task(2))
+    assert store.claim_for_acknowledgement("a:1").id == first.id
+    assert store.claim_for_acknowledgement("b:2").id == second.id
+    assert store.claim_for_acknowledgement("a:1") is None
+    # Not yet acknowledged, so no slot may run them either.
+    assert store.claim_next("a:1") is None

@@ -100,7 +100,7 @@ def test_concurrent_slots_run_each_task_exactly_once(service_factory, github, mo
     assert [t.status for t in tasks] == ["completed"] * 6
     for n in range(6):
         first_turns = [r for r in model.requests
-                       if r["json"]["messages"][0]["content"] == f"task number {n}"
+                       if r["json"]["messages"][0]["content"].startswith(f"task number {n}\n")
                        and len(r["json"]["messages"]) == 1]
         assert len(first_turns) == 1, f"task {n} ran {len(first_turns)} times"
         [status] = bot_comments(github, 10 + n)
@@ -185,3 +185,18 @@ def test_a_rejected_push_fails_the_task_and_opens_no_pull_request(service, githu
     assert task.commit_sha and task.changed_files == ["README.md"]
     assert github.pulls == []
     assert "rejected the push" in bot_comments(github)[0]["history"][-1]
+
+
+def test_requests_beyond_the_queue_limit_are_refused_politely(service_factory, github, model):
+    service = service_factory(ASYNC_CODE_MAX_QUEUE="1").start(workers=1)
+    model.add_script("slow task", [Turn([ToolCall("bash", {"command": "sleep 5"})]), Final("slow")])
+    model.add_script("waiting task", [Final("waited")])
+    slow = service.comment("@async-code slow task", number=7, comment_id=1)
+    wait_until(lambda: service.task(slow).status == "running", 30, "the slow task to start")
+    waiting = service.comment("@async-code waiting task", number=8, comment_id=2)
+    wait_until(lambda: service.task(waiting).acknowledged_at, 10, "the second task to be queued")
+    refused = service.wait_for_task(service.comment("@async-code one more", number=9, comment_id=3))
+    assert (refused.status, refused.error) == ("rejected", "queue full")
+    [reply] = bot_comments(github, 9)
+    assert "already has 1 task waiting" in reply["body"]
+    assert service.wait_for_task(waiting).status == "completed"
