@@ -23,6 +23,8 @@ ACKNOWLEDGE_PERMISSIONS = {"issues": "write", "metadata": "read"}
 EXECUTE_PERMISSIONS = {"contents": "write", "issues": "write", "pull_requests": "write",
                        "metadata": "read"}
 _REFRESH_MARGIN = timedelta(minutes=5)
+# githubkit waits forever by default; a stalled connection must not hang a runner thread.
+API_TIMEOUT = 30.0
 
 
 class GitHubError(RuntimeError):
@@ -53,7 +55,8 @@ class GitHubApp:
     def __init__(self, *, app_id: str, private_key: str, api_url: str, slug: str):
         self.api_url = api_url.rstrip("/")
         self.slug = slug
-        self._app_client = GitHub(AppAuthStrategy(app_id, private_key), base_url=self.api_url + "/")
+        self._app_client = GitHub(AppAuthStrategy(app_id, private_key), base_url=self.api_url + "/",
+                                  timeout=API_TIMEOUT)
         self._tokens: dict[tuple[int, str, tuple], _CachedToken] = {}
         self._bot_user_id: int | None = None
         self._lock = threading.Lock()
@@ -86,8 +89,12 @@ class GitHubApp:
         return data["token"]
 
     def repo_client(self, installation_id: int, repo: str, permissions: dict[str, str]) -> RepoClient:
-        token = self.installation_token(installation_id, repo, permissions)
-        return RepoClient(GitHub(TokenAuthStrategy(token), base_url=self.api_url + "/"), repo, token)
+        client = RepoClient(self, installation_id, repo, permissions)
+        client.token  # mint now: a task learns at once if the App cannot reach the repository
+        return client
+
+    def token_client(self, token: str) -> GitHub:
+        return GitHub(TokenAuthStrategy(token), base_url=self.api_url + "/", timeout=API_TIMEOUT)
 
     def bot_identity(self, client: RepoClient) -> tuple[str, str]:
         """The bot's commit name and no-reply e-mail; its user id is looked up once."""
@@ -102,20 +109,40 @@ class GitHubApp:
 
 
 class RepoClient:
-    """REST calls on one repository with a narrowed installation token."""
+    """REST calls on one repository with a narrowed installation token.
 
-    def __init__(self, github: GitHub, repo: str, token: str):
-        self._github = github  # keep a reference: githubkit's namespaces need a live client
+    The token is asked of the App on every use, so a long task always holds one that is valid
+    for at least a few more minutes.
+    """
+
+    def __init__(self, app: GitHubApp, installation_id: int, repo: str, permissions: dict[str, str]):
+        self._app = app
+        self._installation_id = installation_id
+        self._permissions = permissions
         self.repo = repo
         self.owner, self.name = repo.split("/", 1)
-        self.token = token  # for host git only; never logged, stored or passed to the sandbox
+        self._github: GitHub | None = None  # kept: githubkit's namespaces need a live client
+        self._github_token: str | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def token(self) -> str:
+        """For host git only; never logged, stored or passed to the sandbox."""
+        return self._app.installation_token(self._installation_id, self.repo, self._permissions)
+
+    def _client(self) -> GitHub:
+        token = self.token
+        with self._lock:
+            if token != self._github_token:
+                self._github, self._github_token = self._app.token_client(token), token
+            return self._github
 
     def __repr__(self) -> str:
         return f"RepoClient({self.repo!r})"
 
     def call(self, method: str, url: str, **kwargs: Any) -> Any:
         try:
-            response = self._github.request(method, url, **kwargs)
+            response = self._client().request(method, url, **kwargs)
         except GitHubException as error:
             status = _status(error)
             raise GitHubError(f"GitHub answered {status or error} to {method} {url}", status) from None

@@ -89,3 +89,17 @@ def test_an_inaccessible_repository_is_explained(app, github):
     github.fail_next("GET", r"^/repos/acme/widgets$", 404, {"message": "Not Found"})
     with pytest.raises(GitHubError, match="not accessible"):
         client.repository()
+
+
+def test_a_long_task_switches_to_a_fresh_token_before_the_old_one_expires(app, github, monkeypatch):
+    import runner.github as module
+    from datetime import timedelta
+
+    client = app.repo_client(INSTALLATION_ID, REPO, EXECUTE_PERMISSIONS)
+    first = client.token
+    client.comment(7, "one")
+    monkeypatch.setattr(module, "_REFRESH_MARGIN", timedelta(hours=2))
+    github.expire_token(first)
+    client.comment(7, "two")  # would be refused with the expired token
+    assert client.token != first and len(github.token_requests) >= 2
+    assert [c["body"] for c in github.comments.values()] == ["one", "two"]
