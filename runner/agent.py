@@ -25,6 +25,22 @@ TRANSCRIPT_RESULT_LIMIT = 4_000  # characters of each tool result kept in the st
 DEFAULT_COMMAND_TIMEOUT = 120
 MAX_COMMAND_TIMEOUT = 600
 MAX_TOKENS = 8_192
+MODEL_RETRIES = 2  # transient model API errors (429, 5xx, connection) are retried this often
+
+
+def _retryable(status: int) -> bool:
+    return status in (408, 409, 429) or status >= 500
+
+
+def _backoff(attempt: int, headers: Any) -> float:
+    """The server's retry-after when it gives one, else exponential from half a second."""
+    if headers is not None:
+        for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+            try:
+                return min(60.0, max(0.0, float(headers.get(name)) * scale))
+            except (TypeError, ValueError):
+                continue
+    return min(8.0, 0.5 * 2 ** attempt)
 
 TOOLS: list[dict[str, Any]] = [
     {
@@ -124,7 +140,8 @@ def _clip(text: str, limit: int) -> str:
 
 class ClaudeAgent:
     def __init__(self, client: anthropic.Anthropic, *, model: str, max_turns: int,
-                 max_tokens: int = MAX_TOKENS):
+                 max_tokens: int = MAX_TOKENS, retries: int = MODEL_RETRIES):
+        self._retries = retries
         self._client = client
         self._model = model
         self._max_turns = max_turns
@@ -167,20 +184,41 @@ class ClaudeAgent:
                 {**r, "content": _clip(r["content"], TRANSCRIPT_RESULT_LIMIT)} for r in results]})
 
     def _ask(self, system: str, messages: list[dict[str, Any]], deadline: float):
-        try:
-            return self._client.messages.create(
-                model=self._model, max_tokens=self._max_tokens, system=system, tools=TOOLS,
-                messages=messages, timeout=max(1.0, deadline - time.monotonic()))
-        except anthropic.APITimeoutError:
-            if time.monotonic() >= deadline:
-                raise AgentTimeout() from None
-            raise AgentError("The model API did not answer in time; try again later.") from None
-        except anthropic.APIStatusError as error:
-            message = getattr(error, "message", "") or str(error)
-            raise AgentError(f"The model API failed with HTTP {error.status_code}: {message}") from None
-        except anthropic.APIConnectionError:
-            raise AgentError("The model API could not be reached; check ANTHROPIC_BASE_URL and "
-                             "the network of the runner.") from None
+        """One model call, retried on transient errors, never past the task's deadline.
+
+        The retries live here rather than in the SDK so that every attempt and every backoff
+        fits in the time the task has left.
+        """
+        for attempt in range(self._retries + 1):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AgentTimeout()
+            try:
+                return self._client.messages.create(
+                    model=self._model, max_tokens=self._max_tokens, system=system, tools=TOOLS,
+                    messages=messages, timeout=remaining)
+            except anthropic.APITimeoutError:
+                if time.monotonic() >= deadline:
+                    raise AgentTimeout() from None
+                failure = AgentError("The model API did not answer in time; try again later.")
+                wait = _backoff(attempt, None)
+            except anthropic.APIStatusError as error:
+                message = getattr(error, "message", "") or str(error)
+                failure = AgentError(f"The model API failed with HTTP {error.status_code}: {message}")
+                if not _retryable(error.status_code):
+                    raise failure from None
+                wait = _backoff(attempt, error.response.headers)
+            except anthropic.APIConnectionError:
+                failure = AgentError("The model API could not be reached; check ANTHROPIC_BASE_URL "
+                                     "and the network of the runner.")
+                wait = _backoff(attempt, None)
+            if attempt == self._retries:
+                raise failure
+            if time.monotonic() + wait >= deadline:
+                raise AgentTimeout()
+            log.info("model call failed (%s); retrying in %.1fs", failure, wait)
+            time.sleep(wait)
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _use_tool(name: str, arguments: dict[str, Any], runtime: Runtime, editor: FileEditor,

@@ -14,9 +14,6 @@ class ServiceUnavailable(RuntimeError):
     pass
 
 
-MODEL_RETRIES = 2  # the SDK retries 429/5xx/connection errors with backoff before we report
-
-
 def build_services(settings: Settings, store: Store) -> Services:
     try:
         docker_client = docker.from_env()
@@ -29,6 +26,7 @@ def build_services(settings: Settings, store: Store) -> Services:
                        api_url=settings.github_api_url, slug=settings.github_app_slug)
     model = anthropic.Anthropic(api_key=settings.anthropic_api_key,
                                 base_url=settings.anthropic_base_url or None,
-                                max_retries=MODEL_RETRIES)
+                                # The agent retries itself, within the task's deadline.
+                                max_retries=0)
     return Services(settings=settings, store=store, github=github, docker=docker_client,
                     anthropic=model)
