@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
-from runner.text import fit_body, neutralise, short_title
+import re
+
+from runner.text import GITHUB_BODY_LIMIT, fit_body, neutralise, short_title
 
 TITLE_LIMIT = 72
+# Caps on the parts of the body that are not the summary, so the summary always has room
+# and the lines that link the issue and name the requester are never cut.
+FILES_SHOWN = 100
+FILES_LIMIT = 20_000
+PATH_SHOWN = 300
+INSTRUCTION_LIMIT = 4_000
+
+# Line breaks would end the list item and let a file name start lines of its own; the
+# other control characters and bidirectional overrides would make the name display
+# as something it is not.
+_UNSHOWABLE_IN_PATH = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_BACKTICK_RUN = re.compile(r"`+")
 
 
 def branch_name(number: int, task_id: str) -> str:
@@ -23,25 +37,68 @@ def _details(answer: str) -> str:
     return "\n".join(lines[1:]).strip() if len(lines) > 1 else ""
 
 
+def _code_span(text: str) -> str:
+    """`text` as a Markdown code span that shows it verbatim, whatever backticks it holds."""
+    # A code span ends at the first backtick run as long as its opening one, so the fence
+    # must be longer than every run inside. CommonMark strips one space from each end
+    # when both have one, so padding keeps a leading or trailing backtick or space.
+    fence = "`" * (max(map(len, _BACKTICK_RUN.findall(text)), default=0) + 1)
+    edges = text[:1] + text[-1:]
+    pad = " " if text.strip(" ") and ("`" in edges or " " in edges) else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _shown_path(path: str) -> str:
+    path = _UNSHOWABLE_IN_PATH.sub("\ufffd", path)
+    if len(path) <= PATH_SHOWN:
+        return path
+    half = (PATH_SHOWN - 1) // 2
+    return path[:half] + "…" + path[-half:]
+
+
+def _file_list(files: list[tuple[str, int | None, int | None]]) -> str:
+    lines: list[str] = []
+    used = 0
+    for path, added, deleted in files[:FILES_SHOWN]:
+        # Neutralised even inside code: a disagreement with GitHub about where the span
+        # ends must not turn a file name into a mention or a closing keyword.
+        line = neutralise(f"- {_code_span(_shown_path(path))} "
+                          f"(+{added if added is not None else '?'} "
+                          f"−{deleted if deleted is not None else '?'})")
+        if used + len(line) + 1 > FILES_LIMIT:
+            break
+        lines.append(line)
+        used += len(line) + 1
+    if hidden := len(files) - len(lines):
+        lines.append(f"- … and {hidden:,} more file{'s' if hidden != 1 else ''}")
+    return "\n".join(lines)
+
+
 def body(*, answer: str, instruction: str, number: int, requested_by: str, task_id: str,
          files: list[tuple[str, int | None, int | None]]) -> str:
-    """Summary, the files changed, `Fixes #N`, who asked, the task id; under GitHub's limit."""
-    file_lines = "\n".join(
-        f"- `{path}` (+{added if added is not None else '?'} −{deleted if deleted is not None else '?'})"
-        for path, added, deleted in files)
+    """`Fixes #N`, who asked, the files changed, the task id, then the agent's summary.
+
+    The agent's text comes last and gets exactly the room left under GitHub's limit: nothing
+    it writes (an unclosed code fence, say) can swallow the link to the issue, and cutting it
+    never cuts that link or the requester.
+    """
     request = "\n".join("> " + line for line in instruction.strip().splitlines())
-    tail = (f"\n\n### Files changed\n{file_lines}\n\nFixes #{number}\n\n"
-            f"Requested by @{requested_by} in #{number}:\n\n{neutralise(request)}\n\n"
-            f"<sub>async-code task `{task_id}`</sub>")
+    head = (f"Fixes #{number}\n\n"
+            f"Requested by @{requested_by} in #{number}:\n\n"
+            f"{fit_body(neutralise(request), INSTRUCTION_LIMIT)}\n\n"
+            f"### Files changed\n{_file_list(files)}\n\n"
+            f"<sub>async-code task `{task_id}`</sub>\n\n### Summary\n")
     summary = neutralise(_details(answer) or short_title(answer, 10_000) or "No summary was given.")
-    # Cut the agent's text, never the part that links the issue and names the requester.
-    return fit_body("### Summary\n" + summary, limit=max(1_000, 65_000 - len(tail))) + tail
+    return head + fit_body(summary, limit=max(0, GITHUB_BODY_LIMIT - len(head)))
 
 
 def commit_message(title_line: str, *, number: int, task_id: str, requested_by: str,
                    requested_by_id: int | None) -> str:
+    # One line, since anything after a line break would read as the message's body or
+    # trailers; inert, since a closing keyword in a commit closes the issue on merge.
+    first_line = neutralise(" ".join(title_line.split()))
     trailer = ""
     if requested_by_id:
         trailer = (f"\n\nCo-authored-by: {requested_by} "
                    f"<{requested_by_id}+{requested_by}@users.noreply.github.com>")
-    return f"{title_line}\n\nRequested in #{number} (async-code task {task_id}).{trailer}\n"
+    return f"{first_line}\n\nRequested in #{number} (async-code task {task_id}).{trailer}\n"

@@ -1,11 +1,13 @@
-"""Pure decisions of the runner: who may run a task, what the comments and the PR say."""
+"""Pure decisions of the runner: who may run a task, what its status comments say."""
 
 from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from app.store import Task
-from runner import pull_request, status
+from runner import status
 from runner.acknowledge import Admission, admit, refusal
 
 
@@ -80,64 +82,27 @@ def test_progress_edits_are_throttled_but_final_edits_always_go_through():
     assert edits == ["turn 1", "turn 3", "done"]
 
 
-@pytest.mark.parametrize(
-    "answer, instruction, expected",
-    [
-        ("Add a --version flag\n\nDetails.", "x", "Add a --version flag"),
-        ("", "make the CLI print its version", "make the CLI print its version"),
-        ("# Print version\nmore", "x", "Print version"),
-        ("", "", "Changes requested by comment"),
-        ("Fixes #3 by adding a flag", "x", "F\u200bixes #3 by adding a flag"),
-        ("Ping @bob about it", "x", "Ping @\u200bbob about it"),
-    ],
-)
-def test_pull_request_title(answer, instruction, expected):
-    assert pull_request.title(answer, instruction) == expected
-
-
-def test_titles_stay_within_72_characters_even_when_neutralised():
-    assert len(pull_request.title("@a " * 40, "x")) <= 72
-
-
-def test_pull_request_body_links_the_issue_and_defuses_agent_text():
-    body = pull_request.body(answer="Add flag\n\nAlso closes #9, thanks @mallory.", instruction="add it",
-                             number=7, requested_by="alice", task_id=task().id,
-                             files=[("cli.py", 3, 1), ("logo.png", None, None)])
-    assert "Fixes #7" in body and "Requested by @alice" in body and task().id in body
-    assert "closes #9" not in body and "@mallory" not in body
-    assert "`cli.py` (+3 −1)" in body and "`logo.png` (+? −?)" in body
-
-
-def test_pull_request_body_fits_github_limit_and_keeps_the_link():
-    body = pull_request.body(answer="t\n" + "x" * 200_000, instruction="add it", number=7,
-                             requested_by="alice", task_id=task().id, files=[("a", 1, 0)])
-    assert len(body) <= 65_536 and "Fixes #7" in body and "truncated" in body
-
-
-def test_commit_message_credits_the_requester():
-    message = pull_request.commit_message("Add flag", number=7, task_id="t1", requested_by="alice",
-                                          requested_by_id=99)
-    assert message.startswith("Add flag\n\n")
-    assert message.rstrip().endswith("Co-authored-by: alice <99+alice@users.noreply.github.com>")
-
-
-def test_branch_name():
-    assert pull_request.branch_name(7, task().id) == "async-code/7-01234567"
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+RECENT = (NOW - timedelta(minutes=1)).isoformat()
+LONG_AGO = (NOW - timedelta(minutes=10)).isoformat()
 
 
 @pytest.mark.parametrize(
-    "claimed_by, alive, expected",
+    "claimed_by, alive, starting, heartbeat, expected",
     [
-        (None, True, True),
-        ("here:123", False, True),  # the process that claimed it is gone
-        ("here:123", True, False),  # another live process on this host runs it
-        ("here:4242", True, True),  # our own pid: a restarted container reusing it
-        ("elsewhere:123", False, False),  # another host's task is not ours to judge
-        ("here:not-a-pid", False, False),
+        (None, True, False, RECENT, True),
+        ("here:123", False, False, RECENT, True),  # the process that claimed it is gone
+        ("here:123", True, False, LONG_AGO, False),  # another live process on this host runs it
+        ("here:4242", True, True, RECENT, True),  # our pid at start-up: a restarted container
+        ("here:4242", True, False, LONG_AGO, False),  # our pid later: our own task
+        ("elsewhere:123", False, False, RECENT, False),  # another host, still beating
+        ("elsewhere:123", False, True, LONG_AGO, True),  # another host that stopped beating
+        ("elsewhere:123", False, False, None, True),  # never beat, started long ago
     ],
 )
-def test_which_running_tasks_a_restart_recovers(claimed_by, alive, expected):
+def test_which_tasks_count_as_orphaned(claimed_by, alive, starting, heartbeat, expected):
     from runner.recovery import is_orphaned
 
-    assert is_orphaned(task(claimed_by=claimed_by), host="here", own_pid=4242,
+    held = task(claimed_by=claimed_by, heartbeat_at=heartbeat, started_at=LONG_AGO)
+    assert is_orphaned(held, host="here", own_pid=4242, starting=starting, now=NOW,
                        alive=lambda pid: alive) is expected
