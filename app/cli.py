@@ -84,7 +84,7 @@ def serve(host: str, port: int, workers: int) -> None:
             services = build_services(settings, store)
         except ServiceUnavailable as error:
             raise click.ClickException(str(error)) from None
-        recover(services)
+        recover(services, starting=True)
         runner = Runner(services, workers)
         runner.start()
 

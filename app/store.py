@@ -19,6 +19,7 @@ from typing import Any
 
 PENDING, RUNNING, COMPLETED, FAILED, REJECTED = "pending", "running", "completed", "failed", "rejected"
 
+SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
     guid        TEXT PRIMARY KEY,
@@ -58,9 +59,13 @@ CREATE TABLE IF NOT EXISTS tasks (
     output_tokens     INTEGER,
     pr_url            TEXT,
     pr_number         INTEGER,
-    claimed_by        TEXT
+    claimed_by        TEXT,
+    heartbeat_at      TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_by_status ON tasks (status, created_at);
+-- One task per comment: a replayed delivery under a new GUID cannot start the work again.
+CREATE UNIQUE INDEX IF NOT EXISTS one_task_per_comment ON tasks (repo, trigger, comment_id)
+    WHERE comment_id IS NOT NULL;
 """
 
 # Columns holding JSON documents; they are decoded when read.
@@ -121,6 +126,7 @@ class Task:
     pr_url: str | None = None
     pr_number: int | None = None
     claimed_by: str | None = None
+    heartbeat_at: str | None = None
 
     def summary(self) -> dict[str, Any]:
         """The task as `async-code tasks --json` prints it (no transcript, no diff)."""
@@ -141,7 +147,13 @@ class Store:
         try:
             # WAL lets the web server read and record while a runner thread writes.
             db.execute("PRAGMA journal_mode=WAL")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(f"{self.path} was written by a newer async-code (schema "
+                                   f"{version}, this one knows {SCHEMA_VERSION}); upgrade it")
             db.executescript(_SCHEMA)
+            # Later schema changes migrate from this number up.
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         finally:
             db.close()
 
@@ -166,8 +178,8 @@ class Store:
                         task: NewTask | None = None) -> Task | None | bool:
         """Record a delivery and its task in one transaction.
 
-        Returns False when the GUID was seen before (nothing is recorded), the new Task when one
-        was created, else None.
+        Returns False when the GUID was seen before, or the comment already has a task (nothing
+        new is created); the new Task when one was created; else None.
         """
         with self._connect(immediate=True) as db:
             seen = db.execute("SELECT 1 FROM deliveries WHERE guid = ?", (guid,)).fetchone()
@@ -177,6 +189,10 @@ class Store:
                        (guid, event, action, utcnow()))
             if task is None:
                 return None
+            if task.comment_id is not None and db.execute(
+                    "SELECT 1 FROM tasks WHERE repo = ? AND trigger = ? AND comment_id = ?",
+                    (task.repo, task.trigger, task.comment_id)).fetchone():
+                return False
             row = {"id": uuid.uuid4().hex, "delivery_guid": guid, "status": PENDING,
                    "created_at": utcnow(), **{f.name: getattr(task, f.name) for f in fields(task)}}
             db.execute(f"INSERT INTO tasks ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
@@ -224,6 +240,12 @@ class Store:
             db.execute("UPDATE tasks SET status = ?, started_at = ?, claimed_by = ? WHERE id = ?",
                        (RUNNING, utcnow(), claimed_by, row["id"]))
             return self._row_to_task(db.execute("SELECT * FROM tasks WHERE id = ?", (row["id"],)).fetchone())
+
+    def heartbeat(self, claimed_by: str) -> None:
+        """Mark every task this process holds as still cared for."""
+        with self._connect(immediate=True) as db:
+            db.execute("UPDATE tasks SET heartbeat_at = ? WHERE claimed_by = ? AND status IN (?, ?)",
+                       (utcnow(), claimed_by, PENDING, RUNNING))
 
     def running(self) -> list[Task]:
         return self._select("status = ? ORDER BY created_at, rowid", RUNNING)

@@ -32,6 +32,9 @@ SANDBOX_MOUNT = "/workspace"
 DEFAULT_SANDBOX_UID = 1000
 
 
+INTERNAL_ERROR = "an internal error stopped the task; the service log has the details."
+
+
 class TaskFailed(Exception):
     """Ends a task as failed with a reason meant for the person who asked."""
 
@@ -45,6 +48,10 @@ class Services:
     github: GitHubApp
     docker: docker.DockerClient
     anthropic: anthropic.Anthropic
+
+
+def workspaces_dir(settings: Settings) -> Path:
+    return settings.data_path / "workspaces"
 
 
 def sandbox_owner() -> tuple[int, int]:
@@ -86,9 +93,8 @@ def execute(task: Task, services: Services) -> None:
         store.finish(task.id, FAILED, error=reason)
     except Exception:
         log.exception("task %s crashed", task.id)
-        reason = "an internal error stopped the task; the service log has the details."
-        report(status.failed(task.id, reason), final=True)
-        store.finish(task.id, FAILED, error=reason)
+        report(status.failed(task.id, INTERNAL_ERROR), final=True)
+        store.finish(task.id, FAILED, error=INTERNAL_ERROR)
 
 
 def _run(task: Task, services: Services, client: RepoClient, started: float, on_progress,
@@ -99,7 +105,7 @@ def _run(task: Task, services: Services, client: RepoClient, started: float, on_
     branch = pull_request.branch_name(task.number, task.id)
     store.update(task.id, branch=branch)
     owner = sandbox_owner()
-    base = settings.data_path / "workspaces"
+    base = workspaces_dir(settings)
     try:
         ws = workspace.prepare(base, task.id, clone_url=repository["clone_url"], token=client.token,
                                default_branch=repository["default_branch"], branch=branch,
@@ -111,6 +117,7 @@ def _run(task: Task, services: Services, client: RepoClient, started: float, on_
         raise TaskFailed(f"cloning {task.repo} failed: {error}") from None
     try:
         result = _run_agent(task, services, ws.tree, owner, deadline, on_progress)
+        _require_sandbox_gone(services.docker, task)
         changes = workspace.collect_changes(ws)
         tokens = result.tokens
         common = dict(output=result.answer, chat_history=result.transcript,
@@ -156,6 +163,18 @@ def _run(task: Task, services: Services, client: RepoClient, started: float, on_
         store.finish(task.id, COMPLETED, pr_url=pr["html_url"], pr_number=pr["number"])
     finally:
         workspace.remove(ws)
+
+
+def _require_sandbox_gone(client: docker.DockerClient, task: Task) -> None:
+    """Host git reads the tree only once nothing in the sandbox can still change it."""
+    try:
+        leftover = client.containers.list(all=True, filters={"label": f"async-code.task={task.id}"})
+    except docker.errors.DockerException as error:
+        raise TaskFailed(f"could not confirm that the sandbox was removed ({error}); "
+                         "nothing was committed.") from None
+    if leftover:
+        raise TaskFailed("the sandbox container could not be removed, so its changes were not "
+                         "committed; the service log has the details.")
 
 
 def _checked_repository(client: RepoClient) -> dict:

@@ -1,20 +1,29 @@
-"""Start-up clean-up after a crash or restart: no orphan containers, no task stuck running."""
+"""Clean-up after a crash or restart: no orphan containers or work trees, no task stuck.
+
+A task is held by the process named in `claimed_by` (host:pid), which refreshes the task's
+heartbeat while it holds it. A task is orphaned when that process is gone: on this host that
+is checked directly; for another host, by a heartbeat older than STALE_AFTER.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import socket
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 
 from app.store import FAILED, Task
-from runner import status
-from runner.execute import Services
+from runner import status, workspace
+from runner.execute import Services, workspaces_dir
 from runner.github import ACKNOWLEDGE_PERMISSIONS, GitHubError
 from runner.sandbox import remove_task_containers
 
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted by a restart of the service; ask again to retry."
+HEARTBEAT_INTERVAL = 30.0
+STALE_AFTER = timedelta(minutes=3)
 
 
 def worker_identity() -> str:
@@ -32,38 +41,42 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def is_orphaned(task: Task, *, host: str, own_pid: int, alive=_pid_alive) -> bool:
-    """A running task whose process on this host is gone (or is us: we have claimed nothing yet).
-
-    Tasks claimed on other hosts are left to them.
-    """
+def is_orphaned(task: Task, *, host: str, own_pid: int, starting: bool, now: datetime,
+                alive: Callable[[int], bool] = _pid_alive) -> bool:
+    """Whether the process holding `task` is gone."""
     if not task.claimed_by:
         return True
     claimed_host, _, pid = task.claimed_by.rpartition(":")
-    if claimed_host != host or not pid.isdigit():
-        return False
-    # A restarted container keeps its hostname and may get the same pid again.
-    return int(pid) == own_pid or not alive(int(pid))
+    if claimed_host == host and pid.isdigit():
+        if int(pid) == own_pid:
+            # At start-up we hold nothing yet: a restarted container keeps its hostname and may
+            # get the same pid again. Later, our own tasks are alive by definition.
+            return starting
+        return not alive(int(pid))
+    last_sign = task.heartbeat_at or task.started_at or task.created_at
+    return now - datetime.fromisoformat(last_sign) > STALE_AFTER
 
 
-def recover(services: Services) -> None:
-    """Fail tasks a dead process left running and remove sandbox containers nobody runs.
+def recover(services: Services, *, starting: bool) -> None:
+    """Fail orphaned running tasks, hand back orphaned acknowledgements, remove leftovers.
 
-    Runs before any slot of this process starts.
+    At start-up (before any slot of this process runs) every container and work tree that no
+    live task owns is removed; later runs leave those of live tasks alone by the same rule.
     """
-    host, own_pid = socket.gethostname(), os.getpid()
-    running = services.store.running()
-    orphaned = [task for task in running if is_orphaned(task, host=host, own_pid=own_pid)]
-    still_running = {task.id for task in running} - {task.id for task in orphaned}
-    for task in services.store.unacknowledged():
-        if task.claimed_by and is_orphaned(task, host=host, own_pid=own_pid):
+    store = services.store
+    host, own_pid, now = socket.gethostname(), os.getpid(), datetime.now(timezone.utc)
+
+    def orphaned(task: Task) -> bool:
+        return is_orphaned(task, host=host, own_pid=own_pid, starting=starting, now=now)
+
+    for task in store.unacknowledged():
+        if task.claimed_by and orphaned(task):
             # Its acknowledgement was cut short; hand it back to be acknowledged.
-            services.store.update(task.id, claimed_by=None)
-    removed = remove_task_containers(services.docker, keep=still_running)
-    if removed:
-        log.info("removed %d leftover sandbox container(s)", len(removed))
-    for task in orphaned:
-        log.warning("task %s was left running by a previous process; marking it failed", task.id)
+            store.update(task.id, claimed_by=None)
+    running = store.running()
+    lost = [task for task in running if orphaned(task)]
+    for task in lost:
+        log.warning("task %s was left running by a process that is gone; marking it failed", task.id)
         if task.status_comment_id:
             try:
                 client = services.github.repo_client(task.installation_id, task.repo,
@@ -71,4 +84,11 @@ def recover(services: Services) -> None:
                 client.edit_comment(task.status_comment_id, status.failed(task.id, INTERRUPTED))
             except GitHubError as error:
                 log.warning("task %s: could not update its status comment: %s", task.id, error)
-        services.store.finish(task.id, FAILED, error=INTERRUPTED)
+        store.finish(task.id, FAILED, error=INTERRUPTED)
+
+    live = {task.id for task in running} - {task.id for task in lost}
+    containers = remove_task_containers(services.docker, keep=live)
+    trees = workspace.remove_leftovers(workspaces_dir(services.settings), keep=live)
+    if containers or trees:
+        log.info("removed %d leftover sandbox container(s) and %d work tree(s)",
+                 len(containers), len(trees))

@@ -10,10 +10,10 @@ import logging
 import threading
 from collections.abc import Callable
 
-from app.store import Store, Task
+from app.store import FAILED, PENDING, RUNNING, Store, Task
 from runner.acknowledge import acknowledge
-from runner.execute import Services, execute
-from runner.recovery import worker_identity
+from runner.execute import INTERNAL_ERROR, Services, execute
+from runner.recovery import HEARTBEAT_INTERVAL, recover, worker_identity
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ class Runner:
         self.worker_id = worker_identity()
 
     def start(self) -> None:
+        self._spawn("heartbeat", self._heartbeat_loop)
         self._spawn("acknowledger", self._acknowledge_loop)
         for slot in range(self._slots):
             self._spawn(f"slot-{slot + 1}", self._slot_loop)
@@ -43,6 +44,15 @@ class Runner:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+
+    def _heartbeat_loop(self) -> None:
+        # Keeps this process's tasks visibly alive, and fails those of processes that died.
+        while not self._stop.wait(HEARTBEAT_INTERVAL):
+            try:
+                self._services.store.heartbeat(self.worker_id)
+                recover(self._services, starting=False)
+            except Exception:
+                log.exception("heartbeat or recovery failed")
 
     def _acknowledge_loop(self) -> None:
         settings, store = self._services.settings, self._services.store
@@ -73,10 +83,15 @@ class Runner:
             log.info("task %s started on %s", task.id, threading.current_thread().name)
             self._guard(task, lambda t=task: execute(t, self._services))
 
-    @staticmethod
-    def _guard(task: Task, work: Callable[[], None]) -> None:
-        # One task's crash must never stop a slot.
+    def _guard(self, task: Task, work: Callable[[], None]) -> None:
+        # One task's crash must never stop a slot, nor leave the task pending or running.
         try:
             work()
         except Exception:
             log.exception("task %s: unexpected error", task.id)
+            try:
+                current = self._services.store.get(task.id)
+                if current and current.status in (PENDING, RUNNING):
+                    self._services.store.finish(task.id, FAILED, error=INTERNAL_ERROR)
+            except Exception:
+                log.exception("task %s: could not record the failure", task.id)

@@ -21,6 +21,7 @@ import signal
 import stat
 import subprocess
 import tempfile
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -189,14 +190,30 @@ def push(ws: Workspace, *, clone_url: str, token: str, timeout: float = 300) -> 
 
 def remove(ws: Workspace) -> None:
     """Delete the whole workspace, whoever owns the tree and whatever its permissions."""
-    if not os.path.lexists(ws.root):
+    _remove_root(ws.root)
+
+
+def remove_leftovers(base_dir: Path, keep: Collection[str] = ()) -> list[str]:
+    """Delete the workspaces of tasks not in `keep` (left by a crash); returns their task ids."""
+    if not base_dir.is_dir():
+        return []
+    removed = []
+    for entry in sorted(base_dir.iterdir()):
+        if entry.name not in keep and entry.is_dir() and not entry.is_symlink():
+            _remove_root(entry)
+            removed.append(entry.name)
+    return removed
+
+
+def _remove_root(root: Path) -> None:
+    if not os.path.lexists(root):
         return
     try:
-        shutil.rmtree(ws.root)
+        shutil.rmtree(root)
     except PermissionError:
         # Only a non-root service meets this: the agent left directories it cannot write.
-        _make_directories_writable(ws.root)
-        shutil.rmtree(ws.root)
+        _make_directories_writable(root)
+        shutil.rmtree(root)
 
 
 def _fetch_default_branch(

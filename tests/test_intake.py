@@ -155,3 +155,12 @@ def test_healthz(client):
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json["status"] == "ok"
+
+
+def test_a_replayed_delivery_under_a_new_guid_creates_nothing_new(client, store):
+    # The GUID header is not covered by the signature: whoever captured one signed delivery
+    # could resend it with a fresh GUID. The comment id is signed, so it is the key.
+    assert deliver(client, comment_payload(), guid="first").status_code == 202
+    replay = deliver(client, comment_payload(), guid="second")
+    assert (replay.status_code, replay.json["message"]) == (200, "duplicate delivery")
+    assert len(store.list()) == 1

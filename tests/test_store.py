@@ -9,7 +9,7 @@ from app.store import COMPLETED, PENDING, RUNNING, NewTask, Store, utcnow
 
 
 def new_task(number=1, repo="acme/widgets"):
-    return NewTask(trigger="comment", repo=repo, installation_id=1, number=number, comment_id=10,
+    return NewTask(trigger="comment", repo=repo, installation_id=1, number=number, comment_id=number,
                    instruction="do it", requested_by="alice", requested_by_id=5)
 
 

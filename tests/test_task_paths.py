@@ -116,6 +116,8 @@ def test_a_restart_fails_the_interrupted_task_and_cleans_up(service_factory, git
                30, "the sandbox to start", service.logs)
     service.stop(signal.SIGKILL)  # a crash: nothing gets to clean up
     assert service.task(task_id).status == "running"
+    work_tree = service.data_dir / "workspaces" / task_id
+    assert work_tree.is_dir()
 
     service.start(workers=1)
     task = wait_until(lambda: (t := service.task(task_id)).status == "failed" and t, 30,
@@ -124,6 +126,7 @@ def test_a_restart_fails_the_interrupted_task_and_cleans_up(service_factory, git
     [status] = bot_comments(github)
     assert "interrupted by a restart" in status["history"][-1]
     assert docker_client.containers.list(all=True, filters={"label": f"async-code.task={task_id}"}) == []
+    assert not work_tree.exists()
 
 
 def test_host_git_runs_nothing_the_agent_wrote(service, github, model, tmp_path):
