@@ -203,3 +203,12 @@ def test_requests_beyond_the_queue_limit_are_refused_politely(service_factory, g
     [reply] = bot_comments(github, 9)
     assert "already has 1 task waiting" in reply["body"]
     assert service.wait_for_task(waiting).status == "completed"
+
+
+def test_with_no_workers_deliveries_are_recorded_and_nothing_else_happens(service_factory, github, model):
+    service = service_factory().start(workers=0)
+    task_id = service.comment("@async-code add a flag")
+    time.sleep(2)  # several poll intervals: an acknowledger, if one ran, would have answered
+    task = service.task(task_id)
+    assert (task.status, task.acknowledged_at, task.claimed_by) == ("pending", None, None)
+    assert github.requests == [] and model.requests == []
