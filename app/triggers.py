@@ -2,18 +2,31 @@
 
 Comment bodies are GitHub-flavoured Markdown. Only a line a reader would see as
 someone talking to the app counts: a line that starts with the mention, outside
-code, HTML comments and quotes. Quoting or documenting a command must not run it.
+code, raw HTML blocks, HTML comments and quotes. Quoting or documenting a command
+must not run it.
 """
 
 import re
+from typing import NamedTuple
 
 # Four spaces (or a tab) of indent make an indented code block, so at most three.
 _FENCE_OPEN = re.compile(r"^ {0,3}(?P<run>`{3,}|~{3,})(?P<info>.*)$")
-_FENCE_CLOSE = re.compile(r"^ {0,3}(?P<run>`{3,}|~{3,})[ \t]*$")
+_FENCE_CLOSE = re.compile(r"^[ \t]*(?P<run>`{3,}|~{3,})[ \t]*$")
 _BLOCK_QUOTE = re.compile(r"^ {0,3}>")
+_LIST_MARKER = re.compile(r"[ \t]*(?:[-*+]|\d{1,9}[.)])(?:[ \t]+|$)")
+# Elements whose content GitHub shows as code or not at all, never as Markdown.
+_RAW_HTML_OPEN = re.compile(
+    r"^ {0,3}<(?P<tag>pre|code|script|style|textarea)(?=[\s>]|$)", re.IGNORECASE
+)
 # Single-line approximation of a code span: a backtick run closed by a run of the same length.
 _CODE_SPAN = re.compile(r"(?<!`)(?P<ticks>`+)(?!`).+?(?<!`)(?P=ticks)(?!`)")
 _LEADING_BLANK_LINES = re.compile(r"\A(?:[ \t]*\n)+")
+
+
+class _Fence(NamedTuple):
+    run: str
+    # Column where the enclosing list item's content starts; 0 outside lists.
+    item_indent: int
 
 
 def find_instruction(comment_body: str, slug: str) -> str | None:
@@ -27,26 +40,43 @@ def find_instruction(comment_body: str, slug: str) -> str | None:
     trigger = _trigger_line(slug)
     lines = comment_body.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
-    open_fence: str | None = None
+    open_fence: _Fence | None = None
+    raw_html_tag: str | None = None
     in_html_comment = False
     in_quote = False
     for index, line in enumerate(lines):
         if open_fence is not None:
-            if _closes_fence(line, open_fence):
-                open_fence = None
+            if not _leaves_list_item(line, open_fence):
+                if _closes_fence(line, open_fence):
+                    open_fence = None
+                continue
+            # A line left of the item's content ends the item and its code block,
+            # and is read afresh.
+            open_fence = None
+        if raw_html_tag is not None:
+            closed_at = _raw_html_close_end(line, raw_html_tag)
+            if closed_at is not None:
+                raw_html_tag = None
+                in_html_comment = _html_comment_open_at_end(line[closed_at:], inside=False)
             continue
         if in_html_comment:
             in_html_comment = _html_comment_open_at_end(line, inside=True)
             continue
 
+        item_indent, content = _list_item_content(line)
+        # A fence or raw HTML block interrupts a quote instead of continuing it lazily.
+        open_fence = _fence_opened_by(content, item_indent)
+        raw_html_tag = _raw_html_opened_by(content)
+        if open_fence is not None or raw_html_tag is not None:
+            in_quote = False
+            continue
+
         # A non-blank line straight after a quote is a lazy continuation of it:
         # GitHub renders it inside the quote.
-        quoted = bool(_BLOCK_QUOTE.match(line)) or (in_quote and bool(line.strip()))
+        quoted = bool(_BLOCK_QUOTE.match(content)) or (in_quote and bool(line.strip()))
         in_quote = quoted
         if not quoted:
-            open_fence = _fence_opened_by(line)
-            if open_fence is not None:
-                continue
+            # List items never match: the line has to start with the mention.
             mention = trigger.match(line)
             if mention:
                 return _instruction(line[mention.end():], lines[index + 1:])
@@ -67,23 +97,55 @@ def _trigger_line(slug: str) -> re.Pattern[str]:
     return re.compile(rf"^ {{0,3}}@{re.escape(slug)}(?:\s*[:,]|(?=\s)|$)", re.IGNORECASE)
 
 
-def _fence_opened_by(line: str) -> str | None:
-    opening = _FENCE_OPEN.match(line)
+def _list_item_content(line: str) -> tuple[int, str]:
+    """The text after any list markers that open the line, and the column it starts at.
+
+    A line without a marker gives (0, line). Nested items ("- 1. text") strip each marker.
+    """
+    start = 0
+    while marker := _LIST_MARKER.match(line, start):
+        start = marker.end()
+    return _width(line[:start]), line[start:]
+
+
+def _fence_opened_by(text: str, item_indent: int) -> _Fence | None:
+    opening = _FENCE_OPEN.match(text)
     if not opening:
         return None
     run = opening.group("run")
     # A backtick in a backtick fence's info string makes it inline code, not a fence.
     if run[0] == "`" and "`" in opening.group("info"):
         return None
-    return run
+    return _Fence(run, item_indent)
 
 
-def _closes_fence(line: str, open_fence: str) -> bool:
+def _leaves_list_item(line: str, fence: _Fence) -> bool:
+    # Code is not a paragraph, so there is no lazy continuation: any non-blank line
+    # indented less than the item's content ends the item.
+    return bool(line.strip()) and _indent(line) < fence.item_indent
+
+
+def _closes_fence(line: str, fence: _Fence) -> bool:
     closing = _FENCE_CLOSE.match(line)
-    if not closing:
+    if not closing or _indent(line) > fence.item_indent + 3:
         return False
     run = closing.group("run")
-    return run[0] == open_fence[0] and len(run) >= len(open_fence)
+    return run[0] == fence.run[0] and len(run) >= len(fence.run)
+
+
+def _raw_html_opened_by(text: str) -> str | None:
+    opening = _RAW_HTML_OPEN.match(text)
+    if not opening:
+        return None
+    tag = opening.group("tag").lower()
+    if _raw_html_close_end(text[opening.end():], tag) is not None:
+        return None
+    return tag
+
+
+def _raw_html_close_end(line: str, tag: str) -> int | None:
+    closing = re.search(rf"</{tag}\s*>", line, re.IGNORECASE)
+    return closing.end() if closing else None
 
 
 def _html_comment_open_at_end(line: str, *, inside: bool) -> bool:
@@ -102,6 +164,16 @@ def _html_comment_open_at_end(line: str, *, inside: bool) -> bool:
             if start < 0:
                 return False
             position, inside = start + len("<!--"), True
+
+
+def _indent(line: str) -> int:
+    expanded = line.expandtabs(4)
+    return len(expanded) - len(expanded.lstrip(" "))
+
+
+def _width(text: str) -> int:
+    # Markdown tab stops are four columns apart.
+    return len(text.expandtabs(4))
 
 
 def _instruction(rest_of_trigger_line: str, following_lines: list[str]) -> str:

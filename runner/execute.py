@@ -30,7 +30,7 @@ SANDBOX_MOUNT = "/workspace"
 # The sandbox's uid when the runner is root; otherwise the runner's own uid, so both sides can
 # write the tree without chown.
 DEFAULT_SANDBOX_UID = 1000
-
+CLONE_TIMEOUT = 300.0
 
 INTERNAL_ERROR = "an internal error stopped the task; the service log has the details."
 
@@ -62,7 +62,7 @@ def sandbox_owner() -> tuple[int, int]:
 
 def execute(task: Task, services: Services) -> None:
     started = time.monotonic()
-    settings, store = services.settings, services.store
+    store = services.store
     try:
         client = services.github.repo_client(task.installation_id, task.repo, EXECUTE_PERMISSIONS)
     except GitHubError as error:
@@ -109,7 +109,8 @@ def _run(task: Task, services: Services, client: RepoClient, started: float, on_
     try:
         ws = workspace.prepare(base, task.id, clone_url=repository["clone_url"], token=client.token,
                                default_branch=repository["default_branch"], branch=branch,
-                               sandbox_owner=owner)
+                               sandbox_owner=owner,
+                               timeout=max(1.0, min(CLONE_TIMEOUT, deadline - time.monotonic())))
     except workspace.EmptyRepository:
         raise TaskFailed(f"{task.repo} is empty: push a first commit to "
                          f"{repository['default_branch']} and ask again.") from None
