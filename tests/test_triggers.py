@@ -107,6 +107,82 @@ ADDRESSED = [
         "add retries <!-- note -->",
         id="comment-on-trigger-line-kept-verbatim",
     ),
+    pytest.param(
+        "- ```\n  @async-code in code\n  ```\n@async-code add retries",
+        "add retries",
+        id="trigger-after-list-item-fence",
+    ),
+    pytest.param(
+        "1. ~~~\n   @async-code in code\n      ~~~\n@async-code add retries",
+        "add retries",
+        id="trigger-after-list-item-fence-closed-within-three-spaces-of-content",
+    ),
+    pytest.param(
+        "- outer\n  - ```\n    @async-code in code\n    ```\n@async-code add retries",
+        "add retries",
+        id="trigger-after-nested-list-item-fence",
+    ),
+    pytest.param(
+        "- ```\n  code\n\n@async-code add retries",
+        "add retries",
+        id="unindented-line-ends-list-item-and-its-fence",
+    ),
+    pytest.param(
+        "2. ```\n  @async-code add retries",
+        "add retries",
+        id="line-left-of-ordered-item-content-ends-its-fence",
+    ),
+    pytest.param(
+        "-\t```\n  @async-code add retries",
+        "add retries",
+        id="tab-after-list-marker-sets-content-column",
+    ),
+    pytest.param(
+        "- ```\n  code\n```\n@async-code in code\n```\n@async-code add retries",
+        "add retries",
+        id="unindented-fence-after-list-item-fence-opens-a-new-one",
+    ),
+    pytest.param(
+        "<pre>\n@async-code in pre\n</pre>\n@async-code add retries",
+        "add retries",
+        id="trigger-after-pre",
+    ),
+    pytest.param(
+        "<pre>code</pre>\n@async-code add retries",
+        "add retries",
+        id="pre-closed-on-its-own-line",
+    ),
+    pytest.param(
+        "<script>\n@async-code in script\n</script><!--\n@async-code hidden\n-->\n"
+        "@async-code add retries",
+        "add retries",
+        id="comment-opened-after-raw-html-close",
+    ),
+    pytest.param(
+        "<details><summary>Plan</summary>\n\n@async-code add retries\n\n</details>",
+        "add retries\n\n</details>",
+        id="details-content-is-markdown",
+    ),
+    pytest.param(
+        "<codex>\n@async-code add retries",
+        "add retries",
+        id="other-tag-starting-with-code",
+    ),
+    pytest.param(
+        "- > quoted\n\n@async-code add retries",
+        "add retries",
+        id="trigger-after-list-item-quote",
+    ),
+    pytest.param(
+        "- first step\n  @async-code add retries",
+        "add retries",
+        id="trigger-on-list-item-continuation-line",
+    ),
+    pytest.param(
+        "> earlier words\n```\n@async-code in code\n```\n@async-code add retries",
+        "add retries",
+        id="fence-after-quote-interrupts-it",
+    ),
 ]
 
 NOT_ADDRESSED = [
@@ -149,6 +225,49 @@ NOT_ADDRESSED = [
     pytest.param("<!-- never closed\n\n@async-code add retries", id="unclosed-html-comment"),
     pytest.param("<!-- a --> <!-- b\n@async-code add retries\n-->", id="second-comment-on-line"),
     pytest.param("@asynccode add retries", id="similar-login"),
+    pytest.param("- ```\n  @async-code rm stuff\n  ```", id="fence-in-list-item"),
+    pytest.param("1. ```\n   @async-code rm stuff\n   ```", id="fence-in-ordered-list-item"),
+    pytest.param("1) ```\n   @async-code rm stuff\n   ```", id="fence-in-paren-ordered-item"),
+    pytest.param("* ~~~\n  @async-code rm stuff\n  ~~~", id="tilde-fence-in-list-item"),
+    pytest.param("+  ```sh\n   @async-code rm stuff\n   ```", id="fence-in-item-wide-marker"),
+    pytest.param(
+        "- outer\n  - ```\n    @async-code rm stuff\n    ```", id="fence-in-nested-list-item"
+    ),
+    pytest.param("- 1. ```\n     @async-code rm stuff\n     ```", id="fence-in-two-markers-line"),
+    pytest.param("- ```\n  code\n\n  @async-code rm stuff", id="blank-line-stays-in-item-fence"),
+    pytest.param("- ```\n  @async-code rm stuff", id="unclosed-list-item-fence"),
+    pytest.param(
+        "- ```\n  ```` not a close\n  @async-code rm stuff", id="list-fence-close-with-text"
+    ),
+    pytest.param("- ```\n  ~~~\n  @async-code rm stuff\n  ```", id="list-fence-other-char"),
+    pytest.param(
+        "- ```\n  x\n      ```\n  @async-code rm stuff", id="list-fence-close-indented-too-far"
+    ),
+    pytest.param("<pre>\n@async-code rm stuff\n</pre>", id="pre-block"),
+    pytest.param('<PRE class="x">\n@async-code rm stuff\n</Pre>', id="pre-case-insensitive"),
+    pytest.param("<pre>@async-code rm stuff", id="mention-after-pre-tag"),
+    pytest.param("<code>\n@async-code rm stuff\n</code>", id="code-block"),
+    pytest.param("<code>\n\n@async-code rm stuff\n\n</code>", id="code-block-with-blank-lines"),
+    pytest.param("<script>\n@async-code rm stuff\n</script>", id="script-block"),
+    pytest.param("<style>\n@async-code rm stuff\n</style>", id="style-block"),
+    pytest.param("<textarea>\n@async-code rm stuff\n</textarea>", id="textarea-block"),
+    pytest.param("   <pre>\n@async-code rm stuff", id="unclosed-pre-runs-to-end"),
+    pytest.param(
+        "<pre>\n</code>\n@async-code rm stuff\n</pre>", id="other-close-tag-keeps-pre-open"
+    ),
+    pytest.param("- <pre>\n  @async-code rm stuff\n  </pre>", id="pre-in-list-item"),
+    pytest.param("> earlier words\n<pre>\n\n@async-code rm stuff", id="pre-after-quote"),
+    pytest.param("- > @async-code rm stuff", id="quote-in-list-item"),
+    pytest.param("- > earlier words\n  @async-code rm stuff", id="list-item-quote-continued"),
+    pytest.param(
+        "- > earlier words\n@async-code rm stuff", id="list-item-quote-lazy-continuation"
+    ),
+    pytest.param("1. > earlier words\n   @async-code rm stuff", id="ordered-item-quote-continued"),
+    pytest.param("- @async-code add retries", id="list-item-starting-with-mention"),
+    pytest.param("1. @async-code add retries", id="ordered-item-starting-with-mention"),
+    pytest.param(
+        "> earlier words\n```\n\n@async-code rm stuff\n```", id="fence-after-quote-is-code"
+    ),
 ]
 
 
