@@ -213,7 +213,8 @@ class Store:
                              (PENDING,)).fetchone()
             if row is None:
                 return None
-            db.execute("UPDATE tasks SET claimed_by = ? WHERE id = ?", (claimed_by, row["id"]))
+            db.execute("UPDATE tasks SET claimed_by = ?, heartbeat_at = ? WHERE id = ?",
+                       (claimed_by, utcnow(), row["id"]))
             return self._row_to_task(db.execute("SELECT * FROM tasks WHERE id = ?", (row["id"],)).fetchone())
 
     def queue_position(self, task_id: str) -> int:
@@ -237,8 +238,10 @@ class Store:
                              "ORDER BY created_at, rowid LIMIT 1", (PENDING,)).fetchone()
             if row is None:
                 return None
-            db.execute("UPDATE tasks SET status = ?, started_at = ?, claimed_by = ? WHERE id = ?",
-                       (RUNNING, utcnow(), claimed_by, row["id"]))
+            now = utcnow()
+            # A fresh heartbeat with the claim: the previous holder's must not make it look dead.
+            db.execute("UPDATE tasks SET status = ?, started_at = ?, claimed_by = ?, heartbeat_at = ? "
+                       "WHERE id = ?", (RUNNING, now, claimed_by, now, row["id"]))
             return self._row_to_task(db.execute("SELECT * FROM tasks WHERE id = ?", (row["id"],)).fetchone())
 
     def heartbeat(self, claimed_by: str) -> None:
@@ -246,6 +249,11 @@ class Store:
         with self._connect(immediate=True) as db:
             db.execute("UPDATE tasks SET heartbeat_at = ? WHERE claimed_by = ? AND status IN (?, ?)",
                        (utcnow(), claimed_by, PENDING, RUNNING))
+
+    def unfinished_ids(self) -> set[str]:
+        with self._connect() as db:
+            rows = db.execute("SELECT id FROM tasks WHERE status IN (?, ?)", (PENDING, RUNNING)).fetchall()
+        return {row["id"] for row in rows}
 
     def running(self) -> list[Task]:
         return self._select("status = ? ORDER BY created_at, rowid", RUNNING)

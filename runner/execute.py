@@ -169,7 +169,8 @@ def _run(task: Task, services: Services, client: RepoClient, started: float, on_
 def _require_sandbox_gone(client: docker.DockerClient, task: Task) -> None:
     """Host git reads the tree only once nothing in the sandbox can still change it."""
     try:
-        leftover = client.containers.list(all=True, filters={"label": f"async-code.task={task.id}"})
+        # The low-level list: it does not inspect each container, which fails on one being removed.
+        leftover = client.api.containers(all=True, filters={"label": f"async-code.task={task.id}"})
     except docker.errors.DockerException as error:
         raise TaskFailed(f"could not confirm that the sandbox was removed ({error}); "
                          "nothing was committed.") from None

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted by a restart of the service; ask again to retry."
 HEARTBEAT_INTERVAL = 30.0
+RECOVERY_INTERVAL = 30.0
 STALE_AFTER = timedelta(minutes=3)
 
 
@@ -86,7 +87,8 @@ def recover(services: Services, *, starting: bool) -> None:
                 log.warning("task %s: could not update its status comment: %s", task.id, error)
         store.finish(task.id, FAILED, error=INTERRUPTED)
 
-    live = {task.id for task in running} - {task.id for task in lost}
+    # Read again now: a task claimed since the snapshot above must keep its container and tree.
+    live = store.unfinished_ids()
     containers = remove_task_containers(services.docker, keep=live)
     trees = workspace.remove_leftovers(workspaces_dir(services.settings), keep=live)
     if containers or trees:

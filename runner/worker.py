@@ -13,7 +13,7 @@ from collections.abc import Callable
 from app.store import FAILED, PENDING, RUNNING, Store, Task
 from runner.acknowledge import acknowledge
 from runner.execute import INTERNAL_ERROR, Services, execute
-from runner.recovery import HEARTBEAT_INTERVAL, recover, worker_identity
+from runner.recovery import HEARTBEAT_INTERVAL, RECOVERY_INTERVAL, recover, worker_identity
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ class Runner:
 
     def start(self) -> None:
         self._spawn("heartbeat", self._heartbeat_loop)
+        self._spawn("recovery", self._recovery_loop)
         self._spawn("acknowledger", self._acknowledge_loop)
         for slot in range(self._slots):
             self._spawn(f"slot-{slot + 1}", self._slot_loop)
@@ -46,13 +47,20 @@ class Runner:
         self._threads.append(thread)
 
     def _heartbeat_loop(self) -> None:
-        # Keeps this process's tasks visibly alive, and fails those of processes that died.
+        # Its own thread: slow clean-up must never let this process's tasks look dead.
         while not self._stop.wait(HEARTBEAT_INTERVAL):
             try:
                 self._services.store.heartbeat(self.worker_id)
+            except Exception:
+                log.exception("heartbeat failed")
+
+    def _recovery_loop(self) -> None:
+        # Fails the tasks of processes that died and removes what they left behind.
+        while not self._stop.wait(RECOVERY_INTERVAL):
+            try:
                 recover(self._services, starting=False)
             except Exception:
-                log.exception("heartbeat or recovery failed")
+                log.exception("recovery failed")
 
     def _acknowledge_loop(self) -> None:
         settings, store = self._services.settings, self._services.store
