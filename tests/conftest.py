@@ -229,6 +229,7 @@ def service_factory(tmp_path, github, model, app_key, sandbox_image) -> Iterator
             "ASYNC_CODE_TASK_TIMEOUT": "120",
             "ASYNC_CODE_SANDBOX_MEMORY": "256m",
             "ASYNC_CODE_SANDBOX_CPUS": "1",
+            "ASYNC_CODE_SANDBOX_PIDS": "333",
             **settings,
         })
         service = Service(env=env, data_dir=data_dir, log_path=tmp_path / "service.log")

@@ -59,6 +59,9 @@ def test_status_bodies():
     assert "no changes" in status.no_changes(tid, "It is fine. cc @bob", seconds=3, tokens=10)
     assert "@bob" not in status.no_changes(tid, "cc @bob", seconds=3, tokens=10)
     assert "failed: boom" in status.failed(tid, "boom")
+    assert "@bob" not in status.failed(tid, "the model said: ask @bob") and "@\u200bbob" in status.failed(
+        tid, "the model said: ask @bob")
+    assert len(status.no_changes(tid, "x" * 100_000, seconds=1, tokens=1)) <= 65_536
     assert all(tid[:8] in body for body in (status.queued(tid, 1), status.failed(tid, "x")))
 
 

@@ -26,9 +26,23 @@ ANSWER = ("Add a --version flag to the CLI\n\nThe CLI now prints `widgets 1.0.0`
           "Thanks @someone-else; this also fixes #3.")
 
 
+# The sandbox's limits as the kernel sees them (cgroup v2, else v1), its capabilities, its
+# network interfaces.
+CONFINEMENT = ("cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max 2>/dev/null || "
+               "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; "
+               "grep -E 'CapEff|NoNewPrivs' /proc/self/status; ls /sys/class/net")
+
+
+def confined_as_configured(output: str) -> bool:
+    # 256m and 333 are what the service fixture configures.
+    return ("268435456\n333\n" in output and "CapEff:\t0000000000000000" in output
+            and "NoNewPrivs:\t1" in output and output.rstrip().endswith("\nlo"))
+
+
 def golden_script():
     return [
         Turn([ToolCall("bash", {"command": "env"}, expect="exit code 0")]),
+        Turn([ToolCall("bash", {"command": CONFINEMENT}, expect=confined_as_configured)]),
         Turn([ToolCall("edit_file", {"command": "view", "path": "cli.py"}, expect="def main(argv):")]),
         Turn([ToolCall("edit_file", {"command": "str_replace", "path": "cli.py", "old_str": OLD_MAIN,
                                      "new_str": NEW_MAIN}, expect_error=False)]),

@@ -299,3 +299,19 @@ def test_missing_image_that_cannot_be_pulled(docker_client, make_deployment, cap
             deployment.start()
     assert f"pulling sandbox image {image} (first use)" in caplog.messages
     assert deployment.container_id is None
+
+
+def test_host_git_waits_for_a_sandbox_that_could_not_be_removed(docker_client, sandbox_image, tmp_path):
+    from runner.execute import TaskFailed, _require_sandbox_gone
+
+    class Task:
+        id = "stuck" + "0" * 27
+
+    _require_sandbox_gone(docker_client, Task())  # nothing labelled: fine
+    container = docker_client.containers.create(sandbox_image, ["true"],
+                                                labels={"async-code.task": Task.id}, network_mode="none")
+    try:
+        with pytest.raises(TaskFailed, match="could not be removed"):
+            _require_sandbox_gone(docker_client, Task())
+    finally:
+        container.remove(force=True)

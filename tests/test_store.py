@@ -125,3 +125,29 @@ def test_each_new_task_is_taken_for_acknowledgement_once(tmp_path):
     assert store.claim_for_acknowledgement("a:1") is None
     # Not yet acknowledged, so no slot may run them either.
     assert store.claim_next("a:1") is None
+
+
+def test_heartbeat_touches_only_the_unfinished_tasks_of_its_holder(tmp_path):
+    store = make_store(tmp_path)
+    mine, done, theirs = acknowledged(store, 3)
+    store.update(mine, claimed_by="a:1")
+    store.update(theirs, claimed_by="b:2")
+    store.finish(done, COMPLETED, claimed_by="a:1")
+    store.heartbeat("a:1")
+    assert store.get(mine).heartbeat_at and not store.get(done).heartbeat_at
+    assert not store.get(theirs).heartbeat_at
+    assert store.unfinished_ids() == {mine, theirs}
+
+
+def test_a_store_written_by_a_newer_version_is_refused(tmp_path):
+    import sqlite3
+
+    import pytest
+
+    from app.store import SCHEMA_VERSION
+
+    with sqlite3.connect(tmp_path / "t.db") as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(RuntimeError, match="newer async-code"):
+        Store(tmp_path / "t.db").initialise()

@@ -57,7 +57,7 @@ def test_a_model_api_error_fails_the_task_with_the_reason(service, github, model
     task = service.wait_for_task(service.comment("@async-code add retries"))
     assert task.status == "failed"
     assert "model API failed with HTTP 500" in task.error and "unwell" in task.error
-    assert len(model.requests) == 3  # the SDK retried twice before the runner gave up
+    assert len(model.requests) == 3  # the agent retried twice before it gave up
     [status] = bot_comments(github)
     assert "failed" in status["history"][-1] and "HTTP 500" in status["history"][-1]
     assert github.pulls == []
@@ -212,3 +212,26 @@ def test_with_no_workers_deliveries_are_recorded_and_nothing_else_happens(servic
     task = service.task(task_id)
     assert (task.status, task.acknowledged_at, task.claimed_by) == ("pending", None, None)
     assert github.requests == [] and model.requests == []
+
+
+def test_progress_is_edited_into_the_status_comment_at_most_every_10_s(service, github, model):
+    model.add_script("take a while", [
+        Turn([ToolCall("bash", {"command": "sleep 10.5"})]),
+        Turn([ToolCall("edit_file", {"command": "view", "path": "cli.py"})]),
+        Final("Took a while."),
+    ])
+    task = service.wait_for_task(service.comment("@async-code take a while"))
+    assert task.status == "completed", task.error
+    history = bot_comments(github)[0]["history"]
+    # Turn 1 ended more than 10 s after "starting": shown. Turn 2 came right after: throttled.
+    assert [body for body in history if "turn " in body] == [
+        body for body in history if "turn 1, last tool `bash`" in body]
+    assert len([body for body in history if "turn " in body]) == 1
+
+
+def test_when_github_cannot_say_who_may_write_nothing_runs(service, github, model):
+    github.fail_next("GET", r"/collaborators/alice/permission$", 403, {"message": "Forbidden"})
+    task = service.wait_for_task(service.comment("@async-code add a flag"))
+    assert task.status == "failed" and "403" in task.error
+    assert github.comments == {} and github.reactions == [] and model.requests == []
+    assert git_requests(github) == []

@@ -31,3 +31,28 @@ def test_a_crashing_task_does_not_stop_its_slot(tmp_path, monkeypatch):
     finally:
         runner.stop(timeout=5)
     assert ran == [first, second]
+    crashed = store.get(first)
+    assert (crashed.status, crashed.error) == ("failed", worker.INTERNAL_ERROR)
+
+
+def test_the_runner_beats_for_its_tasks_and_runs_recovery(tmp_path, monkeypatch):
+    store = Store(tmp_path / "t.db")
+    store.initialise()
+    [task_id] = acknowledged(store, 1)
+    recovered = []
+    monkeypatch.setattr(worker, "HEARTBEAT_INTERVAL", 0.05)
+    monkeypatch.setattr(worker, "RECOVERY_INTERVAL", 0.05)
+    monkeypatch.setattr(worker, "recover", lambda services, starting: recovered.append(starting))
+    monkeypatch.setattr(worker, "execute", lambda task, services: None)  # holds it as running
+    services = Services(settings=Settings(), store=store, github=None, docker=None, anthropic=None)
+    runner = worker.Runner(services, slots=1, poll_interval=0.02)
+    store.update(task_id, heartbeat_at=None)
+    runner.start()
+    try:
+        wait_until(lambda: store.get(task_id).claimed_by == runner.worker_id, 10, "the claim")
+        store.update(task_id, heartbeat_at=None)
+        wait_until(lambda: store.get(task_id).heartbeat_at, 10, "a heartbeat")
+        wait_until(lambda: recovered, 10, "a recovery pass")
+    finally:
+        runner.stop(timeout=5)
+    assert set(recovered) == {False}

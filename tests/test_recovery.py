@@ -1,0 +1,109 @@
+"""Recovery in-process, against the fake GitHub, a real Docker engine and a real store."""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from app.settings import Settings
+from app.store import FAILED, PENDING, RUNNING, NewTask, Store, utcnow
+from runner import recovery, status
+from runner.execute import Services, workspaces_dir
+from runner.github import GitHubApp
+from runner.sandbox import DockerDeployment, SandboxLimits
+from tests.conftest import APP_ID, INSTALLATION_ID, REPO
+
+HERE = socket.gethostname()
+LONG_AGO = (datetime.now(timezone.utc) - timedelta(minutes=30)).isoformat()
+
+
+@pytest.fixture
+def services(tmp_path, github, app_key, docker_client):
+    store = Store(tmp_path / "t.db")
+    store.initialise()
+    app = GitHubApp(app_id=str(APP_ID), private_key=app_key[0], api_url=github.base_url, slug="async-code")
+    return Services(settings=Settings(data_dir=str(tmp_path / "data")), store=store, github=app,
+                    docker=docker_client, anthropic=None)
+
+
+def add_task(services, github, number, *, status_=PENDING, claimed_by=None, heartbeat_at=None,
+             acknowledged=True):
+    store = services.store
+    task = store.record_delivery(f"g{number}", "issue_comment", "created", NewTask(
+        trigger="comment", repo=REPO, installation_id=INSTALLATION_ID, number=number,
+        comment_id=number, instruction="x", requested_by="alice", requested_by_id=9))
+    comment_id = None
+    if acknowledged:
+        client = services.github.repo_client(INSTALLATION_ID, REPO, {"issues": "write", "metadata": "read"})
+        comment_id = client.comment(number, status.queued(task.id, 1))
+        store.update(task.id, acknowledged_at=utcnow(), status_comment_id=comment_id)
+    store.update(task.id, status=status_, claimed_by=claimed_by, heartbeat_at=heartbeat_at,
+                 started_at=LONG_AGO if status_ == RUNNING else None)
+    return task.id, comment_id
+
+
+def leftovers_for(services, task_id, sandbox_image, tmp_path):
+    tree = workspaces_dir(services.settings) / task_id / "tree"
+    tree.mkdir(parents=True)
+    deployment = DockerDeployment(services.docker, image=sandbox_image, work_tree=tree, task_id=task_id,
+                                  user="1000:1000", limits=SandboxLimits(memory="64m", cpus=0.5, pids=32))
+    deployment.start()
+    return deployment
+
+
+def labelled(services, task_id):
+    return services.docker.api.containers(all=True, filters={"label": f"async-code.task={task_id}"})
+
+
+def test_a_running_pass_fails_only_the_tasks_of_dead_holders(services, github, sandbox_image, tmp_path):
+    dead_here, dead_comment = add_task(services, github, 1, status_=RUNNING, claimed_by=f"{HERE}:999999")
+    silent_elsewhere, _ = add_task(services, github, 2, status_=RUNNING, claimed_by="other-host:12",
+                                   heartbeat_at=LONG_AGO)
+    alive_elsewhere, _ = add_task(services, github, 3, status_=RUNNING, claimed_by="other-host:13",
+                                  heartbeat_at=utcnow())
+    ours, _ = add_task(services, github, 4, status_=RUNNING, claimed_by=f"{HERE}:{os.getpid()}")
+    sandboxes = {task_id: leftovers_for(services, task_id, sandbox_image, tmp_path)
+                 for task_id in (dead_here, alive_elsewhere, ours)}
+    try:
+        recovery.recover(services, starting=False)
+        store = services.store
+        assert [store.get(t).status for t in (dead_here, silent_elsewhere, alive_elsewhere, ours)] == [
+            FAILED, FAILED, RUNNING, RUNNING]
+        assert "interrupted by a restart" in github.comments[dead_comment]["history"][-1]
+        assert len(github.comments[dead_comment]["history"]) == 2  # edited, not a second comment
+        assert labelled(services, dead_here) == []
+        assert not (workspaces_dir(services.settings) / dead_here).exists()
+        for live in (alive_elsewhere, ours):
+            assert len(labelled(services, live)) == 1
+            assert (workspaces_dir(services.settings) / live).is_dir()
+    finally:
+        for deployment in sandboxes.values():
+            deployment.stop()
+
+
+def test_at_start_up_our_own_pid_counts_as_a_previous_life(services, github):
+    task_id, _ = add_task(services, github, 1, status_=RUNNING, claimed_by=f"{HERE}:{os.getpid()}")
+    recovery.recover(services, starting=False)
+    assert services.store.get(task_id).status == RUNNING
+    recovery.recover(services, starting=True)
+    assert services.store.get(task_id).status == FAILED
+
+
+def test_a_half_done_acknowledgement_is_handed_back(services, github):
+    cut_short, _ = add_task(services, github, 1, claimed_by=f"{HERE}:999999", acknowledged=False)
+    in_progress, _ = add_task(services, github, 2, claimed_by=f"{HERE}:{os.getpid()}", acknowledged=False)
+    recovery.recover(services, starting=False)
+    assert services.store.get(cut_short).claimed_by is None
+    assert services.store.get(in_progress).claimed_by == f"{HERE}:{os.getpid()}"
+    assert services.store.claim_for_acknowledgement("next:1").id == cut_short
+
+
+def test_a_fresh_claim_carries_a_fresh_heartbeat(services, github):
+    task_id, _ = add_task(services, github, 1, claimed_by=None, heartbeat_at=LONG_AGO)
+    claimed = services.store.claim_next("other-host:5")
+    assert claimed.id == task_id and claimed.heartbeat_at > LONG_AGO
+    assert not recovery.is_orphaned(claimed, host=HERE, own_pid=os.getpid(), starting=False,
+                                    now=datetime.now(timezone.utc))
