@@ -57,7 +57,7 @@ def git(repo_path, *args):
                           capture_output=True, text=True).stdout
 
 
-def test_a_comment_becomes_a_pull_request(service, github, model, docker_client):
+def test_a_comment_becomes_a_pull_request(service, github, model, docker_client, app_key):
     model.add_script(INSTRUCTION, golden_script())
     task_id = service.comment(f"@async-code {INSTRUCTION}", login=WRITER, user_id=WRITER_ID)
     task = service.wait_for_task(task_id)
@@ -120,7 +120,8 @@ def test_a_comment_becomes_a_pull_request(service, github, model, docker_client)
     assert docker_client.containers.list(all=True, filters={"label": f"async-code.task={task_id}"}) == []
 
     # No secret anywhere: database, logs, GitHub bodies, what the sandbox's `env` printed.
-    secrets_ = [*github.minted_tokens, model.api_key, service.secret]
+    key_body = "".join(app_key[0].strip().splitlines()[1:-1])[:64]  # a slice of the App's key
+    secrets_ = [*github.minted_tokens, model.api_key, service.secret, key_body]
     env_output = json.dumps(model.requests[1]["json"]["messages"][-1])
     assert "PATH=" in env_output  # the env command really ran in the sandbox
     places = {
