@@ -7,9 +7,8 @@ import json
 import subprocess
 import sys
 
-import docker
 
-from tests.conftest import INSTALLATION_ID, REPO, WRITER, WRITER_ID, wait_until
+from tests.conftest import INSTALLATION_ID, REPO, WRITER, WRITER_ID
 from tests.fakes.anthropic import Final, ToolCall, Turn
 
 INSTRUCTION = "make the CLI print its version with --version"

@@ -7,7 +7,7 @@ import subprocess
 import time
 
 from tests.conftest import READER, READER_ID, REPO, wait_until
-from tests.fakes.anthropic import Error, Final, Sleep, ToolCall, Turn
+from tests.fakes.anthropic import Error, Final, ToolCall, Turn
 
 
 def bot_comments(github, number=7):

@@ -18,7 +18,8 @@ from typing import Any
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
-from werkzeug.serving import BaseWSGIServer, make_server
+
+from tests.fakes.server import LoopbackServer
 
 __all__ = [
     "Error",
@@ -112,40 +113,23 @@ class FakeAnthropic:
         self._output_tokens = 0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
         self._app = self._create_app()
+        self._server = LoopbackServer(self._app, "fake-anthropic")
 
     @property
     def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("FakeAnthropic is not started")
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return self._server.url
 
     def start(self) -> FakeAnthropic:
-        if self._server is not None:
-            raise RuntimeError("FakeAnthropic is already started")
         self._stopping.clear()
-        self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
-        # A short poll interval keeps stop() from waiting half a second.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-anthropic",
-            daemon=True,
-        )
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        if self._server is None:
+        if not self._server.running:
             return
-        self._stopping.set()
-        # serve_forever closes the listening socket once shutdown() returns.
-        self._server.shutdown()
-        self._thread.join()
-        self._server = None
-        self._thread = None
+        self._stopping.set()  # wakes Sleep steps in progress
+        self._server.stop()
 
     def __enter__(self) -> FakeAnthropic:
         return self.start()

@@ -22,7 +22,8 @@ from typing import Any
 
 import jwt
 from flask import Flask, Response, request
-from werkzeug.serving import WSGIRequestHandler, make_server
+
+from tests.fakes.server import LoopbackServer
 
 TOKEN_LIFETIME = timedelta(hours=1)
 JWT_MAX_LIFETIME = timedelta(minutes=10)
@@ -174,11 +175,6 @@ class _PlannedFailure:
     headers: dict[str, str]
 
 
-class _QuietRequestHandler(WSGIRequestHandler):
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass
-
-
 def _timestamp(moment: datetime) -> str:
     # githubkit parses token expiry with exactly this format; no fractional seconds.
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -302,35 +298,16 @@ class FakeGitHub:
         self._app_owner = _Account("async-code-dev", 9_000_001, "Organization")
         self.add_user(self.bot_login, bot_user_id, type="Bot")
 
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
         self._app = self._build_app()
+        self._server = LoopbackServer(self._app, "fake-github")
 
     def start(self) -> FakeGitHub:
-        if self._server is not None:
-            return self
-        self._server = make_server(
-            "127.0.0.1", 0, self._app, threaded=True, request_handler=_QuietRequestHandler
-        )
-        # A short poll interval keeps stop() quick; tests start and stop a server each.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-github",
-            daemon=True,
-        )
-        self._thread.start()
+        if not self._server.running:
+            self._server.start()
         return self
 
     def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._server = None
-        self._thread = None
+        self._server.stop()
 
     def __enter__(self) -> FakeGitHub:
         return self.start()
@@ -340,9 +317,7 @@ class FakeGitHub:
 
     @property
     def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("FakeGitHub is not running; call start() first")
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return self._server.url
 
     def add_user(self, login: str, id: int, type: str = "User") -> None:
         with self._lock:
