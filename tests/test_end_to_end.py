@@ -92,6 +92,7 @@ def test_a_comment_becomes_a_pull_request(service, github, model, docker_client,
     assert "running" in history[1]
     assert all("running" in body for body in history[1:-1])
     assert "done" in history[-1] and pr["html_url"] in history[-1] and "1 file changed" in history[-1]
+    assert f"{task.input_tokens + task.output_tokens:,} tokens" in history[-1]
     assert task.status_comment_id == bot_comments[0]["id"]
 
     # Tokens were narrowed to the one repository and the permissions each stage needs.
@@ -115,8 +116,9 @@ def test_a_comment_becomes_a_pull_request(service, github, model, docker_client,
     assert first_message.startswith(INSTRUCTION + "\n")
     assert '"Issue 7"' in first_message and "The CLI cannot tell which version it is." in first_message
 
-    # The container is gone.
+    # The container and the work tree are gone.
     assert docker_client.containers.list(all=True, filters={"label": f"async-code.task={task_id}"}) == []
+    assert not (service.data_dir / "workspaces" / task_id).exists()
 
     # No secret anywhere: database, logs, GitHub bodies, what the sandbox's `env` printed.
     key_body = "".join(app_key[0].strip().splitlines()[1:-1])[:64]  # a slice of the App's key
