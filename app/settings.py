@@ -26,6 +26,7 @@ class SettingsError(Exception):
         super().__init__(
             "async-code cannot start; fix these settings (environment or .env file):\n"
             + "\n".join(f"  - {problem}" for problem in problems)
+            + "\n.env.example lists every setting: copy it to .env and fill it in."
         )
 
 
