@@ -97,7 +97,8 @@ def serve(host: str, port: int, workers: int) -> None:
     log.info("listening on http://%s:%d with %d execution slot(s); data in %s", host, port,
              workers, settings.database_path)
     try:
-        waitress.serve(create_app(settings, store), host=host, port=port, threads=8,
+        wake_runner = runner.task_recorded if runner else (lambda: None)
+        waitress.serve(create_app(settings, store, on_task_recorded=wake_runner), host=host, port=port, threads=8,
                        ident="async-code", _quiet=True)
     except KeyboardInterrupt:
         pass

@@ -65,4 +65,5 @@ def receive():
         return _answer(200, "pong" if event == "ping" else "ignored")
     log.info("delivery %s: task %s for %s#%s by %s", guid, recorded.id, recorded.repo,
              recorded.number, recorded.requested_by)
+    current_app.config["ON_TASK_RECORDED"]()
     return _answer(202, "task recorded", task_id=recorded.id)

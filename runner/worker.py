@@ -26,6 +26,10 @@ class Runner:
         self._slots = slots
         self._poll = poll_interval
         self._stop = threading.Event()
+        # Set when this process records or acknowledges a task, so the next loop need not wait
+        # out its poll interval; tasks recorded by other processes are found by polling.
+        self._new_task = threading.Event()
+        self._queued = threading.Event()
         self._threads: list[threading.Thread] = []
         self.worker_id = worker_identity()
 
@@ -36,8 +40,14 @@ class Runner:
         for slot in range(self._slots):
             self._spawn(f"slot-{slot + 1}", self._slot_loop)
 
+    def task_recorded(self) -> None:
+        """Called by intake after it stored a task: wake the acknowledger now."""
+        self._new_task.set()
+
     def stop(self, timeout: float | None = None) -> None:
         self._stop.set()
+        self._new_task.set()
+        self._queued.set()
         for thread in self._threads:
             thread.join(timeout)
 
@@ -71,11 +81,13 @@ class Runner:
                 log.exception("reading new tasks failed")
                 task = None
             if task is None:
-                self._stop.wait(self._poll)
+                self._new_task.wait(self._poll)
+                self._new_task.clear()
                 continue
             self._guard(task, lambda t=task: acknowledge(
                 t, github=self._services.github, store=store, slug=settings.github_app_slug,
                 max_queue=settings.max_queue_per_repo))
+            self._queued.set()
 
     def _slot_loop(self) -> None:
         store: Store = self._services.store
@@ -86,7 +98,8 @@ class Runner:
                 log.exception("claiming a task failed")
                 task = None
             if task is None:
-                self._stop.wait(self._poll)
+                self._queued.wait(self._poll)
+                self._queued.clear()
                 continue
             log.info("task %s started on %s", task.id, threading.current_thread().name)
             self._guard(task, lambda t=task: execute(t, self._services))

@@ -164,3 +164,13 @@ def test_a_replayed_delivery_under_a_new_guid_creates_nothing_new(client, store)
     replay = deliver(client, comment_payload(), guid="second")
     assert (replay.status_code, replay.json["message"]) == (200, "duplicate delivery")
     assert len(store.list()) == 1
+
+
+def test_the_runner_is_woken_once_per_recorded_task(store):
+    woken = []
+    app = create_app(Settings(github_webhook_secret=SECRET), store, on_task_recorded=lambda: woken.append(1))
+    client = app.test_client()
+    assert deliver(client, comment_payload(), guid="a").status_code == 202
+    assert deliver(client, comment_payload(), guid="a").status_code == 200
+    assert deliver(client, comment_payload("no mention"), guid="b").status_code == 200
+    assert woken == [1]
