@@ -14,16 +14,15 @@ def create_app(settings: Settings, store: Store,
                on_task_recorded: Callable[[], None] = lambda: None) -> Flask:
     """The webhook service. `on_task_recorded` runs after a task is stored (in-process only:
     it must not block or call out)."""
-    from app.webhooks import MAX_BODY_BYTES, blueprint
+    from app.webhooks import MAX_BODY_BYTES, blueprint, too_large
 
     app = Flask(__name__)
     app.config.update(SETTINGS=settings, STORE=store, MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
                       ON_TASK_RECORDED=on_task_recorded)
     app.register_blueprint(blueprint)
 
-    @app.errorhandler(413)
-    def too_large(_error):
-        return jsonify({"message": "payload larger than 25 MB"}), 413
+    # Bodies without a Content-Length are cut off by MAX_CONTENT_LENGTH while being read.
+    app.register_error_handler(413, lambda _error: too_large())
 
     @app.get("/healthz")
     def healthz():

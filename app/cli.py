@@ -1,4 +1,9 @@
-"""The `async-code` command: `serve` runs the service, `tasks` lists what it recorded."""
+"""The `async-code` command: `serve` runs the service, `tasks` lists what it recorded.
+
+This is the one place that puts the parts together: the webhook app from `app/` and, for
+`serve` with workers, the runner from `runner/` (imported only then, so `tasks` and
+`--workers 0` never load Docker or the model SDK).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import click
 from app.settings import Settings, SettingsError, load_settings
 from app.store import Store
 
-log = logging.getLogger("async-code")
+log = logging.getLogger(__name__)
 
 
 class _RedactSecrets(logging.Filter):

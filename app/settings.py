@@ -91,6 +91,11 @@ class Settings:
         return Path(self.data_dir).expanduser().resolve()
 
     @property
+    def workspaces_path(self) -> Path:
+        """Where task work trees are cloned; sandboxes bind-mount them by this host path."""
+        return self.data_path / "workspaces"
+
+    @property
     def database_path(self) -> Path:
         if not self.database_url:
             return self.data_path / "async-code.db"
@@ -107,10 +112,6 @@ class Settings:
     @property
     def max_queue_per_repo(self) -> int:
         return int(self.max_queue)
-
-    @property
-    def bot_login(self) -> str:
-        return f"{self.github_app_slug}[bot]"
 
     def private_key_pem(self) -> str:
         if self.github_private_key:

@@ -7,6 +7,7 @@ file. Claims use `BEGIN IMMEDIATE`, which makes "take the oldest acknowledged ta
 
 from __future__ import annotations
 
+import enum
 import json
 import sqlite3
 import uuid
@@ -70,6 +71,11 @@ CREATE UNIQUE INDEX IF NOT EXISTS one_task_per_comment ON tasks (repo, trigger, 
 
 # Columns holding JSON documents; they are decoded when read.
 _JSON_COLUMNS = {"patches", "chat_history", "changed_files"}
+
+
+class Duplicate(enum.Enum):
+    DELIVERY = "delivery seen before"
+    COMMENT = "comment already has a task"
 
 
 def utcnow() -> str:
@@ -175,16 +181,16 @@ class Store:
     # Intake
 
     def record_delivery(self, guid: str, event: str, action: str | None,
-                        task: NewTask | None = None) -> Task | None | bool:
+                        task: NewTask | None = None) -> Task | Duplicate | None:
         """Record a delivery and its task in one transaction.
 
-        Returns False when the GUID was seen before, or the comment already has a task (nothing
-        new is created); the new Task when one was created; else None.
+        Returns the new Task; a Duplicate when the GUID was seen before or the comment already
+        has a task (nothing new is recorded for the task); None when the delivery asks for none.
         """
         with self._connect(immediate=True) as db:
             seen = db.execute("SELECT 1 FROM deliveries WHERE guid = ?", (guid,)).fetchone()
             if seen:
-                return False
+                return Duplicate.DELIVERY
             db.execute("INSERT INTO deliveries (guid, event, action, received_at) VALUES (?, ?, ?, ?)",
                        (guid, event, action, utcnow()))
             if task is None:
@@ -192,7 +198,7 @@ class Store:
             if task.comment_id is not None and db.execute(
                     "SELECT 1 FROM tasks WHERE repo = ? AND trigger = ? AND comment_id = ?",
                     (task.repo, task.trigger, task.comment_id)).fetchone():
-                return False
+                return Duplicate.COMMENT
             row = {"id": uuid.uuid4().hex, "delivery_guid": guid, "status": PENDING,
                    "created_at": utcnow(), **{f.name: getattr(task, f.name) for f in fields(task)}}
             db.execute(f"INSERT INTO tasks ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
@@ -217,12 +223,12 @@ class Store:
                        (claimed_by, utcnow(), row["id"]))
             return self._row_to_task(db.execute("SELECT * FROM tasks WHERE id = ?", (row["id"],)).fetchone())
 
-    def queue_position(self, task_id: str) -> int:
-        """1 for the next task to run, counting acknowledged tasks still waiting for a slot."""
+    def waiting_ahead_of(self, task_id: str) -> int:
+        """Acknowledged tasks still waiting for a slot that were recorded before this one."""
         with self._connect() as db:
             row = db.execute(
                 "SELECT COUNT(*) FROM tasks WHERE status = ? AND acknowledged_at IS NOT NULL "
-                "AND rowid <= (SELECT rowid FROM tasks WHERE id = ?)", (PENDING, task_id)).fetchone()
+                "AND rowid < (SELECT rowid FROM tasks WHERE id = ?)", (PENDING, task_id)).fetchone()
         return int(row[0])
 
     def queued_for_repo(self, repo: str) -> int:

@@ -14,6 +14,7 @@ import logging
 from flask import Blueprint, current_app, jsonify, request
 
 from app.events import task_for_delivery
+from app.store import Duplicate
 
 MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 
@@ -28,6 +29,10 @@ def signature_is_valid(secret: str, body: bytes, header: str | None) -> bool:
     return hmac.compare_digest(expected, header)
 
 
+def too_large():
+    return _answer(413, "payload larger than 25 MB")
+
+
 def _answer(status: int, message: str, **extra):
     return jsonify({"message": message, **extra}), status
 
@@ -38,7 +43,7 @@ def receive():
     store = current_app.config["STORE"]
 
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        return _answer(413, "payload larger than 25 MB")
+        return too_large()
     body = request.get_data(cache=False)  # MAX_CONTENT_LENGTH also bounds chunked bodies
     if not signature_is_valid(settings.github_webhook_secret, body,
                               request.headers.get("X-Hub-Signature-256")):
@@ -58,8 +63,8 @@ def receive():
 
     task = task_for_delivery(event, payload, settings.github_app_slug)
     recorded = store.record_delivery(guid, event, payload.get("action"), task)
-    if recorded is False:
-        log.info("delivery %s seen before; ignored", guid)
+    if isinstance(recorded, Duplicate):
+        log.info("delivery %s ignored: %s", guid, recorded.value)
         return _answer(200, "duplicate delivery")
     if recorded is None:
         return _answer(200, "pong" if event == "ping" else "ignored")

@@ -74,7 +74,7 @@ def acknowledge(task: Task, *, github: GitHubApp, store: Store, slug: str, max_q
     try:
         if task.comment_id:
             client.react(task.comment_id, "eyes")
-        position = store.queue_position(task.id) + 1  # counts the acknowledged tasks ahead
+        position = store.waiting_ahead_of(task.id) + 1
         comment_id = client.comment(task.number, status.queued(task.id, position))
     except GitHubError as error:
         log.warning("task %s: could not acknowledge: %s", task.id, error)

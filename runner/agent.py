@@ -16,7 +16,7 @@ from typing import Any
 import anthropic
 
 from runner.files import FileEditor, ToolError
-from runner.sandbox import Runtime, SandboxGone
+from runner.sandbox import MOUNT_POINT, Runtime, SandboxGone
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ TOOLS: list[dict[str, Any]] = [
     {
         "name": "bash",
         "description": (
-            "Run a shell command in the sandbox, in the repository's work tree (/workspace). "
+            f"Run a shell command in the sandbox, in the repository's work tree ({MOUNT_POINT}). "
             "There is no network. Returns the exit code and the combined output (long output is "
             "cut in the middle)."),
         "input_schema": {
@@ -64,7 +64,7 @@ TOOLS: list[dict[str, Any]] = [
         "name": "edit_file",
         "description": (
             "View, create or edit text files in the work tree. Paths are relative to the "
-            "repository root (or absolute under /workspace). Commands: view (a file with line "
+            f"repository root (or absolute under {MOUNT_POINT}). Commands: view (a file with line "
             "numbers, or a directory listing), create (write file_text), str_replace (replace "
             "old_str, which must occur exactly once, with new_str), insert (insert_text after "
             "line insert_line; 0 inserts at the top)."),
@@ -87,7 +87,7 @@ TOOLS: list[dict[str, Any]] = [
 
 SYSTEM_PROMPT = """You are async-code, a careful software engineer working on the repository {repo}.
 Someone with write access asked for a change in issue #{number}. The repository is checked out
-at /workspace inside a sandbox with no network access; use the tools to inspect and change it,
+at {mount_point} inside a sandbox with no network access; use the tools to inspect and change it,
 and run the project's tests when you can. Keep changes focused on the request. Do not commit:
 your changes are committed and proposed as a pull request for you.
 
@@ -110,7 +110,7 @@ def task_request(instruction: str, *, number: int, issue_title: str, issue_body:
 
 
 class AgentError(RuntimeError):
-    """The model API failed after the SDK's retries; the message says what to do."""
+    """The model API failed, retries included; the message says what to do."""
 
 
 class AgentTimeout(RuntimeError):
@@ -153,7 +153,7 @@ class ClaudeAgent:
         """Run until the model answers, the turn budget is spent, or `deadline` (monotonic) passes."""
         messages: list[dict[str, Any]] = [{"role": "user", "content": request}]
         result = AgentResult(answer="", turns=0, transcript=[{"role": "user", "content": request}])
-        system = SYSTEM_PROMPT.format(repo=repo, number=number)
+        system = SYSTEM_PROMPT.format(repo=repo, number=number, mount_point=MOUNT_POINT)
         while True:
             if result.turns >= self._max_turns:
                 result.stop = "max_turns"

@@ -7,31 +7,24 @@ task's repository; the sandbox only ever sees the work tree.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import anthropic
 import docker
 
-from app.settings import Settings
-from app.store import COMPLETED, FAILED, Store, Task
+from app.store import COMPLETED, FAILED, Task
 from runner import pull_request, status, workspace
 from runner.agent import AgentError, AgentResult, AgentTimeout, ClaudeAgent, task_request
 from runner.files import FileEditor
-from runner.github import EXECUTE_PERMISSIONS, GitHubApp, GitHubError, RepoClient
-from runner.sandbox import DockerDeployment, SandboxError, SandboxLimits
+from runner.github import EXECUTE_PERMISSIONS, GitHubError, RepoClient
+from runner.sandbox import (MOUNT_POINT, TASK_LABEL, DockerDeployment, SandboxError, SandboxLimits,
+                            sandbox_owner)
+from runner.services import Services
 
 log = logging.getLogger(__name__)
 
-SANDBOX_MOUNT = "/workspace"
-# The sandbox's uid when the runner is root; otherwise the runner's own uid, so both sides can
-# write the tree without chown.
-DEFAULT_SANDBOX_UID = 1000
 CLONE_TIMEOUT = 300.0
-
 INTERNAL_ERROR = "an internal error stopped the task; the service log has the details."
 
 
@@ -39,29 +32,7 @@ class TaskFailed(Exception):
     """Ends a task as failed with a reason meant for the person who asked."""
 
 
-@dataclass(frozen=True)
-class Services:
-    """Long-lived clients shared by every slot of this process."""
-
-    settings: Settings
-    store: Store
-    github: GitHubApp
-    docker: docker.DockerClient
-    anthropic: anthropic.Anthropic
-
-
-def workspaces_dir(settings: Settings) -> Path:
-    return settings.data_path / "workspaces"
-
-
-def sandbox_owner() -> tuple[int, int]:
-    if os.geteuid() == 0:
-        return DEFAULT_SANDBOX_UID, DEFAULT_SANDBOX_UID
-    return os.geteuid(), os.getegid()
-
-
 def execute(task: Task, services: Services) -> None:
-    started = time.monotonic()
     store = services.store
     try:
         client = services.github.repo_client(task.installation_id, task.repo, EXECUTE_PERMISSIONS)
@@ -69,75 +40,97 @@ def execute(task: Task, services: Services) -> None:
         log.warning("task %s: %s", task.id, error)
         store.finish(task.id, FAILED, error=str(error))
         return
-    comment = status.StatusComment(client.edit_comment, task.status_comment_id) \
-        if task.status_comment_id else None
-
-    def report(body: str, *, final: bool) -> None:
-        if comment is None:
-            return
-        try:
-            comment.final(body) if final else comment.progress(body)
-        except GitHubError as error:
-            log.warning("task %s: could not edit the status comment: %s", task.id, error)
-
+    run = _TaskRun(task, services, client)
     # The status comment is edited before the task's final state is stored: whoever sees the
     # task finished in the store also sees the comment that says so.
-    report(status.running(task.id), final=True)
+    run.report(status.running(task.id), final=True)
     try:
-        _run(task, services, client, started,
-             lambda turn, tool: report(status.running(task.id, turn, tool), final=False), report)
+        run.run()
     except TaskFailed as failure:
         reason = str(failure)
         log.info("task %s failed: %s", task.id, reason)
-        report(status.failed(task.id, reason), final=True)
+        run.report(status.failed(task.id, reason), final=True)
         store.finish(task.id, FAILED, error=reason)
     except Exception:
         log.exception("task %s crashed", task.id)
-        report(status.failed(task.id, INTERNAL_ERROR), final=True)
+        run.report(status.failed(task.id, INTERNAL_ERROR), final=True)
         store.finish(task.id, FAILED, error=INTERNAL_ERROR)
 
 
-def _run(task: Task, services: Services, client: RepoClient, started: float, on_progress,
-         report) -> None:
-    settings, store = services.settings, services.store
-    deadline = started + settings.timeout_seconds
-    repository = _checked_repository(client)
-    branch = pull_request.branch_name(task.number, task.id)
-    store.update(task.id, branch=branch)
-    owner = sandbox_owner()
-    base = workspaces_dir(settings)
-    try:
-        ws = workspace.prepare(base, task.id, clone_url=repository["clone_url"], token=client.token,
-                               default_branch=repository["default_branch"], branch=branch,
-                               sandbox_owner=owner,
-                               timeout=max(1.0, min(CLONE_TIMEOUT, deadline - time.monotonic())))
-    except workspace.EmptyRepository:
-        raise TaskFailed(f"{task.repo} is empty: push a first commit to "
-                         f"{repository['default_branch']} and ask again.") from None
-    except (workspace.GitError, ValueError) as error:
-        raise TaskFailed(f"cloning {task.repo} failed: {error}") from None
-    try:
-        result = _run_agent(task, services, ws.tree, owner, deadline, on_progress)
-        _require_sandbox_gone(services.docker, task)
-        changes = workspace.collect_changes(ws)
-        tokens = result.tokens
-        common = dict(output=result.answer, chat_history=result.transcript,
-                      input_tokens=result.input_tokens, output_tokens=result.output_tokens,
-                      exit_code=0)
-        if not changes.files and result.stop == "max_turns":
-            raise TaskFailed(f"the agent used all {settings.max_turn_count} turns "
-                             "(ASYNC_CODE_MAX_TURNS) without changing a file or answering.")
-        if not changes.files:
-            report(status.no_changes(task.id, result.answer, seconds=time.monotonic() - started,
-                                     tokens=tokens), final=True)
-            store.finish(task.id, COMPLETED, **common)
+class _TaskRun:
+    """One execution of one task; every step raises TaskFailed with a reason for the user."""
+
+    def __init__(self, task: Task, services: Services, client: RepoClient):
+        self.task, self.services, self.client = task, services, client
+        self.started = time.monotonic()
+        self.deadline = self.started + services.settings.timeout_seconds
+        self._comment = (status.StatusComment(client.edit_comment, task.status_comment_id)
+                         if task.status_comment_id else None)
+
+    def report(self, body: str, *, final: bool) -> None:
+        if self._comment is None:
             return
+        try:
+            self._comment.final(body) if final else self._comment.progress(body)
+        except GitHubError as error:
+            log.warning("task %s: could not edit the status comment: %s", self.task.id, error)
+
+    def run(self) -> None:
+        task, store = self.task, self.services.store
+        repository = _checked_repository(self.client)
+        branch = pull_request.branch_name(task.number, task.id)
+        store.update(task.id, branch=branch)
+        owner = sandbox_owner()
+        ws = self._prepare_workspace(repository, branch, owner)
+        try:
+            result = _run_agent(task, self.services, ws.tree, owner, self.deadline,
+                                lambda turn, tool: self.report(status.running(task.id, turn, tool),
+                                                               final=False))
+            _require_sandbox_gone(self.services.docker, task)
+            changes = workspace.collect_changes(ws)
+            outcome = dict(output=result.answer, chat_history=result.transcript, exit_code=0,
+                           input_tokens=result.input_tokens, output_tokens=result.output_tokens)
+            if not changes.files:
+                self._finish_without_changes(result, outcome)
+            else:
+                self._propose(ws, repository, result, changes, outcome)
+        finally:
+            workspace.remove(ws)
+
+    def _prepare_workspace(self, repository: dict, branch: str,
+                           owner: tuple[int, int]) -> workspace.Workspace:
+        task = self.task
+        try:
+            return workspace.prepare(
+                self.services.settings.workspaces_path, task.id, clone_url=repository["clone_url"],
+                token=self.client.token, default_branch=repository["default_branch"], branch=branch,
+                sandbox_owner=owner,
+                timeout=max(1.0, min(CLONE_TIMEOUT, self.deadline - time.monotonic())))
+        except workspace.EmptyRepository:
+            raise TaskFailed(f"{task.repo} is empty: push a first commit to "
+                             f"{repository['default_branch']} and ask again.") from None
+        except (workspace.GitError, ValueError) as error:
+            raise TaskFailed(f"cloning {task.repo} failed: {error}") from None
+
+    def _finish_without_changes(self, result: AgentResult, outcome: dict) -> None:
+        if result.stop == "max_turns":
+            raise TaskFailed(f"the agent used all {self.services.settings.max_turn_count} turns "
+                             "(ASYNC_CODE_MAX_TURNS) without changing a file or answering.")
+        self.report(status.no_changes(self.task.id, result.answer,
+                                      seconds=time.monotonic() - self.started,
+                                      tokens=result.tokens), final=True)
+        self.services.store.finish(self.task.id, COMPLETED, **outcome)
+
+    def _propose(self, ws: workspace.Workspace, repository: dict, result: AgentResult,
+                 changes: workspace.Changes, outcome: dict) -> None:
+        """Commit, push the task's branch, open the pull request."""
+        task, store, client = self.task, self.services.store, self.client
         files = [(f.path, f.added, f.deleted) for f in changes.files]
         store.update(task.id, patches={"diff": changes.diff, "files": [
             {"path": f.path, "added": f.added, "deleted": f.deleted, "status": f.status}
-            for f in changes.files]}, changed_files=[f.path for f in changes.files], **common)
+            for f in changes.files]}, changed_files=[f.path for f in changes.files], **outcome)
         title = pull_request.title(result.answer, task.instruction)
-        author_name, author_email = services.github.bot_identity(client)
+        author_name, author_email = self.services.github.bot_identity(client)
         sha = workspace.commit(ws, message=pull_request.commit_message(
             title, number=task.number, task_id=task.id, requested_by=task.requested_by,
             requested_by_id=task.requested_by_id), author_name=author_name, author_email=author_email)
@@ -145,32 +138,30 @@ def _run(task: Task, services: Services, client: RepoClient, started: float, on_
         try:
             workspace.push(ws, clone_url=repository["clone_url"], token=client.token)
         except workspace.PushRejected as error:
-            raise TaskFailed(f"GitHub rejected the push of {branch}: {error}. Branch protection "
-                             "or a push rule may forbid it.") from None
+            raise TaskFailed(f"GitHub rejected the push of {ws.branch}: {error}. Branch "
+                             "protection or a push rule may forbid it.") from None
         except workspace.GitError as error:
-            raise TaskFailed(f"pushing {branch} failed: {error}") from None
+            raise TaskFailed(f"pushing {ws.branch} failed: {error}") from None
         try:
             pr = client.open_pull_request(
-                title=title, head=branch, base=repository["default_branch"],
+                title=title, head=ws.branch, base=repository["default_branch"],
                 body=pull_request.body(answer=result.answer, instruction=task.instruction,
                                        number=task.number, requested_by=task.requested_by,
                                        task_id=task.id, files=files))
         except GitHubError as error:
-            raise TaskFailed(f"the branch {branch} was pushed but opening the pull request "
+            raise TaskFailed(f"the branch {ws.branch} was pushed but opening the pull request "
                              f"failed: {error}") from None
-        report(status.done(task.id, pr_number=pr["number"], pr_url=pr["html_url"],
-                           files_changed=len(files), seconds=time.monotonic() - started,
-                           tokens=tokens), final=True)
+        self.report(status.done(task.id, pr_number=pr["number"], pr_url=pr["html_url"],
+                                files_changed=len(files), seconds=time.monotonic() - self.started,
+                                tokens=result.tokens), final=True)
         store.finish(task.id, COMPLETED, pr_url=pr["html_url"], pr_number=pr["number"])
-    finally:
-        workspace.remove(ws)
 
 
 def _require_sandbox_gone(client: docker.DockerClient, task: Task) -> None:
     """Host git reads the tree only once nothing in the sandbox can still change it."""
     try:
         # The low-level list: it does not inspect each container, which fails on one being removed.
-        leftover = client.api.containers(all=True, filters={"label": f"async-code.task={task.id}"})
+        leftover = client.api.containers(all=True, filters={"label": f"{TASK_LABEL}={task.id}"})
     except docker.errors.DockerException as error:
         raise TaskFailed(f"could not confirm that the sandbox was removed ({error}); "
                          "nothing was committed.") from None
@@ -197,7 +188,7 @@ def _run_agent(task: Task, services: Services, tree: Path, owner: tuple[int, int
     settings, store = services.settings, services.store
     deployment = DockerDeployment(
         services.docker, image=settings.sandbox_image, work_tree=tree, task_id=task.id,
-        user=f"{owner[0]}:{owner[1]}", mount_point=SANDBOX_MOUNT,
+        user=f"{owner[0]}:{owner[1]}", mount_point=MOUNT_POINT,
         limits=SandboxLimits(memory=settings.sandbox_memory, cpus=float(settings.sandbox_cpus),
                              pids=int(settings.sandbox_pids)))
     # The wall clock is enforced from outside: removing the container ends whatever runs in it.
@@ -212,7 +203,7 @@ def _run_agent(task: Task, services: Services, tree: Path, owner: tuple[int, int
         watchdog.start()
         agent = ClaudeAgent(services.anthropic, model=settings.model,
                             max_turns=settings.max_turn_count)
-        editor = FileEditor(tree, owner=owner, mount_point=SANDBOX_MOUNT)
+        editor = FileEditor(tree, owner=owner, mount_point=MOUNT_POINT)
         try:
             request = task_request(task.instruction, number=task.number,
                                    issue_title=task.issue_title, issue_body=task.issue_body)

@@ -17,7 +17,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
-logger = logging.getLogger(__name__)
+from runner.sandbox import MOUNT_POINT
+
+log = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 1024 * 1024
 _SNIPPET_CONTEXT = 4
@@ -31,7 +33,7 @@ class ToolError(Exception):
     """A request the tool refuses or cannot carry out; the message is shown to the model."""
 
 
-def resolve_inside(root: Path, path: str, *, mount_point: str = "/workspace") -> Path:
+def resolve_inside(root: Path, path: str, *, mount_point: str = MOUNT_POINT) -> Path:
     """Map a path given by the model to a host path inside `root`, with symlinks resolved.
 
     Relative paths are taken relative to the work tree; absolute paths must lie under the
@@ -71,7 +73,7 @@ class FileEditor:
         root: Path,
         *,
         owner: tuple[int, int] | None = None,
-        mount_point: str = "/workspace",
+        mount_point: str = MOUNT_POINT,
         max_output: int = 30_000,
     ) -> None:
         self._root = Path(os.path.realpath(root))
@@ -105,7 +107,7 @@ class FileEditor:
                 raise ToolError(f"{shown} is a directory") from exc
             if exc.errno == errno.ENOENT:
                 raise ToolError(f"{shown} does not exist") from exc
-            logger.warning("file tool %s on %s failed: %s", command, shown, exc)
+            log.warning("file tool %s on %s failed: %s", command, shown, exc)
             raise ToolError(f"{command} failed for {shown}: {exc.strerror or exc}") from exc
 
     def _view(self, request: dict, target: Path, shown: str) -> str:

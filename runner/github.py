@@ -67,7 +67,7 @@ class GitHubApp:
             cached = self._tokens.get(key)
             if cached and cached.expires_at - _REFRESH_MARGIN > datetime.now(timezone.utc):
                 return cached.token
-        name = repo.split("/", 1)[1]
+        name = repo.split("/", 1)[1]  # tokens are narrowed by repository name
         try:
             response = self._app_client.rest.apps.create_installation_access_token(
                 installation_id, repositories=[name], permissions=permissions)
@@ -75,11 +75,14 @@ class GitHubApp:
             status = _status(error)
             if status in (403, 404, 422):
                 raise AppNotInstalled(
-                    f"The async-code App is not installed on {repo}, or the installation is "
+                    f"The {self.slug} App is not installed on {repo}, or the installation is "
                     "suspended or lacks access to it. Check the App's installation settings.",
                     status) from None
-            raise GitHubError(f"GitHub refused the App's credentials ({status or error}). "
-                              "Check GITHUB_APP_ID and the private key.", status) from None
+            if status == 401:
+                raise GitHubError("GitHub refused the App's credentials (401). Check "
+                                  "GITHUB_APP_ID and the private key.", status) from None
+            raise GitHubError(f"GitHub could not issue a token for {repo} "
+                              f"({status or type(error).__name__}); try again later.", status) from None
         data = response.json()
         expires_at = datetime.fromisoformat(data["expires_at"].replace("Z", "+00:00"))
         with self._lock:
@@ -120,8 +123,7 @@ class RepoClient:
         self._installation_id = installation_id
         self._permissions = permissions
         self.repo = repo
-        self.owner, self.name = repo.split("/", 1)
-        self._github: GitHub | None = None  # kept: githubkit's namespaces need a live client
+        self._github: GitHub | None = None
         self._github_token: str | None = None
         self._lock = threading.Lock()
 

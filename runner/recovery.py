@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 from app.store import FAILED, Task
 from runner import status, workspace
-from runner.execute import Services, workspaces_dir
+from runner.services import Services
 from runner.github import ACKNOWLEDGE_PERMISSIONS, GitHubError
 from runner.sandbox import remove_task_containers
 
@@ -90,7 +90,7 @@ def recover(services: Services, *, starting: bool) -> None:
     # Read again now: a task claimed since the snapshot above must keep its container and tree.
     live = store.unfinished_ids()
     containers = remove_task_containers(services.docker, keep=live)
-    trees = workspace.remove_leftovers(workspaces_dir(services.settings), keep=live)
+    trees = workspace.remove_leftovers(services.settings.workspaces_path, keep=live)
     if containers or trees:
         log.info("removed %d leftover sandbox container(s) and %d work tree(s)",
                  len(containers), len(trees))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import secrets
 import socket
 import threading
@@ -25,7 +26,13 @@ import docker.errors
 import requests
 from docker.types import Mount
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
+
+# Where the work tree appears inside the sandbox; the agent's tools speak of this path.
+MOUNT_POINT = "/workspace"
+# The sandbox's uid when the runner is root; otherwise the runner's own uid, so both sides can
+# write the tree without chown.
+DEFAULT_SANDBOX_UID = 1000
 
 TASK_LABEL = "async-code.task"
 
@@ -107,7 +114,7 @@ class DockerDeployment:
         task_id: str,
         user: str,
         limits: SandboxLimits,
-        mount_point: str = "/workspace",
+        mount_point: str = MOUNT_POINT,
         network_mode: str = "none",
     ) -> None:
         if not task_id:
@@ -169,7 +176,7 @@ class DockerDeployment:
             except docker.errors.APIError as exc:
                 self._remove()
                 raise SandboxError(f"cannot start sandbox container {self.name}: {_explain(exc)}") from exc
-            logger.info("sandbox %s started for task %s (image %s)", self.name, self.task_id, self._image)
+            log.info("sandbox %s started for task %s (image %s)", self.name, self.task_id, self._image)
             return DockerRuntime(
                 self._client, container.id, user=self._user, workdir=self._mount_point, stopped=self._stopped
             )
@@ -178,7 +185,7 @@ class DockerDeployment:
         """Remove the container; a command running meanwhile raises SandboxGone.
 
         Never raises: it runs in `finally` blocks and timer threads. A container that could not
-        be removed is logged, and remove_task_containers() catches it at the next start-up.
+        be removed is logged, and remove_task_containers() catches it on the next recovery pass.
         """
         # Set first: a command running in another thread notices it without waiting for the lock.
         self._stopped.set()
@@ -194,13 +201,13 @@ class DockerDeployment:
             pass
         except docker.errors.APIError as exc:
             if exc.status_code != 409:  # 409: a removal is already in progress
-                logger.error("could not remove sandbox container %s: %s", self.name, _explain(exc))
+                log.error("could not remove sandbox container %s: %s", self.name, _explain(exc))
                 return
         except (docker.errors.DockerException, requests.RequestException) as exc:
-            logger.error("could not remove sandbox container %s: %s", self.name, exc)
+            log.error("could not remove sandbox container %s: %s", self.name, exc)
             return
         self._removed = True
-        logger.info("sandbox %s removed", self.name)
+        log.info("sandbox %s removed", self.name)
 
     def _ensure_image(self) -> None:
         try:
@@ -210,7 +217,7 @@ class DockerDeployment:
             pass
         except docker.errors.APIError as exc:
             raise SandboxError(f"cannot inspect sandbox image {self._image}: {_explain(exc)}") from exc
-        logger.info("pulling sandbox image %s (first use)", self._image)
+        log.info("pulling sandbox image %s (first use)", self._image)
         try:
             self._client.images.pull(self._image)
         except docker.errors.DockerException as exc:
@@ -247,7 +254,7 @@ class DockerRuntime:
             raise SandboxGone("the sandbox was stopped")
         run_id = secrets.token_hex(16)
         backstop = str(math.ceil(timeout) + _BACKSTOP_EXTRA)
-        logger.debug("running %r (timeout %g s)", command[:200], timeout)
+        log.debug("running %r (timeout %g s)", command[:200], timeout)
         # One pipe for stdout and stderr keeps their lines in the order they were written.
         exec_id = self._exec_create(
             ["sh", "-c", 'exec timeout -s KILL "$1" sh -c "$2" 2>&1', "sh", backstop, command],
@@ -264,7 +271,7 @@ class DockerRuntime:
         try:
             timed_out = not self._wait(pump, started + timeout, stream)
             if timed_out:
-                logger.info("command timed out after %g s; killing its processes", timeout)
+                log.info("command timed out after %g s; killing its processes", timeout)
                 self._kill_run(run_id)
                 # Background processes that escaped the kill may hold the stream open: cut it.
                 self._wait(pump, time.monotonic() + _KILL_GRACE, stream)
@@ -306,7 +313,7 @@ class DockerRuntime:
         except SandboxGone:
             raise
         except (SandboxError, docker.errors.APIError) as exc:
-            logger.warning("could not kill the timed-out command's processes: %s", exc)
+            log.warning("could not kill the timed-out command's processes: %s", exc)
 
     def _exec_create(self, argv: list[str], *, environment: dict[str, str] | None) -> str:
         try:
@@ -347,7 +354,7 @@ class DockerRuntime:
 def remove_task_containers(client: docker.DockerClient, keep: Collection[str] = ()) -> list[str]:
     """Force-remove every task container whose task id is not in `keep`; return the removed ids.
 
-    Run at start-up to clean up containers left behind by a runner that crashed.
+    Recovery (at start-up and every 30 s) uses it to clean up after runners that crashed.
     """
     removed: list[str] = []
     for summary in client.api.containers(all=True, filters={"label": TASK_LABEL}):
@@ -363,7 +370,7 @@ def remove_task_containers(client: docker.DockerClient, keep: Collection[str] = 
                 raise SandboxError(
                     f"cannot remove leftover sandbox container {summary['Id'][:12]}: {_explain(exc)}"
                 ) from exc
-        logger.info("removed leftover sandbox container %s (task %s)", summary["Id"][:12], task_id)
+        log.info("removed leftover sandbox container %s (task %s)", summary["Id"][:12], task_id)
         removed.append(task_id)
     return removed
 
@@ -475,3 +482,10 @@ class _CappedOutput:
 def _explain(exc: Exception) -> str:
     explanation = getattr(exc, "explanation", None)
     return str(explanation or exc)
+
+
+def sandbox_owner() -> tuple[int, int]:
+    """The uid and gid the sandbox runs as, and so the owner of the work tree."""
+    if os.geteuid() == 0:
+        return DEFAULT_SANDBOX_UID, DEFAULT_SANDBOX_UID
+    return os.geteuid(), os.getegid()

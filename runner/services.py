@@ -5,10 +5,22 @@ from __future__ import annotations
 import anthropic
 import docker
 
+from dataclasses import dataclass
+
 from app.settings import Settings
 from app.store import Store
-from runner.execute import Services
 from runner.github import GitHubApp
+
+@dataclass(frozen=True)
+class Services:
+    """Long-lived clients shared by every thread of the runner in this process."""
+
+    settings: Settings
+    store: Store
+    github: GitHubApp
+    docker: docker.DockerClient
+    anthropic: anthropic.Anthropic
+
 
 class ServiceUnavailable(RuntimeError):
     pass

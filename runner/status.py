@@ -6,14 +6,11 @@ line of truth per task instead of a thread of bot noise.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
 
 from runner.text import fit_body, neutralise
-
-log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 10.0  # seconds between progress edits; GitHub rate-limits content creation
 

@@ -1,7 +1,8 @@
-"""The runner's threads: one acknowledger and N execution slots, all polling the store.
+"""The runner's threads: an acknowledger, N execution slots, a heartbeat and a recovery loop.
 
-The acknowledger never waits for a slot, so a new request gets its 👀 and "queued" comment
-within a poll interval even while every slot is busy.
+The acknowledger and the slots take work from the store (woken at once by intake in this
+process, else by polling). The acknowledger never waits for a slot, so a new request gets its
+👀 and "queued" comment promptly even while every slot is busy.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from collections.abc import Callable
 
 from app.store import FAILED, PENDING, RUNNING, Store, Task
 from runner.acknowledge import acknowledge
-from runner.execute import INTERNAL_ERROR, Services, execute
+from runner.execute import INTERNAL_ERROR, execute
+from runner.services import Services
 from runner.recovery import HEARTBEAT_INTERVAL, RECOVERY_INTERVAL, recover, worker_identity
 
 log = logging.getLogger(__name__)

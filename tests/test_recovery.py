@@ -11,7 +11,7 @@ import pytest
 from app.settings import Settings
 from app.store import FAILED, PENDING, RUNNING, NewTask, Store, utcnow
 from runner import recovery, status
-from runner.execute import Services, workspaces_dir
+from runner.services import Services
 from runner.github import GitHubApp
 from runner.sandbox import DockerDeployment, SandboxLimits
 from tests.conftest import APP_ID, INSTALLATION_ID, REPO
@@ -46,7 +46,7 @@ def add_task(services, github, number, *, status_=PENDING, claimed_by=None, hear
 
 
 def leftovers_for(services, task_id, sandbox_image, tmp_path):
-    tree = workspaces_dir(services.settings) / task_id / "tree"
+    tree = services.settings.workspaces_path / task_id / "tree"
     tree.mkdir(parents=True)
     deployment = DockerDeployment(services.docker, image=sandbox_image, work_tree=tree, task_id=task_id,
                                   user="1000:1000", limits=SandboxLimits(memory="64m", cpus=0.5, pids=32))
@@ -75,10 +75,10 @@ def test_a_running_pass_fails_only_the_tasks_of_dead_holders(services, github, s
         assert "interrupted by a restart" in github.comments[dead_comment]["history"][-1]
         assert len(github.comments[dead_comment]["history"]) == 2  # edited, not a second comment
         assert labelled(services, dead_here) == []
-        assert not (workspaces_dir(services.settings) / dead_here).exists()
+        assert not (services.settings.workspaces_path / dead_here).exists()
         for live in (alive_elsewhere, ours):
             assert len(labelled(services, live)) == 1
-            assert (workspaces_dir(services.settings) / live).is_dir()
+            assert (services.settings.workspaces_path / live).is_dir()
     finally:
         for deployment in sandboxes.values():
             deployment.stop()

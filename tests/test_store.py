@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import threading
 
-from app.store import COMPLETED, PENDING, RUNNING, NewTask, Store, utcnow
+from app.store import COMPLETED, PENDING, RUNNING, Duplicate, NewTask, Store, utcnow
 
 
 def new_task(number=1, repo="acme/widgets"):
@@ -32,8 +32,9 @@ def test_a_delivery_and_its_task_are_recorded_together(tmp_path):
     store = make_store(tmp_path)
     task = store.record_delivery("g1", "issue_comment", "created", new_task())
     assert store.get(task.id) == task and task.status == PENDING and len(task.id) == 32
-    assert store.record_delivery("g1", "issue_comment", "created", new_task()) is False
-    assert len(store.list()) == 1 and store.delivery_count() == 1
+    assert store.record_delivery("g1", "issue_comment", "created", new_task()) is Duplicate.DELIVERY
+    assert store.record_delivery("g2", "issue_comment", "created", new_task()) is Duplicate.COMMENT
+    assert len(store.list()) == 1 and store.delivery_count() == 2
 
 
 def test_unacknowledged_tasks_are_not_claimed(tmp_path):
@@ -53,14 +54,14 @@ def test_claims_take_the_oldest_first_and_mark_it_running(tmp_path):
     assert store.claim_next("host:1") is None
 
 
-def test_queue_position_and_per_repository_count(tmp_path):
+def test_tasks_waiting_ahead_and_per_repository_count(tmp_path):
     store = make_store(tmp_path)
     ids = acknowledged(store, 3)
     acknowledged(store, 1, repo="acme/other")
-    assert [store.queue_position(i) for i in ids] == [1, 2, 3]
+    assert [store.waiting_ahead_of(i) for i in ids] == [0, 1, 2]
     assert store.queued_for_repo("acme/widgets") == 3
     store.claim_next("w")
-    assert store.queue_position(ids[2]) == 2 and store.queued_for_repo("acme/widgets") == 2
+    assert store.waiting_ahead_of(ids[2]) == 1 and store.queued_for_repo("acme/widgets") == 2
 
 
 def test_json_fields_round_trip(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from app.settings import Settings
 from app.store import COMPLETED, Store
 from runner import worker
-from runner.execute import Services
+from runner.services import Services
 from tests.conftest import wait_until
 from tests.test_store import acknowledged
 
