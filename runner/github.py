@@ -161,15 +161,19 @@ class RepoClient:
             raise
 
     def permission(self, login: str) -> str:
-        """The user's effective permission: admin, maintain, write, triage, read or none."""
+        """The user's base permission: admin, write, read or none.
+
+        GitHub folds maintain into write and triage into read here. `role_name` is not used: for
+        an organisation's custom repository role it is that role's own name, while `permission`
+        is always the base level the role grants.
+        """
         try:
             data = self.call("GET", f"/repos/{self.repo}/collaborators/{login}/permission")
         except GitHubError as error:
             if error.status == 404:
                 return "none"
             raise
-        # `permission` folds maintain into write and triage into read; role_name keeps them.
-        return data.get("role_name") or data.get("permission") or "none"
+        return data.get("permission") or "none"
 
     def react(self, comment_id: int, content: str) -> None:
         self.call("POST", f"/repos/{self.repo}/issues/comments/{comment_id}/reactions",

@@ -52,8 +52,18 @@ def test_permissions_read_role_names(app, github):
     client = app.repo_client(INSTALLATION_ID, REPO, ACKNOWLEDGE_PERMISSIONS)
     assert client.permission(WRITER) == "write"
     assert client.permission(READER) == "read"
-    assert client.permission("carol") == "maintain"
+    assert client.permission("carol") == "write"  # maintain is a write role
     assert client.permission("nobody-at-all") == "none"
+
+
+@pytest.mark.parametrize("base, allowed", [("write", True), ("maintain", True), ("triage", False)])
+def test_custom_repository_roles_count_by_the_level_they_grant(app, github, base, allowed):
+    from runner.acknowledge import WRITE_PERMISSIONS
+
+    github.add_user("dana", 12)
+    github.set_permission(REPO, "dana", base, custom_role="release-manager")
+    client = app.repo_client(INSTALLATION_ID, REPO, ACKNOWLEDGE_PERMISSIONS)
+    assert (client.permission("dana") in WRITE_PERMISSIONS) is allowed
 
 
 def test_the_bot_identity_is_looked_up_once(app, github):

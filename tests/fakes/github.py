@@ -298,6 +298,7 @@ class FakeGitHub:
         self._app_owner = _Account("async-code-dev", 9_000_001, "Organization")
         self.add_user(self.bot_login, bot_user_id, type="Bot")
 
+        self._custom_roles: dict[tuple[str, str], str | None] = {}
         self._app = self._build_app()
         self._server = LoopbackServer(self._app, "fake-github")
 
@@ -368,11 +369,15 @@ class FakeGitHub:
         owner, name = full_name.split("/", 1)
         return self.root / owner / f"{name}.git"
 
-    def set_permission(self, full_name: str, login: str, permission: str) -> None:
+    def set_permission(self, full_name: str, login: str, permission: str, *,
+                       custom_role: str | None = None) -> None:
+        """`custom_role` names an organisation's custom repository role built on `permission`:
+        GitHub then reports that name as `role_name` and the base level as `permission`."""
         if permission not in ROLE_RANK:
             raise ValueError(f"unknown permission {permission!r}; use one of {sorted(ROLE_RANK)}")
         with self._lock:
             self._repos[full_name].roles[login] = permission
+            self._custom_roles[(full_name, login)] = custom_role
 
     def fail_next(
         self,
@@ -974,6 +979,7 @@ class FakeGitHub:
         account = self._account(login)
         with self._lock:
             role = found.roles.get(login)
+            custom_role = self._custom_roles.get((full_name, login))
         if role is None:
             # Owners administer their repos, and anyone can read a public one.
             role = "admin" if login == found.owner else ("none" if found.private else "read")
@@ -987,10 +993,11 @@ class FakeGitHub:
                 "maintain": rank >= ROLE_RANK["maintain"],
                 "admin": rank >= ROLE_RANK["admin"],
             },
-            "role_name": role,
+            "role_name": custom_role or role,
         }
         return _json_response(
-            200, {"permission": CLASSIC_PERMISSION[role], "role_name": role, "user": user}
+            200,
+            {"permission": CLASSIC_PERMISSION[role], "role_name": custom_role or role, "user": user},
         )
 
     def _refuse_if_archived(self, repo: _Repo) -> None:
