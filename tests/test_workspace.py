@@ -20,6 +20,7 @@ import pytest
 
 from runner import workspace
 from runner.workspace import (
+    FETCH_DEPTH,
     Changes,
     EmptyRepository,
     FileStat,
@@ -735,3 +736,22 @@ def _run_as(uid: int, action) -> str | None:
         report = child_output.read().decode()
     _, status = os.waitpid(pid, 0)
     return None if status == 0 else report or f"child exited with status {status}"
+
+
+def test_a_long_history_is_fetched_shallow_and_the_branch_still_pushes(tmp_path, server, token):
+    upstream = _make_upstream(tmp_path, server, token, name="long.git")
+    source = tmp_path / "source-long.git"
+    for n in range(FETCH_DEPTH + 10):
+        _write(source / "counter.txt", f"{n}\n")
+        _git("-C", source, "add", "counter.txt")
+        _git("-C", source, "commit", "--quiet", "-m", f"Step {n}")
+    _git("-C", source, "push", "--quiet", upstream.bare, "main")
+
+    ws = _prepare(tmp_path, upstream)
+    assert (ws.git_dir / "shallow").is_file()  # only the recent history came over
+    _write(ws.tree / "counter.txt", "done\n")
+    collect_changes(ws)
+    sha = _commit(ws)
+    push(ws, clone_url=upstream.url, token=token, timeout=60)
+    assert _git("--git-dir", upstream.bare, "rev-parse", ws.branch).strip() == sha
+    assert _git("--git-dir", upstream.bare, "rev-list", "--count", ws.branch).strip() == str(FETCH_DEPTH + 12)
