@@ -98,22 +98,14 @@ class NewTask:
     issue_body: str = ""
 
 
-@dataclass(frozen=True)
-class Task:
+# Keyword-only: a Task is what intake knew (NewTask) plus everything learnt since, and is only
+# ever built from named columns.
+@dataclass(frozen=True, kw_only=True)
+class Task(NewTask):
     id: str
     delivery_guid: str
     status: str
-    trigger: str
-    repo: str
-    installation_id: int
-    number: int
-    comment_id: int | None
-    instruction: str
-    requested_by: str
-    requested_by_id: int | None
     created_at: str
-    issue_title: str = ""
-    issue_body: str = ""
     acknowledged_at: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
@@ -136,8 +128,9 @@ class Task:
 
     def summary(self) -> dict[str, Any]:
         """The task as `async-code tasks --json` prints it (no transcript, no diff)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name not in ("patches", "chat_history", "issue_body")}
+        shown = {f.name: getattr(self, f.name) for f in fields(self)
+                 if f.name not in ("patches", "chat_history", "issue_body")}
+        return {"id": self.id, "status": self.status, **shown}  # what a reader looks for first
 
 
 _TASK_COLUMNS = [f.name for f in fields(Task)]
