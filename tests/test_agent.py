@@ -110,3 +110,42 @@ def test_the_request_puts_the_instruction_first_and_clips_a_huge_issue():
     request = task_request("add --version", number=7, issue_title="CLI", issue_body="x" * 50_000)
     assert request.startswith("add --version\n")
     assert 'issue #7, "CLI"' in request and len(request) < 25_000
+
+
+def test_a_dropped_connection_is_retried(tmp_path):
+    """The first connection is closed without an answer; the retry gets a final message."""
+    import json
+    import socket
+    import threading
+
+    answer = json.dumps({
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-test",
+        "content": [{"type": "text", "text": "Answered on the second try."}],
+        "stop_reason": "end_turn", "stop_sequence": None,
+        "usage": {"input_tokens": 3, "output_tokens": 4}}).encode()
+    listener = socket.create_server(("127.0.0.1", 0))
+    connections = []
+
+    def serve():
+        for attempt in range(2):
+            conn, _ = listener.accept()
+            connections.append(attempt)
+            with conn:
+                conn.recv(65536)  # the request head and body: small enough for one read
+                if attempt == 0:
+                    continue  # close without answering
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Connection: close\r\nContent-Length: " + str(len(answer)).encode()
+                             + b"\r\n\r\n" + answer)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    port = listener.getsockname()[1]
+    sdk = anthropic.Anthropic(api_key="sk-test", base_url=f"http://127.0.0.1:{port}", max_retries=0)
+    try:
+        result, _ = run(sdk, tmp_path)
+    finally:
+        sdk.close()
+        server.join(5)
+        listener.close()
+    assert result.answer == "Answered on the second try." and connections == [0, 1]
