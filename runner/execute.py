@@ -87,11 +87,14 @@ class _TaskRun:
                                 lambda turn, tool: self.report(status.running(task.id, turn, tool),
                                                                final=False))
             _require_sandbox_gone(self.services.docker, task)
-            changes = workspace.collect_changes(ws)
+            try:
+                changes = workspace.collect_changes(ws)
+            except workspace.GitError as error:
+                raise TaskFailed(f"the agent's work could not be read: {error}") from None
             outcome = dict(output=result.answer, chat_history=result.transcript, exit_code=0,
                            input_tokens=result.input_tokens, output_tokens=result.output_tokens)
             if not changes.files:
-                self._finish_without_changes(result, outcome)
+                self._finish_without_changes(result, changes, outcome)
             else:
                 self._propose(ws, repository, result, changes, outcome)
         finally:
@@ -112,13 +115,16 @@ class _TaskRun:
         except (workspace.GitError, ValueError) as error:
             raise TaskFailed(f"cloning {task.repo} failed: {error}") from None
 
-    def _finish_without_changes(self, result: AgentResult, outcome: dict) -> None:
+    def _finish_without_changes(self, result: AgentResult, changes: workspace.Changes,
+                                outcome: dict) -> None:
         if result.stop == "max_turns":
             raise TaskFailed(f"the agent used all {self.services.settings.max_turn_count} turns "
                              "(ASYNC_CODE_MAX_TURNS) without changing a file or answering.")
+        left_out = pull_request.left_out_list(_left_out_pairs(changes), changes.left_out_count)
         self.report(status.no_changes(self.task.id, result.answer,
                                       seconds=time.monotonic() - self.started,
-                                      tokens=result.tokens), final=True)
+                                      tokens=result.tokens,
+                                      left_out=left_out if changes.left_out_count else ""), final=True)
         self.services.store.finish(self.task.id, COMPLETED, **outcome)
 
     def _propose(self, ws: workspace.Workspace, repository: dict, result: AgentResult,
@@ -128,10 +134,12 @@ class _TaskRun:
         files = [(f.path, f.added, f.deleted) for f in changes.files]
         store.update(task.id, patches={"diff": changes.diff, "files": [
             {"path": f.path, "added": f.added, "deleted": f.deleted, "status": f.status}
-            for f in changes.files]}, changed_files=[f.path for f in changes.files], **outcome)
+            for f in changes.files], "left_out": [
+            {"path": item.path, "reason": item.reason} for item in changes.left_out]},
+            changed_files=[f.path for f in changes.files], **outcome)
         title = pull_request.title(result.answer, task.instruction)
         author_name, author_email = self.services.github.bot_identity(client)
-        sha = workspace.commit(ws, message=pull_request.commit_message(
+        sha = workspace.commit(ws, changes, message=pull_request.commit_message(
             title, number=task.number, task_id=task.id, requested_by=task.requested_by,
             requested_by_id=task.requested_by_id), author_name=author_name, author_email=author_email)
         store.update(task.id, commit_sha=sha)
@@ -147,14 +155,20 @@ class _TaskRun:
                 title=title, head=ws.branch, base=repository["default_branch"],
                 body=pull_request.body(answer=result.answer, instruction=task.instruction,
                                        number=task.number, requested_by=task.requested_by,
-                                       task_id=task.id, files=files))
+                                       task_id=task.id, files=files,
+                                       left_out=_left_out_pairs(changes),
+                                       left_out_count=changes.left_out_count))
         except GitHubError as error:
             raise TaskFailed(f"the branch {ws.branch} was pushed but opening the pull request "
                              f"failed: {error}") from None
         self.report(status.done(task.id, pr_number=pr["number"], pr_url=pr["html_url"],
                                 files_changed=len(files), seconds=time.monotonic() - self.started,
-                                tokens=result.tokens), final=True)
+                                tokens=result.tokens, left_out=changes.left_out_count), final=True)
         store.finish(task.id, COMPLETED, pr_url=pr["html_url"], pr_number=pr["number"])
+
+
+def _left_out_pairs(changes: workspace.Changes) -> list[tuple[str, str]]:
+    return [(item.path, item.reason) for item in changes.left_out]
 
 
 def _require_sandbox_gone(client: docker.DockerClient, task: Task) -> None:

@@ -11,6 +11,7 @@ TITLE_LIMIT = 72
 # and the lines that link the issue and name the requester are never cut.
 FILES_SHOWN = 100
 FILES_LIMIT = 20_000
+LEFT_OUT_SHOWN = 50
 PATH_SHOWN = 300
 INSTRUCTION_LIMIT = 4_000
 
@@ -74,9 +75,26 @@ def _file_list(files: list[tuple[str, int | None, int | None]]) -> str:
     return "\n".join(lines)
 
 
+def left_out_list(left_out: list[tuple[str, str]], total: int) -> str:
+    """What the agent wrote that is not proposed, one line each, with the reason."""
+    lines = [neutralise(f"- {_code_span(_shown_path(path))}: {reason}")
+             for path, reason in left_out[:LEFT_OUT_SHOWN]]
+    if hidden := total - len(lines):
+        lines.append(f"- … and {hidden:,} more")
+    return "\n".join(lines)
+
+
+def _left_out_section(left_out: list[tuple[str, str]], total: int) -> str:
+    if not total:
+        return ""
+    return ("### Left out\nThe agent wrote these, but they are not part of this pull request:\n"
+            f"{left_out_list(left_out, total)}\n\n")
+
+
 def body(*, answer: str, instruction: str, number: int, requested_by: str, task_id: str,
-         files: list[tuple[str, int | None, int | None]]) -> str:
-    """`Fixes #N`, who asked, the files changed, the task id, then the agent's summary.
+         files: list[tuple[str, int | None, int | None]],
+         left_out: list[tuple[str, str]] = (), left_out_count: int = 0) -> str:
+    """`Fixes #N`, who asked, the files changed and left out, the task id, the agent's summary.
 
     The agent's text comes last and gets exactly the room left under GitHub's limit: nothing
     it writes (an unclosed code fence, say) can swallow the link to the issue, and cutting it
@@ -87,6 +105,7 @@ def body(*, answer: str, instruction: str, number: int, requested_by: str, task_
             f"Requested by @{requested_by} in #{number}:\n\n"
             f"{fit_body(neutralise(request), INSTRUCTION_LIMIT)}\n\n"
             f"### Files changed\n{_file_list(files)}\n\n"
+            f"{_left_out_section(list(left_out), left_out_count)}"
             f"<sub>async-code task `{task_id}`</sub>\n\n### Summary\n")
     summary = neutralise(_details(answer) or short_title(answer, 10_000) or "No summary was given.")
     return head + fit_body(summary, limit=max(0, GITHUB_BODY_LIMIT - len(head)))

@@ -29,15 +29,22 @@ def running(task_id: str, turns: int = 0, last_tool: str | None = None) -> str:
 
 
 def done(task_id: str, *, pr_number: int, pr_url: str, files_changed: int, seconds: float,
-         tokens: int) -> str:
+         tokens: int, left_out: int = 0) -> str:
     files = f"{files_changed} file{'s' if files_changed != 1 else ''} changed"
+    if left_out:
+        files += f" · {left_out:,} left out (listed in the pull request)"
     return (f"✅ **async-code** done: opened [#{pr_number}]({pr_url}).\n\n"
             f"{files} · {format_duration(seconds)} · {tokens:,} tokens" + _footer(task_id))
 
 
-def no_changes(task_id: str, answer: str, *, seconds: float, tokens: int) -> str:
+def no_changes(task_id: str, answer: str, *, seconds: float, tokens: int,
+               left_out: str = "") -> str:
+    """`left_out` lists, already inert, what the agent wrote that could not be proposed."""
     quoted = "\n".join("> " + line for line in (answer.strip() or "(no answer)").splitlines())
     head = "💬 **async-code** no changes: the agent answered without editing any file.\n\n"
+    if left_out:
+        head = ("💬 **async-code** no changes: nothing the agent wrote can be proposed.\n\n"
+                f"Left out:\n{left_out}\n\n")
     tail = f"\n\n{format_duration(seconds)} · {tokens:,} tokens" + _footer(task_id)
     return head + fit_body(neutralise(quoted), limit=60_000) + tail
 

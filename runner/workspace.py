@@ -1,9 +1,11 @@
 """Host-side git for a task: fetch the repository, describe, commit and push the agent's work.
 
-The sandbox mounts only the work tree (`<root>/tree`). The git directory sits beside it
-(`<root>/git`) and every git command names both explicitly, so nothing the agent writes into
-the tree -- a `.git` directory with hooks and config, `.gitattributes` naming filter drivers,
-`.gitmodules` -- is ever read as configuration or executed on the host.
+The sandbox mounts only the work tree (`<root>/tree`). The git directory beside it
+(`<root>/git`) is a bare repository, and git never gets a work tree: the runner writes the
+tree out of git's object database itself and reads the agent's tree back itself
+(`runner/snapshot.py`). So nothing the agent leaves in the tree -- a `.git` directory with hooks
+and config, a nested repository under a submodule, `.gitattributes` naming filter drivers --
+is ever read as configuration or executed on the host, whichever user the service runs as.
 
 The installation token reaches git only through the child's environment as an HTTP header
 (`GIT_CONFIG_*`); it is never written to disk, put in a URL or a command line, or logged.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -21,11 +24,15 @@ import signal
 import stat
 import subprocess
 import tempfile
-from collections.abc import Collection
-from dataclasses import dataclass
+import zlib
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
+
+from runner import snapshot
+from runner.snapshot import GITLINK, SYMLINK, LeftOut, Tracked
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +90,9 @@ class FileStat:
 class Changes:
     files: list[FileStat]
     diff: str
+    tree: str = ""  # the proposed tree's id, for `commit`
+    left_out: list[LeftOut] = field(default_factory=list)
+    left_out_count: int = 0
 
 
 def prepare(
@@ -96,7 +106,7 @@ def prepare(
     sandbox_owner: tuple[int, int] | None = None,
     timeout: float = 300,
 ) -> Workspace:
-    """Fetch `default_branch` and check it out into a fresh work tree on a new `branch`."""
+    """Fetch `default_branch`, start `branch` there and write its files into a fresh work tree."""
     if not _TASK_ID.fullmatch(task_id):
         raise ValueError(f"task id {task_id!r} is not a plain file name")
     _check_clone_url(clone_url)
@@ -113,13 +123,12 @@ def prepare(
         _home(ws).mkdir(mode=0o700)
         _check_branch_name(ws, default_branch)
         _check_branch_name(ws, branch)
-        _run_git(ws, ["init", "--quiet", "--template=", f"--initial-branch={branch}"], what="git init")
+        _run_git(ws, ["init", "--quiet", "--bare", "--template=", f"--initial-branch={branch}"],
+                 what="git init")
         _fetch_default_branch(ws, clone_url, token, default_branch, timeout)
-        _run_git(
-            ws,
-            ["checkout", "--quiet", "--no-track", "-B", branch, _base_ref(default_branch)],
-            what="git checkout",
-        )
+        base = _rev_parse(ws, f"{_base_ref(default_branch)}^{{commit}}")
+        _run_git(ws, ["update-ref", f"refs/heads/{branch}", base, ""], what="git update-ref")
+        _write_tree(ws, _tracked(ws, base))
         if sandbox_owner is not None:
             _chown_recursive(ws.tree, *sandbox_owner)
     except BaseException:
@@ -130,40 +139,69 @@ def prepare(
 
 
 def collect_changes(ws: Workspace) -> Changes:
-    """Stage everything in the tree and describe it against HEAD.
+    """Read the tree into a git tree of its own and describe it against HEAD.
 
-    Call only once the sandbox has stopped: git reads files by path, so an agent still
-    running could swap a file for a symlink between git's check and its read.
+    Call only once the sandbox has stopped: the runner reads files by path, so an agent still
+    running could swap a file for a symlink between the check and the read.
     """
-    # Paths named `.git` are never added, so an agent's own repository stays out of the commit.
-    _run_git(ws, ["add", "--all"], what="git add")
-    diff = ["diff", "--cached", "--find-renames", "--no-ext-diff", "--no-textconv", "-z"]
-    statuses = _parse_name_status(_run_git(ws, [*diff, "--name-status", "HEAD"], what="git diff").stdout)
-    counts = _parse_numstat(_run_git(ws, [*diff, "--numstat", "HEAD"], what="git diff").stdout)
+    head = _tracked(ws, "HEAD")
+    try:
+        taken = snapshot.take(ws.tree, head)
+        index_lines = []
+        for entry in taken.entries:
+            sha = entry.sha or _store_blob(ws, entry, head.get(entry.path))
+            index_lines.append(b"%s %s\t%s\0" % (entry.mode.encode(), sha.encode(), entry.path))
+    except OSError as error:  # unreadable, or a path longer than the system allows
+        where = os.path.relpath(os.fsdecode(error.filename), ws.tree) if error.filename else "the work tree"
+        raise GitError(f"{where}: {error.strerror}") from None
+    index = ws.root / "proposed-index"
+    index.unlink(missing_ok=True)
+    index_env = {"GIT_INDEX_FILE": str(index)}
+    _run_git(ws, ["update-index", "-z", "--index-info"], what="git update-index",
+             stdin=b"".join(index_lines), extra_env=index_env)
+    tree = _run_git(ws, ["write-tree"], what="git write-tree", extra_env=index_env)
+    tree_id = tree.stdout.decode().strip()
+    index.unlink()
+
+    compare = ["diff-tree", "-r", "-z", "--find-renames", "--no-ext-diff", "--no-textconv", "HEAD", tree_id]
+    statuses = _parse_name_status(_run_git(ws, [*compare, "--name-status"], what="git diff-tree").stdout)
+    counts = _parse_numstat(_run_git(ws, [*compare, "--numstat"], what="git diff-tree").stdout)
     files = [FileStat(path, *counts.get(path, (None, None)), status) for path, status in statuses]
-    return Changes(files=files, diff=_capped_diff(ws))
+    return Changes(files=files, diff=_capped_diff(ws, tree_id) if files else "", tree=tree_id,
+                   left_out=taken.left_out, left_out_count=taken.left_out_count)
 
 
-def commit(ws: Workspace, *, message: str, author_name: str, author_email: str) -> str:
-    """Commit what `collect_changes` staged; returns the new commit's sha."""
+def commit(ws: Workspace, changes: Changes, *, message: str, author_name: str,
+           author_email: str) -> str:
+    """Commit the tree `collect_changes` proposed on top of HEAD; returns the new commit's sha."""
+    head = _rev_parse(ws, "HEAD^{commit}")
+    if not changes.files or changes.tree == _rev_parse(ws, "HEAD^{tree}"):
+        raise GitError("git commit failed: nothing to commit")
     identity = {
         "GIT_AUTHOR_NAME": author_name,
         "GIT_AUTHOR_EMAIL": author_email,
         "GIT_COMMITTER_NAME": author_name,
         "GIT_COMMITTER_EMAIL": author_email,
     }
-    _run_git(
+    created = _run_git(
         ws,
-        # `whitespace` keeps lines starting with '#', such as "#123 fixed" in a message.
-        ["commit", "--quiet", "--no-verify", "--no-gpg-sign", "--cleanup=whitespace", "--file=-"],
-        what="git commit",
-        stdin=message.encode(),
+        ["commit-tree", "--no-gpg-sign", "-p", head, "-F", "-", changes.tree],
+        what="git commit-tree",
+        stdin=_clean_message(message).encode(),
         extra_env=identity,
     )
-    head = _run_git(ws, ["rev-parse", "--verify", "HEAD^{commit}"], what="git rev-parse")
-    sha = head.stdout.decode().strip()
+    sha = created.stdout.decode().strip()
+    # Moves the branch only if it still points where the commit's parent is.
+    _run_git(ws, ["update-ref", f"refs/heads/{ws.branch}", sha, head], what="git update-ref")
     log.info("committed %s on %s in %s", sha, ws.branch, ws.root)
     return sha
+
+
+def _clean_message(message: str) -> str:
+    # What `git commit --cleanup=whitespace` does: lines starting with '#' are kept.
+    lines = [line.rstrip() for line in message.strip().splitlines()]
+    kept = [line for i, line in enumerate(lines) if line or (i and lines[i - 1])]
+    return "\n".join(kept) + "\n"
 
 
 def push(ws: Workspace, *, clone_url: str, token: str, timeout: float = 300) -> None:
@@ -241,6 +279,147 @@ def _base_ref(default_branch: str) -> str:
     return f"refs/remotes/origin/{default_branch}"
 
 
+def _rev_parse(ws: Workspace, revision: str) -> str:
+    result = _run_git(ws, ["rev-parse", "--verify", "--quiet", revision], what="git rev-parse")
+    return result.stdout.decode().strip()
+
+
+def _tracked(ws: Workspace, revision: str) -> dict[bytes, Tracked]:
+    """Every path in `revision`'s tree (submodules included) with its mode and object id."""
+    listing = _run_git(ws, ["ls-tree", "-r", "-z", "--full-tree", revision], what="git ls-tree").stdout
+    tracked = {}
+    for record in listing.split(b"\0"):
+        if record:
+            meta, _, path = record.partition(b"\t")
+            mode, _kind, sha = meta.decode().split()
+            tracked[path] = Tracked(mode, sha)
+    return tracked
+
+
+def _write_tree(ws: Workspace, tracked: Mapping[bytes, Tracked]) -> None:
+    """Write HEAD's files into the empty work tree straight from the object database.
+
+    Content is written as stored: no attributes, filters or line-ending conversion apply, so
+    what the runner later reads back differs from HEAD only where the agent changed it.
+    """
+    blobs = [(path, entry) for path, entry in tracked.items() if entry.mode != GITLINK]
+    for path, entry in tracked.items():
+        if entry.mode == GITLINK:  # an empty directory, as git leaves an uninitialised submodule
+            (_make_directories(ws.tree, path) / _check_stored_path(path)[-1]).mkdir()
+    with subprocess.Popen(
+        _git_command(ws, ["cat-file", "--batch"]), cwd=ws.root, env=_git_environment(ws, None),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    ) as reader:
+        assert reader.stdin is not None and reader.stdout is not None
+        try:
+            for path, entry in blobs:
+                reader.stdin.write(entry.sha.encode() + b"\n")
+                reader.stdin.flush()
+                header = reader.stdout.readline().split()
+                if len(header) != 3 or header[1] != b"blob":
+                    raise GitError(f"git cat-file could not read {path!r}")
+                _write_file(ws.tree, path, entry.mode, reader.stdout, int(header[2]))
+                reader.stdout.read(1)  # the newline after each object
+        finally:
+            reader.stdin.close()
+            reader.kill()
+
+
+def _check_stored_path(path: bytes) -> list[str]:
+    parts = os.fsdecode(path).split("/")
+    if any(part in ("", ".", "..") or snapshot.is_dot_git(part) for part in parts):
+        raise GitError(f"the default branch holds a path git refuses: {os.fsdecode(path)!r}")
+    return parts
+
+
+def _make_directories(tree: Path, path: bytes) -> Path:
+    """Create the parents of `path` inside `tree`, refusing anything that is not a directory."""
+    parent = tree
+    for part in _check_stored_path(path)[:-1]:
+        parent = parent / part
+        try:
+            parent.mkdir()
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(parent).st_mode):
+                raise GitError(f"{os.fsdecode(path)!r} is below a file in the default branch") from None
+    return parent
+
+
+def _write_file(tree: Path, path: bytes, mode: str, source: IO[bytes], size: int) -> None:
+    target = _make_directories(tree, path) / _check_stored_path(path)[-1]
+    if mode == SYMLINK:
+        os.symlink(source.read(size), target)
+        return
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        remaining = size
+        while remaining:
+            chunk = source.read(min(remaining, 1 << 20))
+            if not chunk:
+                raise GitError("git cat-file ended early")
+            handle.write(chunk)
+            remaining -= len(chunk)
+        os.fchmod(handle.fileno(), 0o755 if mode == snapshot.EXECUTABLE else 0o644)
+
+
+def _store_blob(ws: Workspace, entry: snapshot.Entry, tracked: Tracked | None) -> str:
+    """The blob id of a file or symlink in the tree, added to the object database if new.
+
+    The runner reads the file itself (never through a symlink) and hashes it as git would;
+    git is only handed finished objects.
+    """
+    assert entry.source is not None
+    if entry.mode == SYMLINK:
+        target = os.readlink(os.fsencode(entry.source))
+        return _write_object(ws, [target], len(target), _blob_id(target))
+    fd = os.open(entry.source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        found = os.fstat(handle.fileno())
+        if not stat.S_ISREG(found.st_mode) or found.st_size != entry.size:
+            raise GitError(f"{os.fsdecode(entry.path)!r} changed while it was read")
+        digest = hashlib.sha1(b"blob %d\0" % entry.size)
+        for chunk in _chunks(handle):
+            digest.update(chunk)
+        sha = digest.hexdigest()
+        if tracked is not None and tracked.sha == sha:
+            return sha  # unchanged: HEAD's object is already stored
+        handle.seek(0)
+        return _write_object(ws, _chunks(handle), entry.size, sha)
+
+
+def _chunks(handle: IO[bytes]) -> Iterator[bytes]:
+    return iter(lambda: handle.read(1 << 20), b"")
+
+
+def _blob_id(content: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+
+
+def _write_object(ws: Workspace, chunks: Iterable[bytes], size: int, sha: str) -> str:
+    """Store a blob as git's loose object (zlib over `blob <size>NUL<content>`), id checked."""
+    directory = ws.git_dir / "objects" / sha[:2]
+    final = directory / sha[2:]
+    if final.exists():
+        return sha
+    directory.mkdir(exist_ok=True)
+    header = b"blob %d\0" % size
+    digest, compressor, written = hashlib.sha1(header), zlib.compressobj(), 0
+    with tempfile.NamedTemporaryFile(dir=directory, prefix="tmp_obj_", delete=False) as spool:
+        spool.write(compressor.compress(header))
+        for chunk in chunks:
+            digest.update(chunk)
+            written += len(chunk)
+            spool.write(compressor.compress(chunk))
+        spool.write(compressor.flush())
+    if written != size or digest.hexdigest() != sha:
+        os.unlink(spool.name)
+        raise GitError("a file changed while it was read")
+    os.chmod(spool.name, 0o444)
+    os.replace(spool.name, final)
+    return sha
+
+
 def _check_clone_url(clone_url: str) -> None:
     # The URL ends up on git's command line, so it must not carry anything secret.
     parts = urlsplit(clone_url)
@@ -310,10 +489,7 @@ def _run_git(
     extra_env: dict[str, str] | None = None,
     check: bool = True,
 ) -> subprocess.CompletedProcess[bytes]:
-    # Naming the git dir means git never looks for one in the tree. It also skips git's
-    # ownership check (that guards discovery only), so no safe.directory is needed for a
-    # tree owned by the sandbox user.
-    command = ["git", f"--git-dir={ws.git_dir}", f"--work-tree={ws.tree}", *_HARDENING_OPTIONS, *args]
+    command = _git_command(ws, args)
     env = _git_environment(ws, token) | (extra_env or {})
     # A session of its own, so a timeout can kill git's helpers (git-remote-https) with it.
     with subprocess.Popen(
@@ -336,6 +512,11 @@ def _run_git(
     if check and result.returncode != 0:
         raise GitError(_failure_text(f"{what} failed", _text(err), token))
     return result
+
+
+def _git_command(ws: Workspace, args: list[str]) -> list[str]:
+    # An explicit git dir, which is bare, and no work tree: git never looks at the tree.
+    return ["git", f"--git-dir={ws.git_dir}", *_HARDENING_OPTIONS, *args]
 
 
 def _text(output: bytes | None) -> str:
@@ -379,13 +560,14 @@ def _parse_numstat(output: bytes) -> dict[str, tuple[int | None, int | None]]:
     return counts
 
 
-def _capped_diff(ws: Workspace) -> str:
+def _capped_diff(ws: Workspace, tree_id: str) -> str:
     # Spooled to a file: the agent decides how large the diff is, not our memory.
     with tempfile.TemporaryFile() as spool:
         _run_git(
             ws,
-            ["diff", "--cached", "--find-renames", "--no-ext-diff", "--no-textconv", "--no-color", "HEAD"],
-            what="git diff",
+            ["diff-tree", "-r", "-p", "--find-renames", "--no-ext-diff", "--no-textconv", "--no-color",
+             "HEAD", tree_id],
+            what="git diff-tree",
             stdout=spool,
         )
         size = spool.tell()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import signal
 import subprocess
 import time
 
-from tests.conftest import READER, READER_ID, REPO, wait_until
+from tests.conftest import INSTALLATION_ID, READER, READER_ID, REPO, WRITER, wait_until
 from tests.fakes.anthropic import Error, Final, ToolCall, Turn
+from tests.hostile_repos import commit_library, planted_repository_tar
 
 
 def bot_comments(github, number=7):
@@ -150,6 +152,46 @@ def test_host_git_runs_nothing_the_agent_wrote(service, github, model, tmp_path)
     files = subprocess.run(["git", "--git-dir", str(github.repo_path(REPO)), "diff", "--name-only",
                             "main", pr["head"]], capture_output=True, text=True, check=True).stdout.split()
     assert sorted(files) == [".gitattributes", "README.md"]
+
+
+def test_a_repository_planted_under_a_submodule_never_runs_on_the_host(service, github, model, tmp_path):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    vendored = "acme/vendored"
+    library_commit = commit_library(tmp_path / "library")
+    gitmodules = '[submodule "lib"]\n\tpath = vendor/lib\n\turl = https://github.com/acme/lib.git\n'
+    github.add_repo(vendored, {"README.md": "# vendored\n", ".gitmodules": gitmodules},
+                    submodules={"vendor/lib": library_commit})
+    github.add_installation(INSTALLATION_ID, [REPO, vendored])
+    github.set_permission(vendored, WRITER, "write")
+    archive = base64.b64encode(planted_repository_tar(tmp_path / "planted", markers)).decode()
+    model.add_script("vendor the library", [
+        Turn([ToolCall("bash", {"command": (
+            f"cd vendor/lib && echo {archive} | base64 -d | tar -xz && git_dir=$(ls -d .git/objects) "
+            "&& cd ../.. && echo changed >> README.md && echo $git_dir")},
+            expect=lambda out: out.startswith("exit code 0") and ".git/objects" in out)]),
+        Final("Vendor the library"),
+    ])
+
+    task = service.wait_for_task(service.comment("@async-code vendor the library", repo=vendored))
+
+    assert task.status == "completed", (task.error, service.logs())
+    assert list(markers.iterdir()) == [], "host git executed something the agent wrote"
+    [pr] = github.pulls
+    repo_path = str(github.repo_path(vendored))
+    listing = subprocess.run(["git", "--git-dir", repo_path, "ls-tree", "-r", pr["head"]],
+                             capture_output=True, text=True, check=True).stdout
+    assert f"160000 commit {library_commit}\tvendor/lib\n" in listing
+    assert "vendor/lib/" not in listing
+    files = subprocess.run(["git", "--git-dir", repo_path, "diff", "--name-only", "main", pr["head"]],
+                           capture_output=True, text=True, check=True).stdout.split()
+    assert files == ["README.md"]
+    assert "### Left out" in pr["body"]
+    for path in ("vendor/lib/lib.py", "vendor/lib/src/core.c", "vendor/lib/.gitattributes"):
+        assert f"`{path}`: it is inside the submodule vendor/lib" in pr["body"]
+        assert {"path": path, "reason": "it is inside the submodule vendor/lib"} in task.patches["left_out"]
+    [status] = [c for c in github.comments.values() if c["repo"] == vendored]
+    assert "3 left out" in status["history"][-1]
 
 
 def test_a_suspended_installation_fails_the_task_and_posts_nothing(service, github, model):

@@ -33,6 +33,7 @@ from runner.workspace import (
     push,
     remove,
 )
+from tests.hostile_repos import assert_the_plants_are_live, commit_library, plant_repository
 
 SANDBOX_UID = 1000
 BINARY = bytes(range(256)) * 4
@@ -206,6 +207,7 @@ def _make_upstream(
     name: str = "repo.git",
     files: dict[str, str | bytes] = UPSTREAM_FILES,
     links: dict[str, Path] | None = None,
+    gitlinks: dict[str, str] | None = None,
 ) -> Upstream:
     bare = server.project_root / name
     _git("init", "--quiet", "--bare", "--initial-branch=main", bare)
@@ -217,6 +219,8 @@ def _make_upstream(
         for path, target in (links or {}).items():
             (source / path).symlink_to(target)
         _git("-C", source, "add", "--all")
+        for path, commit_id in (gitlinks or {}).items():  # submodules, as GitHub stores them
+            _git("-C", source, "update-index", "--add", "--cacheinfo", f"160000,{commit_id},{path}")
         _git("-C", source, "commit", "--quiet", "-m", "Initial commit")
         _git("-C", source, "push", "--quiet", bare, "main")
     head = _git("--git-dir", bare, "rev-parse", "--verify", "--quiet", "main", check=False).strip()
@@ -247,8 +251,10 @@ def _prepare(tmp_path: Path, upstream: Upstream, task_id: str = "task-1", **over
     return prepare(tmp_path / "workspaces", task_id, **(arguments | overrides))
 
 
-def _commit(ws: Workspace, message: str = "Change things") -> str:
-    return commit(ws, message=message, author_name="Async Code", author_email="bot@example.com")
+def _commit(ws: Workspace, changes: Changes | None = None, message: str = "Change things") -> str:
+    """Commit what `changes` proposes; without it, collect the tree's changes first."""
+    return commit(ws, changes or collect_changes(ws), message=message, author_name="Async Code",
+                  author_email="bot@example.com")
 
 
 def _files_under(root: Path) -> list[Path]:
@@ -282,24 +288,29 @@ def test_prepare_checks_out_the_default_branch_with_the_git_dir_outside_the_tree
     assert _git("--git-dir", ws.git_dir, "rev-parse", "HEAD").strip() == upstream.head
 
 
-def test_the_token_travels_only_in_the_authorization_header(tmp_path, upstream, monkeypatch):
-    monkeypatch.setenv("HOST_SECRET_CANARY", "do-not-pass-on")
-    launched: list[tuple[list[str], dict[str, str]]] = []
+@pytest.fixture
+def launched(monkeypatch) -> list[tuple[list[str], dict[str, str], str]]:
+    """Every process the workspace starts: its arguments, environment and working directory."""
+    started: list[tuple[list[str], dict[str, str], str]] = []
 
     class RecordingPopen(subprocess.Popen):
         def __init__(self, args, *rest, **options):
-            launched.append((list(args), dict(options.get("env") or {})))
+            started.append((list(args), dict(options.get("env") or {}), str(options.get("cwd"))))
             super().__init__(args, *rest, **options)
 
     monkeypatch.setattr(workspace.subprocess, "Popen", RecordingPopen)
+    return started
+
+
+def test_the_token_travels_only_in_the_authorization_header(tmp_path, upstream, monkeypatch, launched):
+    monkeypatch.setenv("HOST_SECRET_CANARY", "do-not-pass-on")
 
     ws = _prepare(tmp_path, upstream)
     _write(ws.tree / "new.txt", "new\n")
-    collect_changes(ws)
     _commit(ws)
     push(ws, clone_url=upstream.url, token=upstream.token, timeout=60)
 
-    ours = [(args, env) for args, env in launched if f"--git-dir={ws.git_dir}" in args]
+    ours = [(args, env) for args, env, _ in launched if f"--git-dir={ws.git_dir}" in args]
     assert ours
     for args, env in ours:
         assert not any(upstream.token in arg for arg in args)
@@ -417,7 +428,8 @@ def test_collect_changes_describes_added_modified_deleted_renamed_and_binary_fil
 
 def test_collect_changes_with_nothing_changed_is_empty(tmp_path, upstream):
     ws = _prepare(tmp_path, upstream)
-    assert collect_changes(ws) == Changes(files=[], diff="")
+    changes = collect_changes(ws)
+    assert (changes.files, changes.diff, changes.left_out) == ([], "", [])
 
 
 def test_a_huge_diff_is_capped_with_a_marker(tmp_path, upstream):
@@ -438,7 +450,6 @@ def test_a_huge_diff_is_capped_with_a_marker(tmp_path, upstream):
 def test_commit_records_the_author_as_committer_without_a_signature(tmp_path, upstream):
     ws = _prepare(tmp_path, upstream)
     _write(ws.tree / "new.txt", "new\n")
-    collect_changes(ws)
 
     sha = _commit(ws, message="Add new.txt\n\n#42 is fixed by this.\n")
 
@@ -452,8 +463,7 @@ def test_commit_records_the_author_as_committer_without_a_signature(tmp_path, up
 
 def test_commit_with_nothing_staged_fails_readably(tmp_path, upstream):
     ws = _prepare(tmp_path, upstream)
-    collect_changes(ws)
-    with pytest.raises(GitError, match="git commit failed"):
+    with pytest.raises(GitError, match="nothing to commit"):
         _commit(ws)
 
 
@@ -461,7 +471,6 @@ def test_push_lands_only_the_task_branch(tmp_path, upstream):
     ws = _prepare(tmp_path, upstream)
     refs_before = upstream.refs()
     _write(ws.tree / "new.txt", "new\n")
-    collect_changes(ws)
     sha = _commit(ws)
     # Local refs that must stay local.
     _git("--git-dir", ws.git_dir, "tag", "v9.9", sha)
@@ -487,7 +496,6 @@ def test_a_push_refused_by_a_server_hook_raises_push_rejected(tmp_path, upstream
     hook.chmod(0o755)
     ws = _prepare(tmp_path, upstream)
     _write(ws.tree / "new.txt", "new\n")
-    collect_changes(ws)
     _commit(ws)
 
     with pytest.raises(PushRejected) as failure:
@@ -505,13 +513,11 @@ def test_a_push_refused_by_a_server_hook_raises_push_rejected(tmp_path, upstream
 def test_a_non_fast_forward_push_raises_push_rejected(tmp_path, upstream):
     ws = _prepare(tmp_path, upstream)
     (ws.tree / "README.md").unlink()
-    collect_changes(ws)
     _commit(ws)
     first = _git("--git-dir", ws.git_dir, "rev-parse", "HEAD").strip()
     push(ws, clone_url=upstream.url, token=upstream.token, timeout=60)
     _git("--git-dir", ws.git_dir, "reset", "--soft", "HEAD~1")
     _write(ws.tree / "other.txt", "diverged\n")
-    collect_changes(ws)
     _commit(ws)
 
     with pytest.raises(PushRejected):
@@ -522,7 +528,6 @@ def test_a_non_fast_forward_push_raises_push_rejected(tmp_path, upstream):
 def test_a_push_with_a_wrong_token_is_a_plain_git_error(tmp_path, upstream):
     ws = _prepare(tmp_path, upstream)
     _write(ws.tree / "new.txt", "new\n")
-    collect_changes(ws)
     _commit(ws)
     wrong = "ghs_" + secrets.token_hex(18)
 
@@ -567,7 +572,7 @@ def test_hooks_config_and_filters_planted_in_the_tree_never_run(tmp_path, upstre
     _write(ws.tree / "README.md", "edited by the agent\n")
 
     changes = collect_changes(ws)
-    sha = _commit(ws)
+    sha = _commit(ws, changes)
     push(ws, clone_url=upstream.url, token=upstream.token, timeout=60)
     # The pushed branch carries the attributes and .gitmodules; checking it out must not run them either.
     again = _prepare(tmp_path, upstream, task_id="task-2", default_branch=ws.branch)
@@ -602,7 +607,7 @@ def test_symlinks_are_committed_as_links_and_never_followed(tmp_path, upstream):
     (ws.tree / "src").symlink_to(outside / "dir")
 
     changes = collect_changes(ws)
-    sha = _commit(ws)
+    sha = _commit(ws, changes)
 
     statuses = {f.path: f.status for f in changes.files}
     assert statuses == {"file-link": "A", "dir-link": "A", "src": "A", "src/app.py": "D"}
@@ -651,7 +656,7 @@ def test_a_tree_owned_by_the_sandbox_user_still_commits_and_pushes(tmp_path, ser
     _write(ws.tree / "README.md", "edited in the sandbox\n")
 
     changes = collect_changes(ws)
-    sha = _commit(ws)
+    sha = _commit(ws, changes)
     push(ws, clone_url=upstream.url, token=upstream.token, timeout=60)
 
     assert {f.path for f in changes.files} == {"new.txt", "README.md"}
@@ -750,8 +755,178 @@ def test_a_long_history_is_fetched_shallow_and_the_branch_still_pushes(tmp_path,
     ws = _prepare(tmp_path, upstream)
     assert (ws.git_dir / "shallow").is_file()  # only the recent history came over
     _write(ws.tree / "counter.txt", "done\n")
-    collect_changes(ws)
     sha = _commit(ws)
     push(ws, clone_url=upstream.url, token=token, timeout=60)
     assert _git("--git-dir", upstream.bare, "rev-parse", ws.branch).strip() == sha
     assert _git("--git-dir", upstream.bare, "rev-list", "--count", ws.branch).strip() == str(FETCH_DEPTH + 12)
+
+
+def _upstream_with_submodule(tmp_path: Path, server: _GitServer, token: str) -> tuple[Upstream, str]:
+    library_commit = commit_library(tmp_path / "library")
+    gitmodules = '[submodule "lib"]\n\tpath = vendor/lib\n\turl = https://github.com/example/lib.git\n'
+    upstream = _make_upstream(tmp_path, server, token, name="with-submodule.git",
+                              files=UPSTREAM_FILES | {".gitmodules": gitmodules},
+                              gitlinks={"vendor/lib": library_commit})
+    return upstream, library_commit
+
+
+def _tree_entries(git_dir: Path, revision: str) -> dict[str, tuple[str, str]]:
+    listing = _git("--git-dir", git_dir, "ls-tree", "-r", "-z", "--full-tree", revision)
+    entries = {}
+    for record in filter(None, listing.split("\0")):
+        meta, path = record.split("\t", 1)
+        mode, _, sha = meta.split()
+        entries[path] = (mode, sha)
+    return entries
+
+
+def test_a_repository_planted_at_a_submodule_path_never_runs_on_the_host(tmp_path, server, token):
+    """The reported attack: the agent turns a submodule's directory into a repository of its
+    own with a clean filter and stale index times; `git add` on the host used to run it."""
+    upstream, library_commit = _upstream_with_submodule(tmp_path, server, token)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    ws = _prepare(tmp_path, upstream)
+    assert (ws.tree / "vendor" / "lib").is_dir() and not any((ws.tree / "vendor" / "lib").iterdir())
+    plant_repository(ws.tree / "vendor" / "lib", markers)
+    _write(ws.tree / "README.md", "edited by the agent\n")
+
+    changes = collect_changes(ws)
+    sha = _commit(ws, changes)
+    push(ws, clone_url=upstream.url, token=upstream.token, timeout=60)
+
+    assert list(markers.iterdir()) == []
+    assert [(f.path, f.status) for f in changes.files] == [("README.md", "M")]
+    pushed = _tree_entries(upstream.bare, sha)
+    assert pushed["vendor/lib"] == ("160000", library_commit)
+    assert not any(path.startswith("vendor/lib/") for path in pushed)
+    assert {item.path for item in changes.left_out} == {
+        "vendor/lib/.gitattributes", "vendor/lib/lib.py", "vendor/lib/src/core.c"}
+    assert {item.reason for item in changes.left_out} == {"it is inside the submodule vendor/lib"}
+    assert_the_plants_are_live(ws.tree / "vendor" / "lib", markers)
+
+
+@pytest.mark.parametrize("location", ["pkg", "", "deep/er/pkg"])
+def test_a_repository_planted_in_the_tree_is_proposed_as_plain_files_and_never_runs(
+        tmp_path, upstream, location):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    ws = _prepare(tmp_path, upstream)
+    planted = ws.tree / location
+    plant_repository(planted, markers)
+    prefix = f"{location}/" if location else ""
+
+    changes = collect_changes(ws)
+    sha = _commit(ws, changes)
+    push(ws, clone_url=upstream.url, token=upstream.token, timeout=60)
+
+    assert list(markers.iterdir()) == []
+    pushed = _tree_entries(upstream.bare, sha)
+    assert {path: mode for path, (mode, _) in pushed.items() if path.startswith(prefix)
+            and path not in UPSTREAM_FILES and path != "logo.bin"} == {
+        f"{prefix}.gitattributes": "100644", f"{prefix}lib.py": "100644", f"{prefix}src/core.c": "100644"}
+    assert "160000" not in {mode for mode, _ in pushed.values()}
+    assert not any(".git" in path.split("/") for path in pushed)
+    assert _git("--git-dir", upstream.bare, "show", f"{sha}:{prefix}lib.py") == "VALUE = 2\n"
+    assert changes.left_out == []
+    assert_the_plants_are_live(planted, markers)
+
+
+def test_the_work_tree_is_written_as_stored_whatever_the_attributes_say(tmp_path, server, token):
+    files = {
+        ".gitattributes": "*.txt text eol=crlf\n*.id ident\n*.bin filter=lfs\n",
+        "notes.txt": "one\ntwo\n",
+        "version.id": "$Id$\n",
+        "data.bin": "pointer\n",
+        "tool.sh": "#!/bin/sh\necho tool\n",
+    }
+    upstream = _make_upstream(tmp_path, server, token, name="attributes.git", files=files,
+                              links={"link": Path("notes.txt")})
+    source = tmp_path / "source-attributes.git"
+    _git("-C", source, "update-index", "--chmod=+x", "tool.sh")
+    _git("-C", source, "commit", "--quiet", "-m", "Executable")
+    _git("-C", source, "push", "--quiet", upstream.bare, "main")
+
+    ws = _prepare(tmp_path, upstream)
+
+    for path, content in files.items():
+        assert (ws.tree / path).read_bytes() == content.encode(), path
+    assert os.readlink(ws.tree / "link") == "notes.txt"
+    assert (ws.tree / "tool.sh").stat().st_mode & 0o777 == 0o755
+    assert (ws.tree / "notes.txt").stat().st_mode & 0o777 == 0o644
+    changes = collect_changes(ws)  # written as stored, read back as stored: nothing changed
+    assert (changes.files, changes.left_out) == ([], [])
+
+
+def test_git_never_gets_a_work_tree(tmp_path, upstream, launched):
+    ws = _prepare(tmp_path, upstream)
+    _write(ws.tree / "new.txt", "new\n")
+    _commit(ws)
+    push(ws, clone_url=upstream.url, token=upstream.token, timeout=60)
+
+    assert launched
+    for args, _, cwd in launched:
+        assert not any(arg.startswith("--work-tree") for arg in args), args
+        assert not any(str(ws.tree) in arg for arg in args), args
+        assert str(ws.tree) not in cwd
+    assert _git("--git-dir", ws.git_dir, "rev-parse", "--is-bare-repository").strip() == "true"
+
+
+def test_left_out_versions_of_tracked_files_keep_what_head_has(tmp_path, upstream):
+    ws = _prepare(tmp_path, upstream)
+    (ws.tree / "README.md").unlink()
+    os.mkfifo(ws.tree / "README.md")
+
+    changes = collect_changes(ws)
+
+    assert changes.files == []
+    assert [(item.path, item.reason) for item in changes.left_out] == [
+        ("README.md", "it is not a regular file, a directory or a symlink")]
+
+
+def test_ignored_files_stay_out_and_tracked_ones_are_always_taken(tmp_path, server, token):
+    upstream = _make_upstream(tmp_path, server, token, name="ignores.git",
+                              files={".gitignore": "build/\n*.log\n", "app.py": "x = 1\n"})
+    ws = _prepare(tmp_path, upstream)
+    _write(ws.tree / "build" / "out.o", b"\0object")
+    _write(ws.tree / "debug.log", "noise\n")
+    _write(ws.tree / "app.py", "x = 2\n")
+    _write(ws.tree / ".gitignore", "build/\n")  # the agent may change the rules themselves
+
+    changes = collect_changes(ws)
+
+    assert sorted((f.path, f.status) for f in changes.files) == [
+        (".gitignore", "M"), ("app.py", "M"), ("debug.log", "A")]
+
+
+@needs_root
+def test_a_service_that_is_not_root_reads_the_tree_the_same_way(tmp_path, server, token):
+    upstream, library_commit = _upstream_with_submodule(tmp_path, server, token)
+    base = Path(tempfile.mkdtemp(prefix="async-code-unprivileged-"))
+    markers = base / "markers"
+    try:
+        base.chmod(0o755)
+        markers.mkdir()
+        _chown(base, SANDBOX_UID)
+
+        def as_the_service_user() -> None:
+            ws = _prepare(base, upstream)
+            plant_repository(ws.tree / "vendor" / "lib", markers)
+            plant_repository(ws.tree / "pkg", markers)
+            _write(ws.tree / "README.md", "edited by the agent\n")
+            changes = collect_changes(ws)
+            sha = _commit(ws, changes)
+            push(ws, clone_url=upstream.url, token=upstream.token, timeout=60)
+            if list(markers.iterdir()) or len(changes.left_out) != 3:
+                raise AssertionError((list(markers.iterdir()), changes.left_out))
+            (markers.parent / "pushed").write_text(sha)
+
+        error = _run_as(SANDBOX_UID, as_the_service_user)
+
+        assert error is None, error
+        pushed = _tree_entries(upstream.bare, (base / "pushed").read_text())
+        assert pushed["vendor/lib"] == ("160000", library_commit)
+        assert {"README.md", "pkg/lib.py", "pkg/src/core.c", "pkg/.gitattributes"} <= set(pushed)
+        assert list(markers.iterdir()) == []
+    finally:
+        subprocess.run(["rm", "-rf", "--", str(base)], check=True, timeout=60)

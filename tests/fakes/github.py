@@ -347,14 +347,17 @@ class FakeGitHub:
         default_branch: str = "main",
         archived: bool = False,
         private: bool = False,
+        submodules: dict[str, str] | None = None,
     ) -> int:
-        """Create a bare repo with one commit holding `files`; None makes it empty."""
+        """Create a bare repo with one commit holding `files`; None makes it empty.
+
+        `submodules` maps a path to the commit a submodule there points at (a gitlink)."""
         owner = full_name.split("/", 1)[0]
         path = self.repo_path(full_name)
         path.parent.mkdir(parents=True, exist_ok=True)
         _run_git(path, "init", "--bare", "--quiet", f"--initial-branch={default_branch}", str(path))
         if files is not None:
-            self._commit_initial_files(path, files, default_branch)
+            self._commit_initial_files(path, files, default_branch, submodules or {})
         with self._lock:
             if owner not in self._accounts:
                 self._accounts[owner] = _Account(owner, 8_000_000 + len(self._accounts), "User")
@@ -408,10 +411,11 @@ class FakeGitHub:
         with self._lock:
             self.minted_tokens[token]["expires_at"] = _now() - timedelta(seconds=1)
 
-    def _commit_initial_files(self, path: Path, files: dict[str, str], branch: str) -> None:
+    def _commit_initial_files(self, path: Path, files: dict[str, str], branch: str,
+                              submodules: dict[str, str]) -> None:
         index = path / "initial-commit-index"
         try:
-            entries = []
+            entries = [f"160000 {commit}\t{module_path}\n" for module_path, commit in submodules.items()]
             for file_path, content in files.items():
                 blob = _run_git(path, "hash-object", "-w", "--stdin", stdin=content.encode())
                 entries.append(f"100644 {blob}\t{file_path}\n")
