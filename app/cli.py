@@ -82,14 +82,17 @@ def serve(host: str, port: int, workers: int) -> None:
     runner = None
     if workers:
         from runner.services import ServiceUnavailable, build_services
-        from runner.recovery import recover
+        from runner.recovery import RECOVERY_INTERVAL, recover
         from runner.worker import Runner
 
         try:
             services = build_services(settings, store)
         except ServiceUnavailable as error:
             raise click.ClickException(str(error)) from None
-        recover(services, starting=True)
+        try:
+            recover(services, starting=True)
+        except Exception:  # the recovery loop retries it; serving matters more
+            log.exception("start-up recovery failed; it is retried every %d s", RECOVERY_INTERVAL)
         runner = Runner(services, workers)
         runner.start()
 

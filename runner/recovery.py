@@ -17,7 +17,7 @@ from app.store import FAILED, Task
 from runner import status, workspace
 from runner.services import Services
 from runner.github import ACKNOWLEDGE_PERMISSIONS, GitHubError
-from runner.sandbox import remove_task_containers
+from runner.sandbox import remove_task_containers, task_ids_with_containers
 
 log = logging.getLogger(__name__)
 
@@ -77,20 +77,29 @@ def recover(services: Services, *, starting: bool) -> None:
     running = store.running()
     lost = [task for task in running if orphaned(task)]
     for task in lost:
-        log.warning("task %s was left running by a process that is gone; marking it failed", task.id)
-        if task.status_comment_id:
-            try:
-                client = services.github.repo_client(task.installation_id, task.repo,
-                                                     ACKNOWLEDGE_PERMISSIONS)
-                client.edit_comment(task.status_comment_id, status.failed(task.id, INTERRUPTED))
-            except GitHubError as error:
-                log.warning("task %s: could not update its status comment: %s", task.id, error)
-        store.finish(task.id, FAILED, error=INTERRUPTED)
+        try:
+            _fail_interrupted(services, task)
+        except Exception:  # one task's trouble must not stop the rest of the pass
+            log.exception("task %s: recovery could not mark it failed", task.id)
 
     # Read again now: a task claimed since the snapshot above must keep its container and tree.
     live = store.unfinished_ids()
     containers = remove_task_containers(services.docker, keep=live)
-    trees = workspace.remove_leftovers(services.settings.workspaces_path, keep=live)
+    # A tree stays while a container that could still write to it exists.
+    keep_trees = live | task_ids_with_containers(services.docker)
+    trees = workspace.remove_leftovers(services.settings.workspaces_path, keep=keep_trees)
     if containers or trees:
         log.info("removed %d leftover sandbox container(s) and %d work tree(s)",
                  len(containers), len(trees))
+
+
+def _fail_interrupted(services: Services, task: Task) -> None:
+    log.warning("task %s was left running by a process that is gone; marking it failed", task.id)
+    if task.status_comment_id:
+        try:
+            client = services.github.repo_client(task.installation_id, task.repo,
+                                                 ACKNOWLEDGE_PERMISSIONS)
+            client.edit_comment(task.status_comment_id, status.failed(task.id, INTERRUPTED))
+        except GitHubError as error:
+            log.warning("task %s: could not update its status comment: %s", task.id, error)
+    services.store.finish(task.id, FAILED, error=INTERRUPTED)

@@ -351,6 +351,12 @@ class DockerRuntime:
         return SandboxError(f"cannot {action} in the sandbox: {_explain(exc)}")
 
 
+def task_ids_with_containers(client: docker.DockerClient) -> set[str]:
+    """The tasks that have a sandbox container, running or not."""
+    summaries = client.api.containers(all=True, filters={"label": TASK_LABEL})
+    return {(summary.get("Labels") or {}).get(TASK_LABEL, "") for summary in summaries}
+
+
 def remove_task_containers(client: docker.DockerClient, keep: Collection[str] = ()) -> list[str]:
     """Force-remove every task container whose task id is not in `keep`; return the removed ids.
 
@@ -367,9 +373,10 @@ def remove_task_containers(client: docker.DockerClient, keep: Collection[str] = 
             continue
         except docker.errors.APIError as exc:
             if exc.status_code != 409:
-                raise SandboxError(
-                    f"cannot remove leftover sandbox container {summary['Id'][:12]}: {_explain(exc)}"
-                ) from exc
+                # One container that will not go must not keep the others: the next pass retries.
+                log.warning("cannot remove leftover sandbox container %s: %s",
+                            summary["Id"][:12], _explain(exc))
+                continue
         log.info("removed leftover sandbox container %s (task %s)", summary["Id"][:12], task_id)
         removed.append(task_id)
     return removed

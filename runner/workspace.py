@@ -19,7 +19,6 @@ import hashlib
 import logging
 import os
 import re
-import shutil
 import signal
 import stat
 import subprocess
@@ -33,6 +32,7 @@ from urllib.parse import urlsplit
 
 from runner import snapshot
 from runner.snapshot import GITLINK, SYMLINK, LeftOut, Tracked
+from runner.tree_removal import remove_tree
 
 log = logging.getLogger(__name__)
 
@@ -226,32 +226,24 @@ def push(ws: Workspace, *, clone_url: str, token: str, timeout: float = 300) -> 
     log.info("pushed %s from %s", ws.branch, ws.root)
 
 
-def remove(ws: Workspace) -> None:
-    """Delete the whole workspace, whoever owns the tree and whatever its permissions."""
-    _remove_root(ws.root)
+def remove(ws: Workspace) -> bool:
+    """Delete the whole workspace, whatever the agent left in it; True when it is gone."""
+    return remove_tree(ws.root)
 
 
 def remove_leftovers(base_dir: Path, keep: Collection[str] = ()) -> list[str]:
-    """Delete the workspaces of tasks not in `keep` (left by a crash); returns their task ids."""
+    """Delete the workspaces of tasks not in `keep` (left by a crash); returns their task ids.
+
+    Each is handled on its own: one that cannot be removed is logged and the rest still go.
+    """
     if not base_dir.is_dir():
         return []
     removed = []
     for entry in sorted(base_dir.iterdir()):
         if entry.name not in keep and entry.is_dir() and not entry.is_symlink():
-            _remove_root(entry)
-            removed.append(entry.name)
+            if remove_tree(entry):
+                removed.append(entry.name)
     return removed
-
-
-def _remove_root(root: Path) -> None:
-    if not os.path.lexists(root):
-        return
-    try:
-        shutil.rmtree(root)
-    except PermissionError:
-        # Only a non-root service meets this: the agent left directories it cannot write.
-        _make_directories_writable(root)
-        shutil.rmtree(root)
 
 
 def _fetch_default_branch(
@@ -584,19 +576,3 @@ def _chown_recursive(tree: Path, uid: int, gid: int) -> None:
     for directory, subdirectories, files in os.walk(tree):
         for name in subdirectories + files:
             os.chown(os.path.join(directory, name), uid, gid, follow_symlinks=False)
-
-
-def _make_directories_writable(root: Path) -> None:
-    def make_writable(path: str) -> None:
-        mode = os.lstat(path).st_mode
-        if stat.S_ISDIR(mode):  # never a symlink: chmod would follow it out of the tree
-            try:
-                os.chmod(path, stat.S_IMODE(mode) | stat.S_IRWXU)
-            except PermissionError:
-                pass  # another user's directory; rmtree will report it
-
-    make_writable(str(root))
-    # Top-down, so each directory is opened up before the walk lists it.
-    for directory, subdirectories, _ in os.walk(root):
-        for name in subdirectories:
-            make_writable(os.path.join(directory, name))

@@ -107,3 +107,52 @@ def test_a_fresh_claim_carries_a_fresh_heartbeat(services, github):
     assert claimed.id == task_id and claimed.heartbeat_at > LONG_AGO
     assert not recovery.is_orphaned(claimed, host=HERE, own_pid=os.getpid(), starting=False,
                                     now=datetime.now(timezone.utc))
+
+
+def test_a_leftover_tree_deeper_than_recursion_is_removed_and_the_pass_goes_on(services, github):
+    from tests.test_tree_removal import make_deep_tree
+
+    workspaces = services.settings.workspaces_path
+    workspaces.mkdir(parents=True)
+    make_deep_tree(workspaces / "deep-leftover", 1500)
+    (workspaces / "plain-leftover" / "tree").mkdir(parents=True)
+
+    recovery.recover(services, starting=True)
+
+    assert list(workspaces.iterdir()) == []
+
+
+def test_a_container_that_will_not_go_keeps_its_tree_and_not_the_others(
+        services, github, sandbox_image, tmp_path, monkeypatch):
+    import docker
+
+    stubborn, _ = add_task(services, github, 1, status_=RUNNING, claimed_by=f"{HERE}:999999")
+    other, _ = add_task(services, github, 2, status_=RUNNING, claimed_by=f"{HERE}:999998")
+    sandboxes = {task_id: leftovers_for(services, task_id, sandbox_image, tmp_path)
+                 for task_id in (stubborn, other)}
+    stubborn_id = sandboxes[stubborn].container_id
+    real_remove = services.docker.api.remove_container
+
+    def remove_container(container, **options):
+        if container == stubborn_id:
+            raise docker.errors.APIError("removal of container failed", explanation="device busy")
+        return real_remove(container, **options)
+
+    monkeypatch.setattr(services.docker.api, "remove_container", remove_container)
+    try:
+        recovery.recover(services, starting=False)
+
+        assert services.store.get(stubborn).status == FAILED
+        assert labelled(services, other) == []
+        assert not (services.settings.workspaces_path / other).exists()
+        # Its sandbox may still write to the tree: both stay for a later pass.
+        assert len(labelled(services, stubborn)) == 1
+        assert (services.settings.workspaces_path / stubborn).is_dir()
+
+        monkeypatch.setattr(services.docker.api, "remove_container", real_remove)
+        recovery.recover(services, starting=False)
+        assert labelled(services, stubborn) == []
+        assert not (services.settings.workspaces_path / stubborn).exists()
+    finally:
+        for deployment in sandboxes.values():
+            deployment.stop()

@@ -277,3 +277,23 @@ def test_when_github_cannot_say_who_may_write_nothing_runs(service, github, mode
     assert task.status == "failed" and "403" in task.error
     assert github.comments == {} and github.reactions == [] and model.requests == []
     assert git_requests(github) == []
+
+
+def test_a_failing_start_up_recovery_is_logged_and_the_service_serves(service_factory, github, model):
+    from app.store import RUNNING, NewTask
+
+    service = service_factory()
+    store = service.store
+    store.initialise()
+    broken = store.record_delivery("g-broken", "issue_comment", "created", NewTask(
+        trigger="comment", repo=REPO, installation_id=INSTALLATION_ID, number=5, comment_id=5,
+        instruction="x", requested_by=WRITER, requested_by_id=9))
+    # A row recovery cannot read makes every recovery pass raise.
+    store.update(broken.id, status=RUNNING, claimed_by="other-host:1", heartbeat_at="not a time")
+
+    service.start()
+
+    assert "start-up recovery failed" in service.logs()
+    model.add_script("touch the readme", [Final("Nothing to change.")])
+    task = service.wait_for_task(service.comment("@async-code touch the readme"))
+    assert task.status == "completed", (task.error, service.logs())
