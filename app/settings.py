@@ -49,6 +49,7 @@ class Settings:
     sandbox_memory: str = "2g"
     sandbox_cpus: str = "2"
     sandbox_pids: str = "512"
+    sandbox_uid: str = "61000"
     max_queue: str = "10"
 
     _ENV = {
@@ -69,6 +70,7 @@ class Settings:
         "sandbox_memory": "ASYNC_CODE_SANDBOX_MEMORY",
         "sandbox_cpus": "ASYNC_CODE_SANDBOX_CPUS",
         "sandbox_pids": "ASYNC_CODE_SANDBOX_PIDS",
+        "sandbox_uid": "ASYNC_CODE_SANDBOX_UID",
         "max_queue": "ASYNC_CODE_MAX_QUEUE",
     }
 
@@ -108,6 +110,10 @@ class Settings:
     @property
     def max_turn_count(self) -> int:
         return int(self.max_turns)
+
+    @property
+    def sandbox_user_id(self) -> int:
+        return int(self.sandbox_uid)
 
     @property
     def max_queue_per_repo(self) -> int:
@@ -174,8 +180,9 @@ class Settings:
             found.append("ANTHROPIC_API_KEY is not set: the agent needs a key for the Messages API")
         if self.anthropic_base_url and not re.match(r"^https?://", self.anthropic_base_url):
             found.append(f"ANTHROPIC_BASE_URL={self.anthropic_base_url!r} must be an http(s) URL")
+        # The sandbox user is never root (uid 0).
         for attribute, minimum in (("task_timeout", 1), ("max_turns", 1), ("sandbox_pids", 16),
-                                   ("max_queue", 1)):
+                                   ("sandbox_uid", 1), ("max_queue", 1)):
             value = getattr(self, attribute)
             if not value.isdigit() or int(value) < minimum:
                 found.append(f"{self.env_name(attribute)}={value!r} must be a whole number ≥ {minimum}")

@@ -80,13 +80,15 @@ class _TaskRun:
         repository = _checked_repository(self.client)
         branch = pull_request.branch_name(task.number, task.id)
         store.update(task.id, branch=branch)
-        owner = sandbox_owner()
+        owner = sandbox_owner(self.services.settings.sandbox_user_id)
         ws = self._prepare_workspace(repository, branch, owner)
+        sandbox_gone = False
         try:
             result = _run_agent(task, self.services, ws.tree, owner, self.deadline,
                                 lambda turn, tool: self.report(status.running(task.id, turn, tool),
                                                                final=False))
             _require_sandbox_gone(self.services.docker, task)
+            sandbox_gone = True
             try:
                 changes = workspace.collect_changes(ws)
             except workspace.GitError as error:
@@ -94,11 +96,18 @@ class _TaskRun:
             outcome = dict(output=result.answer, chat_history=result.transcript, exit_code=0,
                            input_tokens=result.input_tokens, output_tokens=result.output_tokens)
             if not changes.files:
-                self._finish_without_changes(result, changes, outcome)
+                finished = self._finish_without_changes(result, changes, outcome)
             else:
-                self._propose(ws, repository, result, changes, outcome)
+                finished = self._propose(ws, repository, result, changes, outcome)
         finally:
-            workspace.remove(ws)
+            # While the sandbox may still run, its tree stays: recovery removes both later.
+            if sandbox_gone or _sandbox_is_gone(self.services.docker, task):
+                workspace.remove(ws)
+            else:
+                log.warning("task %s: its sandbox may still be running; its work tree is left "
+                            "for recovery to remove", task.id)
+        # Stored last: whoever sees the task completed also finds its work tree gone.
+        store.finish(task.id, COMPLETED, **finished)
 
     def _prepare_workspace(self, repository: dict, branch: str,
                            owner: tuple[int, int]) -> workspace.Workspace:
@@ -116,7 +125,7 @@ class _TaskRun:
             raise TaskFailed(f"cloning {task.repo} failed: {error}") from None
 
     def _finish_without_changes(self, result: AgentResult, changes: workspace.Changes,
-                                outcome: dict) -> None:
+                                outcome: dict) -> dict:
         if result.stop == "max_turns":
             raise TaskFailed(f"the agent used all {self.services.settings.max_turn_count} turns "
                              "(ASYNC_CODE_MAX_TURNS) without changing a file or answering.")
@@ -125,11 +134,11 @@ class _TaskRun:
                                       seconds=time.monotonic() - self.started,
                                       tokens=result.tokens,
                                       left_out=left_out if changes.left_out_count else ""), final=True)
-        self.services.store.finish(self.task.id, COMPLETED, **outcome)
+        return outcome
 
     def _propose(self, ws: workspace.Workspace, repository: dict, result: AgentResult,
-                 changes: workspace.Changes, outcome: dict) -> None:
-        """Commit, push the task's branch, open the pull request."""
+                 changes: workspace.Changes, outcome: dict) -> dict:
+        """Commit, push the task's branch, open the pull request; returns what to store."""
         task, store, client = self.task, self.services.store, self.client
         files = [(f.path, f.added, f.deleted) for f in changes.files]
         store.update(task.id, patches={"diff": changes.diff, "files": [
@@ -164,7 +173,7 @@ class _TaskRun:
         self.report(status.done(task.id, pr_number=pr["number"], pr_url=pr["html_url"],
                                 files_changed=len(files), seconds=time.monotonic() - self.started,
                                 tokens=result.tokens, left_out=changes.left_out_count), final=True)
-        store.finish(task.id, COMPLETED, pr_url=pr["html_url"], pr_number=pr["number"])
+        return dict(pr_url=pr["html_url"], pr_number=pr["number"])
 
 
 def _left_out_pairs(changes: workspace.Changes) -> list[tuple[str, str]]:
@@ -182,6 +191,14 @@ def _require_sandbox_gone(client: docker.DockerClient, task: Task) -> None:
     if leftover:
         raise TaskFailed("the sandbox container could not be removed, so its changes were not "
                          "committed; the service log has the details.")
+
+
+def _sandbox_is_gone(client: docker.DockerClient, task: Task) -> bool:
+    try:
+        _require_sandbox_gone(client, task)
+    except TaskFailed:
+        return False
+    return True
 
 
 def _checked_repository(client: RepoClient) -> dict:

@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 MOUNT_POINT = "/workspace"
 # The sandbox's uid when the runner is root; otherwise the runner's own uid, so both sides can
 # write the tree without chown.
-DEFAULT_SANDBOX_UID = 1000
 
 TASK_LABEL = "async-code.task"
 
@@ -491,8 +490,12 @@ def _explain(exc: Exception) -> str:
     return str(explanation or exc)
 
 
-def sandbox_owner() -> tuple[int, int]:
-    """The uid and gid the sandbox runs as, and so the owner of the work tree."""
+def sandbox_owner(sandbox_uid: int) -> tuple[int, int]:
+    """The uid and gid the sandbox runs as, and so the owner of the work tree.
+
+    A root service hands the tree to `sandbox_uid` (ASYNC_CODE_SANDBOX_UID), a user of no one
+    else's; a service that is not root can only give the sandbox its own uid.
+    """
     if os.geteuid() == 0:
-        return DEFAULT_SANDBOX_UID, DEFAULT_SANDBOX_UID
+        return sandbox_uid, sandbox_uid
     return os.geteuid(), os.getegid()

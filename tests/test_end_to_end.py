@@ -46,7 +46,7 @@ def golden_script():
         Turn([ToolCall("edit_file", {"command": "str_replace", "path": "cli.py", "old_str": OLD_MAIN,
                                      "new_str": NEW_MAIN}, expect_error=False)]),
         Turn([ToolCall("bash", {"command": "grep -c -- --version cli.py && id -u"},
-                       expect=lambda out: out.startswith("exit code 0") and "\n1\n1000" in out)]),
+                       expect=lambda out: out.startswith("exit code 0") and "\n1\n61000" in out)]),
         Final(ANSWER),
     ]
 

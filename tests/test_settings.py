@@ -64,6 +64,8 @@ def test_secrets_stay_out_of_repr():
         ("bad memory", {"ASYNC_CODE_SANDBOX_MEMORY": "lots"}, "agent", "ASYNC_CODE_SANDBOX_MEMORY"),
         ("bad cpus", {"ASYNC_CODE_SANDBOX_CPUS": "-1"}, "agent", "ASYNC_CODE_SANDBOX_CPUS"),
         ("too few pids", {"ASYNC_CODE_SANDBOX_PIDS": "3"}, "agent", "ASYNC_CODE_SANDBOX_PIDS"),
+        ("root sandbox user", {"ASYNC_CODE_SANDBOX_UID": "0"}, "agent", "ASYNC_CODE_SANDBOX_UID"),
+        ("sandbox user not a number", {"ASYNC_CODE_SANDBOX_UID": "nobody"}, "agent", "ASYNC_CODE_SANDBOX_UID"),
         ("bad max queue", {"ASYNC_CODE_MAX_QUEUE": "none"}, "agent", "ASYNC_CODE_MAX_QUEUE"),
         ("postgres url", {"DATABASE_URL": "postgresql://db/x"}, "store", "DATABASE_URL"),
         ("relative sqlite url", {"DATABASE_URL": "sqlite:///x.db"}, "store", "DATABASE_URL"),
