@@ -13,6 +13,7 @@ import time
 import anthropic
 import pytest
 
+from app.settings import DEFAULT_MODEL
 from runner.agent import AgentError, AgentTimeout, ClaudeAgent, task_request
 from runner.files import FileEditor
 from runner.sandbox import CommandResult
@@ -43,7 +44,7 @@ def client(model):
 
 
 def run(client, tmp_path, request="fix it", *, deadline=30.0, max_turns=10, progress=None):
-    agent = ClaudeAgent(client, model="claude-test", max_turns=max_turns)
+    agent = ClaudeAgent(client, model=DEFAULT_MODEL, max_turns=max_turns)
     runtime = LocalRuntime(tmp_path)
     result = agent.run(request=request, repo="acme/widgets", number=7, runtime=runtime,
                        editor=FileEditor(tmp_path), deadline=time.monotonic() + deadline,

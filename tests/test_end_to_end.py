@@ -27,14 +27,16 @@ ANSWER = ("Add a --version flag to the CLI\n\nThe CLI now prints `widgets 1.0.0`
 
 # The sandbox's limits as the kernel sees them (cgroup v2, else v1), its capabilities, its
 # network interfaces.
+# The bounding set, not the effective one: any non-root process has no effective capabilities,
+# but only a dropped bounding set keeps a setuid binary from getting them back.
 CONFINEMENT = ("cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max 2>/dev/null || "
                "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; "
-               "grep -E 'CapEff|NoNewPrivs' /proc/self/status; ls /sys/class/net")
+               "grep -E 'CapBnd|NoNewPrivs' /proc/self/status; ls /sys/class/net")
 
 
 def confined_as_configured(output: str) -> bool:
     # 256m and 333 are what the service fixture configures.
-    return ("268435456\n333\n" in output and "CapEff:\t0000000000000000" in output
+    return ("268435456\n333\n" in output and "CapBnd:\t0000000000000000" in output
             and "NoNewPrivs:\t1" in output and output.rstrip().endswith("\nlo"))
 
 
@@ -125,11 +127,16 @@ def test_a_comment_becomes_a_pull_request(service, github, model, docker_client,
     secrets_ = [*github.minted_tokens, model.api_key, service.secret, key_body]
     env_output = json.dumps(model.requests[1]["json"]["messages"][-1])
     assert "PATH=" in env_output  # the env command really ran in the sandbox
+    database = service.store.path
     places = {
-        "database": service.store.path.read_bytes().decode("utf-8", "replace"),
+        "database": b"".join(path.read_bytes() for path in database.parent.glob(database.name + "*")
+                             ).decode("utf-8", "replace"),  # with its -wal and -shm files
         "logs": service.logs(),
         "github bodies": json.dumps([github.comments, github.pulls]),
         "model requests": json.dumps(model.requests),
+        "pushed git objects": subprocess.run(
+            ["git", "--git-dir", str(repo_path), "cat-file", "--batch-all-objects", "--batch"],
+            capture_output=True, check=True).stdout.decode("utf-8", "replace"),
     }
     for secret in secrets_:
         for place, text in places.items():

@@ -8,8 +8,8 @@ import pytest
 from tests.fakes.anthropic import Error, FakeAnthropic, Final, Sleep, ToolCall, Turn
 
 API_KEY = "sk-ant-fake-0123456789"
-# Not a real model name, so SDK deprecation warnings (errors under pytest) never apply.
-MODEL = "claude-scripted"
+# A current model: the fake refuses unknown and retiring ones, as the API does once they retire.
+MODEL = "claude-sonnet-4-6"
 TOOLS = [
     {
         "name": "read_file",
@@ -343,3 +343,19 @@ def test_refuses_a_tool_call_the_request_does_not_declare(fake, client):
 
     [failure] = fake.failures
     assert "read_file" in failure
+
+
+@pytest.mark.filterwarnings("ignore:The model:DeprecationWarning")  # the SDK's own notice
+@pytest.mark.parametrize("model", ["claude-scripted", "claude-2.1", "claude-sonnet-4-5"])
+def test_an_unknown_or_retiring_model_is_not_found(fake, client, model):
+    fake.add_script("hello", [Final("hi")])
+    with pytest.raises(anthropic.NotFoundError, match=model):
+        client.messages.create(model=model, max_tokens=16,
+                               messages=[{"role": "user", "content": "hello"}])
+
+
+def test_the_default_model_is_current():
+    from app.settings import DEFAULT_MODEL
+    from tests.fakes.anthropic import CURRENT_MODELS
+
+    assert DEFAULT_MODEL in CURRENT_MODELS

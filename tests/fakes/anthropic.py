@@ -14,8 +14,10 @@ import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
+from anthropic._data import DEPRECATED_MODELS
+from anthropic.types import Model
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
@@ -30,6 +32,10 @@ __all__ = [
     "ToolCall",
     "Turn",
 ]
+
+# The model ids the API serves: those the installed SDK knows, less those it lists as retiring.
+# A default that retires then fails the tests instead of failing in production.
+CURRENT_MODELS = frozenset(get_args(get_args(Model)[0])) - DEPRECATED_MODELS.keys()
 
 # Credential values are redacted in the records, so tests can search them for
 # leaked secrets without tripping over the API key itself.
@@ -96,9 +102,9 @@ class _Script:
 class _Rejection(Exception):
     """A request the real API would refuse, or one that breaks the script."""
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, status: int = 400, kind: str = "invalid_request_error"):
         super().__init__(message)
-        self.message = message
+        self.message, self.status, self.kind = message, status, kind
 
 
 class FakeAnthropic:
@@ -225,7 +231,7 @@ class FakeAnthropic:
         except _Rejection as rejection:
             # Recorded as well as answered, because a runner may swallow a 400.
             self._fail(rejection.message)
-            return _error_response(400, "invalid_request_error", rejection.message)
+            return _error_response(rejection.status, rejection.kind, rejection.message)
 
         content = _content_for(step)
         stop_reason = "tool_use" if isinstance(step, Turn) else "end_turn"
@@ -259,6 +265,8 @@ class FakeAnthropic:
             raise _Rejection("stream: the fake serves only non-streaming requests")
         if not isinstance(body.get("model"), str) or not body["model"]:
             raise _Rejection("model: field required")
+        if body["model"] not in CURRENT_MODELS:
+            raise _Rejection(f"model: {body['model']}", status=404, kind="not_found_error")
         if not isinstance(body.get("max_tokens"), int) or body["max_tokens"] < 1:
             raise _Rejection("max_tokens: a positive integer is required")
         messages = body.get("messages")
