@@ -11,7 +11,8 @@ tree, never following a symlink, and turns it into index entries for `git update
 - `.gitignore` rules apply as `git add --all` applies them: untracked ignored paths stay out,
   tracked files are always taken;
 - what git or GitHub would refuse (sockets, devices, symlinked `.gitmodules`, files over GitHub's
-  100 MB limit) is left out.
+  100 MB limit) is left out, and so are changes to `.github/workflows` (see `touches_workflows`;
+  applied once contents are hashed, in `runner/workspace.py`).
 
 Everything left out is reported with a reason, so the pull request can say so. Where the
 agent's version of a tracked path is left out, HEAD's version stays: leaving a thing out never
@@ -33,6 +34,7 @@ EXECUTABLE = "100755"
 SYMLINK = "120000"
 GITLINK = "160000"
 
+WORKFLOWS = b".github/workflows"
 GITHUB_FILE_LIMIT = 100 * 1024 * 1024  # GitHub refuses pushes with a larger file
 GITIGNORE_LIMIT = 256 * 1024
 LEFT_OUT_LISTED = 1000
@@ -105,6 +107,15 @@ def is_symlink_git_refuses(name: str) -> bool:
     return folded == ".gitmodules" or (
         folded.startswith("gitmod~") and folded[len("gitmod~"):].isdigit()
     )
+
+
+def touches_workflows(path: bytes) -> bool:
+    """Whether changing `path` needs the App's `workflows` permission, which async-code lacks.
+
+    GitHub refuses a push from an App without it that adds, changes or deletes anything
+    under `.github/workflows`.
+    """
+    return path == WORKFLOWS or path.startswith(WORKFLOWS + b"/")
 
 
 def file_mode(st_mode: int) -> str | None:

@@ -147,13 +147,14 @@ def collect_changes(ws: Workspace) -> Changes:
     head = _tracked(ws, "HEAD")
     try:
         taken = snapshot.take(ws.tree, head)
-        index_lines = []
-        for entry in taken.entries:
-            sha = entry.sha or _store_blob(ws, entry, head.get(entry.path))
-            index_lines.append(b"%s %s\t%s\0" % (entry.mode.encode(), sha.encode(), entry.path))
+        proposed = {entry.path: (entry.mode, entry.sha or _store_blob(ws, entry, head.get(entry.path)))
+                    for entry in taken.entries}
     except OSError as error:  # unreadable, or a path longer than the system allows
         where = os.path.relpath(os.fsdecode(error.filename), ws.tree) if error.filename else "the work tree"
         raise GitError(f"{where}: {error.strerror}") from None
+    workflows_left_out = _keep_workflows(proposed, head)
+    index_lines = [b"%s %s\t%s\0" % (mode.encode(), sha.encode(), path)
+                   for path, (mode, sha) in sorted(proposed.items())]
     index = ws.root / "proposed-index"
     index.unlink(missing_ok=True)
     index_env = {"GIT_INDEX_FILE": str(index)}
@@ -167,8 +168,37 @@ def collect_changes(ws: Workspace) -> Changes:
     statuses = _parse_name_status(_run_git(ws, [*compare, "--name-status"], what="git diff-tree").stdout)
     counts = _parse_numstat(_run_git(ws, [*compare, "--numstat"], what="git diff-tree").stdout)
     files = [FileStat(path, *counts.get(path, (None, None)), status) for path, status in statuses]
+    left_out = sorted(taken.left_out + workflows_left_out, key=lambda item: item.path)
     return Changes(files=files, diff=_capped_diff(ws, tree_id) if files else "", tree=tree_id,
-                   left_out=taken.left_out, left_out_count=taken.left_out_count)
+                   left_out=left_out[:snapshot.LEFT_OUT_LISTED],
+                   left_out_count=taken.left_out_count + len(workflows_left_out))
+
+
+def _keep_workflows(proposed: dict[bytes, tuple[str, str]],
+                    head: Mapping[bytes, Tracked]) -> list[LeftOut]:
+    """Put back `.github/workflows` as HEAD has it; returns what the agent changed there.
+
+    The push would fail otherwise: async-code's token never has the `workflows` permission.
+    """
+    left_out = []
+    for path in sorted(p for p in proposed.keys() | head.keys() if snapshot.touches_workflows(p)):
+        before, after = head.get(path), proposed.get(path)
+        if before is not None and after == (before.mode, before.sha):
+            continue
+        verb = "change" if before is not None and after is not None else "add" if before is None else "delete"
+        left_out.append(LeftOut(os.fsdecode(path), f"async-code may not {verb} workflow files "
+                                                   "(it has no `workflows` permission)"))
+        if before is None:
+            del proposed[path]
+        else:
+            proposed[path] = (before.mode, before.sha)
+    # A file or symlink where a directory of workflow files was put back must give way.
+    directories = {b"/".join(path.split(b"/")[:end]) for path in proposed
+                   for end in range(1, path.count(b"/") + 1)}
+    for path in sorted(directories & proposed.keys()):
+        left_out.append(LeftOut(os.fsdecode(path), "it replaces a directory that holds workflow files"))
+        del proposed[path]
+    return left_out
 
 
 def commit(ws: Workspace, changes: Changes, *, message: str, author_name: str,

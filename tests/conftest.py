@@ -122,6 +122,7 @@ class Service:
     env: dict[str, str]
     data_dir: Path
     log_path: Path
+    github: FakeGitHub | None = None  # told about each comment delivered, as GitHub would know it
     port: int = field(default_factory=_free_port)
     process: subprocess.Popen | None = None
 
@@ -179,7 +180,11 @@ class Service:
 
     def comment(self, body: str, **kwargs: Any) -> str:
         """Deliver a new issue comment; returns the id of the task it created."""
-        status, answer = self.deliver(issue_comment(body, **kwargs))
+        payload = issue_comment(body, **kwargs)
+        if self.github is not None:
+            self.github.add_comment(payload["repository"]["full_name"], payload["issue"]["number"],
+                                    payload["comment"]["id"], payload["sender"]["login"], body)
+        status, answer = self.deliver(payload)
         assert status == 202, answer
         return answer["task_id"]
 
@@ -232,7 +237,7 @@ def service_factory(tmp_path, github, model, app_key, sandbox_image) -> Iterator
             "ASYNC_CODE_SANDBOX_PIDS": "333",
             **settings,
         })
-        service = Service(env=env, data_dir=data_dir, log_path=tmp_path / "service.log")
+        service = Service(env=env, data_dir=data_dir, log_path=tmp_path / "service.log", github=github)
         started.append(service)
         return service
 

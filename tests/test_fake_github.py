@@ -14,7 +14,7 @@ from githubkit import AppAuthStrategy, GitHub, TokenAuthStrategy
 from githubkit.cache import MemCacheStrategy
 from githubkit.exception import RequestFailed
 
-from tests.fakes.github import FakeGitHub
+from tests.fakes.github import DEFAULT_INSTALLATION_PERMISSIONS, FakeGitHub
 from tests.fakes.keys import generate_app_key
 
 APP_ID = 424242
@@ -38,6 +38,8 @@ def fake(tmp_path: Path, app_key: tuple[str, str]):
         github.add_repo(REPO, {"README.md": "# hello\n", "src/app.py": "print('hi')\n"})
         github.add_repo(OTHER_REPO, {"README.md": "other\n"})
         github.add_repo("octo/empty", None)
+        github.add_issue(REPO, 7)
+        github.add_comment(REPO, 7, 12, "octocat", "@async-code add a test")
         github.add_installation(INSTALLATION_ID, [REPO, OTHER_REPO, "octo/empty"])
         github.add_repo("sleepy/repo", {"README.md": "zzz\n"})
         github.add_installation(SUSPENDED_INSTALLATION_ID, ["sleepy/repo"], suspended=True)
@@ -321,9 +323,16 @@ def test_overlong_comment_and_unknown_comment_are_refused(fake: FakeGitHub, app_
         github.rest.issues.create_comment("octo", "hello", 7, body="x" * 65537)
     with pytest.raises(RequestFailed) as missing:
         github.rest.issues.update_comment("octo", "hello", 4999, body="edit")
+    with pytest.raises(RequestFailed) as no_issue:
+        github.rest.issues.create_comment("octo", "hello", 8, body="on an issue that does not exist")
+    with pytest.raises(RequestFailed) as no_comment:
+        github.rest.reactions.create_for_issue_comment("octo", "hello", 13, content="eyes")
 
     assert too_long.value.response.status_code == 422
     assert missing.value.response.status_code == 404
+    assert no_issue.value.response.status_code == 404
+    assert no_comment.value.response.status_code == 404
+    assert fake.comments == {} and fake.reactions == []
 
 
 def test_reaction_on_triggering_comment_is_recorded(fake: FakeGitHub, app_client: GitHub):
@@ -496,6 +505,53 @@ def test_rejected_pushes_fail_like_a_server_hook(
     assert pushed.returncode != 0
     assert "pre-receive hook declined" in pushed.stderr
     assert bare_git(fake, REPO, "branch", "--list", "blocked") == ""
+
+
+@pytest.mark.parametrize("workflows", [None, "write"])
+def test_a_push_touching_workflows_needs_the_workflows_permission(
+    fake: FakeGitHub, app_client: GitHub, tmp_path: Path, workflows: str | None
+):
+    fake.add_installation(INSTALLATION_ID, [REPO, OTHER_REPO],
+                          permissions={**DEFAULT_INSTALLATION_PERMISSIONS, "workflows": "write"})
+    permissions = {"contents": "write"} | ({"workflows": workflows} if workflows else {})
+    token = mint_token(app_client, permissions=permissions)
+    work = tmp_path / "work"
+    assert run_git("clone", f"{fake.base_url}/git/octo/hello.git", str(work), token=token).returncode == 0
+    (work / ".github" / "workflows").mkdir(parents=True)
+    (work / ".github" / "workflows" / "ci.yml").write_text("on: push\n")
+    assert run_git("add", ".github", cwd=work).returncode == 0
+    assert run_git("commit", "-m", "Add CI", cwd=work).returncode == 0
+    assert run_git("commit", "--allow-empty", "-m", "Later", cwd=work).returncode == 0
+
+    pushed = run_git("push", "origin", "HEAD:refs/heads/ci", cwd=work, token=token)
+
+    if workflows:
+        assert pushed.returncode == 0, pushed.stderr
+    else:
+        assert pushed.returncode != 0
+        assert ("refusing to allow a GitHub App to create or update workflow "
+                "`.github/workflows/ci.yml` without `workflows` permission") in pushed.stderr
+        assert bare_git(fake, REPO, "branch", "--list", "ci") == ""
+
+
+def test_pull_request_text_over_github_s_limits_is_refused(fake: FakeGitHub, app_client: GitHub,
+                                                          tmp_path: Path):
+    token = mint_token(app_client)
+    work = tmp_path / "work"
+    assert run_git("clone", f"{fake.base_url}/git/octo/hello.git", str(work), token=token).returncode == 0
+    assert run_git("commit", "--allow-empty", "-m", "Something", cwd=work).returncode == 0
+    assert run_git("push", "origin", "HEAD:refs/heads/topic", cwd=work, token=token).returncode == 0
+    github = client(fake, TokenAuthStrategy(token))
+
+    with pytest.raises(RequestFailed) as long_body:
+        github.rest.pulls.create("octo", "hello", title="t", head="topic", base="main", body="x" * 65537)
+    with pytest.raises(RequestFailed) as long_title:
+        github.rest.pulls.create("octo", "hello", title="t" * 257, head="topic", base="main")
+    github.rest.pulls.create("octo", "hello", title="t" * 256, head="topic", base="main", body="x" * 65536)
+
+    assert long_body.value.response.status_code == long_title.value.response.status_code == 422
+    assert "body is too long" in long_body.value.response.text
+    assert len(fake.pulls) == 1
 
 
 def test_archived_repo_is_read_only(fake: FakeGitHub, app_client: GitHub, tmp_path: Path):

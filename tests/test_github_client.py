@@ -105,6 +105,7 @@ def test_a_long_task_switches_to_a_fresh_token_before_the_old_one_expires(app, g
     import runner.github as module
     from datetime import timedelta
 
+    github.add_issue(REPO, 7)
     client = app.repo_client(INSTALLATION_ID, REPO, EXECUTE_PERMISSIONS)
     first = client.token
     client.comment(7, "one")

@@ -36,6 +36,7 @@ def add_task(services, github, number, *, status_=PENDING, claimed_by=None, hear
         trigger="comment", repo=REPO, installation_id=INSTALLATION_ID, number=number,
         comment_id=number, instruction="x", requested_by="alice", requested_by_id=9))
     comment_id = None
+    github.add_issue(REPO, number)
     if acknowledged:
         client = services.github.repo_client(INSTALLATION_ID, REPO, {"issues": "write", "metadata": "read"})
         comment_id = client.comment(number, status.queued(task.id, 1))

@@ -194,6 +194,26 @@ def test_a_repository_planted_under_a_submodule_never_runs_on_the_host(service, 
     assert "3 left out" in status["history"][-1]
 
 
+def test_a_new_workflow_is_left_out_so_the_rest_can_be_pushed(service, github, model):
+    model.add_script("add continuous integration", [
+        Turn([ToolCall("bash", {"command": (
+            "mkdir -p .github/workflows && printf 'on: push\\n' > .github/workflows/ci.yml && "
+            "echo 'Run the tests with CI.' >> README.md")}, expect="exit code 0")]),
+        Final("Add continuous integration"),
+    ])
+
+    task = service.wait_for_task(service.comment("@async-code add continuous integration"))
+
+    assert task.status == "completed", (task.error, service.logs())
+    [pr] = github.pulls
+    files = subprocess.run(["git", "--git-dir", str(github.repo_path(REPO)), "diff", "--name-only",
+                            "main", pr["head"]], capture_output=True, text=True, check=True).stdout.split()
+    assert files == ["README.md"]
+    assert ("`.github/workflows/ci.yml`: async-code may not add workflow files "
+            "(it has no `workflows` permission)") in pr["body"]
+    assert "1 left out" in bot_comments(github)[0]["history"][-1]
+
+
 def test_a_suspended_installation_fails_the_task_and_posts_nothing(service, github, model):
     github.add_installation(77, [REPO], suspended=True)
     task = service.wait_for_task(service.comment("@async-code add a flag"))

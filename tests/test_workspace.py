@@ -930,3 +930,70 @@ def test_a_service_that_is_not_root_reads_the_tree_the_same_way(tmp_path, server
         assert list(markers.iterdir()) == []
     finally:
         subprocess.run(["rm", "-rf", "--", str(base)], check=True, timeout=60)
+
+
+WORKFLOW = ".github/workflows/ci.yml"
+
+
+@pytest.fixture
+def with_workflows(tmp_path, server, token) -> Upstream:
+    return _make_upstream(tmp_path, server, token, name="workflows.git", files={
+        WORKFLOW: "on: push\n", ".github/workflows/lint.yml": "on: pull_request\n",
+        ".github/CODEOWNERS": "* @acme/devs\n", "app.py": "x = 1\n"})
+
+
+@pytest.mark.parametrize(("edit", "verb"), [
+    (lambda tree: _write(tree / WORKFLOW, "on: push\njobs: {}\n"), "change"),
+    (lambda tree: _write(tree / ".github/workflows/new.yml", "on: push\n"), "add"),
+    (lambda tree: (tree / WORKFLOW).unlink(), "delete"),
+    (lambda tree: (tree / WORKFLOW).chmod(0o755), "change"),
+])
+def test_workflow_changes_are_left_out_and_the_rest_proposed(tmp_path, with_workflows, edit, verb):
+    ws = _prepare(tmp_path, with_workflows)
+    edit(ws.tree)
+    _write(ws.tree / "app.py", "x = 2\n")
+
+    changes = collect_changes(ws)
+    sha = _commit(ws, changes)
+
+    assert [(f.path, f.status) for f in changes.files] == [("app.py", "M")]
+    [left_out] = changes.left_out
+    assert left_out.path.startswith(".github/workflows/") and changes.left_out_count == 1
+    assert left_out.reason == f"async-code may not {verb} workflow files (it has no `workflows` permission)"
+    pushed = _tree_entries(ws.git_dir, sha)
+    head = _tree_entries(ws.git_dir, with_workflows.head)
+    assert {p: e for p, e in pushed.items() if p.startswith(".github/")} == {
+        p: e for p, e in head.items() if p.startswith(".github/")}
+
+
+@pytest.mark.parametrize("replaced", [".github/workflows", ".github"])
+def test_a_file_where_the_workflows_directory_was_gives_way(tmp_path, with_workflows, replaced):
+    ws = _prepare(tmp_path, with_workflows)
+    subprocess.run(["rm", "-r", ws.tree / ".github" / "workflows"], check=True)
+    (ws.tree / ".github" / "CODEOWNERS").unlink()
+    if replaced == ".github":
+        (ws.tree / ".github").rmdir()
+        (ws.tree / ".github").symlink_to("/etc")
+    else:
+        _write(ws.tree / replaced, "a file now\n")
+
+    changes = collect_changes(ws)
+    sha = _commit(ws, changes)
+
+    assert [(f.path, f.status) for f in changes.files] == [(".github/CODEOWNERS", "D")]
+    assert sorted((item.path, item.reason.split(" (")[0]) for item in changes.left_out) == [
+        (replaced, "async-code may not add workflow files" if replaced == ".github/workflows"
+         else "it replaces a directory that holds workflow files"),
+        (".github/workflows/ci.yml", "async-code may not delete workflow files"),
+        (".github/workflows/lint.yml", "async-code may not delete workflow files"),
+    ]
+    assert {WORKFLOW, ".github/workflows/lint.yml"} <= set(_tree_entries(ws.git_dir, sha))
+
+
+def test_unchanged_workflows_are_not_reported(tmp_path, with_workflows):
+    ws = _prepare(tmp_path, with_workflows)
+    _write(ws.tree / "app.py", "x = 3\n")
+
+    changes = collect_changes(ws)
+
+    assert (changes.left_out, changes.left_out_count) == ([], 0)

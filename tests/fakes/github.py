@@ -101,10 +101,29 @@ REPO_URL_TEMPLATES = {
     "trees_url": "/git/trees{/sha}",
 }
 
-PRE_RECEIVE_REJECT = """#!/bin/sh
-echo "push declined: this repository does not accept pushes" >&2
-exit 1
+# Run for every push. FAKE_REJECT_PUSHES plays a branch protection refusing everything;
+# FAKE_WORKFLOWS_ALLOWED says whether the pushing token has the `workflows` permission, without
+# which GitHub refuses any new commit that adds, changes or deletes a file in .github/workflows.
+PRE_RECEIVE = r"""#!/bin/sh
+if [ "$FAKE_REJECT_PUSHES" = 1 ]; then
+    echo "push declined: this repository does not accept pushes" >&2
+    exit 1
+fi
+[ "$FAKE_WORKFLOWS_ALLOWED" = 1 ] && exit 0
+while read old new ref; do
+    [ "$new" = 0000000000000000000000000000000000000000 ] && continue
+    for commit in $(git rev-list "$new" --not --all); do
+        workflow=$(git diff-tree -r --root --no-commit-id --name-only "$commit" |
+                   grep -E '^[.]github/workflows(/|$)' | head -n 1)
+        if [ -n "$workflow" ]; then
+            echo "refusing to allow a GitHub App to create or update workflow \`$workflow\` without \`workflows\` permission" >&2
+            exit 1
+        fi
+    done
+done
+exit 0
 """
+MAX_PULL_TITLE_LENGTH = 256
 
 
 class _Rejection(Exception):
@@ -280,7 +299,8 @@ class FakeGitHub:
         self.requests: list[dict[str, Any]] = []
         self.token_requests: list[dict[str, Any]] = []
         self.minted_tokens: dict[str, dict[str, Any]] = {}
-        self.comments: dict[int, dict[str, Any]] = {}
+        self.comments: dict[int, dict[str, Any]] = {}  # the App's own
+        self.people_comments: dict[int, dict[str, Any]] = {}  # made with add_comment
         self.reactions: list[dict[str, Any]] = []
         self.pulls: list[dict[str, Any]] = []
         self.auth_failures: list[tuple[str, str, str]] = []
@@ -290,6 +310,7 @@ class FakeGitHub:
         self._installations: dict[int, _Installation] = {}
         self._planned_failures: list[_PlannedFailure] = []
         self._push_rejected: set[str] = set()
+        self._issues: set[tuple[str, int]] = set()
         self._next_repo_id = 200_000
         self._next_comment_id = FIRST_COMMENT_ID
         self._next_reaction_id = 1
@@ -367,6 +388,17 @@ class FakeGitHub:
                 repo_id, full_name, default_branch, archived, private, _timestamp(_now())
             )
         return repo_id
+
+    def add_issue(self, full_name: str, number: int) -> None:
+        with self._lock:
+            self._issues.add((full_name, number))
+
+    def add_comment(self, full_name: str, number: int, comment_id: int, login: str, body: str) -> None:
+        """A comment someone made on issue `number`, which then exists too."""
+        with self._lock:
+            self._issues.add((full_name, number))
+            self.people_comments[comment_id] = {"id": comment_id, "repo": full_name,
+                                                "issue_number": number, "user": login, "body": body}
 
     def repo_path(self, full_name: str) -> Path:
         owner, name = full_name.split("/", 1)
@@ -1031,6 +1063,11 @@ class FakeGitHub:
         full_name = f"{owner}/{repo}"
         self._authenticate_installation(full_name, "issues", "write")
         self._refuse_if_archived(self._find_repo(full_name))
+        with self._lock:
+            exists = (full_name, number) in self._issues or any(
+                pull["repo"] == full_name and pull["number"] == number for pull in self.pulls)
+        if not exists:
+            raise _Rejection(404, "Not Found")
         body = self._comment_body_from_request()
         created_at = _timestamp(_now())
         with self._lock:
@@ -1079,6 +1116,10 @@ class FakeGitHub:
         full_name = f"{owner}/{repo}"
         self._authenticate_installation(full_name, "issues", "write")
         self._refuse_if_archived(self._find_repo(full_name))
+        with self._lock:
+            target = self.people_comments.get(comment_id) or self.comments.get(comment_id)
+        if target is None or target["repo"] != full_name:
+            raise _Rejection(404, "Not Found")
         content = (request.get_json(silent=True) or {}).get("content")
         if content not in REACTION_CONTENTS:
             raise _Rejection(
@@ -1129,6 +1170,12 @@ class FakeGitHub:
         title, head, base = data.get("title"), data.get("head"), data.get("base")
         if not all(isinstance(value, str) and value for value in (title, head, base)):
             raise _Rejection(422, "Invalid request.\n\ntitle, head and base are required.")
+        for field_name, value, limit in (("title", title, MAX_PULL_TITLE_LENGTH),
+                                         ("body", data.get("body") or "", MAX_COMMENT_LENGTH)):
+            if len(value) > limit:
+                raise _Rejection(422, "Validation Failed", errors=[{
+                    "resource": "PullRequest", "code": "custom", "field": field_name,
+                    "message": f"{field_name} is too long (maximum is {limit} characters)"}])
         head_owner, separator, head_branch = head.partition(":")
         if not separator:
             head_owner, head_branch = owner, head
@@ -1241,7 +1288,7 @@ class FakeGitHub:
         if service not in GIT_SERVICE_PERMISSION:
             raise _Rejection(404, "Not Found")
 
-        self._authenticate_git(full_name, service)
+        token = self._authenticate_git(full_name, service)
         repo = self._find_repo(full_name)
         with self._lock:
             push_rejected = full_name in self._push_rejected
@@ -1251,9 +1298,11 @@ class FakeGitHub:
             )
 
         config = [("http.receivepack", "true")]
-        if service == "git-receive-pack" and push_rejected:
-            config.append(("core.hooksPath", str(self._rejecting_hooks_dir())))
+        if service == "git-receive-pack":
+            config.append(("core.hooksPath", str(self._receive_hooks_dir())))
         env = _git_environment(
+            FAKE_REJECT_PUSHES="1" if push_rejected else "0",
+            FAKE_WORKFLOWS_ALLOWED="1" if token["permissions"].get("workflows") == "write" else "0",
             GIT_PROJECT_ROOT=str(self.root),
             GIT_HTTP_EXPORT_ALL="1",
             REQUEST_METHOD=request.method,
@@ -1289,7 +1338,7 @@ class FakeGitHub:
         status, headers, payload = _split_cgi_output(completed.stdout)
         return Response(payload, status=status, headers=headers)
 
-    def _authenticate_git(self, full_name: str, service: str) -> None:
+    def _authenticate_git(self, full_name: str, service: str) -> dict[str, Any]:
         credentials = _read_credentials(request.headers.get("Authorization"))
         # Without a Basic challenge git never asks its credential helper for a token.
         challenge = {"WWW-Authenticate": 'Basic realm="GitHub"'}
@@ -1316,14 +1365,16 @@ class FakeGitHub:
             raise _GitAnswer(
                 Response(f"{rejection.payload['message']}\n", 403, mimetype="text/plain")
             ) from None
+        return token
 
-    def _rejecting_hooks_dir(self) -> Path:
-        hooks = self.root / ".rejecting-hooks"
+    def _receive_hooks_dir(self) -> Path:
+        hooks = self.root / ".receive-hooks"
         hook = hooks / "pre-receive"
-        if not hook.exists():
-            hooks.mkdir(exist_ok=True)
-            hook.write_text(PRE_RECEIVE_REJECT)
-            hook.chmod(0o755)
+        with self._lock:
+            if not hook.exists():
+                hooks.mkdir(exist_ok=True)
+                hook.write_text(PRE_RECEIVE)
+                hook.chmod(0o755)
         return hooks
 
 
