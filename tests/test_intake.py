@@ -58,32 +58,42 @@ def test_a_command_on_an_issue_records_one_pending_task(client, store):
     assert (task.installation_id, task.comment_id, task.acknowledged_at) == (77, 42, None)
 
 
+SIGNATURE_REFUSED = "missing or invalid X-Hub-Signature-256"
+HEADERS_MISSING = "missing X-GitHub-Event or X-GitHub-Delivery header"
+
+
 @pytest.mark.parametrize(
-    "case, kwargs, status",
+    "case, kwargs, status, message",
     [
-        ("missing signature", dict(signature=""), 401),
-        ("signature with another secret", dict(signature=sign(b"{}", "other")), 401),
-        ("signature over other bytes", dict(signature=sign(b'{"action": "created"}')), 401),
-        ("sha1-style signature", dict(signature="sha1=" + "0" * 40), 401),
-        ("missing event header", dict(event=""), 400),
-        ("missing delivery header", dict(guid=""), 400),
-        ("body is not JSON", dict(raw=b"not json"), 400),
-        ("body is a JSON array", dict(raw=b"[1, 2]"), 400),
-        ("body is a JSON string", dict(raw=b'"@async-code hi"'), 400),
+        ("missing signature", dict(signature=""), 401, SIGNATURE_REFUSED),
+        ("signature with another secret", dict(signature=sign(b"{}", "other")), 401, SIGNATURE_REFUSED),
+        ("signature over other bytes", dict(signature=sign(b'{"action": "created"}')), 401,
+         SIGNATURE_REFUSED),
+        ("sha1-style signature", dict(signature="sha1=" + "0" * 40), 401, SIGNATURE_REFUSED),
+        ("missing event header", dict(event=""), 400, HEADERS_MISSING),
+        ("missing delivery header", dict(guid=""), 400, HEADERS_MISSING),
+        ("body is not JSON", dict(raw=b"not json"), 400, "body is not JSON"),
+        ("body is a JSON array", dict(raw=b"[1, 2]"), 400, "body is not a JSON object"),
+        ("body is a JSON string", dict(raw=b'"@async-code hi"'), 400, "body is not a JSON object"),
     ],
     ids=lambda value: value if isinstance(value, str) else "",
 )
-def test_bad_deliveries_are_refused_and_record_nothing(client, store, case, kwargs, status):
+def test_bad_deliveries_are_refused_and_record_nothing(client, store, case, kwargs, status, message):
     response = deliver(client, comment_payload(), **kwargs)
-    assert response.status_code == status, case
-    assert response.json["message"]
+    assert (response.status_code, response.json["message"]) == (status, message), case
     assert store.list() == []
     assert store.delivery_count() == 0
 
 
 def test_the_signature_is_checked_before_the_headers(client, store):
     response = deliver(client, comment_payload(), event="", signature="")
-    assert response.status_code == 401
+    assert (response.status_code, response.json["message"]) == (401, SIGNATURE_REFUSED)
+
+
+def test_the_headers_are_checked_before_the_body_is_parsed(client, store):
+    response = deliver(client, None, event="", raw=b"not json")
+    assert (response.status_code, response.json["message"]) == (400, HEADERS_MISSING)
+    assert store.delivery_count() == 0
 
 
 def test_a_body_over_25_mb_is_refused_before_anything_else(client, store):
