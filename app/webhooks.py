@@ -23,7 +23,8 @@ blueprint = Blueprint("webhooks", __name__)
 
 
 def signature_is_valid(secret: str, body: bytes, header: str | None) -> bool:
-    if not secret or not header or not header.startswith("sha256="):
+    # compare_digest refuses non-ASCII strings with a TypeError; such a header is simply wrong.
+    if not secret or not header or not header.isascii() or not header.startswith("sha256="):
         return False
     expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, header)

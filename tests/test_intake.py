@@ -70,6 +70,7 @@ HEADERS_MISSING = "missing X-GitHub-Event or X-GitHub-Delivery header"
         ("signature over other bytes", dict(signature=sign(b'{"action": "created"}')), 401,
          SIGNATURE_REFUSED),
         ("sha1-style signature", dict(signature="sha1=" + "0" * 40), 401, SIGNATURE_REFUSED),
+        ("non-ASCII signature", dict(signature="sha256=\u00e9" + "0" * 63), 401, SIGNATURE_REFUSED),
         ("missing event header", dict(event=""), 400, HEADERS_MISSING),
         ("missing delivery header", dict(guid=""), 400, HEADERS_MISSING),
         ("body is not JSON", dict(raw=b"not json"), 400, "body is not JSON"),
