@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 
 from flask import Blueprint, current_app, jsonify, request
 
@@ -17,6 +18,11 @@ from app.events import task_for_delivery
 from app.store import Duplicate
 
 MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
+# Both headers are stored and logged, so they are bounded. GitHub's event names are short words
+# and its delivery ids 36-character UUIDs.
+MAX_EVENT_CHARS = 100
+MAX_GUID_CHARS = 200
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("webhooks", __name__)
@@ -28,6 +34,17 @@ def signature_is_valid(secret: str, body: bytes, header: str | None) -> bool:
         return False
     expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, header)
+
+
+def header_problem(name: str, value: str | None, max_chars: int) -> str | None:
+    """Why a delivery header cannot be used, or None when it can."""
+    if not value:
+        return f"missing {name} header"
+    if len(value) > max_chars:
+        return f"{name} is longer than {max_chars} characters"
+    if not _VISIBLE_ASCII.fullmatch(value):
+        return f"{name} has characters other than visible ASCII"
+    return None
 
 
 def too_large():
@@ -53,8 +70,10 @@ def receive():
 
     event = request.headers.get("X-GitHub-Event")
     guid = request.headers.get("X-GitHub-Delivery")
-    if not event or not guid:
-        return _answer(400, "missing X-GitHub-Event or X-GitHub-Delivery header")
+    problem = (header_problem("X-GitHub-Event", event, MAX_EVENT_CHARS)
+               or header_problem("X-GitHub-Delivery", guid, MAX_GUID_CHARS))
+    if problem:
+        return _answer(400, problem)
     try:
         payload = json.loads(body)
     except ValueError:
