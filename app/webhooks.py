@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import re
 
 from flask import Blueprint, current_app, jsonify, request
 
 from app.events import task_for_delivery
+from app.payload import BadBody, payload_from_body
 from app.store import Duplicate
 
 MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
@@ -75,11 +75,9 @@ def receive():
     if problem:
         return _answer(400, problem)
     try:
-        payload = json.loads(body)
-    except ValueError:
-        return _answer(400, "body is not JSON")
-    if not isinstance(payload, dict):
-        return _answer(400, "body is not a JSON object")
+        payload = payload_from_body(body)
+    except BadBody as error:
+        return _answer(400, str(error))
 
     task = task_for_delivery(event, payload, settings.github_app_slug)
     recorded = store.record_delivery(guid, event, payload.get("action"), task)

@@ -107,6 +107,52 @@ def test_headers_at_their_bounds_are_accepted(client, store):
     assert (response.status_code, response.json["message"]) == (200, "ignored")
 
 
+def trigger_with(member: bytes) -> bytes:
+    """The body of a comment that records a task, with one more raw JSON member at the end."""
+    return json.dumps(comment_payload()).encode()[:-1] + b", " + member + b"}"
+
+
+@pytest.mark.parametrize("case, raw, message", by_case([
+    ("invalid UTF-8", trigger_with(b'"extra": "\xff"'), "body is not UTF-8"),
+    ("a surrogate encoded as UTF-8 bytes", trigger_with(b'"extra": "\xed\xa0\x80"'), "body is not UTF-8"),
+    ("UTF-16", json.dumps(comment_payload()).encode("utf-16"), "body is not UTF-8"),
+    ("a byte order mark", b"\xef\xbb\xbf" + json.dumps(comment_payload()).encode(), "body is not JSON"),
+    ("truncated", json.dumps(comment_payload()).encode()[:-1], "body is not JSON"),
+    ("NaN", trigger_with(b'"extra": NaN'), "body has NaN, which is not JSON"),
+    ("Infinity", trigger_with(b'"extra": Infinity'), "body has Infinity, which is not JSON"),
+    ("-Infinity", trigger_with(b'"extra": [-Infinity]'), "body has -Infinity, which is not JSON"),
+    ("a duplicate key", trigger_with(b'"action": "created"'), "body has an object with a duplicate key"),
+    ("a duplicate key in a nested object", trigger_with(b'"extra": {"a": 1, "a": 1}'),
+     "body has an object with a duplicate key"),
+    ("an integer of 41 digits", trigger_with(b'"extra": ' + b"9" * 41),
+     "body has an integer longer than 40 digits"),
+    ("a negative integer of 5,000 digits", trigger_with(b'"extra": -' + b"9" * 5000),
+     "body has an integer longer than 40 digits"),
+    ("arrays nested 100,000 deep", trigger_with(b'"extra": ' + b"[" * 100_000 + b"]" * 100_000),
+     "body is nested too deeply"),
+    ("objects nested 100,000 deep", trigger_with(b'"extra": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_000),
+     "body is nested too deeply"),
+]))
+def test_a_body_that_is_not_strict_json_is_refused(client, store, case, raw, message):
+    response = deliver(client, None, raw=raw)
+    assert (response.status_code, response.json["message"]) == (400, message)
+    assert store.list() == []
+    assert store.delivery_count() == 0
+
+
+@pytest.mark.parametrize("case, raw", by_case([
+    ("an integer of 40 digits", trigger_with(b'"extra": ' + b"9" * 40)),
+    ("a float beyond any integer", trigger_with(b'"extra": 1e999')),
+    ("arrays nested 100 deep", trigger_with(b'"extra": ' + b"[" * 100 + b"]" * 100)),
+    ("a lone surrogate, escaped", trigger_with(b'"extra": "\\ud800"')),
+    ("a NUL character, escaped", trigger_with(b'"extra": "\\u0000"')),
+]))
+def test_unusual_json_in_fields_nobody_reads_still_records_the_task(client, store, case, raw):
+    response = deliver(client, None, raw=raw)
+    assert response.status_code == 202
+    assert len(store.list()) == 1
+
+
 def test_the_signature_is_checked_before_the_headers(client, store):
     response = deliver(client, comment_payload(), event="", signature="")
     assert (response.status_code, response.json["message"]) == (401, SIGNATURE_REFUSED)
