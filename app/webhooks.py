@@ -1,7 +1,9 @@
 """The webhook endpoint: verify, deduplicate, record, answer. No outbound calls.
 
 The order of checks is deliberate: size first (cheap, before reading), then the signature over
-the raw bytes (nothing unauthenticated is parsed), then the headers and the JSON.
+the raw bytes (nothing unauthenticated is parsed), then the headers and the JSON. A signed
+delivery of any shape gets a 4xx or a 2xx: what cannot be read is refused with a message saying
+why, and a payload whose fields are not what GitHub sends is recorded and ignored.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import re
 
 from flask import Blueprint, current_app, jsonify, request
 
-from app.events import task_for_delivery
-from app.payload import BadBody, payload_from_body
+from app.events import action_of, task_for_delivery
+from app.payload import BadBody, MalformedPayload, payload_from_body
 from app.store import Duplicate
 
 MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
@@ -79,13 +81,22 @@ def receive():
     except BadBody as error:
         return _answer(400, str(error))
 
-    task = task_for_delivery(event, payload, settings.github_app_slug)
-    recorded = store.record_delivery(guid, event, payload.get("action"), task)
+    malformed = None
+    try:
+        task = task_for_delivery(event, payload, settings.github_app_slug)
+    except MalformedPayload as error:
+        task, malformed = None, str(error)
+    recorded = store.record_delivery(guid, event, action_of(payload), task)
     if isinstance(recorded, Duplicate):
         log.info("delivery %s ignored: %s", guid, recorded.value)
         return _answer(200, "duplicate delivery")
     if recorded is None:
-        return _answer(200, "pong" if event == "ping" else "ignored")
+        if event == "ping":
+            return _answer(200, "pong")
+        if malformed:
+            log.info("delivery %s ignored: %s", guid, malformed)
+            return _answer(200, "ignored", reason=malformed)
+        return _answer(200, "ignored")
     log.info("delivery %s: task %s for %s#%s by %s", guid, recorded.id, recorded.repo,
              recorded.number, recorded.requested_by)
     current_app.config["ON_TASK_RECORDED"]()

@@ -153,6 +153,102 @@ def test_unusual_json_in_fields_nobody_reads_still_records_the_task(client, stor
     assert len(store.list()) == 1
 
 
+MISSING = object()
+
+
+def comment_with(path: str, value) -> dict:
+    """A comment that records a task, with the field at a dotted path replaced or removed."""
+    payload = json.loads(json.dumps(comment_payload()))  # the sender and the author are one dict
+    *parents, key = path.split(".")
+    parent = payload
+    for name in parents:
+        parent = parent[name]
+    if value is MISSING:
+        del parent[key]
+    else:
+        parent[key] = value
+    return payload
+
+
+NOT_AN_ID = "is not a positive 64-bit integer"
+NOT_AN_ACTION = "action is not a short lower-case word"
+
+
+@pytest.mark.parametrize("case, path, value, reason", by_case([
+    ("action is an object", "action", {"created": True}, NOT_AN_ACTION),
+    ("action is a list", "action", ["created"], NOT_AN_ACTION),
+    ("action is a number", "action", 1, NOT_AN_ACTION),
+    ("action is true", "action", True, NOT_AN_ACTION),
+    ("action has a lone surrogate", "action", "created\ud800", NOT_AN_ACTION),
+    ("action of 10,000 characters", "action", "c" * 10_000, NOT_AN_ACTION),
+    ("installation id beyond SQLite's integers", "installation.id", 2**63, "installation.id " + NOT_AN_ID),
+    ("installation id of 40 digits", "installation.id", 10**39, "installation.id " + NOT_AN_ID),
+    ("installation id 0", "installation.id", 0, "installation.id " + NOT_AN_ID),
+    ("installation id negative", "installation.id", -77, "installation.id " + NOT_AN_ID),
+    ("installation id a float", "installation.id", 77.0, "installation.id " + NOT_AN_ID),
+    ("installation id a string", "installation.id", "77", "installation.id " + NOT_AN_ID),
+    ("installation id null", "installation.id", None, "installation.id " + NOT_AN_ID),
+    ("installation missing", "installation", MISSING, "installation is not an object"),
+    ("installation a list", "installation", [{"id": 77}], "installation is not an object"),
+    ("issue number true", "issue.number", True, "issue.number " + NOT_AN_ID),
+    ("issue a list", "issue", [1], "issue is not an object"),
+    ("issue title a list", "issue.title", ["Issue 7"], "issue.title is not a string"),
+    ("issue body a number", "issue.body", 5, "issue.body is not a string"),
+    ("issue body with a lone surrogate", "issue.body", "broken \udc00 text", "issue.body has a lone surrogate"),
+    ("issue body over 65,536 characters", "issue.body", "x" * 65_537,
+     "issue.body is longer than 65536 characters"),
+    ("comment a number", "comment", 42, "comment is not an object"),
+    ("comment null", "comment", None, "comment is not an object"),
+    ("comment id a string", "comment.id", "42", "comment.id " + NOT_AN_ID),
+    ("comment id missing", "comment.id", MISSING, "comment.id " + NOT_AN_ID),
+    ("comment body a number", "comment.body", 7, "comment.body is not a string"),
+    ("comment body an object", "comment.body", {"text": "@async-code hi"}, "comment.body is not a string"),
+    ("comment body with a lone surrogate", "comment.body", "@async-code add \ud800",
+     "comment.body has a lone surrogate"),
+    ("comment body over 65,536 characters", "comment.body", "@async-code " + "x" * 65_536,
+     "comment.body is longer than 65536 characters"),
+    ("comment author missing", "comment.user", MISSING, "comment.user is not an object"),
+    ("comment author's type a number", "comment.user.type", 1, "comment.user.type is not a string"),
+    ("sender a string", "sender", "alice", "sender is not an object"),
+    ("sender login a number", "sender.login", 5, "sender.login is not a string"),
+    ("sender login a path", "sender.login", "../../admin", "sender.login is not a name GitHub gives"),
+    ("sender login empty", "sender.login", "", "sender.login is not a name GitHub gives"),
+    ("sender id beyond SQLite's integers", "sender.id", 2**64, "sender.id " + NOT_AN_ID),
+    ("repository missing", "repository", MISSING, "repository is not an object"),
+    ("repository name a number", "repository.full_name", 1, "repository.full_name is not a string"),
+    ("repository name without owner", "repository.full_name", "widgets",
+     "repository.full_name is not a name GitHub gives"),
+    ("repository name of three parts", "repository.full_name", "acme/widgets/issues",
+     "repository.full_name is not a name GitHub gives"),
+    ("repository name ..", "repository.full_name", "acme/..", "repository.full_name is not a name GitHub gives"),
+    ("repository owner ..", "repository.full_name", "../widgets", "repository.full_name is not a name GitHub gives"),
+]))
+def test_a_comment_with_a_malformed_field_is_ignored(client, store, case, path, value, reason):
+    response = deliver(client, comment_with(path, value))
+    assert (response.status_code, response.json) == (200, {"message": "ignored", "reason": reason})
+    assert store.list() == []
+    assert store.delivery_count() == 1
+
+
+@pytest.mark.parametrize("case, path, value, recorded", by_case([
+    ("ids at SQLite's largest integer", "installation.id", 2**63 - 1, ("installation_id", 2**63 - 1)),
+    ("issue body null", "issue.body", None, ("issue_body", "")),
+    ("issue title missing", "issue.title", MISSING, ("issue_title", "")),
+    ("issue body of 65,536 characters", "issue.body", "x" * 65_536, ("issue_body", "x" * 65_536)),
+    ("an emoji, escaped as a surrogate pair", "comment.body", "@async-code add \U0001F680",
+     ("instruction", "add \U0001F680")),
+    ("pull_request null", "issue.pull_request", None, ("number", 7)),
+    ("a repository name with dots", "repository.full_name", "acme/.github", ("repo", "acme/.github")),
+    ("a managed user's login", "sender.login", "alice_acme", ("requested_by", "alice_acme")),
+]))
+def test_a_comment_at_the_edges_of_its_shape_records_a_task(client, store, case, path, value, recorded):
+    response = deliver(client, comment_with(path, value))
+    assert response.status_code == 202
+    [task] = store.list()
+    field, expected = recorded
+    assert getattr(task, field) == expected
+
+
 def test_the_signature_is_checked_before_the_headers(client, store):
     response = deliver(client, comment_payload(), event="", signature="")
     assert (response.status_code, response.json["message"]) == (401, SIGNATURE_REFUSED)
