@@ -172,6 +172,7 @@ def comment_with(path: str, value) -> dict:
 
 NOT_AN_ID = "is not a positive 64-bit integer"
 NOT_AN_ACTION = "action is not a short lower-case word"
+NOT_A_REPO = "repository.full_name is not a name GitHub gives"
 
 
 @pytest.mark.parametrize("case, path, value, reason", by_case([
@@ -194,7 +195,8 @@ NOT_AN_ACTION = "action is not a short lower-case word"
     ("issue a list", "issue", [1], "issue is not an object"),
     ("issue title a list", "issue.title", ["Issue 7"], "issue.title is not a string"),
     ("issue body a number", "issue.body", 5, "issue.body is not a string"),
-    ("issue body with a lone surrogate", "issue.body", "broken \udc00 text", "issue.body has a lone surrogate"),
+    ("issue body with a lone surrogate", "issue.body", "broken \udc00 text",
+     "issue.body has a lone surrogate"),
     ("issue body over 65,536 characters", "issue.body", "x" * 65_537,
      "issue.body is longer than 65536 characters"),
     ("comment a number", "comment", 42, "comment is not an object"),
@@ -216,12 +218,10 @@ NOT_AN_ACTION = "action is not a short lower-case word"
     ("sender id beyond SQLite's integers", "sender.id", 2**64, "sender.id " + NOT_AN_ID),
     ("repository missing", "repository", MISSING, "repository is not an object"),
     ("repository name a number", "repository.full_name", 1, "repository.full_name is not a string"),
-    ("repository name without owner", "repository.full_name", "widgets",
-     "repository.full_name is not a name GitHub gives"),
-    ("repository name of three parts", "repository.full_name", "acme/widgets/issues",
-     "repository.full_name is not a name GitHub gives"),
-    ("repository name ..", "repository.full_name", "acme/..", "repository.full_name is not a name GitHub gives"),
-    ("repository owner ..", "repository.full_name", "../widgets", "repository.full_name is not a name GitHub gives"),
+    ("repository name without owner", "repository.full_name", "widgets", NOT_A_REPO),
+    ("repository name of three parts", "repository.full_name", "acme/widgets/issues", NOT_A_REPO),
+    ("repository name ..", "repository.full_name", "acme/..", NOT_A_REPO),
+    ("repository owner ..", "repository.full_name", "../widgets", NOT_A_REPO),
 ]))
 def test_a_comment_with_a_malformed_field_is_ignored(client, store, case, path, value, reason):
     response = deliver(client, comment_with(path, value))
@@ -231,7 +231,9 @@ def test_a_comment_with_a_malformed_field_is_ignored(client, store, case, path, 
 
 
 @pytest.mark.parametrize("case, path, value, recorded", by_case([
-    ("ids at SQLite's largest integer", "installation.id", 2**63 - 1, ("installation_id", 2**63 - 1)),
+    ("installation id at SQLite's largest integer", "installation.id", 2**63 - 1,
+     ("installation_id", 2**63 - 1)),
+    ("comment id at SQLite's largest integer", "comment.id", 2**63 - 1, ("comment_id", 2**63 - 1)),
     ("issue body null", "issue.body", None, ("issue_body", "")),
     ("issue title missing", "issue.title", MISSING, ("issue_title", "")),
     ("issue body of 65,536 characters", "issue.body", "x" * 65_536, ("issue_body", "x" * 65_536)),
