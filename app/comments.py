@@ -8,35 +8,40 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.payload import LOGIN, REPO_FULL_NAME, read_id, read_object, read_text
 from app.store import NewTask
 from app.triggers import find_instruction, is_bot
 
 
 def task_from_comment(payload: dict[str, Any], slug: str) -> NewTask | None:
-    """The task an `issue_comment`/`created` delivery asks for, or None."""
-    issue = payload.get("issue") or {}
-    comment = payload.get("comment") or {}
-    sender = payload.get("sender") or {}
-    repository = payload.get("repository") or {}
-    installation = payload.get("installation") or {}
-    if issue.get("pull_request") is not None:
+    """The task an `issue_comment`/`created` delivery asks for, or None.
+
+    Raises MalformedPayload when a field it reads is missing or not what GitHub sends. Every
+    field is read before anything is decided, so whether a payload is malformed never depends
+    on what the comment says.
+    """
+    on_pull_request = read_object(payload, "issue").get("pull_request") is not None
+    sender, author = _user(payload, "sender"), _user(payload, "comment.user")
+    body = read_text(payload, "comment.body", optional=True)
+    repo = read_text(payload, "repository.full_name", pattern=REPO_FULL_NAME)
+    installation_id = read_id(payload, "installation.id")
+    number = read_id(payload, "issue.number")
+    comment_id = read_id(payload, "comment.id")
+    sender_id = read_id(payload, "sender.id")
+    issue_title = read_text(payload, "issue.title", optional=True)
+    issue_body = read_text(payload, "issue.body", optional=True)
+
+    if on_pull_request or is_bot(sender) or is_bot(author):
         return None
-    if is_bot(sender) or is_bot(comment.get("user") or {}):
-        return None
-    if not installation.get("id") or not repository.get("full_name") or not issue.get("number"):
-        return None
-    instruction = find_instruction(comment.get("body") or "", slug)
+    instruction = find_instruction(body, slug)
     if instruction is None:
         return None
-    return NewTask(
-        trigger="comment",
-        repo=repository["full_name"],
-        installation_id=int(installation["id"]),
-        number=int(issue["number"]),
-        comment_id=comment.get("id"),
-        instruction=instruction,
-        requested_by=sender.get("login", ""),
-        requested_by_id=sender.get("id"),
-        issue_title=issue.get("title") or "",
-        issue_body=issue.get("body") or "",
-    )
+    return NewTask(trigger="comment", repo=repo, installation_id=installation_id, number=number,
+                   comment_id=comment_id, instruction=instruction, requested_by=sender["login"],
+                   requested_by_id=sender_id, issue_title=issue_title, issue_body=issue_body)
+
+
+def _user(payload: dict[str, Any], path: str) -> dict[str, str]:
+    """The fields of a user object that `is_bot` and the task read, each checked."""
+    return {"login": read_text(payload, f"{path}.login", pattern=LOGIN),
+            "type": read_text(payload, f"{path}.type", optional=True)}

@@ -1,32 +1,52 @@
 """The webhook endpoint: verify, deduplicate, record, answer. No outbound calls.
 
 The order of checks is deliberate: size first (cheap, before reading), then the signature over
-the raw bytes (nothing unauthenticated is parsed), then the headers and the JSON.
+the raw bytes (nothing unauthenticated is parsed), then the headers and the JSON. A signed
+delivery of any shape gets a 4xx or a 2xx: what cannot be read is refused with a message saying
+why, and a payload whose fields are not what GitHub sends is recorded and ignored.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
+import re
 
 from flask import Blueprint, current_app, jsonify, request
 
-from app.events import task_for_delivery
+from app.events import action_of, task_for_delivery
+from app.payload import BadBody, MalformedPayload, payload_from_body
 from app.store import Duplicate
 
 MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
+# Both headers are stored and logged, so they are bounded. GitHub's event names are short words
+# and its delivery ids 36-character UUIDs.
+MAX_EVENT_CHARS = 100
+MAX_GUID_CHARS = 200
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("webhooks", __name__)
 
 
 def signature_is_valid(secret: str, body: bytes, header: str | None) -> bool:
-    if not secret or not header or not header.startswith("sha256="):
+    # compare_digest refuses non-ASCII strings with a TypeError; such a header is simply wrong.
+    if not secret or not header or not header.isascii() or not header.startswith("sha256="):
         return False
     expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, header)
+
+
+def header_problem(name: str, value: str | None, max_chars: int) -> str | None:
+    """Why a delivery header cannot be used, or None when it can."""
+    if not value:
+        return f"missing {name} header"
+    if len(value) > max_chars:
+        return f"{name} is longer than {max_chars} characters"
+    if not _VISIBLE_ASCII.fullmatch(value):
+        return f"{name} has characters other than visible ASCII"
+    return None
 
 
 def too_large():
@@ -52,22 +72,31 @@ def receive():
 
     event = request.headers.get("X-GitHub-Event")
     guid = request.headers.get("X-GitHub-Delivery")
-    if not event or not guid:
-        return _answer(400, "missing X-GitHub-Event or X-GitHub-Delivery header")
+    problem = (header_problem("X-GitHub-Event", event, MAX_EVENT_CHARS)
+               or header_problem("X-GitHub-Delivery", guid, MAX_GUID_CHARS))
+    if problem:
+        return _answer(400, problem)
     try:
-        payload = json.loads(body)
-    except ValueError:
-        return _answer(400, "body is not JSON")
-    if not isinstance(payload, dict):
-        return _answer(400, "body is not a JSON object")
+        payload = payload_from_body(body)
+    except BadBody as error:
+        return _answer(400, str(error))
 
-    task = task_for_delivery(event, payload, settings.github_app_slug)
-    recorded = store.record_delivery(guid, event, payload.get("action"), task)
+    malformed = None
+    try:
+        task = task_for_delivery(event, payload, settings.github_app_slug)
+    except MalformedPayload as error:
+        task, malformed = None, str(error)
+    recorded = store.record_delivery(guid, event, action_of(payload), task)
     if isinstance(recorded, Duplicate):
         log.info("delivery %s ignored: %s", guid, recorded.value)
         return _answer(200, "duplicate delivery")
     if recorded is None:
-        return _answer(200, "pong" if event == "ping" else "ignored")
+        if event == "ping":
+            return _answer(200, "pong")
+        if malformed:
+            log.info("delivery %s ignored: %s", guid, malformed)
+            return _answer(200, "ignored", reason=malformed)
+        return _answer(200, "ignored")
     log.info("delivery %s: task %s for %s#%s by %s", guid, recorded.id, recorded.repo,
              recorded.number, recorded.requested_by)
     current_app.config["ON_TASK_RECORDED"]()
