@@ -7,6 +7,7 @@ This is the one place that puts the parts together: the webhook app from `app/` 
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import signal
@@ -18,6 +19,8 @@ from app.settings import Settings, SettingsError, load_settings
 from app.store import Store
 
 log = logging.getLogger(__name__)
+
+_M_MMAP_THRESHOLD = -3  # mallopt's parameter number in glibc's malloc.h
 
 
 class _RedactSecrets(logging.Filter):
@@ -100,6 +103,7 @@ def serve(host: str, port: int, workers: int) -> None:
 
     from app import create_app
 
+    _return_freed_buffers_to_the_system()
     # waitress exits on SIGINT; make SIGTERM (docker stop, systemd) do the same.
     signal.signal(signal.SIGTERM, _interrupt)
     log.info("listening on http://%s:%d with %d execution slot(s); data in %s", host, port,
@@ -114,6 +118,19 @@ def serve(host: str, port: int, workers: int) -> None:
         if runner:
             runner.stop(timeout=5)
         log.info("stopped")
+
+
+def _return_freed_buffers_to_the_system() -> None:
+    """Make glibc map buffers over 128 KiB on their own, so freeing one returns its memory.
+
+    Otherwise each of waitress's threads keeps the largest request bodies it has seen in its
+    own heap: 10,000 hostile deliveries grew the service by 40-90 MiB, with this by 5 MiB
+    (bench/README.md). Elsewhere than glibc nothing changes.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
+    except (OSError, AttributeError):
+        pass
 
 
 @cli.command()

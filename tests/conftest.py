@@ -221,6 +221,8 @@ def service_factory(tmp_path, github, model, app_key, sandbox_image) -> Iterator
     def make(**settings: str) -> Service:
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "DOCKER_HOST")}
         env.update({
+            # The checkout under test, whichever one the environment's editable install names.
+            "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
             "HOME": str(tmp_path),
             "GITHUB_APP_ID": str(APP_ID),
             "GITHUB_PRIVATE_KEY": app_key[0],
