@@ -16,6 +16,16 @@ from pathlib import Path
 DEFAULT_MODEL = "claude-sonnet-4-6"
 DEFAULT_API_URL = "https://api.github.com"
 _MEMORY = re.compile(r"^\d+(\.\d+)?[bkmg]?$", re.IGNORECASE)
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)([kmgt]?)$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def size_in_bytes(text: str) -> int | None:
+    """`512m`, `10g`, `1.5g` or a plain byte count as bytes; None when it is not a size."""
+    match = _SIZE.match(text.strip())
+    if not match:
+        return None
+    return int(float(match[1]) * _SIZE_UNITS[match[2].lower()])
 
 
 class SettingsError(Exception):
@@ -50,6 +60,9 @@ class Settings:
     sandbox_cpus: str = "2"
     sandbox_pids: str = "512"
     sandbox_uid: str = "61000"
+    sandbox_tmp: str = "1g"
+    max_tree_size: str = "10g"
+    max_changed_files: str = "1000"
     max_queue: str = "10"
 
     _ENV = {
@@ -71,6 +84,9 @@ class Settings:
         "sandbox_cpus": "ASYNC_CODE_SANDBOX_CPUS",
         "sandbox_pids": "ASYNC_CODE_SANDBOX_PIDS",
         "sandbox_uid": "ASYNC_CODE_SANDBOX_UID",
+        "sandbox_tmp": "ASYNC_CODE_SANDBOX_TMP",
+        "max_tree_size": "ASYNC_CODE_MAX_TREE_BYTES",
+        "max_changed_files": "ASYNC_CODE_MAX_CHANGED_FILES",
         "max_queue": "ASYNC_CODE_MAX_QUEUE",
     }
 
@@ -114,6 +130,18 @@ class Settings:
     @property
     def sandbox_user_id(self) -> int:
         return int(self.sandbox_uid)
+
+    @property
+    def sandbox_tmp_bytes(self) -> int:
+        return size_in_bytes(self.sandbox_tmp) or 0
+
+    @property
+    def max_tree_bytes(self) -> int:
+        return size_in_bytes(self.max_tree_size) or 0
+
+    @property
+    def max_changed_file_count(self) -> int:
+        return int(self.max_changed_files)
 
     @property
     def max_queue_per_repo(self) -> int:
@@ -182,7 +210,7 @@ class Settings:
             found.append(f"ANTHROPIC_BASE_URL={self.anthropic_base_url!r} must be an http(s) URL")
         # The sandbox user is never root (uid 0).
         for attribute, minimum in (("task_timeout", 1), ("max_turns", 1), ("sandbox_pids", 16),
-                                   ("sandbox_uid", 1), ("max_queue", 1)):
+                                   ("sandbox_uid", 1), ("max_changed_files", 1), ("max_queue", 1)):
             value = getattr(self, attribute)
             if not value.isdigit() or int(value) < minimum:
                 found.append(f"{self.env_name(attribute)}={value!r} must be a whole number ≥ {minimum}")
@@ -193,6 +221,11 @@ class Settings:
             found.append(f"ASYNC_CODE_SANDBOX_CPUS={self.sandbox_cpus!r} must be a positive number, e.g. 2 or 0.5")
         if not _MEMORY.match(self.sandbox_memory):
             found.append(f"ASYNC_CODE_SANDBOX_MEMORY={self.sandbox_memory!r} must be a size like 2g or 512m")
+        for attribute, smallest in (("sandbox_tmp", 1024**2), ("max_tree_size", 1024**2)):
+            value = getattr(self, attribute)
+            if (size_in_bytes(value) or 0) < smallest:
+                found.append(f"{self.env_name(attribute)}={value!r} must be a size of at least 1m, "
+                             "like 512m or 10g")
         if not self.sandbox_image:
             found.append("ASYNC_CODE_SANDBOX_IMAGE must name a Docker image")
         return found

@@ -22,6 +22,10 @@ PENDING, RUNNING, COMPLETED, FAILED, REJECTED = "pending", "running", "completed
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS deliveries (
     guid        TEXT PRIMARY KEY,
     event       TEXT NOT NULL,
@@ -155,6 +159,14 @@ class Store:
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         finally:
             db.close()
+
+    def instance_id(self) -> str:
+        """This store's own id, made on first use: it labels the store's sandbox containers,
+        so two installations sharing a Docker engine never remove each other's."""
+        with self._connect(immediate=True) as db:
+            db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('instance', ?)",
+                       (uuid.uuid4().hex[:16],))
+            return db.execute("SELECT value FROM meta WHERE key = 'instance'").fetchone()["value"]
 
     @contextmanager
     def _connect(self, immediate: bool = False) -> Iterator[sqlite3.Connection]:

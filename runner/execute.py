@@ -16,6 +16,7 @@ import docker
 from app.store import COMPLETED, FAILED, Task
 from runner import pull_request, status, workspace
 from runner.agent import AgentError, AgentResult, AgentTimeout, ClaudeAgent, task_request
+from runner.disk_watch import DiskWatch
 from runner.files import FileEditor
 from runner.github import EXECUTE_PERMISSIONS, GitHubError, RepoClient
 from runner.sandbox import (MOUNT_POINT, TASK_LABEL, DockerDeployment, SandboxError, SandboxLimits,
@@ -90,7 +91,12 @@ class _TaskRun:
             _require_sandbox_gone(self.services.docker, task)
             sandbox_gone = True
             try:
-                changes = workspace.collect_changes(ws)
+                changes = workspace.collect_changes(
+                    ws, max_changed_files=self.services.settings.max_changed_file_count)
+            except workspace.TooManyChanges as error:
+                raise TaskFailed(f"the agent changed {error.count:,} files, more than "
+                                 f"ASYNC_CODE_MAX_CHANGED_FILES ({error.limit:,}) allows; nothing "
+                                 "was pushed. Ask for a smaller change or raise the limit.") from None
             except workspace.GitError as error:
                 raise TaskFailed(f"the agent's work could not be read: {error}") from None
             outcome = dict(output=result.answer, chat_history=result.transcript, exit_code=0,
@@ -219,12 +225,14 @@ def _run_agent(task: Task, services: Services, tree: Path, owner: tuple[int, int
     settings, store = services.settings, services.store
     deployment = DockerDeployment(
         services.docker, image=settings.sandbox_image, work_tree=tree, task_id=task.id,
-        user=f"{owner[0]}:{owner[1]}", mount_point=MOUNT_POINT,
+        instance=services.instance, user=f"{owner[0]}:{owner[1]}", mount_point=MOUNT_POINT,
         limits=SandboxLimits(memory=settings.sandbox_memory, cpus=float(settings.sandbox_cpus),
-                             pids=int(settings.sandbox_pids)))
-    # The wall clock is enforced from outside: removing the container ends whatever runs in it.
+                             pids=int(settings.sandbox_pids), tmp_bytes=settings.sandbox_tmp_bytes))
+    # The wall clock and the tree's size are enforced from outside: removing the container
+    # ends whatever runs in it.
     watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), deployment.stop)
     watchdog.daemon = True
+    disk = DiskWatch(tree, settings.max_tree_bytes, deployment.stop)
     try:
         try:
             runtime = deployment.start()
@@ -232,6 +240,7 @@ def _run_agent(task: Task, services: Services, tree: Path, owner: tuple[int, int
             raise TaskFailed(f"the sandbox could not start: {error}") from None
         store.update(task.id, container_id=deployment.container_id)
         watchdog.start()
+        disk.start()
         agent = ClaudeAgent(services.anthropic, model=settings.model,
                             max_turns=settings.max_turn_count)
         editor = FileEditor(tree, owner=owner, mount_point=MOUNT_POINT)
@@ -242,12 +251,27 @@ def _run_agent(task: Task, services: Services, tree: Path, owner: tuple[int, int
                                runtime=runtime, editor=editor, deadline=deadline,
                                on_progress=on_progress)
         except AgentTimeout:
-            raise TaskFailed(f"the task ran out of time ({status.format_duration(settings.timeout_seconds)}, "
-                             "ASYNC_CODE_TASK_TIMEOUT). Ask for a smaller change or raise the "
-                             "limit.") from None
+            if disk.exceeded_with is None:
+                raise TaskFailed(f"the task ran out of time ({status.format_duration(settings.timeout_seconds)}, "
+                                 "ASYNC_CODE_TASK_TIMEOUT). Ask for a smaller change or raise the "
+                                 "limit.") from None
         except AgentError as error:
             raise TaskFailed(str(error)) from None
+        disk.stop()
+        # Measured once more: the tree may have grown since the last look.
+        if disk.exceeded_with is not None or disk.check():
+            raise TaskFailed(f"the work tree grew to {_size(disk.exceeded_with or 0)}, more than "
+                             f"ASYNC_CODE_MAX_TREE_BYTES ({settings.max_tree_size}) allows; the "
+                             "sandbox was stopped and nothing was pushed.")
         return result
     finally:
         watchdog.cancel()
+        disk.stop()
         deployment.stop()
+
+
+def _size(count: int) -> str:
+    for unit, factor in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if count >= factor:
+            return f"{count / factor:.1f} {unit}"
+    return f"{count} bytes"

@@ -22,6 +22,8 @@ from runner.sandbox import MOUNT_POINT
 log = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 1024 * 1024
+LISTED_PER_DIRECTORY = 1000
+LISTED_PER_SUBDIRECTORY = 100
 _SNIPPET_CONTEXT = 4
 _MAX_OCCURRENCES_SHOWN = 10
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -289,22 +291,36 @@ class FileEditor:
             os.fchown(fd, *self._owner)
 
     def _listing(self, dir_fd: int, shown: str) -> str:
-        entries: list[str] = []
+        # Bounded however large the directories are: at most LISTED_PER_DIRECTORY names are
+        # read from each, and listing stops once the answer is full.
+        lines: list[str] = []
+        size = 0
         base = shown.rstrip("/")
-        for name, is_dir in _visible_entries(dir_fd):
-            entries.append(f"{base}/{name}/" if is_dir else f"{base}/{name}")
-            if is_dir:
+        entries, more = _visible_entries(dir_fd, LISTED_PER_DIRECTORY)
+        for name, is_dir in entries:
+            lines.append(f"{base}/{name}/" if is_dir else f"{base}/{name}")
+            size += len(lines[-1]) + 1
+            if is_dir and size < self._max_output:
                 try:
                     sub = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
                 except OSError:
                     continue  # changed meanwhile; list what is there
                 try:
-                    for child, child_is_dir in _visible_entries(sub):
-                        entries.append(f"{base}/{name}/{child}" + ("/" if child_is_dir else ""))
+                    children, more_children = _visible_entries(sub, LISTED_PER_SUBDIRECTORY)
                 finally:
                     os.close(sub)
+                inner = [f"{base}/{name}/{child}" + ("/" if child_is_dir else "")
+                         for child, child_is_dir in children]
+                if more_children:
+                    inner.append(f"{base}/{name}/… (more entries; view {base}/{name} to list them)")
+                lines.extend(inner)
+                size += sum(len(line) + 1 for line in inner)
+            if size >= self._max_output:
+                break
+        if more:
+            lines.append(f"… (more than {LISTED_PER_DIRECTORY} entries in {shown}; list them with bash)")
         header = f"Files and directories up to 2 levels deep in {shown}, hidden items excluded:\n"
-        return self._cap(header + "\n".join(entries) + "\n", hint="view a subdirectory")
+        return self._cap(header + "\n".join(lines) + "\n", hint="view a subdirectory")
 
     def _snippet(self, text: str, shown: str, first: int, last: int) -> str:
         lines = _split_lines(text)
@@ -390,11 +406,14 @@ def _exists(dir_fd: int, name: str) -> bool:
     return True
 
 
-def _visible_entries(dir_fd: int) -> list[tuple[str, bool]]:
+def _visible_entries(dir_fd: int, limit: int) -> tuple[list[tuple[str, bool]], bool]:
+    """Up to `limit` entries not starting with a dot, sorted, and whether there were more."""
+    found: list[tuple[str, bool]] = []
     with os.scandir(dir_fd) as it:
-        found = [
-            (entry.name, entry.is_dir(follow_symlinks=False))
-            for entry in it
-            if not entry.name.startswith(".")
-        ]
-    return sorted(found)
+        for entry in it:
+            if entry.name.startswith("."):
+                continue
+            if len(found) == limit:
+                return sorted(found), True
+            found.append((entry.name, entry.is_dir(follow_symlinks=False)))
+    return sorted(found), False

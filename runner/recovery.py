@@ -84,9 +84,9 @@ def recover(services: Services, *, starting: bool) -> None:
 
     # Read again now: a task claimed since the snapshot above must keep its container and tree.
     live = store.unfinished_ids()
-    containers = remove_task_containers(services.docker, keep=live)
+    containers = remove_task_containers(services.docker, services.instance, keep=live)
     # A tree stays while a container that could still write to it exists.
-    keep_trees = live | task_ids_with_containers(services.docker)
+    keep_trees = live | task_ids_with_containers(services.docker, services.instance)
     trees = workspace.remove_leftovers(services.settings.workspaces_path, keep=keep_trees)
     if containers or trees:
         log.info("removed %d leftover sandbox container(s) and %d work tree(s)",

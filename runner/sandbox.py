@@ -34,6 +34,7 @@ MOUNT_POINT = "/workspace"
 # write the tree without chown.
 
 TASK_LABEL = "async-code.task"
+INSTANCE_LABEL = "async-code.instance"  # the store's id: clean-up touches only its own
 
 # `sleep` with a huge argument exists in busybox and coreutils; docker-init (init=True) is PID 1
 # so processes orphaned by killed commands are reaped instead of piling up as zombies.
@@ -79,6 +80,7 @@ class SandboxLimits:
     memory: str = "2g"
     cpus: float = 2.0
     pids: int = 512
+    tmp_bytes: int = 1024**3  # /tmp, the sandbox's only writable place besides the work tree
 
 
 @dataclass(frozen=True)
@@ -111,13 +113,15 @@ class DockerDeployment:
         image: str,
         work_tree: Path,
         task_id: str,
+        instance: str,
         user: str,
         limits: SandboxLimits,
         mount_point: str = MOUNT_POINT,
         network_mode: str = "none",
     ) -> None:
-        if not task_id:
-            raise ValueError("task_id must not be empty")
+        if not task_id or not instance:
+            raise ValueError("task_id and instance must not be empty")
+        self.instance = instance
         self.container_id: str | None = None
         self._client = client
         self._image = image
@@ -154,11 +158,16 @@ class DockerDeployment:
                     entrypoint=_KEEP_ALIVE[:1],
                     command=_KEEP_ALIVE[1:],
                     name=self.name,
-                    labels={TASK_LABEL: self.task_id},
+                    labels={TASK_LABEL: self.task_id, INSTANCE_LABEL: self.instance},
                     user=self._user,
                     working_dir=self._mount_point,
                     environment={"HOME": "/tmp"},
                     mounts=[Mount(target=self._mount_point, source=str(work_tree), type="bind")],
+                    # The image's own files stay as built; scratch space is a sized tmpfs
+                    # (charged to the memory limit), so the sandbox cannot fill the host's disk
+                    # except through the work tree, which runner/disk_watch.py measures.
+                    read_only=True,
+                    tmpfs={"/tmp": f"rw,nosuid,nodev,size={self._limits.tmp_bytes},mode=1777"},
                     network_mode=self._network_mode,
                     cap_drop=["ALL"],
                     security_opt=["no-new-privileges"],
@@ -350,19 +359,27 @@ class DockerRuntime:
         return SandboxError(f"cannot {action} in the sandbox: {_explain(exc)}")
 
 
-def task_ids_with_containers(client: docker.DockerClient) -> set[str]:
-    """The tasks that have a sandbox container, running or not."""
-    summaries = client.api.containers(all=True, filters={"label": TASK_LABEL})
-    return {(summary.get("Labels") or {}).get(TASK_LABEL, "") for summary in summaries}
+def task_ids_with_containers(client: docker.DockerClient, instance: str) -> set[str]:
+    """The tasks of this instance that have a sandbox container, running or not."""
+    return {(summary.get("Labels") or {}).get(TASK_LABEL, "")
+            for summary in _instance_containers(client, instance)}
 
 
-def remove_task_containers(client: docker.DockerClient, keep: Collection[str] = ()) -> list[str]:
-    """Force-remove every task container whose task id is not in `keep`; return the removed ids.
+def _instance_containers(client: docker.DockerClient, instance: str) -> list[dict]:
+    # Both labels must match: another instance on the same engine keeps its own containers.
+    return client.api.containers(all=True, filters={
+        "label": [TASK_LABEL, f"{INSTANCE_LABEL}={instance}"]})
+
+
+def remove_task_containers(client: docker.DockerClient, instance: str,
+                           keep: Collection[str] = ()) -> list[str]:
+    """Force-remove this instance's task containers whose task id is not in `keep`; return the
+    removed ids.
 
     Recovery (at start-up and every 30 s) uses it to clean up after runners that crashed.
     """
     removed: list[str] = []
-    for summary in client.api.containers(all=True, filters={"label": TASK_LABEL}):
+    for summary in _instance_containers(client, instance):
         task_id = (summary.get("Labels") or {}).get(TASK_LABEL, "")
         if task_id in keep:
             continue

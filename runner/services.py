@@ -20,6 +20,7 @@ class Services:
     github: GitHubApp
     docker: docker.DockerClient
     anthropic: anthropic.Anthropic
+    instance: str = ""  # the store's id, labelling this installation's sandboxes
 
 
 class ServiceUnavailable(RuntimeError):
@@ -41,4 +42,4 @@ def build_services(settings: Settings, store: Store) -> Services:
                                 # The agent retries itself, within the task's deadline.
                                 max_retries=0)
     return Services(settings=settings, store=store, github=github, docker=docker_client,
-                    anthropic=model)
+                    anthropic=model, instance=store.instance_id())

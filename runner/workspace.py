@@ -66,6 +66,14 @@ class EmptyRepository(GitError):
     """The repository has no commits, or no branch of the expected default name."""
 
 
+class TooManyChanges(GitError):
+    """The agent changed more files than the task may propose."""
+
+    def __init__(self, count: int, limit: int):
+        super().__init__(f"{count:,} files changed, more than the {limit:,} allowed")
+        self.count, self.limit = count, limit
+
+
 class PushRejected(GitError):
     """The remote refused the branch (a hook, branch protection, or a non-fast-forward)."""
 
@@ -138,21 +146,33 @@ def prepare(
     return ws
 
 
-def collect_changes(ws: Workspace) -> Changes:
+def collect_changes(ws: Workspace, *, max_changed_files: int | None = None) -> Changes:
     """Read the tree into a git tree of its own and describe it against HEAD.
 
     Call only once the sandbox has stopped: the runner reads files by path, so an agent still
-    running could swap a file for a symlink between the check and the read.
+    running could swap a file for a symlink between the check and the read. Raises
+    TooManyChanges past `max_changed_files`, before storing anything when added and deleted
+    files alone are too many.
     """
     head = _tracked(ws, "HEAD")
     try:
         taken = snapshot.take(ws.tree, head)
+        if max_changed_files is not None:
+            paths = {entry.path for entry in taken.entries}
+            added_or_deleted = len(paths ^ head.keys())
+            if added_or_deleted > max_changed_files:
+                raise TooManyChanges(added_or_deleted, max_changed_files)
         proposed = {entry.path: (entry.mode, entry.sha or _store_blob(ws, entry, head.get(entry.path)))
                     for entry in taken.entries}
     except OSError as error:  # unreadable, or a path longer than the system allows
         where = os.path.relpath(os.fsdecode(error.filename), ws.tree) if error.filename else "the work tree"
         raise GitError(f"{where}: {error.strerror}") from None
     workflows_left_out = _keep_workflows(proposed, head)
+    if max_changed_files is not None:
+        changed = sum(1 for path in proposed.keys() | head.keys()
+                      if path not in head or proposed.get(path) != (head[path].mode, head[path].sha))
+        if changed > max_changed_files:
+            raise TooManyChanges(changed, max_changed_files)
     index_lines = [b"%s %s\t%s\0" % (mode.encode(), sha.encode(), path)
                    for path, (mode, sha) in sorted(proposed.items())]
     index = ws.root / "proposed-index"

@@ -365,3 +365,31 @@ def test_insert_errors(tree, editor, line, message):
     with pytest.raises(ToolError, match=message):
         editor.handle({"command": "insert", "path": "src/app.py", "insert_line": line, "insert_text": "x"})
     assert (tree / "src" / "app.py").read_text() == "def main():\n    return 1\n"
+
+
+def test_viewing_a_huge_directory_reads_a_bounded_number_of_entries(tmp_path, monkeypatch):
+    from runner import files
+
+    (tmp_path / "many").mkdir()
+    for n in range(1500):
+        (tmp_path / "many" / f"f{n:04d}").touch()
+    for n in range(5):
+        (tmp_path / f"dir-{n}").mkdir()
+        for m in range(300):
+            (tmp_path / f"dir-{n}" / f"f{m}").touch()
+    limits: list[int] = []
+    real = files._visible_entries
+    monkeypatch.setattr(files, "_visible_entries",
+                        lambda fd, limit: (limits.append(limit), real(fd, limit))[1])
+    editor = FileEditor(tmp_path, owner=None, max_output=200_000)
+
+    many = editor.handle({"command": "view", "path": "many"})
+    top = editor.handle({"command": "view", "path": "."})
+    small = FileEditor(tmp_path, owner=None, max_output=2_000).handle({"command": "view", "path": "many"})
+
+    assert many.count("/workspace/many/f") == files.LISTED_PER_DIRECTORY
+    assert f"more than {files.LISTED_PER_DIRECTORY} entries in /workspace/many" in many
+    assert "/workspace/dir-0/… (more entries; view /workspace/dir-0 to list them)" in top
+    assert top.count("/workspace/dir-0/f") == files.LISTED_PER_SUBDIRECTORY
+    assert len(small) <= 2_000 and "output truncated" in small
+    assert max(limits) <= files.LISTED_PER_DIRECTORY

@@ -26,7 +26,7 @@ def services(tmp_path, github, app_key, docker_client):
     store.initialise()
     app = GitHubApp(app_id=str(APP_ID), private_key=app_key[0], api_url=github.base_url, slug="async-code")
     return Services(settings=Settings(data_dir=str(tmp_path / "data")), store=store, github=app,
-                    docker=docker_client, anthropic=None)
+                    docker=docker_client, anthropic=None, instance=store.instance_id())
 
 
 def add_task(services, github, number, *, status_=PENDING, claimed_by=None, heartbeat_at=None,
@@ -50,7 +50,7 @@ def leftovers_for(services, task_id, sandbox_image, tmp_path):
     tree = services.settings.workspaces_path / task_id / "tree"
     tree.mkdir(parents=True)
     deployment = DockerDeployment(services.docker, image=sandbox_image, work_tree=tree, task_id=task_id,
-                                  user="1000:1000", limits=SandboxLimits(memory="64m", cpus=0.5, pids=32))
+                                  instance=services.instance, user="1000:1000", limits=SandboxLimits(memory="64m", cpus=0.5, pids=32))
     deployment.start()
     return deployment
 

@@ -21,11 +21,13 @@ from runner.sandbox import (
     SandboxGone,
     SandboxLimits,
     remove_task_containers,
+    task_ids_with_containers,
 )
 
 SANDBOX_UID = 1000
 USER = f"{SANDBOX_UID}:{SANDBOX_UID}"
-SMALL_LIMITS = SandboxLimits(memory="256m", cpus=0.5, pids=64)
+INSTANCE = uuid.uuid4().hex[:16]  # this run's: another run on the same engine keeps its own
+SMALL_LIMITS = SandboxLimits(memory="256m", cpus=0.5, pids=64, tmp_bytes=8 * 1024 * 1024)
 
 
 @pytest.fixture
@@ -47,9 +49,8 @@ def make_deployment(docker_client, sandbox_image, work_tree):
     def make(**overrides) -> DockerDeployment:
         task_id = uuid.uuid4().hex
         task_ids.append(task_id)
-        options = dict(
-            image=sandbox_image, work_tree=work_tree, task_id=task_id, user=USER, limits=SMALL_LIMITS
-        )
+        options = dict(image=sandbox_image, work_tree=work_tree, task_id=task_id, instance=INSTANCE,
+                       user=USER, limits=SMALL_LIMITS)
         options.update(overrides)
         return DockerDeployment(docker_client, **options)
 
@@ -104,12 +105,29 @@ def test_container_is_confined(docker_client, make_deployment, work_tree):
         "/workspace",
         True,
     )
-    # And from the inside: no capabilities, no privilege gain, only a loopback interface.
-    status = runtime.run("grep -e CapEff -e NoNewPrivs /proc/self/status; cat /proc/net/dev", timeout=10)
-    assert "CapEff:\t0000000000000000" in status.output
+    assert host["ReadonlyRootfs"] is True
+    assert host["Tmpfs"] == {"/tmp": f"rw,nosuid,nodev,size={8 * 1024 * 1024},mode=1777"}
+    # And from the inside: no capabilities (the bounding set too), no privilege gain, only a
+    # loopback interface.
+    status = runtime.run("grep -e CapBnd -e NoNewPrivs /proc/self/status; cat /proc/net/dev", timeout=10)
+    assert "CapBnd:\t0000000000000000" in status.output
     assert "NoNewPrivs:\t1" in status.output
     interfaces = [line.split(":")[0].strip() for line in status.output.splitlines() if ":" in line]
-    assert [name for name in interfaces if name not in ("CapEff", "NoNewPrivs")] == ["lo"]
+    assert [name for name in interfaces if name not in ("CapBnd", "NoNewPrivs")] == ["lo"]
+
+
+def test_only_the_work_tree_and_a_sized_tmp_are_writable(make_deployment, work_tree):
+    runtime = make_deployment().start()
+
+    image = runtime.run("touch /bin/planted; echo rc=$?", timeout=10)
+    tmp = runtime.run("echo scratch > /tmp/a && cat /tmp/a", timeout=10)
+    full = runtime.run("dd if=/dev/zero of=/tmp/big bs=1M count=16 2>&1; echo rc=$?", timeout=30)
+    tree = runtime.run("echo kept > /workspace/out.txt && echo ok", timeout=10)
+
+    assert "Read-only file system" in image.output and "rc=1" in image.output
+    assert tmp.exit_code == 0 and "scratch" in tmp.output
+    assert "No space left on device" in full.output and "rc=1" in full.output
+    assert tree.output.strip() == "ok" and (work_tree / "out.txt").read_text() == "kept\n"
 
 
 def test_run_echo(sandbox):
@@ -270,22 +288,25 @@ def test_start_twice_is_refused(sandbox):
         deployment.start()
 
 
-def test_remove_task_containers(docker_client, sandbox_image, make_deployment):
-    # Leave alone task containers that this test did not create (another run may own them).
-    others = {
-        summary["Labels"][TASK_LABEL]
-        for summary in docker_client.api.containers(all=True, filters={"label": TASK_LABEL})
-    }
+def test_remove_task_containers_touches_only_this_instance_s(docker_client, sandbox_image,
+                                                            make_deployment):
     stale, kept = make_deployment(), make_deployment()
-    stale.start()
-    kept.start()
+    other_instance = make_deployment(instance="another-instance")
+    for deployment in (stale, kept, other_instance):
+        deployment.start()
     unlabelled = docker_client.containers.create(sandbox_image, ["sleep", "600"], network_mode="none")
     try:
-        removed = remove_task_containers(docker_client, keep=others | {kept.task_id})
+        assert task_ids_with_containers(docker_client, INSTANCE) == {stale.task_id, kept.task_id}
+
+        removed = remove_task_containers(docker_client, INSTANCE, keep={kept.task_id})
+
         assert removed == [stale.task_id]
         assert not _exists(docker_client, stale.container_id)
         assert _exists(docker_client, kept.container_id)
+        assert _exists(docker_client, other_instance.container_id)
         assert _exists(docker_client, unlabelled.id)
+        labels = docker_client.api.inspect_container(kept.container_id)["Config"]["Labels"]
+        assert labels == {TASK_LABEL: kept.task_id, "async-code.instance": INSTANCE}
     finally:
         unlabelled.remove(force=True)
 

@@ -65,6 +65,10 @@ def test_secrets_stay_out_of_repr():
         ("bad cpus", {"ASYNC_CODE_SANDBOX_CPUS": "-1"}, "agent", "ASYNC_CODE_SANDBOX_CPUS"),
         ("too few pids", {"ASYNC_CODE_SANDBOX_PIDS": "3"}, "agent", "ASYNC_CODE_SANDBOX_PIDS"),
         ("root sandbox user", {"ASYNC_CODE_SANDBOX_UID": "0"}, "agent", "ASYNC_CODE_SANDBOX_UID"),
+        ("tmp not a size", {"ASYNC_CODE_SANDBOX_TMP": "big"}, "agent", "ASYNC_CODE_SANDBOX_TMP"),
+        ("tmp too small", {"ASYNC_CODE_SANDBOX_TMP": "1k"}, "agent", "ASYNC_CODE_SANDBOX_TMP"),
+        ("tree limit not a size", {"ASYNC_CODE_MAX_TREE_BYTES": "-5g"}, "agent", "ASYNC_CODE_MAX_TREE_BYTES"),
+        ("no changed files", {"ASYNC_CODE_MAX_CHANGED_FILES": "0"}, "agent", "ASYNC_CODE_MAX_CHANGED_FILES"),
         ("sandbox user not a number", {"ASYNC_CODE_SANDBOX_UID": "nobody"}, "agent", "ASYNC_CODE_SANDBOX_UID"),
         ("bad max queue", {"ASYNC_CODE_MAX_QUEUE": "none"}, "agent", "ASYNC_CODE_MAX_QUEUE"),
         ("postgres url", {"DATABASE_URL": "postgresql://db/x"}, "store", "DATABASE_URL"),
@@ -118,3 +122,13 @@ def test_serve_with_workers_0_needs_only_the_webhook_secret(tmp_path):
 def test_tasks_runs_with_no_settings_at_all(tmp_path):
     result = run_cli("tasks", "--json", env=base_env(tmp_path), cwd=tmp_path)
     assert (result.returncode, result.stdout.strip()) == (0, "[]"), result.stderr
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("512m", 512 * 1024**2), ("10g", 10 * 1024**3), ("1.5G", 1536 * 1024**2), ("4096", 4096),
+    ("2t", 2 * 1024**4), (" 1k ", 1024), ("", None), ("-1g", None), ("10 g", None), ("1gb", None),
+])
+def test_size_in_bytes(text, expected):
+    from app.settings import size_in_bytes
+
+    assert size_in_bytes(text) == expected

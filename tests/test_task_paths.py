@@ -317,3 +317,36 @@ def test_a_failing_start_up_recovery_is_logged_and_the_service_serves(service_fa
     model.add_script("touch the readme", [Final("Nothing to change.")])
     task = service.wait_for_task(service.comment("@async-code touch the readme"))
     assert task.status == "completed", (task.error, service.logs())
+
+
+def test_a_tree_that_outgrows_its_limit_stops_the_sandbox(service_factory, github, model, docker_client):
+    service = service_factory(ASYNC_CODE_MAX_TREE_BYTES="20m").start()
+    model.add_script("fill the disk", [
+        Turn([ToolCall("bash", {"command": "dd if=/dev/zero of=fill.bin bs=1M count=40; sleep 60",
+                                "timeout": 120})]),
+        Final("Filled."),
+    ])
+    started = time.monotonic()
+
+    task = service.wait_for_task(service.comment("@async-code fill the disk"))
+
+    assert task.status == "failed" and "ASYNC_CODE_MAX_TREE_BYTES (20m)" in task.error, task.error
+    assert time.monotonic() - started < 45  # stopped by the watch, not by the sleep
+    assert "nothing was pushed" in bot_comments(github)[0]["history"][-1]
+    assert github.pulls == [] and not [r for r in git_requests(github) if "receive-pack" in r["path"]]
+    assert docker_client.containers.list(all=True, filters={"label": f"async-code.task={task.id}"}) == []
+
+
+def test_more_changed_files_than_allowed_fails_and_pushes_nothing(service_factory, github, model):
+    service = service_factory(ASYNC_CODE_MAX_CHANGED_FILES="5").start()
+    model.add_script("generate files", [
+        Turn([ToolCall("bash", {"command": "for n in 1 2 3 4 5 6; do echo $n > gen-$n.txt; done"},
+                       expect="exit code 0")]),
+        Final("Generated."),
+    ])
+
+    task = service.wait_for_task(service.comment("@async-code generate files"))
+
+    assert task.status == "failed", task.error
+    assert "changed 6 files, more than ASYNC_CODE_MAX_CHANGED_FILES (5)" in task.error
+    assert github.pulls == [] and not [r for r in git_requests(github) if "receive-pack" in r["path"]]

@@ -997,3 +997,27 @@ def test_unchanged_workflows_are_not_reported(tmp_path, with_workflows):
     changes = collect_changes(ws)
 
     assert (changes.left_out, changes.left_out_count) == ([], 0)
+
+
+def test_too_many_changes_are_refused_before_anything_is_stored(tmp_path, upstream):
+    ws = _prepare(tmp_path, upstream)
+    for n in range(6):
+        _write(ws.tree / f"new-{n}.txt", f"{n}\n")
+    objects_before = sorted(p.name for p in (ws.git_dir / "objects").rglob("*"))
+
+    with pytest.raises(workspace.TooManyChanges) as refused:
+        collect_changes(ws, max_changed_files=5)
+
+    assert (refused.value.count, refused.value.limit) == (6, 5)
+    assert sorted(p.name for p in (ws.git_dir / "objects").rglob("*")) == objects_before
+    assert len(collect_changes(ws, max_changed_files=6).files) == 6
+
+
+def test_modified_files_count_towards_the_limit_too(tmp_path, upstream):
+    ws = _prepare(tmp_path, upstream)
+    for path in ("README.md", "src/app.py", "docs/old.txt"):
+        _write(ws.tree / path, "changed\n")
+
+    with pytest.raises(workspace.TooManyChanges):
+        collect_changes(ws, max_changed_files=2)
+    assert len(collect_changes(ws, max_changed_files=3).files) == 3
