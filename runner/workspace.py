@@ -603,22 +603,19 @@ def _parse_numstat(output: bytes) -> dict[str, tuple[int | None, int | None]]:
 
 
 def _capped_diff(ws: Workspace, tree_id: str) -> str:
-    # Spooled to a file: the agent decides how large the diff is, not our memory.
-    with tempfile.TemporaryFile() as spool:
-        _run_git(
-            ws,
-            ["diff-tree", "-r", "-p", "--find-renames", "--no-ext-diff", "--no-textconv", "--no-color",
-             "HEAD", tree_id],
-            what="git diff-tree",
-            stdout=spool,
-        )
-        size = spool.tell()
-        spool.seek(0)
-        head = spool.read(DIFF_LIMIT_BYTES)
-    if size <= DIFF_LIMIT_BYTES:
+    # Read from the pipe and cut: the agent decides how large the diff is, not our memory or disk.
+    command = _git_command(ws, ["diff-tree", "-r", "-p", "--find-renames", "--no-ext-diff",
+                                "--no-textconv", "--no-color", "HEAD", tree_id])
+    with subprocess.Popen(command, cwd=ws.root, env=_git_environment(ws, None),
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, start_new_session=True) as process:
+        assert process.stdout is not None
+        head = process.stdout.read(DIFF_LIMIT_BYTES + 1)
+        process.kill()  # done reading: whatever is left is not wanted
+    if len(head) <= DIFF_LIMIT_BYTES:
         return head.decode(errors="replace")
-    head = head[: head.rfind(b"\n") + 1] or head
-    return head.decode(errors="replace") + f"\n[diff truncated: {len(head)} of {size} bytes shown]\n"
+    head = head[: head.rfind(b"\n", 0, DIFF_LIMIT_BYTES) + 1] or head[:DIFF_LIMIT_BYTES]
+    return head.decode(errors="replace") + f"\n[diff truncated after {len(head):,} bytes]\n"
 
 
 def _chown_recursive(tree: Path, uid: int, gid: int) -> None:

@@ -441,9 +441,9 @@ def test_a_huge_diff_is_capped_with_a_marker(tmp_path, upstream):
 
     assert changes.files == [FileStat("big.txt", lines, 0, "A")]
     assert len(changes.diff.encode()) < workspace.DIFF_LIMIT_BYTES + 200
-    assert changes.diff.rstrip().endswith("bytes shown]")
-    assert "[diff truncated:" in changes.diff
-    body = changes.diff.split("\n[diff truncated:")[0]
+    assert changes.diff.rstrip().endswith(" bytes]")
+    assert "[diff truncated after " in changes.diff
+    body = changes.diff.split("\n[diff truncated after ")[0]
     assert body.endswith("\n") and body.splitlines()[-1].startswith("+generated line ")
 
 
