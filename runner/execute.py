@@ -94,9 +94,11 @@ class _TaskRun:
                 changes = workspace.collect_changes(
                     ws, max_changed_files=self.services.settings.max_changed_file_count)
             except workspace.TooManyChanges as error:
-                raise TaskFailed(f"the agent changed {error.count:,} files, more than "
+                raise TaskFailed(f"the agent changed {error.described} files, more than "
                                  f"ASYNC_CODE_MAX_CHANGED_FILES ({error.limit:,}) allows; nothing "
                                  "was pushed. Ask for a smaller change or raise the limit.") from None
+            except workspace.TooLarge as error:
+                raise TaskFailed(f"{error}; nothing was pushed.") from None
             except workspace.GitError as error:
                 raise TaskFailed(f"the agent's work could not be read: {error}") from None
             outcome = dict(output=result.answer, chat_history=result.transcript, exit_code=0,

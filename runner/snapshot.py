@@ -4,12 +4,13 @@ Host git never opens the work tree: any file in it can be the agent's, and git r
 attributes, hooks and nested repositories from a tree it is pointed at. So the runner walks the
 tree, never following a symlink, and turns it into index entries for `git update-index`:
 
-- every `.git` entry at any depth is skipped, in every spelling git treats as `.git`;
+- every `.git` entry at any depth is skipped; other spellings git treats as `.git` (`git~1`,
+  `.git.`, `notes\\.git`, …) are left out;
 - a directory holding a repository the agent created is taken as plain files;
 - submodules (gitlinks) are copied from HEAD unchanged; whatever the agent put at or under a
   submodule's path is left out, and so is a file where a directory holding one was;
-- `.gitignore` rules apply as `git add --all` applies them: untracked ignored paths stay out,
-  tracked files are always taken;
+- `.gitignore` rules apply as `git add --all` applies them (git decides, from copies: see
+  `runner/ignore_rules.py`): untracked ignored paths stay out, tracked files are always taken;
 - what git or GitHub would refuse (sockets, devices, symlinked `.gitmodules`, files over GitHub's
   100 MB limit) is left out, and so are changes to `.github/workflows` (see `touches_workflows`;
   applied once contents are hashed, in `runner/workspace.py`).
@@ -26,8 +27,8 @@ import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
-from pathspec import GitIgnoreSpec
 
 REGULAR = "100644"
 EXECUTABLE = "100755"
@@ -36,7 +37,7 @@ GITLINK = "160000"
 
 WORKFLOWS = b".github/workflows"
 GITHUB_FILE_LIMIT = 100 * 1024 * 1024  # GitHub refuses pushes with a larger file
-GITIGNORE_LIMIT = 256 * 1024
+GITIGNORE_LIMIT = 8 * 1024 * 1024  # runner/ignore_rules.py refuses more in all
 LEFT_OUT_LISTED = 1000
 
 # Code points HFS+ ignores when it compares names, so ".g\u200cit" is ".git" there (git's utf8.c).
@@ -51,6 +52,7 @@ class Tracked:
 
     mode: str
     sha: str
+    size: int | None = None  # of a blob; None for a submodule
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,14 @@ class Entry:
     source: Path | None = None  # the file or symlink on disk, to be read
     size: int = 0
     sha: str | None = None  # set instead of `source` for what is kept as HEAD has it
+
+
+class TooManyNewFiles(Exception):
+    """The walk found more untracked files to propose than it was allowed to collect."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"more than {limit:,} new files")
+        self.limit = limit
 
 
 @dataclass(frozen=True)
@@ -85,28 +95,47 @@ class Snapshot:
 def is_dot_git(name: str) -> bool:
     """Whether git (or GitHub's checks) treats this one path component as `.git`.
 
-    Mirrors git's `is_ntfs_dotgit` and `is_hfs_dotgit`, which its fsck applies on every
-    platform: `.git` in any case, with trailing dots or spaces, an NTFS stream suffix, the
-    8.3 short name `git~1`, or HFS+-ignored code points anywhere.
+    Mirrors git's `is_ntfs_dotgit` and `is_hfs_dotgit`, which its fsck and `verify_path` apply
+    on every platform: `.git` in any case, with trailing dots or spaces, an NTFS stream suffix,
+    the 8.3 short name `git~1`, HFS+-ignored code points anywhere, and any of these after a
+    backslash, which NTFS reads as a directory separator.
     """
-    folded = "".join(c for c in name if ord(c) not in _HFS_IGNORED).lower()
-    if folded == ".git":
-        return True
-    lowered = name.lower()
-    for stem in (".git", "git~1"):
-        if lowered.startswith(stem):
-            rest = lowered[len(stem):].split(":", 1)[0].split("\\", 1)[0]
-            if rest.strip(". ") == "":
-                return True
-    return False
+    return any(_hfs_folded(piece) == ".git" or _ntfs_trailer(piece.lower(), (".git", "git~1"))
+               for piece in name.split("\\"))
 
 
 def is_symlink_git_refuses(name: str) -> bool:
-    """A symlink named like `.gitmodules`: git will not index it and GitHub refuses it."""
-    folded = "".join(c for c in name if ord(c) not in _HFS_IGNORED).lower().rstrip(". ")
-    return folded == ".gitmodules" or (
-        folded.startswith("gitmod~") and folded[len("gitmod~"):].isdigit()
-    )
+    """A symlink named like `.gitmodules`: git will not index it and GitHub refuses it.
+
+    Mirrors git's `is_hfs_dotgitmodules` and `is_ntfs_dotgitmodules`, 8.3 short names included
+    (`gitmod~1` to `gitmod~4`, and the hashed fall-back such as `gi7eba~1`).
+    """
+    for piece in name.split("\\"):
+        lowered = piece.lower()
+        if (_hfs_folded(piece) == ".gitmodules" or _ntfs_trailer(lowered, (".gitmodules",))
+                or any(_ntfs_trailer(lowered, (f"gitmod~{n}",)) for n in "1234")
+                or _is_hashed_short_name(lowered, "gi7eba")):
+            return True
+    return False
+
+
+def _hfs_folded(name: str) -> str:
+    return "".join(c for c in name if ord(c) not in _HFS_IGNORED).lower()
+
+
+def _ntfs_trailer(lowered: str, stems: tuple[str, ...]) -> bool:
+    """`lowered` is one of `stems` followed only by dots and spaces, up to its end or ":"."""
+    return any(lowered.startswith(stem) and lowered[len(stem):].split(":", 1)[0].strip(". ") == ""
+               for stem in stems)
+
+
+def _is_hashed_short_name(lowered: str, prefix: str) -> bool:
+    """NTFS's fall-back 8.3 name: up to six characters of `prefix`, "~", then digits (the
+    first 1-9), eight characters in all; git's `is_ntfs_dot_generic` checks it this way."""
+    head = lowered[:8]
+    stem, tilde, digits = head.partition("~")
+    return (len(head) == 8 and bool(tilde) and len(stem) <= 6 and stem == prefix[:len(stem)]
+            and digits.isdigit() and digits[0] != "0" and _ntfs_trailer(lowered, (head,)))
 
 
 def touches_workflows(path: bytes) -> bool:
@@ -127,28 +156,17 @@ def file_mode(st_mode: int) -> str | None:
     return None
 
 
-class _IgnoreRules:
-    """The `.gitignore` files from the tree's root down to one directory."""
+class IgnoreRules(Protocol):
+    """Applies .gitignore rules; `runner/ignore_rules.py` has git do it."""
 
-    def __init__(self, layers: tuple[tuple[str, GitIgnoreSpec], ...] = ()):
-        self._layers = layers
+    def enter(self, directory: bytes, rules: bytes | None) -> None: ...
 
-    def below(self, directory: str, gitignore: Path) -> _IgnoreRules:
-        spec = _read_gitignore(gitignore)
-        return _IgnoreRules((*self._layers, (directory, spec))) if spec else self
-
-    def ignores(self, path: str, is_dir: bool) -> bool:
-        # The deepest file with a matching pattern decides; within a file, the last match.
-        for base, spec in reversed(self._layers):
-            relative = path[len(base) + 1:] if base else path
-            result = spec.check_file(relative + "/" if is_dir else relative)
-            if result.include is not None:
-                return result.include
-        return False
+    def ignored(self, directory: bytes, children: list[tuple[bytes, bool]]) -> set[bytes]: ...
 
 
-def _read_gitignore(path: Path) -> GitIgnoreSpec | None:
-    # Like git since 2.32, a symlinked .gitignore is not followed.
+def _read_gitignore(path: Path) -> bytes | None:
+    # Like git since 2.32, a symlinked .gitignore is not followed; and only a regular file is
+    # read, so a FIFO or a device never blocks the walk.
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
@@ -156,49 +174,69 @@ def _read_gitignore(path: Path) -> GitIgnoreSpec | None:
     with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             return None
-        text = handle.read(GITIGNORE_LIMIT).decode("utf-8", "surrogateescape")
-    return GitIgnoreSpec.from_lines(text.splitlines())
+        return handle.read(GITIGNORE_LIMIT + 1)
 
 
-def take(tree: Path, head: Mapping[bytes, Tracked]) -> Snapshot:
-    """Everything under `tree` that a pull request should propose, against HEAD's `head`."""
+def take(tree: Path, head: Mapping[bytes, Tracked], rules: IgnoreRules, *,
+         max_new_files: int | None = None) -> Snapshot:
+    """Everything under `tree` that a pull request should propose, against HEAD's `head`.
+
+    Raises TooManyNewFiles as soon as more than `max_new_files` untracked files are found, so
+    a tree of millions of files costs neither the time nor the memory of listing them all.
+    """
     gitlinks = {path for path, tracked in head.items() if tracked.mode == GITLINK}
     gitlink_parents = {parent for path in gitlinks for parent in _parents(path)}
     tracked_dirs = {parent for path in head for parent in _parents(path)}
     snapshot = Snapshot()
     kept = set(gitlinks)  # paths proposed as HEAD has them
+    new_files = 0
 
     # Depth-first with an explicit stack: an agent can nest directories deeper than Python recurses.
-    # Each item: the directory, its path in the tree, the ignore rules above it, and whether
-    # an ignore rule already excluded it (then only tracked files are taken from it).
-    pending: list[tuple[Path, str, _IgnoreRules, bool]] = [(tree, "", _IgnoreRules(), False)]
+    # Each item: the directory, its path in the tree, and whether an ignore rule excluded it
+    # (then only tracked files are taken from it, as `git add --all` does).
+    pending: list[tuple[Path, str, bool]] = [(tree, "", False)]
     while pending:
-        directory, relative_dir, rules, excluded = pending.pop()
-        if not excluded:
-            rules = rules.below(relative_dir, directory / ".gitignore")
+        directory, relative_dir, excluded = pending.pop()
+        listing = []
         for name, status in _list(directory):
-            if is_dot_git(name):
+            if name.lower() == ".git":
+                continue  # a repository of the agent's own: never part of the proposal
+            if is_dot_git(name):  # another spelling git refuses: say so
+                snapshot.leave_out(f"{relative_dir}/{name}" if relative_dir else name,
+                                   "git does not accept this name")
                 continue
+            listing.append((name, status))
+        ignored: set[bytes] = set()
+        if not excluded:
+            encoded_dir = os.fsencode(relative_dir)
+            rules.enter(encoded_dir, _read_gitignore(directory / ".gitignore"))
+            ignored = rules.ignored(encoded_dir, [(os.fsencode(name), stat.S_ISDIR(status.st_mode))
+                                                  for name, status in listing])
+        for name, status in listing:
             st_mode = status.st_mode
             relative = f"{relative_dir}/{name}" if relative_dir else name
             path = os.fsencode(relative)
+            is_ignored = excluded or os.fsencode(name) in ignored
             if path in gitlinks:
                 for inner, reason in _inside_submodule(directory / name, relative, st_mode):
                     snapshot.leave_out(inner, reason)
                 continue
             if stat.S_ISDIR(st_mode):
-                ignored = excluded or rules.ignores(relative, is_dir=True)
-                if not ignored or path in tracked_dirs or path in gitlink_parents:
-                    pending.append((directory / name, relative, rules, ignored))
+                if not is_ignored or path in tracked_dirs or path in gitlink_parents:
+                    pending.append((directory / name, relative, is_ignored))
                 continue
             if path in gitlink_parents:
                 snapshot.leave_out(relative, "it replaces a directory that holds a submodule")
                 continue
-            if path not in head and (excluded or rules.ignores(relative, is_dir=False)):
+            if path not in head and is_ignored:
                 continue
             entry_or_reason = _entry(directory / name, path, name, status)
             if isinstance(entry_or_reason, Entry):
                 snapshot.entries.append(entry_or_reason)
+                if path not in head:
+                    new_files += 1
+                    if max_new_files is not None and new_files > max_new_files:
+                        raise TooManyNewFiles(max_new_files)
             else:
                 snapshot.leave_out(relative, entry_or_reason)
                 if path in head:

@@ -32,12 +32,14 @@ from urllib.parse import urlsplit
 
 from runner import snapshot
 from runner.snapshot import GITLINK, SYMLINK, LeftOut, Tracked
+from runner.ignore_rules import GitIgnoreRules, IgnoreRulesError
 from runner.tree_removal import remove_tree
 
 log = logging.getLogger(__name__)
 
 FETCH_DEPTH = 50
 DIFF_LIMIT_BYTES = 1024 * 1024
+PUSH_LIMIT_BYTES = 2 * 1024**3
 LOCAL_TIMEOUT = 120.0
 ERROR_TEXT_LIMIT = 2000
 
@@ -69,9 +71,15 @@ class EmptyRepository(GitError):
 class TooManyChanges(GitError):
     """The agent changed more files than the task may propose."""
 
-    def __init__(self, count: int, limit: int):
-        super().__init__(f"{count:,} files changed, more than the {limit:,} allowed")
+    def __init__(self, count: int | None, limit: int):
+        described = f"{count:,}" if count is not None else f"more than {limit:,}"
+        super().__init__(f"{described} files changed, more than the {limit:,} allowed")
         self.count, self.limit = count, limit
+        self.described = described
+
+
+class TooLarge(GitError):
+    """What the agent added or changed is more than GitHub takes in one push."""
 
 
 class PushRejected(GitError):
@@ -156,17 +164,29 @@ def collect_changes(ws: Workspace, *, max_changed_files: int | None = None) -> C
     """
     head = _tracked(ws, "HEAD")
     try:
-        taken = snapshot.take(ws.tree, head)
+        with GitIgnoreRules(scratch_parent=ws.root, timeout=LOCAL_TIMEOUT) as rules:
+            taken = snapshot.take(ws.tree, head, rules, max_new_files=max_changed_files)
         if max_changed_files is not None:
             paths = {entry.path for entry in taken.entries}
             added_or_deleted = len(paths ^ head.keys())
             if added_or_deleted > max_changed_files:
                 raise TooManyChanges(added_or_deleted, max_changed_files)
+        # Only content of a new size can be new: that much must be read and stored, and a
+        # sparse file is large for no disk at all. GitHub takes at most 2 GB in a push.
+        unseen = sum(entry.size for entry in taken.entries if entry.source is not None
+                     and (entry.path not in head or head[entry.path].size != entry.size))
+        if unseen > PUSH_LIMIT_BYTES:
+            raise TooLarge(f"the new and changed files take {unseen / 1024**3:.1f} GB; GitHub "
+                           "accepts at most 2 GB in one push")
         proposed = {entry.path: (entry.mode, entry.sha or _store_blob(ws, entry, head.get(entry.path)))
                     for entry in taken.entries}
     except OSError as error:  # unreadable, or a path longer than the system allows
         where = os.path.relpath(os.fsdecode(error.filename), ws.tree) if error.filename else "the work tree"
         raise GitError(f"{where}: {error.strerror}") from None
+    except IgnoreRulesError as error:
+        raise GitError(str(error)) from None
+    except snapshot.TooManyNewFiles as error:
+        raise TooManyChanges(None, error.limit) from None
     workflows_left_out = _keep_workflows(proposed, head)
     if max_changed_files is not None:
         changed = sum(1 for path in proposed.keys() | head.keys()
@@ -183,6 +203,10 @@ def collect_changes(ws: Workspace, *, max_changed_files: int | None = None) -> C
     tree = _run_git(ws, ["write-tree"], what="git write-tree", extra_env=index_env)
     tree_id = tree.stdout.decode().strip()
     index.unlink()
+    # update-index skips a path its own checks refuse with only a message: make sure none was.
+    written = set(_tracked(ws, tree_id))
+    if dropped := sorted(proposed.keys() - written):
+        raise GitError("git refused to record " + ", ".join(repr(os.fsdecode(p)) for p in dropped[:5]))
 
     compare = ["diff-tree", "-r", "-z", "--find-renames", "--no-ext-diff", "--no-textconv", "HEAD", tree_id]
     statuses = _parse_name_status(_run_git(ws, [*compare, "--name-status"], what="git diff-tree").stdout)
@@ -328,13 +352,16 @@ def _rev_parse(ws: Workspace, revision: str) -> str:
 
 def _tracked(ws: Workspace, revision: str) -> dict[bytes, Tracked]:
     """Every path in `revision`'s tree (submodules included) with its mode and object id."""
-    listing = _run_git(ws, ["ls-tree", "-r", "-z", "--full-tree", revision], what="git ls-tree").stdout
+    listing = _run_git(ws, ["ls-tree", "-r", "-z", "-l", "--full-tree", revision],
+                       what="git ls-tree").stdout
     tracked = {}
     for record in listing.split(b"\0"):
         if record:
             meta, _, path = record.partition(b"\t")
-            mode, _kind, sha = meta.decode().split()
-            tracked[path] = Tracked(mode, sha)
+            mode, _kind, sha, size = meta.decode().split()
+            if path in tracked:  # git's fsck calls this duplicateEntries; GitHub refuses it
+                raise GitError(f"{revision} has a malformed tree: {os.fsdecode(path)!r} twice")
+            tracked[path] = Tracked(mode, sha, int(size) if size.isdigit() else None)
     return tracked
 
 
@@ -344,6 +371,10 @@ def _write_tree(ws: Workspace, tracked: Mapping[bytes, Tracked]) -> None:
     Content is written as stored: no attributes, filters or line-ending conversion apply, so
     what the runner later reads back differs from HEAD only where the agent changed it.
     """
+    parents = {path[:end] for path in tracked for end in _slashes(path)}
+    if clashes := sorted(parents & tracked.keys()):
+        raise GitError(f"the default branch has a malformed tree: {os.fsdecode(clashes[0])!r} is "
+                       "both a file and a directory")
     blobs = [(path, entry) for path, entry in tracked.items() if entry.mode != GITLINK]
     for path, entry in tracked.items():
         if entry.mode == GITLINK:  # an empty directory, as git leaves an uninitialised submodule
@@ -366,6 +397,10 @@ def _write_tree(ws: Workspace, tracked: Mapping[bytes, Tracked]) -> None:
         finally:
             reader.stdin.close()
             reader.kill()
+
+
+def _slashes(path: bytes) -> Iterator[int]:
+    return (index for index, byte in enumerate(path) if byte == 0x2F)
 
 
 def _check_stored_path(path: bytes) -> list[str]:
@@ -619,7 +654,12 @@ def _capped_diff(ws: Workspace, tree_id: str) -> str:
 
 
 def _chown_recursive(tree: Path, uid: int, gid: int) -> None:
+    # An explicit stack, not os.walk: the default branch may nest deeper than Python recurses.
     os.chown(tree, uid, gid)
-    for directory, subdirectories, files in os.walk(tree):
-        for name in subdirectories + files:
-            os.chown(os.path.join(directory, name), uid, gid, follow_symlinks=False)
+    pending = [os.fspath(tree)]
+    while pending:
+        with os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                os.chown(entry.path, uid, gid, follow_symlinks=False)
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)

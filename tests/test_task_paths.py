@@ -348,5 +348,5 @@ def test_more_changed_files_than_allowed_fails_and_pushes_nothing(service_factor
     task = service.wait_for_task(service.comment("@async-code generate files"))
 
     assert task.status == "failed", task.error
-    assert "changed 6 files, more than ASYNC_CODE_MAX_CHANGED_FILES (5)" in task.error
+    assert "changed more than 5 files, more than ASYNC_CODE_MAX_CHANGED_FILES (5)" in task.error
     assert github.pulls == [] and not [r for r in git_requests(github) if "receive-pack" in r["path"]]

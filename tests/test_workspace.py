@@ -866,7 +866,11 @@ def test_git_never_gets_a_work_tree(tmp_path, upstream, launched):
 
     assert launched
     for args, _, cwd in launched:
-        assert not any(arg.startswith("--work-tree") for arg in args), args
+        # Only git check-ignore has a work tree: the runner's mirror of the .gitignore files.
+        work_trees = [arg.removeprefix("--work-tree=") for arg in args if arg.startswith("--work-tree")]
+        assert work_trees == ([] if "check-ignore" not in args else work_trees), args
+        for work_tree in work_trees:
+            assert Path(work_tree).parent.name.startswith("ignore-rules-"), args
         assert not any(str(ws.tree) in arg for arg in args), args
         assert str(ws.tree) not in cwd
     assert _git("--git-dir", ws.git_dir, "rev-parse", "--is-bare-repository").strip() == "true"
@@ -1008,7 +1012,7 @@ def test_too_many_changes_are_refused_before_anything_is_stored(tmp_path, upstre
     with pytest.raises(workspace.TooManyChanges) as refused:
         collect_changes(ws, max_changed_files=5)
 
-    assert (refused.value.count, refused.value.limit) == (6, 5)
+    assert (refused.value.described, refused.value.limit) == ("more than 5", 5)
     assert sorted(p.name for p in (ws.git_dir / "objects").rglob("*")) == objects_before
     assert len(collect_changes(ws, max_changed_files=6).files) == 6
 
@@ -1021,3 +1025,16 @@ def test_modified_files_count_towards_the_limit_too(tmp_path, upstream):
     with pytest.raises(workspace.TooManyChanges):
         collect_changes(ws, max_changed_files=2)
     assert len(collect_changes(ws, max_changed_files=3).files) == 3
+
+
+def test_new_content_beyond_what_github_takes_in_a_push_is_refused_unread(tmp_path, upstream):
+    ws = _prepare(tmp_path, upstream)
+    for n in range(21):  # sparse: no disk, but 2.1 GB to read and store, each file under 100 MB
+        with open(ws.tree / f"sparse-{n}.bin", "wb") as sparse:
+            sparse.truncate(snapshot_limit := 100 * 1024 * 1024)
+    assert 21 * snapshot_limit > workspace.PUSH_LIMIT_BYTES
+    objects_before = sorted(p.name for p in (ws.git_dir / "objects").rglob("*"))
+
+    with pytest.raises(workspace.TooLarge, match="accepts at most 2 GB"):
+        collect_changes(ws)
+    assert sorted(p.name for p in (ws.git_dir / "objects").rglob("*")) == objects_before
