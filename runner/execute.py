@@ -13,8 +13,9 @@ from pathlib import Path
 
 import docker
 
-from app.store import COMPLETED, FAILED, Task
+from app.store import COMPLETED, FAILED, REJECTED, Task
 from runner import pull_request, status, workspace
+from runner.acknowledge import WRITE_PERMISSIONS
 from runner.agent import AgentError, AgentResult, AgentTimeout, ClaudeAgent, task_request
 from runner.disk_watch import DiskWatch
 from runner.files import FileEditor
@@ -33,6 +34,10 @@ class TaskFailed(Exception):
     """Ends a task as failed with a reason meant for the person who asked."""
 
 
+class NoLongerAllowed(TaskFailed):
+    """The requester lost write access while the task waited: it ends as rejected."""
+
+
 def execute(task: Task, services: Services) -> None:
     store = services.store
     try:
@@ -47,6 +52,10 @@ def execute(task: Task, services: Services) -> None:
     run.report(status.running(task.id), final=True)
     try:
         run.run()
+    except NoLongerAllowed as refusal:
+        log.info("task %s refused: %s", task.id, refusal)
+        run.report(status.failed(task.id, str(refusal)), final=True)
+        store.finish(task.id, REJECTED, error="not allowed")
     except TaskFailed as failure:
         reason = str(failure)
         log.info("task %s failed: %s", task.id, reason)
@@ -78,6 +87,7 @@ class _TaskRun:
 
     def run(self) -> None:
         task, store = self.task, self.services.store
+        _require_write_access(self.client, task)
         repository = _checked_repository(self.client)
         branch = pull_request.branch_name(task.number, task.id)
         store.update(task.id, branch=branch)
@@ -207,6 +217,23 @@ def _sandbox_is_gone(client: docker.DockerClient, task: Task) -> bool:
     except TaskFailed:
         return False
     return True
+
+
+def _require_write_access(client: RepoClient, task: Task) -> None:
+    """Checked again before anything runs: access can be taken away while a task waits.
+
+    The login is looked up from the stored user id, since a login can be renamed (and then
+    taken by someone else). Fails closed, like the check at acknowledgement.
+    """
+    try:
+        login = client.login_of(task.requested_by_id) if task.requested_by_id else task.requested_by
+        permission = client.permission(login)
+    except GitHubError as error:
+        raise TaskFailed(f"could not confirm that @{task.requested_by} may still write to "
+                         f"{task.repo} ({error}); nothing was run.") from None
+    if permission not in WRITE_PERMISSIONS:
+        raise NoLongerAllowed(f"@{login} no longer has write access to {task.repo}, so the task "
+                              "did not start.")
 
 
 def _checked_repository(client: RepoClient) -> dict:

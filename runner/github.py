@@ -175,6 +175,10 @@ class RepoClient:
             raise
         return data.get("permission") or "none"
 
+    def login_of(self, user_id: int) -> str:
+        """The user's login now: people rename themselves, their id stays."""
+        return str(self.call("GET", f"/user/{int(user_id)}")["login"])
+
     def react(self, comment_id: int, content: str) -> None:
         self.call("POST", f"/repos/{self.repo}/issues/comments/{comment_id}/reactions",
                   json={"content": content})

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
+import json
 import signal
 import subprocess
 import time
 
-from tests.conftest import INSTALLATION_ID, READER, READER_ID, REPO, WRITER, wait_until
+from tests.conftest import INSTALLATION_ID, READER, READER_ID, REPO, WRITER, WRITER_ID, wait_until
 from tests.fakes.anthropic import Error, Final, ToolCall, Turn
 from tests.hostile_repos import commit_library, planted_repository_tar
 
@@ -350,3 +351,40 @@ def test_more_changed_files_than_allowed_fails_and_pushes_nothing(service_factor
     assert task.status == "failed", task.error
     assert "changed more than 5 files, more than ASYNC_CODE_MAX_CHANGED_FILES (5)" in task.error
     assert github.pulls == [] and not [r for r in git_requests(github) if "receive-pack" in r["path"]]
+
+
+def _queue_behind_a_slow_task(service, model, instruction):
+    model.add_script("slow task", [Turn([ToolCall("bash", {"command": "sleep 4"})]), Final("slow")])
+    slow = service.comment("@async-code slow task", number=7, comment_id=1)
+    wait_until(lambda: service.task(slow).status == "running", 30, "the slow task to start")
+    waiting = service.comment(f"@async-code {instruction}", number=8, comment_id=2)
+    wait_until(lambda: service.task(waiting).acknowledged_at, 10, "the second task to be queued")
+    return slow, waiting
+
+
+def test_a_requester_who_lost_write_access_while_queued_is_refused(service_factory, github, model):
+    service = service_factory().start(workers=1)
+    model.add_script("touch the readme", [Final("Nothing to change.")])
+    slow, waiting = _queue_behind_a_slow_task(service, model, "touch the readme")
+    github.set_permission(REPO, WRITER, "read")
+
+    task = service.wait_for_task(waiting)
+
+    assert (task.status, task.error) == ("rejected", "not allowed")
+    [status] = bot_comments(github, 8)  # the same status comment, edited
+    assert "queued" in status["history"][0]
+    assert f"{WRITER} no longer has write access" in status["history"][-1]
+    assert not [r for r in model.requests if "touch the readme" in json.dumps(r["json"])]
+    assert service.wait_for_task(slow).status == "completed"
+
+
+def test_a_requester_renamed_while_queued_is_found_by_user_id(service_factory, github, model):
+    service = service_factory().start(workers=1)
+    model.add_script("touch the readme", [Final("Nothing to change.")])
+    _, waiting = _queue_behind_a_slow_task(service, model, "touch the readme")
+    github.rename_user(WRITER, "alice-renamed")
+
+    task = service.wait_for_task(waiting)
+
+    assert task.status == "completed", (task.error, service.logs())
+    assert any(r["path"] == f"/user/{WRITER_ID}" for r in github.requests)

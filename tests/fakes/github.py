@@ -345,6 +345,15 @@ class FakeGitHub:
         with self._lock:
             self._accounts[login] = _Account(login, id, type)
 
+    def rename_user(self, login: str, new_login: str) -> None:
+        """A user changes their login: same id, and their access moves with them."""
+        with self._lock:
+            account = self._accounts.pop(login)
+            self._accounts[new_login] = _Account(new_login, account.id, account.type)
+            for repo in self._repos.values():
+                if login in repo.roles:
+                    repo.roles[new_login] = repo.roles.pop(login)
+
     def add_installation(
         self,
         installation_id: int,
@@ -496,6 +505,7 @@ class FakeGitHub:
             ),
             ("/repos/<owner>/<repo>/pulls", "POST", self._create_pull),
             ("/users/<login>", "GET", self._get_user),
+            ("/user/<int:user_id>", "GET", self._get_user_by_id),
             ("/git/<owner>/<repo_dir>/<path:git_path>", "GET", self._serve_git),
             ("/git/<owner>/<repo_dir>/<path:git_path>", "POST", self._serve_git),
         ]
@@ -1249,6 +1259,14 @@ class FakeGitHub:
             }
             self.pulls.append(pull)
         return _json_response(201, self._pull_payload(pull, found))
+
+    def _get_user_by_id(self, user_id: int) -> Response:
+        with self._lock:
+            login = next((a.login for a in self._accounts.values() if a.id == user_id), None)
+        if login is None:
+            self._authenticate_any()
+            raise _Rejection(404, "Not Found")
+        return self._get_user(login)
 
     def _get_user(self, login: str) -> Response:
         self._authenticate_any()
