@@ -20,8 +20,7 @@ from runner.agent import AgentError, AgentResult, AgentTimeout, ClaudeAgent, tas
 from runner.disk_watch import DiskWatch
 from runner.files import FileEditor
 from runner.github import EXECUTE_PERMISSIONS, GitHubError, RepoClient
-from runner.sandbox import (MOUNT_POINT, TASK_LABEL, DockerDeployment, SandboxError, SandboxLimits,
-                            sandbox_owner)
+from runner.sandbox import MOUNT_POINT, TASK_LABEL, DockerDeployment, SandboxError, SandboxLimits
 from runner.services import Services
 
 log = logging.getLogger(__name__)
@@ -91,11 +90,10 @@ class _TaskRun:
         repository = _checked_repository(self.client)
         branch = pull_request.branch_name(task.number, task.id)
         store.update(task.id, branch=branch)
-        owner = sandbox_owner(self.services.settings.sandbox_user_id)
-        ws = self._prepare_workspace(repository, branch, owner)
+        ws = self._prepare_workspace(repository, branch, self.services.sandbox.host_owner)
         sandbox_gone = False
         try:
-            result = _run_agent(task, self.services, ws.tree, owner, self.deadline,
+            result = _run_agent(task, self.services, ws.tree, self.deadline,
                                 lambda turn, tool: self.report(status.running(task.id, turn, tool),
                                                                final=False))
             _require_sandbox_gone(self.services.docker, task)
@@ -249,12 +247,12 @@ def _checked_repository(client: RepoClient) -> dict:
     return repository
 
 
-def _run_agent(task: Task, services: Services, tree: Path, owner: tuple[int, int],
-               deadline: float, on_progress) -> AgentResult:
+def _run_agent(task: Task, services: Services, tree: Path, deadline: float,
+               on_progress) -> AgentResult:
     settings, store = services.settings, services.store
     deployment = DockerDeployment(
         services.docker, image=settings.sandbox_image, work_tree=tree, task_id=task.id,
-        instance=services.instance, user=f"{owner[0]}:{owner[1]}", mount_point=MOUNT_POINT,
+        instance=services.instance, user=services.sandbox.container_user, mount_point=MOUNT_POINT,
         limits=SandboxLimits(memory=settings.sandbox_memory, cpus=float(settings.sandbox_cpus),
                              pids=int(settings.sandbox_pids), tmp_bytes=settings.sandbox_tmp_bytes))
     # The wall clock and the tree's size are enforced from outside: removing the container
@@ -272,7 +270,7 @@ def _run_agent(task: Task, services: Services, tree: Path, owner: tuple[int, int
         disk.start()
         agent = ClaudeAgent(services.anthropic, model=settings.model,
                             max_turns=settings.max_turn_count)
-        editor = FileEditor(tree, owner=owner, mount_point=MOUNT_POINT)
+        editor = FileEditor(tree, owner=services.sandbox.host_owner, mount_point=MOUNT_POINT)
         try:
             request = task_request(task.instruction, number=task.number,
                                    issue_title=task.issue_title, issue_body=task.issue_body)

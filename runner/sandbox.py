@@ -507,12 +507,41 @@ def _explain(exc: Exception) -> str:
     return str(explanation or exc)
 
 
-def sandbox_owner(sandbox_uid: int) -> tuple[int, int]:
-    """The uid and gid the sandbox runs as, and so the owner of the work tree.
+@dataclass(frozen=True)
+class SandboxUser:
+    """Who the sandbox runs as (`container_user`), and who must own the work tree on the host
+    for it to write there (`host_owner`): the same ids, unless the engine remaps them."""
 
-    A root service hands the tree to `sandbox_uid` (ASYNC_CODE_SANDBOX_UID), a user of no one
-    else's; a service that is not root can only give the sandbox its own uid.
+    container_user: str
+    host_owner: tuple[int, int]
+
+
+def sandbox_user(sandbox_uid: int, remapped_root: tuple[int, int] | None, *,
+                 euid: int, egid: int) -> SandboxUser:
+    """A root service hands the tree to `sandbox_uid` (ASYNC_CODE_SANDBOX_UID), a user of no
+    one else's; a service that is not root can only give the sandbox its own uid. With
+    user-namespace remapping, container uid N is host uid base + N.
     """
-    if os.geteuid() == 0:
-        return sandbox_uid, sandbox_uid
-    return os.geteuid(), os.getegid()
+    if euid != 0:
+        if remapped_root is not None:
+            raise SandboxError("the Docker engine remaps user namespaces, so the sandbox's files "
+                               "on the host belong to remapped ids: run the service as root")
+        return SandboxUser(f"{euid}:{egid}", (euid, egid))
+    base_uid, base_gid = remapped_root or (0, 0)
+    return SandboxUser(f"{sandbox_uid}:{sandbox_uid}", (base_uid + sandbox_uid, base_gid + sandbox_uid))
+
+
+def remapped_root(engine_info: dict) -> tuple[int, int] | None:
+    """The host uid and gid of a container's root under user-namespace remapping, or None.
+
+    The engine does not report them directly; its data directory is named after them
+    (`/var/lib/docker/100000.100000`) whenever `userns-remap` is on.
+    """
+    options = engine_info.get("SecurityOptions") or []
+    if not any(option == "name=userns" or option.startswith("name=userns,") for option in options):
+        return None
+    uid, _, gid = Path(engine_info.get("DockerRootDir") or "").name.partition(".")
+    if not (uid.isdigit() and gid.isdigit()):
+        raise SandboxError("the Docker engine remaps user namespaces, but its data directory "
+                           f"{engine_info.get('DockerRootDir')!r} does not say to which ids")
+    return int(uid), int(gid)

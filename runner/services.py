@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+
 import anthropic
 import docker
-
-from dataclasses import dataclass
 
 from app.settings import Settings
 from app.store import Store
 from runner.github import GitHubApp
+from runner.sandbox import SandboxError, SandboxUser, remapped_root, sandbox_user
+
 
 @dataclass(frozen=True)
 class Services:
@@ -21,6 +24,7 @@ class Services:
     docker: docker.DockerClient
     anthropic: anthropic.Anthropic
     instance: str = ""  # the store's id, labelling this installation's sandboxes
+    sandbox: SandboxUser = SandboxUser("1000:1000", (1000, 1000))
 
 
 class ServiceUnavailable(RuntimeError):
@@ -35,6 +39,11 @@ def build_services(settings: Settings, store: Store) -> Services:
         raise ServiceUnavailable(
             f"the Docker engine is not reachable ({error}). Start it, or set DOCKER_HOST; "
             "`--workers 0` runs without Docker (record only).") from None
+    try:
+        sandbox = sandbox_user(settings.sandbox_user_id, remapped_root(docker_client.info()),
+                               euid=os.geteuid(), egid=os.getegid())
+    except (SandboxError, docker.errors.DockerException) as error:
+        raise ServiceUnavailable(str(error)) from None
     github = GitHubApp(app_id=settings.github_app_id, private_key=settings.private_key_pem(),
                        api_url=settings.github_api_url, slug=settings.github_app_slug)
     model = anthropic.Anthropic(api_key=settings.anthropic_api_key,
@@ -42,4 +51,4 @@ def build_services(settings: Settings, store: Store) -> Services:
                                 # The agent retries itself, within the task's deadline.
                                 max_retries=0)
     return Services(settings=settings, store=store, github=github, docker=docker_client,
-                    anthropic=model, instance=store.instance_id())
+                    anthropic=model, instance=store.instance_id(), sandbox=sandbox)

@@ -20,7 +20,10 @@ from runner.sandbox import (
     SandboxError,
     SandboxGone,
     SandboxLimits,
+    SandboxUser,
+    remapped_root,
     remove_task_containers,
+    sandbox_user,
     task_ids_with_containers,
 )
 
@@ -336,3 +339,34 @@ def test_host_git_waits_for_a_sandbox_that_could_not_be_removed(docker_client, s
             _require_sandbox_gone(docker_client, Task())
     finally:
         container.remove(force=True)
+
+
+@pytest.mark.parametrize(("info", "expected"), [
+    ({"SecurityOptions": ["name=seccomp,profile=default"], "DockerRootDir": "/var/lib/docker"}, None),
+    ({"SecurityOptions": ["name=seccomp,profile=default", "name=userns"],
+      "DockerRootDir": "/var/lib/docker/100000.100000"}, (100000, 100000)),
+    ({"SecurityOptions": ["name=userns"], "DockerRootDir": "/srv/docker/231072.231073"}, (231072, 231073)),
+    ({}, None),
+])
+def test_remapped_root(info, expected):
+    assert remapped_root(info) == expected
+
+
+def test_remapping_that_cannot_be_read_is_an_error():
+    with pytest.raises(SandboxError, match="does not say to which ids"):
+        remapped_root({"SecurityOptions": ["name=userns"], "DockerRootDir": "/var/lib/docker"})
+
+
+@pytest.mark.parametrize(("uid", "remapped", "euid", "expected"), [
+    (61000, None, 0, SandboxUser("61000:61000", (61000, 61000))),
+    (61000, (100000, 100000), 0, SandboxUser("61000:61000", (161000, 161000))),
+    (5000, (231072, 231073), 0, SandboxUser("5000:5000", (236072, 236073))),
+    (61000, None, 1234, SandboxUser("1234:1234", (1234, 1234))),
+])
+def test_sandbox_user(uid, remapped, euid, expected):
+    assert sandbox_user(uid, remapped, euid=euid, egid=euid) == expected
+
+
+def test_a_service_that_is_not_root_cannot_use_a_remapping_engine():
+    with pytest.raises(SandboxError, match="run the service as root"):
+        sandbox_user(61000, (100000, 100000), euid=1234, egid=1234)
