@@ -197,60 +197,81 @@ def take(tree: Path, head: Mapping[bytes, Tracked], rules: IgnoreRules, *,
     pending: list[tuple[Path, str, bool]] = [(tree, "", False)]
     while pending:
         directory, relative_dir, excluded = pending.pop()
-        listing = []
-        for name, status in _list(directory):
-            if name.lower() == ".git":
-                continue  # a repository of the agent's own: never part of the proposal
-            if is_dot_git(name):  # another spelling git refuses: say so
-                snapshot.leave_out(f"{relative_dir}/{name}" if relative_dir else name,
-                                   "git does not accept this name")
-                continue
-            listing.append((name, status))
-        ignored: set[bytes] = set()
+        encoded_dir = os.fsencode(relative_dir)
         if not excluded:
-            encoded_dir = os.fsencode(relative_dir)
             rules.enter(encoded_dir, _read_gitignore(directory / ".gitignore"))
-            ignored = rules.ignored(encoded_dir, [(os.fsencode(name), stat.S_ISDIR(status.st_mode))
-                                                  for name, status in listing])
-        for name, status in listing:
-            st_mode = status.st_mode
-            relative = f"{relative_dir}/{name}" if relative_dir else name
-            path = os.fsencode(relative)
-            is_ignored = excluded or os.fsencode(name) in ignored
-            if path in gitlinks:
-                for inner, reason in _inside_submodule(directory / name, relative, st_mode):
-                    snapshot.leave_out(inner, reason)
-                continue
-            if stat.S_ISDIR(st_mode):
-                if not is_ignored or path in tracked_dirs or path in gitlink_parents:
-                    pending.append((directory / name, relative, is_ignored))
-                continue
-            if path in gitlink_parents:
-                snapshot.leave_out(relative, "it replaces a directory that holds a submodule")
-                continue
-            if path not in head and is_ignored:
-                continue
-            entry_or_reason = _entry(directory / name, path, name, status)
-            if isinstance(entry_or_reason, Entry):
-                snapshot.entries.append(entry_or_reason)
-                if path not in head:
-                    new_files += 1
-                    if max_new_files is not None and new_files > max_new_files:
-                        raise TooManyNewFiles(max_new_files)
-            else:
-                snapshot.leave_out(relative, entry_or_reason)
-                if path in head:
-                    kept.add(path)
+        # A batch at a time: a directory of millions of names never sits in memory whole.
+        for batch in _batches(directory):
+            listing = []
+            for name, status in batch:
+                if name.lower() == ".git":
+                    continue  # a repository of the agent's own: never part of the proposal
+                if is_dot_git(name):  # another spelling git refuses: say so
+                    snapshot.leave_out(f"{relative_dir}/{name}" if relative_dir else name,
+                                       "git does not accept this name")
+                    continue
+                listing.append((name, status))
+            ignored: set[bytes] = set()
+            if not excluded:
+                ignored = rules.ignored(encoded_dir, [(os.fsencode(name), stat.S_ISDIR(status.st_mode))
+                                                      for name, status in listing])
+            for name, status in listing:
+                new_files += _take_one(snapshot, kept, head, directory, relative_dir, name, status,
+                                       excluded or os.fsencode(name) in ignored, pending,
+                                       gitlinks, gitlink_parents, tracked_dirs)
+                if max_new_files is not None and new_files > max_new_files:
+                    raise TooManyNewFiles(max_new_files)
     snapshot.entries.extend(Entry(head[path].mode, path, sha=head[path].sha) for path in kept)
     snapshot.entries.sort(key=lambda entry: entry.path)
     snapshot.left_out.sort(key=lambda item: item.path)
     return snapshot
 
 
-def _list(directory: Path) -> list[tuple[str, os.stat_result]]:
+def _take_one(snapshot: Snapshot, kept: set[bytes], head: Mapping[bytes, Tracked], directory: Path,
+              relative_dir: str, name: str, status: os.stat_result, is_ignored: bool,
+              pending: list[tuple[Path, str, bool]], gitlinks: set[bytes],
+              gitlink_parents: set[bytes], tracked_dirs: set[bytes]) -> int:
+    """Decide one directory entry; returns 1 when it is a new file to propose."""
+    st_mode = status.st_mode
+    relative = f"{relative_dir}/{name}" if relative_dir else name
+    path = os.fsencode(relative)
+    if path in gitlinks:
+        for inner, reason in _inside_submodule(directory / name, relative, st_mode):
+            snapshot.leave_out(inner, reason)
+        return 0
+    if stat.S_ISDIR(st_mode):
+        if not is_ignored or path in tracked_dirs or path in gitlink_parents:
+            pending.append((directory / name, relative, is_ignored))
+        return 0
+    if path in gitlink_parents:
+        snapshot.leave_out(relative, "it replaces a directory that holds a submodule")
+        return 0
+    if path not in head and is_ignored:
+        return 0
+    entry_or_reason = _entry(directory / name, path, name, status)
+    if not isinstance(entry_or_reason, Entry):
+        snapshot.leave_out(relative, entry_or_reason)
+        if path in head:
+            kept.add(path)
+        return 0
+    snapshot.entries.append(entry_or_reason)
+    return 0 if path in head else 1
+
+
+BATCH = 1024
+
+
+def _batches(directory: Path) -> Iterator[list[tuple[str, os.stat_result]]]:
+    """The directory's entries with their lstat, BATCH at a time, in no particular order."""
     with os.scandir(directory) as entries:
-        listing = [(entry.name, entry.stat(follow_symlinks=False)) for entry in entries]
-    return sorted(listing, key=lambda item: item[0])
+        batch = []
+        for entry in entries:
+            batch.append((entry.name, entry.stat(follow_symlinks=False)))
+            if len(batch) == BATCH:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
 
 
 def _entry(source: Path, path: bytes, name: str, status: os.stat_result) -> Entry | str:
@@ -275,7 +296,7 @@ def _inside_submodule(location: Path, relative: str, st_mode: int) -> Iterator[t
     pending = [(location, relative)]
     while pending:
         directory, relative_dir = pending.pop()
-        for name, status in _list(directory):
+        for name, status in (item for batch in _batches(directory) for item in batch):
             if is_dot_git(name):
                 continue
             inner = f"{relative_dir}/{name}"

@@ -212,8 +212,9 @@ def test_an_ignored_directory_is_not_listed_unless_it_holds_tracked_files(tmp_pa
     _write(tmp_path / ".gitignore", "node_modules/\n")
     _write(tmp_path / "node_modules" / "a" / "index.js")
     listed: list[Path] = []
-    real_list = snapshot._list
-    monkeypatch.setattr(snapshot, "_list", lambda directory: listed.append(directory) or real_list(directory))
+    real_batches = snapshot._batches
+    monkeypatch.setattr(snapshot, "_batches",
+                        lambda directory: listed.append(directory) or real_batches(directory))
 
     take(tmp_path, {}, rules)
 
@@ -295,8 +296,9 @@ def test_the_walk_stops_at_the_first_new_file_past_the_limit(tmp_path, rules, mo
         _write(tmp_path / "b" / f"new-{n}")
     head = _tracked(*(f"a/new-{n}" for n in range(20)))
     listed: list[Path] = []
-    real_list = snapshot._list
-    monkeypatch.setattr(snapshot, "_list", lambda directory: listed.append(directory) or real_list(directory))
+    real_batches = snapshot._batches
+    monkeypatch.setattr(snapshot, "_batches",
+                        lambda directory: listed.append(directory) or real_batches(directory))
 
     with pytest.raises(snapshot.TooManyNewFiles):
         take(tmp_path, head, rules, max_new_files=5)
