@@ -23,6 +23,7 @@ import signal
 import stat
 import subprocess
 import tempfile
+import threading
 import zlib
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -375,56 +376,74 @@ def _write_tree(ws: Workspace, tracked: Mapping[bytes, Tracked]) -> None:
     if clashes := sorted(parents & tracked.keys()):
         raise GitError(f"the default branch has a malformed tree: {os.fsdecode(clashes[0])!r} is "
                        "both a file and a directory")
-    blobs = [(path, entry) for path, entry in tracked.items() if entry.mode != GITLINK]
+    for path in tracked:
+        _check_stored_path(path)
+    tree = os.fsencode(ws.tree)
+    made = _DirectoryMaker(tree)
     for path, entry in tracked.items():
         if entry.mode == GITLINK:  # an empty directory, as git leaves an uninitialised submodule
-            (_make_directories(ws.tree, path) / _check_stored_path(path)[-1]).mkdir()
+            made.parents_of(path)
+            os.mkdir(os.path.join(tree, path))
+    blobs = [(path, entry) for path, entry in tracked.items() if entry.mode != GITLINK]
     with subprocess.Popen(
         _git_command(ws, ["cat-file", "--batch"]), cwd=ws.root, env=_git_environment(ws, None),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         start_new_session=True,
     ) as reader:
         assert reader.stdin is not None and reader.stdout is not None
+        # Requests go from a thread of their own, so git never waits for the next one.
+        requests = threading.Thread(target=_request_objects, daemon=True,
+                                    args=(reader.stdin, [entry.sha for _, entry in blobs]))
+        requests.start()
         try:
             for path, entry in blobs:
-                reader.stdin.write(entry.sha.encode() + b"\n")
-                reader.stdin.flush()
                 header = reader.stdout.readline().split()
                 if len(header) != 3 or header[1] != b"blob":
-                    raise GitError(f"git cat-file could not read {path!r}")
-                _write_file(ws.tree, path, entry.mode, reader.stdout, int(header[2]))
+                    raise GitError(f"git cat-file could not read {os.fsdecode(path)!r}")
+                made.parents_of(path)
+                _write_file(os.path.join(tree, path), entry.mode, reader.stdout, int(header[2]))
                 reader.stdout.read(1)  # the newline after each object
         finally:
-            reader.stdin.close()
             reader.kill()
+            requests.join()
+
+
+def _request_objects(stdin: IO[bytes], shas: list[str]) -> None:
+    try:
+        for sha in shas:
+            stdin.write(sha.encode() + b"\n")
+        stdin.close()
+    except (BrokenPipeError, ValueError):
+        pass  # git stopped: the reader reports why
+
+
+class _DirectoryMaker:
+    """Creates the directories of a fresh tree, each once."""
+
+    def __init__(self, tree: bytes):
+        self._tree, self._made = tree, {b""}
+
+    def parents_of(self, path: bytes) -> None:
+        for end in _slashes(path):
+            parent = path[:end]
+            if parent not in self._made:
+                try:
+                    os.mkdir(os.path.join(self._tree, parent))
+                except FileExistsError:  # written as a file or link: the tree is malformed
+                    raise GitError(f"{os.fsdecode(path)!r} is below a file in the default branch") from None
+                self._made.add(parent)
 
 
 def _slashes(path: bytes) -> Iterator[int]:
     return (index for index, byte in enumerate(path) if byte == 0x2F)
 
 
-def _check_stored_path(path: bytes) -> list[str]:
-    parts = os.fsdecode(path).split("/")
-    if any(part in ("", ".", "..") or snapshot.is_dot_git(part) for part in parts):
+def _check_stored_path(path: bytes) -> None:
+    if any(part in ("", ".", "..") or snapshot.is_dot_git(part) for part in os.fsdecode(path).split("/")):
         raise GitError(f"the default branch holds a path git refuses: {os.fsdecode(path)!r}")
-    return parts
 
 
-def _make_directories(tree: Path, path: bytes) -> Path:
-    """Create the parents of `path` inside `tree`, refusing anything that is not a directory."""
-    parent = tree
-    for part in _check_stored_path(path)[:-1]:
-        parent = parent / part
-        try:
-            parent.mkdir()
-        except FileExistsError:
-            if not stat.S_ISDIR(os.lstat(parent).st_mode):
-                raise GitError(f"{os.fsdecode(path)!r} is below a file in the default branch") from None
-    return parent
-
-
-def _write_file(tree: Path, path: bytes, mode: str, source: IO[bytes], size: int) -> None:
-    target = _make_directories(tree, path) / _check_stored_path(path)[-1]
+def _write_file(target: bytes, mode: str, source: IO[bytes], size: int) -> None:
     if mode == SYMLINK:
         os.symlink(source.read(size), target)
         return
