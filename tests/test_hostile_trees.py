@@ -16,6 +16,7 @@ from runner.ignore_rules import GitIgnoreRules
 from runner.snapshot import take
 from runner.workspace import GitError, Workspace, collect_changes
 from tests.hostile_repos import LIBRARY_ENV
+from tests.test_tree_removal import make_deep_tree
 from tests.test_workspace import (  # fixtures, and helpers
     _GitServer,
     _make_upstream,
@@ -40,20 +41,6 @@ def _plain_git(*args: str | os.PathLike, stdin: bytes | None = None) -> bytes:
     return result.stdout
 
 
-def _deep_directories(top: Path, depth: int) -> None:
-    """`top/d/d/.../d`, created through directory descriptors so no path gets long."""
-    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for _ in range(depth):
-            os.mkdir("d", dir_fd=fd)
-            inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = inner
-        os.close(os.open("bottom.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
-    finally:
-        os.close(fd)
-
-
 def _rm_rf(path: Path) -> None:
     subprocess.run(["rm", "-rf", "--", str(path)], check=True, timeout=120)
 
@@ -66,7 +53,7 @@ def test_a_workspace_deeper_than_python_recursion_is_removed(tmp_path):
     ws = Workspace(root=root, tree=root / "tree", git_dir=root / "git", branch="b")
     ws.tree.mkdir(parents=True)
     ws.git_dir.mkdir()
-    _deep_directories(ws.tree, 1500)  # a path of 3,000 bytes: nothing unusual for the agent
+    make_deep_tree(ws.tree, 1500)  # a path of 3,000 bytes: nothing unusual for the agent
     try:
         workspace.remove(ws)
         assert not os.path.lexists(root)
@@ -79,7 +66,7 @@ def test_leftover_workspaces_deeper_than_python_recursion_are_removed(tmp_path):
     base = tmp_path / "workspaces"
     (base / "deep" / "tree").mkdir(parents=True)
     (base / "plain" / "tree").mkdir(parents=True)
-    _deep_directories(base / "deep" / "tree", 1500)
+    make_deep_tree(base / "deep" / "tree", 1500)
     try:
         assert workspace.remove_leftovers(base) == ["deep", "plain"]
         assert list(base.iterdir()) == []
@@ -91,7 +78,7 @@ def test_leftover_workspaces_deeper_than_python_recursion_are_removed(tmp_path):
 def test_a_deep_default_branch_is_handed_to_the_sandbox_user(tmp_path, server, token):
     upstream = _make_upstream(tmp_path, server, token, name="deep.git", files={"README.md": "x\n"})
     source = tmp_path / "source-deep.git"
-    _deep_directories(source, 1100)
+    make_deep_tree(source, 1100)
     _plain_git("-C", source, "add", "--all")
     _plain_git("-C", source, "commit", "--quiet", "-m", "Deep")
     _plain_git("-C", source, "push", "--quiet", upstream.bare, "main")

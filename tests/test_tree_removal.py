@@ -6,22 +6,20 @@ import os
 import stat
 import subprocess
 import tempfile
-import traceback
 from pathlib import Path
 
 import pytest
 
 from runner.tree_removal import remove_tree
+from tests.unprivileged import needs_root, run_as
 
 SERVICE_UID = 1000  # an unprivileged service user for the tests that drop root
-
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="changing users needs root")
 
 
 def make_deep_tree(root: Path, levels: int) -> None:
     """`levels` nested directories with a file at the bottom, built relative to open
     directories: the full path is longer than any path call accepts."""
-    root.mkdir()
+    root.mkdir(exist_ok=True)
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     for _ in range(levels):
         os.mkdir("d", dir_fd=fd)
@@ -31,30 +29,6 @@ def make_deep_tree(root: Path, levels: int) -> None:
     with open(os.open("bottom.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "w") as bottom:
         bottom.write("deep\n")
     os.close(fd)
-
-
-def _run_as(uid: int, action) -> str | None:
-    """Run `action` in a child that has dropped root; returns its traceback, if any."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child never returns into pytest
-        os.close(read_end)
-        code = 0
-        try:
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-            action()
-        except BaseException:
-            os.write(write_end, traceback.format_exc().encode())
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as child_output:
-        report = child_output.read().decode()
-    _, wait_status = os.waitpid(pid, 0)
-    return None if wait_status == 0 else report or f"child exited with status {wait_status}"
 
 
 @pytest.fixture
@@ -132,7 +106,7 @@ def test_an_unprivileged_service_removes_directories_the_agent_locked(base):
     def remove_as_the_service() -> None:
         assert remove_tree(tree) is True
 
-    error = _run_as(SERVICE_UID, remove_as_the_service)
+    error = run_as(SERVICE_UID, remove_as_the_service)
 
     assert error is None, error
     assert not os.path.lexists(tree)
@@ -151,7 +125,7 @@ def test_what_cannot_be_removed_is_reported_and_the_rest_still_goes(base):
     # "stuck" stays root's and read-only: its entry cannot be removed by the service user.
     (tree / "stuck").chmod(0o755)
 
-    error = _run_as(SERVICE_UID, lambda: (base / "result").write_text(str(remove_tree(tree))))
+    error = run_as(SERVICE_UID, lambda: (base / "result").write_text(str(remove_tree(tree))))
 
     assert error is None, error
     assert (base / "result").read_text() == "False"

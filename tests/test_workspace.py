@@ -10,7 +10,6 @@ import tempfile
 import subprocess
 import threading
 import time
-import traceback
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -34,11 +33,11 @@ from runner.workspace import (
     remove,
 )
 from tests.hostile_repos import assert_the_plants_are_live, commit_library, plant_repository
+from tests.unprivileged import needs_root, run_as
 
 SANDBOX_UID = 1000
 BINARY = bytes(range(256)) * 4
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="changing file ownership needs root")
 
 
 def _plain_git_env() -> dict[str, str]:
@@ -699,7 +698,7 @@ def test_remove_as_an_unprivileged_service_opens_up_read_only_directories():
         outside.chmod(0o555)
         _chown(base, SANDBOX_UID)
 
-        error = _run_as(SANDBOX_UID, lambda: remove(ws))
+        error = run_as(SANDBOX_UID, lambda: remove(ws))
 
         assert error is None, error
         assert not os.path.lexists(root)
@@ -717,30 +716,6 @@ def _make_read_only(tree: Path) -> None:
 def _chown(root: Path, uid: int) -> None:
     for path in [root, *root.rglob("*")]:
         os.chown(path, uid, uid, follow_symlinks=False)
-
-
-def _run_as(uid: int, action) -> str | None:
-    """Run `action` in a child that has dropped root; returns its traceback, if any."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child never returns into pytest
-        os.close(read_end)
-        status = 0
-        try:
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-            action()
-        except BaseException:
-            os.write(write_end, traceback.format_exc().encode())
-            status = 1
-        finally:
-            os._exit(status)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as child_output:
-        report = child_output.read().decode()
-    _, status = os.waitpid(pid, 0)
-    return None if status == 0 else report or f"child exited with status {status}"
 
 
 def test_a_long_history_is_fetched_shallow_and_the_branch_still_pushes(tmp_path, server, token):
@@ -925,7 +900,7 @@ def test_a_service_that_is_not_root_reads_the_tree_the_same_way(tmp_path, server
                 raise AssertionError((list(markers.iterdir()), changes.left_out))
             (markers.parent / "pushed").write_text(sha)
 
-        error = _run_as(SANDBOX_UID, as_the_service_user)
+        error = run_as(SANDBOX_UID, as_the_service_user)
 
         assert error is None, error
         pushed = _tree_entries(upstream.bare, (base / "pushed").read_text())
