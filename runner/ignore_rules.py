@@ -19,6 +19,7 @@ from pathlib import Path
 
 from runner.tree_removal import remove_tree
 
+DEEP_DIRECTORY = 16  # components; see GitIgnoreRules._ignored_deep
 RULES_LIMIT = 8 * 1024 * 1024  # bytes of .gitignore copies in all; real repositories use far less
 DEFAULT_TIMEOUT = 120.0
 
@@ -37,28 +38,39 @@ class GitIgnoreRules:
     def __init__(self, *, scratch_parent: Path | None = None, timeout: float = DEFAULT_TIMEOUT,
                  rules_limit: int = RULES_LIMIT):
         self._deadline = time.monotonic() + timeout
+        self._timed_out = False
         self._rules_limit = rules_limit
         self._rules_bytes = 0
         self._scratch = Path(tempfile.mkdtemp(prefix="ignore-rules-", dir=scratch_parent))
         self._tree = self._scratch / "tree"
         self._tree.mkdir()
-        git_dir = self._scratch / "git"
-        env = {"PATH": os.environ.get("PATH") or os.defpath, "LC_ALL": "C", "HOME": str(self._scratch),
-               "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_FLUSH": "1"}
-        subprocess.run(["git", "init", "--quiet", "--bare", "--template=", str(git_dir)], env=env,
-                       check=True, capture_output=True, timeout=30)
-        # No excludes file and an empty info/exclude: only the tree's own .gitignore files count.
-        self._process = subprocess.Popen(
-            ["git", f"--git-dir={git_dir}", f"--work-tree={self._tree}", "-c", "core.bare=false",
-             "-c", f"core.excludesFile={os.devnull}", "check-ignore", "--no-index", "--stdin",
-             "-z", "--verbose", "--non-matching"],
-            cwd=self._scratch, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, start_new_session=True)
+        self._git_dir = self._scratch / "git"
+        self._env = {"PATH": os.environ.get("PATH") or os.defpath, "LC_ALL": "C",
+                     "HOME": str(self._scratch), "GIT_CONFIG_NOSYSTEM": "1",
+                     "GIT_CONFIG_GLOBAL": os.devnull, "GIT_FLUSH": "1"}
+        subprocess.run(["git", "init", "--quiet", "--bare", "--template=", str(self._git_dir)],
+                       env=self._env, check=True, capture_output=True, timeout=30)
+        self._process = self._start()
         self._buffer = bytearray()
         self._position = 0
-        self._timer = threading.Timer(max(0.0, timeout), self._process.kill)
+        self._timer = threading.Timer(max(0.0, timeout), self._kill)
         self._timer.daemon = True
         self._timer.start()
+
+    def _command(self, *, verbose: bool) -> list[str]:
+        # No excludes file and an empty info/exclude: only the tree's own .gitignore files count.
+        return ["git", f"--git-dir={self._git_dir}", f"--work-tree={self._tree}", "-c", "core.bare=false",
+                "-c", f"core.excludesFile={os.devnull}", "check-ignore", "--no-index", "--stdin", "-z",
+                *(["--verbose", "--non-matching"] if verbose else [])]
+
+    def _start(self) -> subprocess.Popen:
+        return subprocess.Popen(self._command(verbose=True), cwd=self._scratch, env=self._env,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def _kill(self) -> None:
+        self._timed_out = True
+        self._process.kill()
 
     def __enter__(self) -> GitIgnoreRules:
         return self
@@ -68,12 +80,15 @@ class GitIgnoreRules:
 
     def close(self) -> None:
         self._timer.cancel()
+        self._stop_process()
+        remove_tree(self._scratch)  # as deep as the agent's tree: never shutil.rmtree
+
+    def _stop_process(self) -> None:
         self._process.kill()
         self._process.wait()
         for stream in (self._process.stdin, self._process.stdout):
             if stream is not None:
                 stream.close()
-        remove_tree(self._scratch)  # as deep as the agent's tree: never shutil.rmtree
 
     def enter(self, directory: bytes, rules: bytes | None) -> None:
         """`directory` (relative, "/"-separated, b"" for the root) has these .gitignore rules."""
@@ -96,6 +111,8 @@ class GitIgnoreRules:
                 (base / os.fsdecode(name)).mkdir(exist_ok=True)
         prefix = directory + b"/" if directory else b""
         request = b"".join(prefix + name + b"\0" for name, _ in children)
+        if directory.count(b"/") + 1 >= DEEP_DIRECTORY:
+            return self._ignored_deep(prefix, request)
         writer = threading.Thread(target=self._send, args=(request,), daemon=True)
         writer.start()
         excluded = set()
@@ -107,6 +124,22 @@ class GitIgnoreRules:
                 excluded.add(name)
         writer.join()
         return excluded
+
+    def _ignored_deep(self, prefix: bytes, request: bytes) -> set[bytes]:
+        # git 2.39's check-ignore --verbose crashes (SIGSEGV) once it has matched a path 25
+        # components deep, so deep directories get a process of their own without --verbose,
+        # which prints just the ignored paths.
+        try:
+            answer = subprocess.run(self._command(verbose=False), input=request, cwd=self._scratch,
+                                    env=self._env, capture_output=True, timeout=self._remaining())
+        except subprocess.TimeoutExpired:
+            raise IgnoreRulesError("applying the .gitignore rules took too long") from None
+        if answer.returncode not in (0, 1):  # 1: nothing is ignored
+            raise IgnoreRulesError(f"git check-ignore failed (exit status {answer.returncode})")
+        return {path[len(prefix):] for path in answer.stdout.split(b"\0") if path}
+
+    def _remaining(self) -> float:
+        return max(0.1, self._deadline - time.monotonic())
 
     def _mirror(self, directory: bytes) -> Path:
         target = self._tree / os.fsdecode(directory) if directory else self._tree
@@ -128,9 +161,10 @@ class GitIgnoreRules:
             self._position = 0
             chunk = self._process.stdout.read1(65536)
             if not chunk:
-                if time.monotonic() >= self._deadline:
+                if self._timed_out:
                     raise IgnoreRulesError("applying the .gitignore rules took too long")
-                raise IgnoreRulesError("git check-ignore stopped answering")
+                raise IgnoreRulesError(f"git check-ignore stopped answering (exit status "
+                                       f"{self._process.wait()})")
             self._buffer += chunk
         field = bytes(self._buffer[self._position:end])
         self._position = end + 1

@@ -303,3 +303,13 @@ def test_the_walk_stops_at_the_first_new_file_past_the_limit(tmp_path, rules, mo
     with pytest.raises(snapshot.TooManyNewFiles):
         take(tmp_path, head, rules, max_new_files=5)
     assert take(tmp_path, head, rules, max_new_files=20).entries  # tracked files do not count
+
+
+def test_a_deep_directory_then_a_shallow_match_is_answered(rules):
+    # git 2.39's check-ignore crashes on this order of questions; the rules start it anew.
+    deep = b"/".join(b"level%d" % n for n in range(30))
+    rules.enter(b"", b"*.log\n")
+
+    assert rules.ignored(deep, [(b"code.py", False), (b"debug.log", False)]) == {b"debug.log"}
+    assert rules.ignored(b"a", [(b"run.log", False), (b"kept.py", False)]) == {b"run.log"}
+    assert rules.ignored(b"", [(b"top.log", False), (b"a", True)]) == {b"top.log"}
