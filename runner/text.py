@@ -38,12 +38,13 @@ _IMAGE = re.compile(r"!(?=\[)")
 # rendered: emphasis, code, link and autolink punctuation, escapes, a link's destination
 # and title or its reference label, invisible characters. Possessive and bounded
 # repetition keeps every search linear.
-_NOISE_CHARACTERS = rf"*_~`\\\[\]!|<>{_INVISIBLE}"
+# Brackets stay out of the run of characters: they start longer pieces, tried first.
+_NOISE_CHARACTERS = rf"*_~`\\!|<>{_INVISIBLE}"
 _NOISE = (
     r"(?:\]\((?:[^()\s]|\([^()\s]{0,256}\)){0,2048}+"
     r"(?:\s+(?:\"[^\"]{0,1024}\"|'[^']{0,1024}'|\([^()]{0,1024}\)))?\s*\)"
     r"|\]\[[^\[\]]{0,999}\]"
-    rf"|[{_NOISE_CHARACTERS}]++)"
+    rf"|[{_NOISE_CHARACTERS}]++|[\[\]])"
 )
 _N = _NOISE + "{0,64}+"
 
@@ -53,7 +54,6 @@ _N = _NOISE + "{0,64}+"
 _MENTION = re.compile(rf"[@\uff20\ufe6b](?={_N}[A-Za-z0-9\uff10-\uff19\uff21-\uff3a\uff41-\uff5a])")
 # But GitHub links "a@b.com" and "https://x.com" as a whole, and an @ right after such a
 # link starts a text of its own: "a@b.c@octocat" may ping.
-_WORD_BEFORE = re.compile(r"\S*\Z")
 _LINKED_WORD = re.compile(r"[@\uff20\ufe6b]|://|(?i:www)\.")
 
 
@@ -69,9 +69,10 @@ _CLOSING_KEYWORD = "|".join(
 # break, a new block or nothing at all: list and heading marks, quote marks, table rows,
 # rules, a fenced code block's opening line, a link reference definition.
 _DEFINITION = r"\[[^\[\]]{1,999}\]:[^\n]*+(?:\n[ \t]*(?:\"[^\"]*\"|'[^']*'|\([^()]*\)))?"
-_FENCE_OPENING = r"(?:`{3,}|~{3,})[^\n]*+"
-_GAP = (rf"{_DEFINITION}|{_FENCE_OPENING}|[\s:=+.)\-{_NOISE_CHARACTERS}]++|\d{{1,9}}[.)]"
-        rf"|\#{{1,6}}(?=\s)|{_NOISE}")
+_FENCE_OPENING = r"\n[ \t>*+\-0-9.)]*(?:`{3,}|~{3,})[^\n]*+"
+# Longer pieces come first: a run of single characters must not swallow their start.
+_GAP = (rf"{_DEFINITION}|{_FENCE_OPENING}|\s++|[:=+.)\-]++|\d{{1,9}}[.)]|\#{{1,6}}(?=\s)"
+        rf"|{_NOISE}")
 # A table drops the cells a row has beyond its header's, so the rest of a line after "|"
 # may vanish. A gap of its own: the other must stay free to read "| #1" as a reference.
 _GAP_ACROSS_CELLS = rf"\|[^\n]{{0,4096}}+\n|{_GAP}"
@@ -79,11 +80,14 @@ _MAYBE_TABLE = re.compile(r"^(?=[^\n]*\|)[^\n]*-", re.MULTILINE)  # a delimiter 
 _ISSUE_REFERENCE = (
     rf"(?:(?:[\w.\-]|{_NOISE}){{1,160}}+/(?:[\w.\-]|{_NOISE}){{1,160}}+{_N})?[#\uff03\ufe5f]{_N}\d"
     rf"|(?i:g{_N}h){_N}-{_N}\d"
-    rf"|[A-Za-z]{{1,16}}:(?:[\w.\-:/@%~+]|{_NOISE}){{0,512}}?/{_N}(?i:{_spaced('issues')}){_N}/{_N}\d"
+    rf"|(?i:{_spaced('http')}(?:{_N}s)?){_N}:{_N}/{_N}/"
+    rf"(?:[\w.\-:/@%~+]|{_NOISE}){{0,512}}?/{_N}(?i:{_spaced('issues')}){_N}/{_N}\d"
 )
+# A keyword ends where a word does, or where GitHub starts linking a URL ("fixeshttp://").
+_KEYWORD_END = r"(?:(?![A-Za-z0-9])|(?=(?i:https?://|www\.)))"
 # Zero-width, so that every start is found even where matches overlap ("fix-closes #1").
 _CLOSING_KEYWORD_BEFORE_REFERENCE, _CLOSING_KEYWORD_BEFORE_REFERENCE_ACROSS_CELLS = (
-    re.compile(rf"(?=(?i:{_CLOSING_KEYWORD})(?![A-Za-z0-9])(?:{gap}){{0,256}}+(?:{_ISSUE_REFERENCE}))")
+    re.compile(rf"(?=(?i:{_CLOSING_KEYWORD}){_KEYWORD_END}(?:{gap}){{0,256}}+(?:{_ISSUE_REFERENCE}))")
     for gap in (_GAP, _GAP_ACROSS_CELLS)
 )
 
@@ -213,9 +217,14 @@ def _resolved(text: str) -> _Reading:
 def _mention_cuts(reading: _Reading, text: str):
     for mention in _MENTION.finditer(reading.chars):
         at = mention.start()
-        word = _WORD_BEFORE.search(reading.chars, max(0, at - 256), at)[0]
-        if _starts_word(reading, at, text) or _LINKED_WORD.search(word):
+        if _starts_word(reading, at, text) or _follows_a_link(reading.chars, at):
             yield reading.ends[at]
+
+
+def _follows_a_link(chars: str, at: int) -> bool:
+    earliest = max(0, at - 256)
+    word_start = max(chars.rfind(space, earliest, at) for space in " \t\n\r\f\v") + 1
+    return _LINKED_WORD.search(chars, max(word_start, earliest), at) is not None
 
 
 def _closing_keyword_cuts(reading: _Reading, text: str):

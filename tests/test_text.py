@@ -355,6 +355,13 @@ FRAGMENTS = [
     "<img src=", "<img", " src=x>", "<a href=", "\"", "'", "=", "<https://", "<div>", "</div>",
     "\u200d", "\u2060", "\u00ad", "\u200b", " ", "  ", "\n", "\n\n", "\n> ", "\n- ", "\n1. ",
     "| ", " |", "\n|---|\n", "\n```\n", "\n    ", "-", ".", "a", "x",
+    "</>", "<!x>", "<?", "?>", "&#64", "&#x40", "\u017f", "\u212a", "# ", "\n===\n", "\n***\n",
+    "<https://github.com/o/r/issues/4>", "[r]: ", "[r]", "<a>", "</a>", "<img/", "src=",
+    "https:evil.example", "\\\\", "|", "\n|-|\n", "<details>", "\n<div>\n", "<span title=\"",
+    "\">", "&lt;", "<!---->", "\u00a0", "fixed", "close", "CLOSES", "Resolves", "\uff03", "\ufe6b",
+    "#12", "issues/", "/issues/4", "gh-", "<b", "<x ", "\t", "\n```", "~~~\n", "`@x`", "\\`",
+    "[a](", "<javascript:alert(1)>", "data:", "\\\\evil.example", "&#47;", "&#58;", "&colon;",
+    "w&#119;w.", "xhttp://", "http", "://", "evil.example/x.png",
 ]
 
 
@@ -394,3 +401,25 @@ def test_raw_html_shows_as_text(text):
     # Only the elements Markdown itself makes are left.
     assert re.findall(r"</?([A-Za-z][A-Za-z0-9]*)", rendered) == re.findall(
         r"</?([A-Za-z][A-Za-z0-9]*)", render(text.replace("<", "&lt;")))
+
+
+ADVERSARIAL_SIZES = [
+    pytest.param("<x " * 20_000, id="unclosed-tags"),
+    pytest.param("http:" * 13_000, id="schemes-without-hosts"),
+    pytest.param("fixes |" * 9_000, id="table-cells-without-rows"),
+    pytest.param("fixes\n```" * 7_000, id="fence-openings"),
+    pytest.param("f*i*x*" * 10_000, id="keyword-letters-in-noise"),
+    pytest.param("fix:" * 16_000, id="keyword-colons"),
+    pytest.param("a@b.c" * 13_000, id="addresses-without-spaces"),
+    pytest.param("@a " * 21_000, id="mentions"),
+]
+
+
+@pytest.mark.parametrize("text", ADVERSARIAL_SIZES)
+def test_neutralise_stays_fast_on_a_full_body_of_adversarial_text(text):
+    import time
+
+    started = time.monotonic()
+    neutralise(text[:GITHUB_BODY_LIMIT])
+    # Linear work takes well under a second; a quadratic search took minutes.
+    assert time.monotonic() - started < 5
