@@ -23,7 +23,7 @@ URL_ATTRIBUTES = {"href", "src", "srcset", "poster", "background", "action", "fo
 MENTION = re.compile(r"(?<![A-Za-z0-9_])[@\uff20\ufe6b][A-Za-z0-9]")
 CLOSING_REFERENCE = re.compile(
     r"(?<![A-Za-z0-9_])(?i:close[sd]?|fix(?:e[sd])?|resolve[sd]?)(?![A-Za-z0-9_])[\s:]*"
-    r"(?:#\d|(?i:gh)-\d|[\w.-]+/[\w.-]+#\d|[A-Za-z]+://[\w.~%:@!$&'()*+,;=/-]*/issues/\d)"
+    r"(?:#\d|(?i:gh)-\d|[\w.-]+/[\w.-]+#\d|(?i:https?)://[\w.~%:@!$&'()*+,;=/-]*/issues/\d)"
 )
 
 
