@@ -21,8 +21,8 @@ HOSTILE_ANSWER = (
         pytest.param(lambda: status.no_changes(TASK_ID, HOSTILE_ANSWER, seconds=3, tokens=10),
                      id="no-changes"),
         pytest.param(lambda: status.failed(TASK_ID, HOSTILE_ANSWER), id="failed"),
-        pytest.param(lambda: status.running(TASK_ID, 3, "@octocat ![x](https://evil.example/a.png)"),
-                     id="running-with-a-made-up-tool-name"),
+        pytest.param(lambda: status.running(TASK_ID, 3, "x` @octocat ![x](https://evil.example/a.png) `"),
+                     id="running-with-a-tool-name-that-ends-its-code-span"),
     ],
 )
 def test_agent_text_in_a_status_comment_renders_inert(body):
