@@ -140,10 +140,10 @@ def neutralise(text: str, *, github_host: str = DEFAULT_GITHUB_HOST) -> str:
     "@", "**Fixes** #1" as a keyword before a reference. So mentions, keywords and URLs are
     looked for twice, in the text as written and with character references and backslash
     escapes resolved, letting Markdown punctuation, link destinations and invisible
-    characters sit anywhere inside them, and blocks, quote marks, table cells and reference
-    definitions between a keyword and its reference. Code is not exempt: a disagreement
-    with GitHub's parser about where code ends would let a ping or an image through, and
-    in code the inserted character is the only change. Idempotent.
+    characters sit anywhere inside them, and new blocks, quote marks, table cells, fence
+    lines and reference definitions between a keyword and its reference. Code is not
+    exempt: a disagreement with GitHub's parser about where code ends would let a ping or
+    an image through, and in code the inserted character is the only change. Idempotent.
     """
     # Raw HTML and images first: once broken, what they held is text the readings see.
     text = _with_zero_width_spaces(text, {
