@@ -69,7 +69,7 @@ _CLOSING_KEYWORD = "|".join(
 # break, a new block or nothing at all: list and heading marks, quote marks, table rows,
 # rules, a fenced code block's opening line, a link reference definition.
 _DEFINITION = r"\[[^\[\]]{1,999}\]:[^\n]*+(?:\n[ \t]*(?:\"[^\"]*\"|'[^']*'|\([^()]*\)))?"
-_FENCE_OPENING = r"\n[ \t>*+\-0-9.)]*(?:`{3,}|~{3,})[^\n]*+"
+_FENCE_OPENING = r"\s*\n[ \t>*+\-0-9.)]*(?:`{3,}|~{3,})[^\n]*+"
 # Longer pieces come first: a run of single characters must not swallow their start.
 _GAP = (rf"{_DEFINITION}|{_FENCE_OPENING}|\s++|[:=+.)\-]++|\d{{1,9}}[.)]|\#{{1,6}}(?=\s)"
         rf"|{_NOISE}")

@@ -175,6 +175,7 @@ HOSTILE = [
     pytest.param("fixes `#1`", id="reference-in-code-span"),
     pytest.param("`fixes #1`", id="keyword-in-code-span"),
     pytest.param("```\nfixes #1\n```", id="keyword-in-code-block"),
+    pytest.param("fixes \n\n```info\n#1\n```", id="info-string-between"),
     pytest.param("fixes\n#1", id="soft-line-break"),
     pytest.param("fixes\\\n#1", id="hard-line-break"),
     pytest.param("fixes  \n#1", id="hard-line-break-by-spaces"),
