@@ -81,7 +81,7 @@ _ISSUE_REFERENCE = (
     rf"(?:(?:[\w.\-]|{_NOISE}){{1,160}}+/(?:[\w.\-]|{_NOISE}){{1,160}}+{_N})?[#\uff03\ufe5f]{_N}\d"
     rf"|(?i:g{_N}h){_N}-{_N}\d"
     rf"|(?i:{_spaced('http')}(?:{_N}s)?){_N}:{_N}/{_N}/"
-    rf"(?:[\w.\-:/@%~+]|{_NOISE}){{0,512}}?/{_N}(?i:{_spaced('issues')}){_N}/{_N}\d"
+    rf"(?:[\w.\-:/@%~+!$&'()*,;=]|{_NOISE}){{0,512}}?/{_N}(?i:{_spaced('issues')}){_N}/{_N}\d"
 )
 # A keyword ends where a word does, or where GitHub starts linking a URL ("fixeshttp://").
 _KEYWORD_END = r"(?:(?![A-Za-z0-9])|(?=(?i:https?://|www\.)))"

@@ -191,6 +191,7 @@ HOSTILE = [
     pytest.param("fixes [#1](https://github.com/o/r/issues/1)", id="reference-as-link-text"),
     pytest.param("fixes <https://github.com/o/r/issues/1>", id="issue-url-autolink"),
     pytest.param("fixes https://github.com/o/r/issues/1", id="issue-url"),
+    pytest.param("fixes https://github.com/o/(r)/issues/1", id="issue-url-with-parentheses"),
     pytest.param("fixes o/**r**#1", id="emphasis-inside-cross-repo-reference"),
     pytest.param("fixes GH-1", id="gh-reference"),
     pytest.param("![x](https://evil.example/a.png)", id="image"),
