@@ -16,7 +16,7 @@ _BLOCK_QUOTE = re.compile(r"^ {0,3}>")
 _LIST_MARKER = re.compile(r"[ \t]*(?:[-*+]|\d{1,9}[.)])(?:[ \t]+|$)")
 # Elements whose content GitHub shows as code or not at all, never as Markdown.
 _RAW_HTML_OPEN = re.compile(
-    r"^ {0,3}<(?P<tag>pre|code|script|style|textarea)(?=[\s>]|$)", re.IGNORECASE
+    r"^ {0,3}<(?P<tag>pre|code|script|style|textarea)(?=[\s>]|$)", re.IGNORECASE | re.ASCII
 )
 # Single-line approximation of a code span: a backtick run closed by a run of the same length.
 _CODE_SPAN = re.compile(r"(?<!`)(?P<ticks>`+)(?!`).+?(?<!`)(?P=ticks)(?!`)")
@@ -94,7 +94,18 @@ def _trigger_line(slug: str) -> re.Pattern[str]:
     # The mention must be followed by a space, ":", "," or the end of the line:
     # anything else (@async-codex, @async-code-bot, @async-code.io, @async-code/team)
     # is a different account, a team or a domain.
-    return re.compile(rf"^ {{0,3}}@{re.escape(slug)}(?:\s*[:,]|(?=\s)|$)", re.IGNORECASE)
+    return re.compile(rf"^ {{0,3}}@{_ascii_caseless(slug)}(?:\s*[:,]|(?=\s)|$)")
+
+
+def _ascii_caseless(slug: str) -> str:
+    """A pattern matching `slug` with ASCII letters in either case and nothing else.
+
+    GitHub logins are ASCII and compared without regard to ASCII case only. re.IGNORECASE
+    would use Unicode case folding, where "ſ" (long s) matches "s" and the Kelvin sign
+    matches "k": text GitHub shows as no mention at all would trigger work.
+    """
+    return "".join(f"[{char.lower()}{char.upper()}]" if char.isascii() and char.isalpha()
+                   else re.escape(char) for char in slug)
 
 
 def _list_item_content(line: str) -> tuple[int, str]:
@@ -144,7 +155,8 @@ def _raw_html_opened_by(text: str) -> str | None:
 
 
 def _raw_html_close_end(line: str, tag: str) -> int | None:
-    closing = re.search(rf"</{tag}\s*>", line, re.IGNORECASE)
+    # ASCII case only, as in HTML: "</ſcript>" (long s) does not end a script block.
+    closing = re.search(rf"</{tag}\s*>", line, re.IGNORECASE | re.ASCII)
     return closing.end() if closing else None
 
 

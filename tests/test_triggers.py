@@ -295,6 +295,37 @@ def test_slug_decides_who_is_addressed(body, instruction):
     assert find_instruction(body, "my-bot") == instruction
 
 
+@pytest.mark.parametrize(
+    ("body", "slug", "instruction"),
+    [
+        pytest.param("@ASYNC-code add retries", "async-code", "add retries", id="ascii-upper-case"),
+        pytest.param("@a\u017fync-code add retries", "async-code", None, id="long-s-is-not-s"),
+        pytest.param("@\u212aube-bot add retries", "kube-bot", None, id="kelvin-sign-is-not-k"),
+        pytest.param("@kube-bot add retries", "kube-bot", "add retries", id="plain-k"),
+        pytest.param("@b\u0131t add retries", "bit", None, id="dotless-i-is-not-i"),
+        pytest.param("@b\u0130t add retries", "bit", None, id="dotted-capital-i-is-not-i"),
+        pytest.param("@\uff41sync-code add retries", "async-code", None, id="fullwidth-letter"),
+        pytest.param("\uff20async-code add retries", "async-code", None, id="fullwidth-at-sign"),
+        pytest.param(
+            "<script>\n</\u017fcript>\n@async-code rm stuff\n</script>",
+            "async-code",
+            None,
+            id="long-s-does-not-close-a-script-block",
+        ),
+        pytest.param(
+            "<\u017fcript>\n@async-code add retries",
+            "async-code",
+            "add retries",
+            id="long-s-does-not-open-a-script-block",
+        ),
+    ],
+)
+def test_slug_and_html_names_match_in_ascii_case_only(body, slug, instruction):
+    # GitHub compares logins and HTML tag names ignoring ASCII case only; Unicode case
+    # folding would see mentions and tags where GitHub shows none.
+    assert find_instruction(body, slug) == instruction
+
+
 def test_empty_slug_is_refused():
     with pytest.raises(ValueError, match="slug"):
         find_instruction("@ add retries", "")
