@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.payload import LOGIN, REPO_FULL_NAME, read_id, read_object, read_text
+from app.payload import LOGIN, REPO_FULL_NAME, MalformedPayload, read_id, read_object, read_text
 from app.store import NewTask
 from app.triggers import find_instruction, is_bot
 
@@ -30,6 +30,7 @@ def task_from_comment(payload: dict[str, Any], slug: str) -> NewTask | None:
     sender_id = read_id(payload, "sender.id")
     issue_title = read_text(payload, "issue.title", optional=True)
     issue_body = read_text(payload, "issue.body", optional=True)
+    issue_author = _issue_author(payload)
 
     if on_pull_request or is_bot(sender) or is_bot(author):
         return None
@@ -38,7 +39,16 @@ def task_from_comment(payload: dict[str, Any], slug: str) -> NewTask | None:
         return None
     return NewTask(trigger="comment", repo=repo, installation_id=installation_id, number=number,
                    comment_id=comment_id, instruction=instruction, requested_by=sender["login"],
-                   requested_by_id=sender_id, issue_title=issue_title, issue_body=issue_body)
+                   requested_by_id=sender_id, issue_title=issue_title, issue_body=issue_body,
+                   issue_author=issue_author)
+
+
+def _issue_author(payload: dict[str, Any]) -> str:
+    """Who opened the issue; "" when the payload does not say, so its text counts as untrusted."""
+    try:
+        return read_text(payload, "issue.user.login", pattern=LOGIN)
+    except MalformedPayload:
+        return ""
 
 
 def _user(payload: dict[str, Any], path: str) -> dict[str, str]:

@@ -20,7 +20,7 @@ from typing import Any
 
 PENDING, RUNNING, COMPLETED, FAILED, REJECTED = "pending", "running", "completed", "failed", "rejected"
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     instruction       TEXT NOT NULL,
     issue_title       TEXT NOT NULL DEFAULT '',
     issue_body        TEXT NOT NULL DEFAULT '',
+    issue_author      TEXT NOT NULL DEFAULT '',
     requested_by      TEXT NOT NULL,
     requested_by_id   INTEGER,
     created_at        TEXT NOT NULL,
@@ -100,6 +101,7 @@ class NewTask:
     requested_by_id: int | None
     issue_title: str = ""
     issue_body: str = ""
+    issue_author: str = ""  # who opened the issue: maybe not someone who may write
 
 
 # Keyword-only: a Task is what intake knew (NewTask) plus everything learnt since, and is only
@@ -155,7 +157,9 @@ class Store:
                 raise RuntimeError(f"{self.path} was written by a newer async-code (schema "
                                    f"{version}, this one knows {SCHEMA_VERSION}); upgrade it")
             db.executescript(_SCHEMA)
-            # Later schema changes migrate from this number up.
+            # Each schema change migrates from the version before it.
+            if 0 < version < 2:
+                db.execute("ALTER TABLE tasks ADD COLUMN issue_author TEXT NOT NULL DEFAULT ''")
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         finally:
             db.close()

@@ -22,6 +22,7 @@ from runner.files import FileEditor
 from runner.github import EXECUTE_PERMISSIONS, GitHubError, RepoClient
 from runner.sandbox import MOUNT_POINT, TASK_LABEL, DockerDeployment, SandboxError, SandboxLimits
 from runner.services import Services
+from runner.text import github_web_host
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ def execute(task: Task, services: Services) -> None:
         store.finish(task.id, FAILED, error=str(error))
         return
     run = _TaskRun(task, services, client)
+    host = run.github_host
     # The status comment is edited before the task's final state is stored: whoever sees the
     # task finished in the store also sees the comment that says so.
     run.report(status.running(task.id), final=True)
@@ -53,16 +55,16 @@ def execute(task: Task, services: Services) -> None:
         run.run()
     except NoLongerAllowed as refusal:
         log.info("task %s refused: %s", task.id, refusal)
-        run.report(status.failed(task.id, str(refusal)), final=True)
+        run.report(status.failed(task.id, str(refusal), github_host=host), final=True)
         store.finish(task.id, REJECTED, error="not allowed")
     except TaskFailed as failure:
         reason = str(failure)
         log.info("task %s failed: %s", task.id, reason)
-        run.report(status.failed(task.id, reason), final=True)
+        run.report(status.failed(task.id, reason, github_host=host), final=True)
         store.finish(task.id, FAILED, error=reason)
     except Exception:
         log.exception("task %s crashed", task.id)
-        run.report(status.failed(task.id, INTERNAL_ERROR), final=True)
+        run.report(status.failed(task.id, INTERNAL_ERROR, github_host=host), final=True)
         store.finish(task.id, FAILED, error=INTERNAL_ERROR)
 
 
@@ -73,6 +75,8 @@ class _TaskRun:
         self.task, self.services, self.client = task, services, client
         self.started = time.monotonic()
         self.deadline = self.started + services.settings.timeout_seconds
+        # Links in what the agent wrote survive only to the repository's own GitHub.
+        self.github_host = github_web_host(services.settings.github_api_url)
         self._comment = (status.StatusComment(client.edit_comment, task.status_comment_id)
                          if task.status_comment_id else None)
 
@@ -93,7 +97,7 @@ class _TaskRun:
         ws = self._prepare_workspace(repository, branch, self.services.sandbox.host_owner)
         sandbox_gone = False
         try:
-            result = _run_agent(task, self.services, ws.tree, self.deadline,
+            result = _run_agent(task, self.services, self.client, ws.tree, self.deadline,
                                 lambda turn, tool: self.report(status.running(task.id, turn, tool),
                                                                final=False))
             _require_sandbox_gone(self.services.docker, task)
@@ -145,8 +149,9 @@ class _TaskRun:
         if result.stop == "max_turns":
             raise TaskFailed(f"the agent used all {self.services.settings.max_turn_count} turns "
                              "(ASYNC_CODE_MAX_TURNS) without changing a file or answering.")
-        left_out = pull_request.left_out_list(_left_out_pairs(changes), changes.left_out_count)
-        self.report(status.no_changes(self.task.id, result.answer,
+        left_out = pull_request.left_out_list(_left_out_pairs(changes), changes.left_out_count,
+                                              github_host=self.github_host)
+        self.report(status.no_changes(self.task.id, result.answer, github_host=self.github_host,
                                       seconds=time.monotonic() - self.started,
                                       tokens=result.tokens,
                                       left_out=left_out if changes.left_out_count else ""), final=True)
@@ -162,11 +167,12 @@ class _TaskRun:
             for f in changes.files], "left_out": [
             {"path": item.path, "reason": item.reason} for item in changes.left_out]},
             changed_files=[f.path for f in changes.files], **outcome)
-        title = pull_request.title(result.answer, task.instruction)
+        title = pull_request.title(result.answer, task.instruction, github_host=self.github_host)
         author_name, author_email = self.services.github.bot_identity(client)
         sha = workspace.commit(ws, changes, message=pull_request.commit_message(
             title, number=task.number, task_id=task.id, requested_by=task.requested_by,
-            requested_by_id=task.requested_by_id), author_name=author_name, author_email=author_email)
+            requested_by_id=task.requested_by_id, github_host=self.github_host),
+            author_name=author_name, author_email=author_email)
         store.update(task.id, commit_sha=sha)
         try:
             workspace.push(ws, clone_url=repository["clone_url"], token=client.token)
@@ -182,7 +188,8 @@ class _TaskRun:
                                        number=task.number, requested_by=task.requested_by,
                                        task_id=task.id, files=files,
                                        left_out=_left_out_pairs(changes),
-                                       left_out_count=changes.left_out_count))
+                                       left_out_count=changes.left_out_count,
+                                       github_host=self.github_host))
         except GitHubError as error:
             raise TaskFailed(f"the branch {ws.branch} was pushed but opening the pull request "
                              f"failed: {error}") from None
@@ -247,7 +254,20 @@ def _checked_repository(client: RepoClient) -> dict:
     return repository
 
 
-def _run_agent(task: Task, services: Services, tree: Path, deadline: float,
+def _issue_author_trusted(client: RepoClient, task: Task) -> bool:
+    """Whether the issue's text was written by someone who may write to the repository; when
+    GitHub cannot say, it is not."""
+    if not task.issue_author:
+        return False
+    if task.issue_author.lower() == task.requested_by.lower():
+        return True  # their write access was just checked
+    try:
+        return client.permission(task.issue_author) in WRITE_PERMISSIONS
+    except GitHubError:
+        return False
+
+
+def _run_agent(task: Task, services: Services, client: RepoClient, tree: Path, deadline: float,
                on_progress) -> AgentResult:
     settings, store = services.settings, services.store
     deployment = DockerDeployment(
@@ -273,7 +293,8 @@ def _run_agent(task: Task, services: Services, tree: Path, deadline: float,
         editor = FileEditor(tree, owner=services.sandbox.host_owner, mount_point=MOUNT_POINT)
         try:
             request = task_request(task.instruction, number=task.number,
-                                   issue_title=task.issue_title, issue_body=task.issue_body)
+                                   issue_title=task.issue_title, issue_body=task.issue_body,
+                                   issue_author_trusted=_issue_author_trusted(client, task))
             result = agent.run(request=request, repo=task.repo, number=task.number,
                                runtime=runtime, editor=editor, deadline=deadline,
                                on_progress=on_progress)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from runner.text import GITHUB_BODY_LIMIT, fit_body, neutralise, short_title
+from runner.text import DEFAULT_GITHUB_HOST, GITHUB_BODY_LIMIT, fit_body, neutralise, short_title
 
 TITLE_LIMIT = 72
 # Caps on the parts of the body that are not the summary, so the summary always has room
@@ -26,11 +26,12 @@ def branch_name(number: int, task_id: str) -> str:
     return f"async-code/{number}-{task_id[:8]}"
 
 
-def title(answer: str, instruction: str) -> str:
+def title(answer: str, instruction: str, *, github_host: str = DEFAULT_GITHUB_HOST) -> str:
     """The agent's summary line, else the instruction, at most 72 characters, inert."""
     # Neutralise first: the zero-width spaces it adds count towards the limit.
-    return (short_title(neutralise(answer), TITLE_LIMIT)
-            or short_title(neutralise(instruction), TITLE_LIMIT) or "Changes requested by comment")
+    return (short_title(neutralise(answer, github_host=github_host), TITLE_LIMIT)
+            or short_title(neutralise(instruction, github_host=github_host), TITLE_LIMIT)
+            or "Changes requested by comment")
 
 
 def _details(answer: str) -> str:
@@ -57,7 +58,7 @@ def _shown_path(path: str) -> str:
     return path[:half] + "…" + path[-half:]
 
 
-def _file_list(files: list[tuple[str, int | None, int | None]]) -> str:
+def _file_list(files: list[tuple[str, int | None, int | None]], github_host: str) -> str:
     lines: list[str] = []
     used = 0
     for path, added, deleted in files[:FILES_SHOWN]:
@@ -65,7 +66,7 @@ def _file_list(files: list[tuple[str, int | None, int | None]]) -> str:
         # ends must not turn a file name into a mention or a closing keyword.
         line = neutralise(f"- {_code_span(_shown_path(path))} "
                           f"(+{added if added is not None else '?'} "
-                          f"−{deleted if deleted is not None else '?'})")
+                          f"−{deleted if deleted is not None else '?'})", github_host=github_host)
         if used + len(line) + 1 > FILES_LIMIT:
             break
         lines.append(line)
@@ -75,25 +76,27 @@ def _file_list(files: list[tuple[str, int | None, int | None]]) -> str:
     return "\n".join(lines)
 
 
-def left_out_list(left_out: list[tuple[str, str]], total: int) -> str:
+def left_out_list(left_out: list[tuple[str, str]], total: int, *,
+                  github_host: str = DEFAULT_GITHUB_HOST) -> str:
     """What the agent wrote that is not proposed, one line each, with the reason."""
-    lines = [neutralise(f"- {_code_span(_shown_path(path))}: {reason}")
+    lines = [neutralise(f"- {_code_span(_shown_path(path))}: {reason}", github_host=github_host)
              for path, reason in left_out[:LEFT_OUT_SHOWN]]
     if hidden := total - len(lines):
         lines.append(f"- … and {hidden:,} more")
     return "\n".join(lines)
 
 
-def _left_out_section(left_out: list[tuple[str, str]], total: int) -> str:
+def _left_out_section(left_out: list[tuple[str, str]], total: int, github_host: str) -> str:
     if not total:
         return ""
     return ("### Left out\nThe agent wrote these, but they are not part of this pull request:\n"
-            f"{left_out_list(left_out, total)}\n\n")
+            f"{left_out_list(left_out, total, github_host=github_host)}\n\n")
 
 
 def body(*, answer: str, instruction: str, number: int, requested_by: str, task_id: str,
          files: list[tuple[str, int | None, int | None]],
-         left_out: list[tuple[str, str]] = (), left_out_count: int = 0) -> str:
+         left_out: list[tuple[str, str]] = (), left_out_count: int = 0,
+         github_host: str = DEFAULT_GITHUB_HOST) -> str:
     """`Fixes #N`, who asked, the files changed and left out, the task id, the agent's summary.
 
     The agent's text comes last and gets exactly the room left under GitHub's limit: nothing
@@ -103,19 +106,20 @@ def body(*, answer: str, instruction: str, number: int, requested_by: str, task_
     request = "\n".join("> " + line for line in instruction.strip().splitlines())
     head = (f"Fixes #{number}\n\n"
             f"Requested by @{requested_by} in #{number}:\n\n"
-            f"{fit_body(neutralise(request), INSTRUCTION_LIMIT)}\n\n"
-            f"### Files changed\n{_file_list(files)}\n\n"
-            f"{_left_out_section(list(left_out), left_out_count)}"
+            f"{fit_body(neutralise(request, github_host=github_host), INSTRUCTION_LIMIT)}\n\n"
+            f"### Files changed\n{_file_list(files, github_host)}\n\n"
+            f"{_left_out_section(list(left_out), left_out_count, github_host)}"
             f"<sub>async-code task `{task_id}`</sub>\n\n### Summary\n")
-    summary = neutralise(_details(answer) or short_title(answer, 10_000) or "No summary was given.")
+    summary = neutralise(_details(answer) or short_title(answer, 10_000) or "No summary was given.",
+                         github_host=github_host)
     return head + fit_body(summary, limit=max(0, GITHUB_BODY_LIMIT - len(head)))
 
 
 def commit_message(title_line: str, *, number: int, task_id: str, requested_by: str,
-                   requested_by_id: int | None) -> str:
+                   requested_by_id: int | None, github_host: str = DEFAULT_GITHUB_HOST) -> str:
     # One line, since anything after a line break would read as the message's body or
     # trailers; inert, since a closing keyword in a commit closes the issue on merge.
-    first_line = neutralise(" ".join(title_line.split()))
+    first_line = neutralise(" ".join(title_line.split()), github_host=github_host)
     trailer = ""
     if requested_by_id:
         trailer = (f"\n\nCo-authored-by: {requested_by} "

@@ -15,10 +15,11 @@ def issue_comment(body: str, *, repo: str = "acme/widgets", number: int = 7, com
                   login: str = "alice", user_id: int = 9, user_type: str = "User",
                   installation_id: int = 77, action: str = "created",
                   pull_request: bool = False,
-                  issue_body: str = "The CLI cannot tell which version it is.") -> dict[str, Any]:
+                  issue_body: str = "The CLI cannot tell which version it is.",
+                  issue_author: str = "reporter") -> dict[str, Any]:
     owner, name = repo.split("/")
     issue: dict[str, Any] = {"number": number, "title": f"Issue {number}", "body": issue_body,
-                             "user": {"login": "reporter", "id": 1, "type": "User"}}
+                             "user": {"login": issue_author, "id": 1, "type": "User"}}
     if pull_request:
         issue["pull_request"] = {"url": f"https://api.github.invalid/repos/{repo}/pulls/{number}"}
     user = {"login": login, "id": user_id, "type": user_type}

@@ -152,3 +152,27 @@ def test_a_store_written_by_a_newer_version_is_refused(tmp_path):
     db.close()
     with pytest.raises(RuntimeError, match="newer async-code"):
         Store(tmp_path / "t.db").initialise()
+
+
+def test_a_store_of_schema_1_gains_the_issue_author(tmp_path):
+    import sqlite3
+
+    from app import store as store_module
+
+    path = tmp_path / "old.db"
+    old_schema = store_module._SCHEMA.replace("    issue_author      TEXT NOT NULL DEFAULT '',\n", "")
+    db = sqlite3.connect(path)
+    db.executescript(old_schema)
+    db.execute("INSERT INTO deliveries VALUES ('g1', 'issue_comment', 'created', '2026-01-01')")
+    db.execute("INSERT INTO tasks (id, delivery_guid, status, trigger, repo, installation_id, number, "
+               "instruction, requested_by, created_at) VALUES ('t1', 'g1', 'pending', 'comment', "
+               "'acme/widgets', 77, 7, 'x', 'alice', '2026-01-01T00:00:00+00:00')")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+
+    store = Store(path)
+    store.initialise()
+
+    assert store.get("t1").issue_author == ""
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == store_module.SCHEMA_VERSION
