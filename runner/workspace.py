@@ -164,50 +164,14 @@ def collect_changes(ws: Workspace, *, max_changed_files: int | None = None) -> C
     files alone are too many.
     """
     head = _tracked(ws, "HEAD")
-    try:
-        with GitIgnoreRules(scratch_parent=ws.root, timeout=LOCAL_TIMEOUT) as rules:
-            taken = snapshot.take(ws.tree, head, rules, max_new_files=max_changed_files)
-        if max_changed_files is not None:
-            paths = {entry.path for entry in taken.entries}
-            added_or_deleted = len(paths ^ head.keys())
-            if added_or_deleted > max_changed_files:
-                raise TooManyChanges(added_or_deleted, max_changed_files)
-        # Only content of a new size can be new: that much must be read and stored, and a
-        # sparse file is large for no disk at all. GitHub takes at most 2 GB in a push.
-        unseen = sum(entry.size for entry in taken.entries if entry.source is not None
-                     and (entry.path not in head or head[entry.path].size != entry.size))
-        if unseen > PUSH_LIMIT_BYTES:
-            raise TooLarge(f"the new and changed files take {unseen / 1024**3:.1f} GB; GitHub "
-                           "accepts at most 2 GB in one push")
-        proposed = {entry.path: (entry.mode, entry.sha or _store_blob(ws, entry, head.get(entry.path)))
-                    for entry in taken.entries}
-    except OSError as error:  # unreadable, or a path longer than the system allows
-        where = os.path.relpath(os.fsdecode(error.filename), ws.tree) if error.filename else "the work tree"
-        raise GitError(f"{where}: {error.strerror}") from None
-    except IgnoreRulesError as error:
-        raise GitError(str(error)) from None
-    except snapshot.TooManyNewFiles as error:
-        raise TooManyChanges(None, error.limit) from None
+    taken, proposed = _read_proposal(ws, head, max_changed_files)
     workflows_left_out = _keep_workflows(proposed, head)
     if max_changed_files is not None:
         changed = sum(1 for path in proposed.keys() | head.keys()
                       if path not in head or proposed.get(path) != (head[path].mode, head[path].sha))
         if changed > max_changed_files:
             raise TooManyChanges(changed, max_changed_files)
-    index_lines = [b"%s %s\t%s\0" % (mode.encode(), sha.encode(), path)
-                   for path, (mode, sha) in sorted(proposed.items())]
-    index = ws.root / "proposed-index"
-    index.unlink(missing_ok=True)
-    index_env = {"GIT_INDEX_FILE": str(index)}
-    _run_git(ws, ["update-index", "-z", "--index-info"], what="git update-index",
-             stdin=b"".join(index_lines), extra_env=index_env)
-    tree = _run_git(ws, ["write-tree"], what="git write-tree", extra_env=index_env)
-    tree_id = tree.stdout.decode().strip()
-    index.unlink()
-    # update-index skips a path its own checks refuse with only a message: make sure none was.
-    written = set(_tracked(ws, tree_id))
-    if dropped := sorted(proposed.keys() - written):
-        raise GitError("git refused to record " + ", ".join(repr(os.fsdecode(p)) for p in dropped[:5]))
+    tree_id = _write_proposed_tree(ws, proposed)
 
     compare = ["diff-tree", "-r", "-z", "--find-renames", "--no-ext-diff", "--no-textconv", "HEAD", tree_id]
     statuses = _parse_name_status(_run_git(ws, [*compare, "--name-status"], what="git diff-tree").stdout)
@@ -217,6 +181,50 @@ def collect_changes(ws: Workspace, *, max_changed_files: int | None = None) -> C
     return Changes(files=files, diff=_capped_diff(ws, tree_id) if files else "", tree=tree_id,
                    left_out=left_out[:snapshot.LEFT_OUT_LISTED],
                    left_out_count=taken.left_out_count + len(workflows_left_out))
+
+
+def _read_proposal(ws: Workspace, head: Mapping[bytes, Tracked], max_changed_files: int | None
+                   ) -> tuple[snapshot.Snapshot, dict[bytes, tuple[str, str]]]:
+    """What the tree proposes, path by path: (mode, object id), new blobs stored."""
+    try:
+        with GitIgnoreRules(scratch_parent=ws.root, timeout=LOCAL_TIMEOUT) as rules:
+            taken = snapshot.take(ws.tree, head, rules, max_new_files=max_changed_files)
+        if max_changed_files is not None:
+            added_or_deleted = len({entry.path for entry in taken.entries} ^ head.keys())
+            if added_or_deleted > max_changed_files:
+                raise TooManyChanges(added_or_deleted, max_changed_files)
+        # Only content of a new size can be new: that much must be read and stored, and a
+        # sparse file is large for no disk at all. GitHub takes at most 2 GB in a push.
+        unseen = sum(entry.size for entry in taken.entries if entry.source is not None
+                     and (entry.path not in head or head[entry.path].size != entry.size))
+        if unseen > PUSH_LIMIT_BYTES:
+            raise TooLarge(f"the new and changed files take {unseen / 1024**3:.1f} GB; GitHub "
+                           "accepts at most 2 GB in one push")
+        return taken, {entry.path: (entry.mode, entry.sha or _store_blob(ws, entry, head.get(entry.path)))
+                       for entry in taken.entries}
+    except OSError as error:  # unreadable, or a path longer than the system allows
+        where = os.path.relpath(os.fsdecode(error.filename), ws.tree) if error.filename else "the work tree"
+        raise GitError(f"{where}: {error.strerror}") from None
+    except IgnoreRulesError as error:
+        raise GitError(str(error)) from None
+    except snapshot.TooManyNewFiles as error:
+        raise TooManyChanges(None, error.limit) from None
+
+
+def _write_proposed_tree(ws: Workspace, proposed: Mapping[bytes, tuple[str, str]]) -> str:
+    """The id of a git tree holding exactly `proposed`, built in an index of its own."""
+    index = ws.root / "proposed-index"
+    index.unlink(missing_ok=True)
+    index_env = {"GIT_INDEX_FILE": str(index)}
+    _run_git(ws, ["update-index", "-z", "--index-info"], what="git update-index", extra_env=index_env,
+             stdin=b"".join(b"%s %s\t%s\0" % (mode.encode(), sha.encode(), path)
+                            for path, (mode, sha) in sorted(proposed.items())))
+    tree_id = _run_git(ws, ["write-tree"], what="git write-tree", extra_env=index_env).stdout.decode().strip()
+    index.unlink()
+    # update-index skips a path its own checks refuse with only a message: make sure none was.
+    if dropped := sorted(proposed.keys() - set(_tracked(ws, tree_id))):
+        raise GitError("git refused to record " + ", ".join(repr(os.fsdecode(p)) for p in dropped[:5]))
+    return tree_id
 
 
 def _keep_workflows(proposed: dict[bytes, tuple[str, str]],
