@@ -14,6 +14,7 @@ The installation token reaches git only through the child's environment as an HT
 from __future__ import annotations
 
 import base64
+import collections
 import contextlib
 import hashlib
 import logging
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 
 FETCH_DEPTH = 50
 DIFF_LIMIT_BYTES = 1024 * 1024
+OUTPUT_LIMIT = 512 * 1024 * 1024  # what host git may print: a huge repository's ls-tree fits
+ERROR_LIMIT = 64 * 1024  # of git's stderr, the end is kept
 PUSH_LIMIT_BYTES = 2 * 1024**3
 LOCAL_TIMEOUT = 120.0
 ERROR_TEXT_LIMIT = 2000
@@ -589,10 +592,10 @@ def _run_git(
     token: str | None = None,
     timeout: float = LOCAL_TIMEOUT,
     stdin: bytes | None = None,
-    stdout: int | IO[bytes] = subprocess.PIPE,
     extra_env: dict[str, str] | None = None,
     check: bool = True,
 ) -> subprocess.CompletedProcess[bytes]:
+    """Run host git on the workspace's git directory; its output is read through caps."""
     command = _git_command(ws, args)
     env = _git_environment(ws, token) | (extra_env or {})
     # A session of its own, so a timeout can kill git's helpers (git-remote-https) with it.
@@ -601,21 +604,68 @@ def _run_git(
         cwd=ws.root,
         env=env,
         stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
-        stdout=stdout,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
     ) as process:
+        timed_out = threading.Event()
+        timer = threading.Timer(timeout, lambda: (timed_out.set(), _kill_group(process)))
+        timer.start()
         try:
-            out, err = process.communicate(stdin, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-            raise GitError(f"{what} timed out after {timeout:g} s") from None
+            out, err, too_much = _read_capped(process, stdin)
+        finally:
+            timer.cancel()
+        process.wait()
+    if timed_out.is_set():
+        raise GitError(f"{what} timed out after {timeout:g} s")
+    if too_much:
+        raise GitError(f"{what} printed more than {OUTPUT_LIMIT // (1024 * 1024)} MB")
     result = subprocess.CompletedProcess(command, process.returncode, out, err)
     if check and result.returncode != 0:
         raise GitError(_failure_text(f"{what} failed", _text(err), token))
     return result
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def _read_capped(process: subprocess.Popen, stdin: bytes | None) -> tuple[bytes, bytes, bool]:
+    """stdout up to OUTPUT_LIMIT (True when git printed more) and the last ERROR_LIMIT bytes
+    of stderr, which is all an error message needs."""
+    assert process.stdout is not None and process.stderr is not None
+    errors: collections.deque[bytes] = collections.deque()
+
+    def drain_stderr() -> None:
+        kept = 0
+        for chunk in iter(lambda: process.stderr.read1(65536), b""):
+            errors.append(chunk)
+            kept += len(chunk)
+            while kept - len(errors[0]) >= ERROR_LIMIT:
+                kept -= len(errors.popleft())
+
+    def feed_stdin() -> None:
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            process.stdin.write(stdin)
+            process.stdin.close()
+
+    helpers = [threading.Thread(target=drain_stderr, daemon=True)]
+    if stdin is not None:
+        helpers.append(threading.Thread(target=feed_stdin, daemon=True))
+    for helper in helpers:
+        helper.start()
+    out = bytearray()
+    too_much = False
+    for chunk in iter(lambda: process.stdout.read1(1 << 20), b""):
+        out += chunk
+        if len(out) > OUTPUT_LIMIT:
+            too_much = True
+            _kill_group(process)
+            break
+    for helper in helpers:
+        helper.join()
+    return bytes(out), b"".join(errors)[-ERROR_LIMIT:], too_much
 
 
 def _git_command(ws: Workspace, args: list[str]) -> list[str]:

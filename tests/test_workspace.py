@@ -1013,3 +1013,16 @@ def test_new_content_beyond_what_github_takes_in_a_push_is_refused_unread(tmp_pa
     with pytest.raises(workspace.TooLarge, match="accepts at most 2 GB"):
         collect_changes(ws)
     assert sorted(p.name for p in (ws.git_dir / "objects").rglob("*")) == objects_before
+
+
+def test_host_git_output_is_read_through_caps(tmp_path, upstream, monkeypatch):
+    ws = _prepare(tmp_path, upstream)
+    monkeypatch.setattr(workspace, "ERROR_LIMIT", 200)
+    with pytest.raises(GitError) as failure:
+        workspace._run_git(ws, ["cat-file", "-t", "x" * 20_000], what="git cat-file")
+    assert "Not a valid object name" not in str(failure.value)  # its start was dropped
+    assert str(failure.value).endswith("x" * 150)  # the end is what is kept
+
+    monkeypatch.setattr(workspace, "OUTPUT_LIMIT", 1000)
+    with pytest.raises(GitError, match="printed more than"):
+        workspace._run_git(ws, ["cat-file", "--batch-all-objects", "--batch"], what="git cat-file")
