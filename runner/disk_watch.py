@@ -15,34 +15,66 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from runner.tree_removal import restore_owner_permissions
+
 log = logging.getLogger(__name__)
 
 CHECK_INTERVAL = 5.0
 BLOCK = 512  # st_blocks counts 512-byte units on Linux
+ENTRY_MINIMUM = 4096  # a block and an inode: what an empty file or a short link really costs
 
 
 def disk_usage(tree: Path) -> int:
-    """Bytes the tree takes on disk: files, directories and symlinks, never following one.
+    """Bytes the tree takes on disk, never following a symlink; every entry is charged at least
+    ENTRY_MINIMUM, since empty files and short links cost inodes the blocks do not show.
 
-    A name the agent removes or replaces while the walk runs is skipped.
+    A name the agent removes or replaces while the walk runs is skipped. A directory the agent
+    made unreadable (possible when the service is not root, since the sandbox then shares its
+    uid) gets its owner's permissions back; one that stays unreadable raises Unmeasurable.
     """
-    total = 0
+    total = _charge(os.lstat(tree))
     pending = [os.fspath(tree)]
     while pending:
         directory = pending.pop()
         try:
-            with os.scandir(directory) as entries:
-                for entry in entries:
-                    try:
-                        status = entry.stat(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    total += status.st_blocks * BLOCK
-                    if stat.S_ISDIR(status.st_mode):
-                        pending.append(entry.path)
-        except OSError:
-            continue  # gone, or no permission: the sandbox user's business, counted as empty
+            entries = os.scandir(directory)
+        except FileNotFoundError:
+            continue
+        except PermissionError:
+            _restore_owner_permissions(directory)
+            try:
+                entries = os.scandir(directory)
+            except OSError as error:
+                raise Unmeasurable(f"{directory} cannot be read ({error.strerror})") from None
+        with entries:
+            for entry in entries:
+                try:
+                    status = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                total += _charge(status)
+                if stat.S_ISDIR(status.st_mode):
+                    pending.append(entry.path)
     return total
+
+
+class Unmeasurable(Exception):
+    """A part of the tree cannot be read, so its size is not known."""
+
+
+def _charge(status: os.stat_result) -> int:
+    return max(status.st_blocks * BLOCK, ENTRY_MINIMUM)
+
+
+def _restore_owner_permissions(directory: str) -> None:
+    parent, name = os.path.split(directory)
+    parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        restore_owner_permissions(parent_fd, name)
+    except OSError:
+        pass  # stays unreadable: the caller says so
+    finally:
+        os.close(parent_fd)
 
 
 class DiskWatch:
@@ -55,6 +87,7 @@ class DiskWatch:
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="disk-watch", daemon=True)
         self.exceeded_with: int | None = None  # the usage that was over the limit
+        self.problem: str | None = None  # why the sandbox was stopped, for the person who asked
 
     def start(self) -> None:
         self._thread.start()
@@ -66,14 +99,18 @@ class DiskWatch:
 
     def check(self) -> bool:
         """Measure now; True (and `on_exceeded` called, once) when the tree is over its limit."""
-        if self.exceeded_with is not None:
+        if self.problem is not None:
             return True
-        usage = disk_usage(self._tree)
-        if usage <= self._limit:
-            return False
-        self.exceeded_with = usage
-        log.warning("work tree %s takes %d bytes, over its limit of %d: stopping the sandbox",
-                    self._tree, usage, self._limit)
+        try:
+            usage = disk_usage(self._tree)
+        except Unmeasurable as error:
+            self.problem = f"the work tree could not be measured: {error}"
+        else:
+            if usage <= self._limit:
+                return False
+            self.exceeded_with = usage
+            self.problem = f"the work tree grew to {_size(usage)}"
+        log.warning("work tree %s: %s; stopping the sandbox", self._tree, self.problem)
         self._on_exceeded()
         return True
 
@@ -85,3 +122,10 @@ class DiskWatch:
                 return
             # A huge tree takes long to walk: never spend more than a fifth of the time on it.
             wait = max(self._interval, 4 * (time.monotonic() - started))
+
+
+def _size(count: int) -> str:
+    for unit, factor in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if count >= factor:
+            return f"{count / factor:.1f} {unit}"
+    return f"{count} bytes"

@@ -299,7 +299,7 @@ def _run_agent(task: Task, services: Services, client: RepoClient, tree: Path, d
                                runtime=runtime, editor=editor, deadline=deadline,
                                on_progress=on_progress)
         except AgentTimeout:
-            if disk.exceeded_with is None:
+            if disk.problem is None:
                 raise TaskFailed(f"the task ran out of time ({status.format_duration(settings.timeout_seconds)}, "
                                  "ASYNC_CODE_TASK_TIMEOUT). Ask for a smaller change or raise the "
                                  "limit.") from None
@@ -307,19 +307,12 @@ def _run_agent(task: Task, services: Services, client: RepoClient, tree: Path, d
             raise TaskFailed(str(error)) from None
         disk.stop()
         # Measured once more: the tree may have grown since the last look.
-        if disk.exceeded_with is not None or disk.check():
-            raise TaskFailed(f"the work tree grew to {_size(disk.exceeded_with or 0)}, more than "
-                             f"ASYNC_CODE_MAX_TREE_BYTES ({settings.max_tree_size}) allows; the "
-                             "sandbox was stopped and nothing was pushed.")
+        if disk.problem is not None or disk.check():
+            raise TaskFailed(f"{disk.problem}, and ASYNC_CODE_MAX_TREE_BYTES is "
+                             f"{settings.max_tree_size}; the sandbox was stopped and nothing was "
+                             "pushed.")
         return result
     finally:
         watchdog.cancel()
         disk.stop()
         deployment.stop()
-
-
-def _size(count: int) -> str:
-    for unit, factor in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
-        if count >= factor:
-            return f"{count / factor:.1f} {unit}"
-    return f"{count} bytes"

@@ -10,6 +10,7 @@ deadline bounds it however the patterns are written.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import tempfile
@@ -88,7 +89,8 @@ class GitIgnoreRules:
         self._process.wait()
         for stream in (self._process.stdin, self._process.stdout):
             if stream is not None:
-                stream.close()
+                with contextlib.suppress(BrokenPipeError):  # git is gone: nothing to flush to
+                    stream.close()
 
     def enter(self, directory: bytes, rules: bytes | None) -> None:
         """`directory` (relative, "/"-separated, b"" for the root) has these .gitignore rules."""
@@ -109,26 +111,34 @@ class GitIgnoreRules:
         for name, is_directory in children:
             if is_directory:  # git tells directories by looking: the mirror must have them
                 (base / os.fsdecode(name)).mkdir(exist_ok=True)
-        prefix = directory + b"/" if directory else b""
+        # "./" first: git reads its input as pathspecs, where a leading ":" would be magic.
+        prefix = b"./" + directory + b"/" if directory else b"./"
         request = b"".join(prefix + name + b"\0" for name, _ in children)
         if directory.count(b"/") + 1 >= DEEP_DIRECTORY:
             return self._ignored_deep(prefix, request)
         writer = threading.Thread(target=self._send, args=(request,), daemon=True)
         writer.start()
         excluded = set()
-        for name, _ in children:
-            _source, _line, pattern, path = (self._field() for _ in range(4))
-            if path != prefix + name:
-                raise IgnoreRulesError("git check-ignore answered out of order")
-            if pattern and not pattern.startswith(b"!"):
-                excluded.add(name)
-        writer.join()
+        try:
+            for name, _ in children:
+                _source, _line, pattern, path = (self._field() for _ in range(4))
+                if path != prefix + name:
+                    raise IgnoreRulesError("git check-ignore answered out of order")
+                if pattern and not pattern.startswith(b"!"):
+                    excluded.add(name)
+        except BaseException:
+            self._process.kill()  # so the writer, if git stopped reading, stops too
+            raise
+        finally:
+            writer.join()
         return excluded
 
     def _ignored_deep(self, prefix: bytes, request: bytes) -> set[bytes]:
         # git 2.39's check-ignore --verbose crashes (SIGSEGV) once it has matched a path 25
         # components deep, so deep directories get a process of their own without --verbose,
         # which prints just the ignored paths.
+        if self._timed_out or time.monotonic() >= self._deadline:
+            raise IgnoreRulesError("applying the .gitignore rules took too long")
         try:
             answer = subprocess.run(self._command(verbose=False), input=request, cwd=self._scratch,
                                     env=self._env, capture_output=True, timeout=self._remaining())

@@ -17,6 +17,7 @@ import itertools
 import logging
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -111,9 +112,11 @@ def _move_up(child_fd: int, name: str, root_fd: int, hoisted: itertools.count) -
                 raise
 
 
-def _entries(directory_fd: int) -> list[os.DirEntry]:
+def _entries(directory_fd: int) -> Iterator[os.DirEntry]:
+    # One at a time, as the directory is read: a directory of millions of names is never held
+    # in memory. Removing or adding names meanwhile is fine; the caller passes again until done.
     with os.scandir(directory_fd) as entries:
-        return list(entries)
+        yield from entries
 
 
 def _open_directory(parent_fd: int, name: str) -> int:
@@ -122,7 +125,7 @@ def _open_directory(parent_fd: int, name: str) -> int:
     try:
         fd = os.open(name, _DIRECTORY_FLAGS, dir_fd=parent_fd)
     except PermissionError:
-        _restore_owner_permissions(parent_fd, name)
+        restore_owner_permissions(parent_fd, name)
         fd = os.open(name, _DIRECTORY_FLAGS, dir_fd=parent_fd)
     mode = os.fstat(fd).st_mode
     if stat.S_IMODE(mode) & stat.S_IRWXU != stat.S_IRWXU:
@@ -131,7 +134,8 @@ def _open_directory(parent_fd: int, name: str) -> int:
     return fd
 
 
-def _restore_owner_permissions(parent_fd: int, name: str) -> None:
+def restore_owner_permissions(parent_fd: int, name: str) -> None:
+    """Give a directory its owner's read, write and search permissions back, if we own it."""
     # O_PATH opens a directory the caller may not read; O_NOFOLLOW makes sure it is not a
     # symlink. chmod through /proc changes that very directory, never what a link names.
     fd = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)

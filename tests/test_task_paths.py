@@ -333,7 +333,8 @@ def test_a_tree_that_outgrows_its_limit_stops_the_sandbox(service_factory, githu
 
     task = service.wait_for_task(service.comment("@async-code fill the disk"))
 
-    assert task.status == "failed" and "ASYNC_CODE_MAX_TREE_BYTES (20m)" in task.error, task.error
+    assert task.status == "failed" and "ASYNC_CODE_MAX_TREE_BYTES is 20m" in task.error, task.error
+    assert "the work tree grew to " in task.error
     assert time.monotonic() - started < 45  # stopped by the watch, not by the sleep
     assert "nothing was pushed" in bot_comments(github)[0]["history"][-1]
     assert github.pulls == [] and not [r for r in git_requests(github) if "receive-pack" in r["path"]]
