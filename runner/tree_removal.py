@@ -32,12 +32,16 @@ def remove_tree(root: Path) -> bool:
         if not stat.S_ISDIR(os.lstat(root).st_mode):
             os.unlink(root)
             return True
-        parent_fd = os.open(root.parent, _DIRECTORY_FLAGS)
+        return _remove_directory(root)
     except FileNotFoundError:
         return True
     except OSError as error:
         log.warning("could not remove %s: %s", root, error.strerror)
         return False
+
+
+def _remove_directory(root: Path) -> bool:
+    parent_fd = os.open(root.parent, _DIRECTORY_FLAGS)
     try:
         root_fd = _open_directory(parent_fd, root.name)
         try:
@@ -47,11 +51,6 @@ def remove_tree(root: Path) -> bool:
         if emptied:
             os.rmdir(root.name, dir_fd=parent_fd)
         return emptied
-    except FileNotFoundError:
-        return True
-    except OSError as error:
-        log.warning("could not remove %s: %s", root, error.strerror)
-        return False
     finally:
         os.close(parent_fd)
 
