@@ -23,8 +23,8 @@ class Services:
     github: GitHubApp
     docker: docker.DockerClient
     anthropic: anthropic.Anthropic
-    instance: str = ""  # the store's id, labelling this installation's sandboxes
-    sandbox: SandboxUser = SandboxUser("1000:1000", (1000, 1000))
+    instance: str  # the store's id, labelling this installation's sandboxes
+    sandbox: SandboxUser  # who the sandbox runs as, and who owns its work tree on the host
 
 
 class ServiceUnavailable(RuntimeError):

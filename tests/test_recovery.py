@@ -13,7 +13,7 @@ from app.store import FAILED, PENDING, RUNNING, NewTask, Store, utcnow
 from runner import recovery, status
 from runner.services import Services
 from runner.github import GitHubApp
-from runner.sandbox import DockerDeployment, SandboxLimits
+from runner.sandbox import DockerDeployment, SandboxLimits, SandboxUser
 from tests.conftest import APP_ID, INSTALLATION_ID, REPO
 
 HERE = socket.gethostname()
@@ -26,7 +26,8 @@ def services(tmp_path, github, app_key, docker_client):
     store.initialise()
     app = GitHubApp(app_id=str(APP_ID), private_key=app_key[0], api_url=github.base_url, slug="async-code")
     return Services(settings=Settings(data_dir=str(tmp_path / "data")), store=store, github=app,
-                    docker=docker_client, anthropic=None, instance=store.instance_id())
+                    docker=docker_client, anthropic=None, instance=store.instance_id(),
+                    sandbox=SandboxUser("61000:61000", (61000, 61000)))
 
 
 def add_task(services, github, number, *, status_=PENDING, claimed_by=None, heartbeat_at=None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from app.settings import Settings
 from app.store import COMPLETED, Store
 from runner import worker
+from runner.sandbox import SandboxUser
 from runner.services import Services
 from tests.conftest import wait_until
 from tests.test_store import acknowledged
@@ -23,7 +24,8 @@ def test_a_crashing_task_does_not_stop_its_slot(tmp_path, monkeypatch):
         store.finish(task.id, COMPLETED)
 
     monkeypatch.setattr(worker, "execute", execute)
-    services = Services(settings=Settings(), store=store, github=None, docker=None, anthropic=None)
+    services = Services(settings=Settings(), store=store, github=None, docker=None, anthropic=None,
+                        instance="worker-test", sandbox=SandboxUser("61000:61000", (61000, 61000)))
     runner = worker.Runner(services, slots=1, poll_interval=0.02)
     runner.start()
     try:
@@ -44,7 +46,8 @@ def test_the_runner_beats_for_its_tasks_and_runs_recovery(tmp_path, monkeypatch)
     monkeypatch.setattr(worker, "RECOVERY_INTERVAL", 0.05)
     monkeypatch.setattr(worker, "recover", lambda services, starting: recovered.append(starting))
     monkeypatch.setattr(worker, "execute", lambda task, services: None)  # holds it as running
-    services = Services(settings=Settings(), store=store, github=None, docker=None, anthropic=None)
+    services = Services(settings=Settings(), store=store, github=None, docker=None, anthropic=None,
+                        instance="worker-test", sandbox=SandboxUser("61000:61000", (61000, 61000)))
     runner = worker.Runner(services, slots=1, poll_interval=0.02)
     store.update(task_id, heartbeat_at=None)
     runner.start()
