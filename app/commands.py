@@ -1,0 +1,244 @@
+"""Read what a mention asks for: a command, or work with options.
+
+`find_instruction` gives the text after the mention. A text that is exactly a command word
+controls the app; anything else is work to do, optionally preceded on its first line by
+options such as `--base release --draft`. Options are read like shell words, so a quoted
+value may hold spaces; the instruction itself is never read that way, so an apostrophe in
+it means nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+from dataclasses import dataclass
+from typing import NoReturn
+
+COMMANDS = ("cancel", "retry", "status", "help")
+
+# A valid request has at most three option words ("--base", a branch, "--draft"); past a few
+# more there is surely a problem, and argparse need not see thousands of words to name it.
+MAX_OPTION_WORDS = 8
+MAX_BRANCH_NAME_BYTES = 255  # a ref is a file, and file names stop at 255 bytes
+SHOWN_CHARS = 80  # of a person's text quoted back in a problem
+
+# "--" and a letter: "-1", "-v" and "--> see below" are instruction text.
+_OPTION_WORD = re.compile(r"--[^\W\d_]")
+_OPTIONS_END = re.compile(r"--(?=[ \t\r]|$)")
+_WORD_SEPARATORS = " \t\r"  # shlex's whitespace, less the newline the first line cannot hold
+_LEADING_BLANK_LINES = re.compile(r"\A(?:[ \t\r]*\n)+")
+_BRANCH_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+_UNSHOWABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_BACKTICK_RUN = re.compile(r"`+")
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a mention asks for. With `problem` set, nothing runs."""
+
+    command: str | None = None  # one of COMMANDS, or None for a work request
+    instruction: str = ""  # the work asked for, options removed; "" for a command
+    base: str | None = None  # --base BRANCH
+    draft: bool = False  # --draft
+    problem: str | None = None  # why the request cannot be read, said to the person
+
+
+class _Unreadable(Exception):
+    """The options cannot be read; the message says why, to the person who wrote them."""
+
+
+def read_request(text: str) -> Request:
+    """The request in an instruction from `find_instruction`."""
+    first_line, newline, following = text.partition("\n")
+    try:
+        words, instruction_start, more_words = _option_words(first_line)
+        base, draft = _parse_options(words)
+        if more_words:
+            raise _Unreadable("there are too many options")
+    except _Unreadable as unreadable:
+        return Request(problem=str(unreadable))
+    instruction = _LEADING_BLANK_LINES.sub(
+        "", first_line[instruction_start:].lstrip() + newline + following).rstrip()
+
+    command = _command(instruction)
+    if command is not None:
+        if words:
+            return Request(problem=f"commands such as `{command}` take no options")
+        return Request(command=command)
+    return Request(instruction=instruction, base=base, draft=draft)
+
+
+def grammar_help(slug: str, trigger_label: str) -> str:
+    """Markdown that says how to ask: for the `help` command and for a request with a problem."""
+    mention = f"@{slug}"
+    return "\n".join([
+        f"Start a line with {_code(mention)} and say what you want done:",
+        "",
+        "```",
+        f"{mention} add retries to the fetch client",
+        "```",
+        "",
+        "This works in comments on issues and pull requests, and in review comments on a pull "
+        "request. Only people with write access to the repository can ask.",
+        "",
+        f"**Options** go before the instruction, on its first line: "
+        f"{_code(mention + ' --base release --draft add retries')}",
+        "- `--base BRANCH`: base the pull request on `BRANCH`, not the default branch "
+        "(issues only).",
+        "- `--draft`: open the pull request as a draft.",
+        "",
+        "Write `--` before an instruction that itself starts with `--`.",
+        "",
+        f"**Commands** are a mention and one word, nothing more: {_code(mention + ' status')}",
+        "- `cancel`: stop the work asked for here.",
+        "- `retry`: run the last request here again.",
+        "- `status`: say how the work asked for here is going.",
+        "- `help`: show this message.",
+        "",
+        f"**Labels**: adding the {_code(trigger_label)} label to an issue or pull request "
+        "asks for work too.",
+    ])
+
+
+def branch_name_problem(name: str) -> str | None:
+    """Why `name` is not a branch name git accepts, or None when it is one.
+
+    The rules of `git check-ref-format --branch`, without running git.
+    """
+    if not name:
+        return "it is empty"
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_BRANCH_NAME_BYTES:
+        return f"it is longer than {MAX_BRANCH_NAME_BYTES} bytes"
+    forbidden = _BRANCH_FORBIDDEN.search(name)
+    if forbidden:
+        char = forbidden.group()
+        if char == " ":
+            return "it has a space"
+        if char < " " or char == "\x7f":
+            return "it has a control character"
+        return f"it has {_code(char)}"
+    if name in ("@", "HEAD"):
+        return "git reserves that name"
+    for sequence in ("..", "@{", "//"):
+        if sequence in name:
+            return f"it has {_code(sequence)}"
+    if name.startswith(("-", "/")):
+        return f"it starts with {_code(name[0])}"
+    if name.endswith(("/", ".")):
+        return f"it ends with {_code(name[-1])}"
+    components = name.split("/")
+    if any(component.startswith(".") for component in components):
+        return "a part of it starts with `.`"
+    if any(component.endswith(".lock") for component in components):
+        return "a part of it ends with `.lock`"
+    return None
+
+
+def _option_words(first_line: str) -> tuple[list[str], int, bool]:
+    """The unquoted option words that open the line, where the instruction starts, and
+    whether more option words follow than MAX_OPTION_WORDS.
+
+    Only words that are options, or the value of `--base`, go through shlex: the
+    instruction after them may hold any quotes at all.
+    """
+    lexer = shlex.shlex(first_line, posix=True)
+    lexer.whitespace_split = True
+    lexer.commenters = ""  # "#12" is an issue, not a comment
+    words: list[str] = []
+    position = 0
+    value_next = False
+    while True:
+        start = _skip_separators(first_line, position)
+        if not value_next:
+            if _OPTIONS_END.match(first_line, start):
+                return words, start + len("--"), False
+            if not _OPTION_WORD.match(first_line, start):
+                return words, start, False
+        if len(words) == MAX_OPTION_WORDS:
+            return words, start, True
+        try:
+            word = lexer.get_token()
+        except ValueError as error:
+            if "quotation" in str(error):
+                raise _Unreadable("the options have a quote that is not closed") from None
+            raise _Unreadable("the options end with a `\\` that escapes nothing") from None
+        if word is None:  # the line ended where the value of `--base` belonged
+            return words, len(first_line), False
+        words.append(word)
+        # The lexer has read the word and the one separator after it.
+        position = lexer.instream.tell()
+        value_next = not value_next and word == "--base"
+
+
+def _skip_separators(line: str, position: int) -> int:
+    while position < len(line) and line[position] in _WORD_SEPARATORS:
+        position += 1
+    return position
+
+
+def _parse_options(words: list[str]) -> tuple[str | None, bool]:
+    """The branch and draft flag that option words give."""
+    if not words:
+        return None, False
+    try:
+        options, unknown = _parser().parse_known_args(words)
+    except argparse.ArgumentError as error:
+        if error.argument_name == "--base":
+            raise _Unreadable("`--base` needs a branch name") from None
+        if error.argument_name == "--draft":
+            raise _Unreadable("`--draft` takes no value") from None
+        raise _Unreadable(f"cannot read the options: {error.message}") from None
+    if unknown:
+        name = unknown[0].split("=", 1)[0]
+        raise _Unreadable(f"unknown option {_code(name)}")
+    if options.base == "":
+        raise _Unreadable("`--base` needs a branch name")
+    if options.base is not None:
+        problem = branch_name_problem(options.base)
+        if problem:
+            raise _Unreadable(f"{_code(options.base)} is not a branch name: {problem}")
+    return options.base, bool(options.draft)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # The default prints usage and exits the process.
+        raise _Unreadable(f"cannot read the options: {message}")
+
+
+class _Once(argparse.Action):
+    """Store an option's value, or its `const` for a flag, and refuse a second one."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest) is not None:
+            raise _Unreadable(f"{_code(option_string)} is given more than once")
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+
+
+def _parser() -> _Parser:
+    parser = _Parser(prog="@mention", add_help=False, allow_abbrev=False, exit_on_error=False)
+    parser.add_argument("--base", action=_Once)
+    parser.add_argument("--draft", action=_Once, nargs=0, const=True)
+    return parser
+
+
+def _command(instruction: str) -> str | None:
+    word = instruction.strip()
+    # ASCII case only: lower() or casefold() would read "ſtatus" (long s) as "status".
+    if word.isascii() and word.lower() in COMMANDS:
+        return word.lower()
+    return None
+
+
+def _code(text: str) -> str:
+    """`text` as a Markdown code span that shows it verbatim, cut short if long."""
+    if len(text) > SHOWN_CHARS:
+        text = text[:SHOWN_CHARS - 1] + "…"
+    text = _UNSHOWABLE.sub("\ufffd", text)
+    # A code span ends at the first backtick run as long as its opening one, and loses one
+    # space at each end when both have one: a longer fence and padding keep the text whole.
+    fence = "`" * (max(map(len, _BACKTICK_RUN.findall(text)), default=0) + 1)
+    edges = text[:1] + text[-1:]
+    pad = " " if text.strip(" ") and ("`" in edges or " " in edges) else ""
+    return f"{fence}{pad}{text}{pad}{fence}"

@@ -1,0 +1,281 @@
+import time
+
+import pytest
+
+from app.commands import COMMANDS, Request, branch_name_problem, grammar_help, read_request
+from app.payload import MAX_TEXT_CHARS
+from app.triggers import find_instruction
+from tests.github_rendering import findings, render
+
+SLUG = "async-code"
+
+
+def work(instruction, *, base=None, draft=False):
+    return Request(instruction=instruction, base=base, draft=draft)
+
+
+def problem(message):
+    return Request(problem=message)
+
+
+COMMAND_CASES = [
+    *[pytest.param(name, Request(command=name), id=name) for name in COMMANDS],
+    pytest.param("Cancel", Request(command="cancel"), id="capitalised"),
+    pytest.param(" STATUS ", Request(command="status"), id="upper-case-with-spaces"),
+    pytest.param("ReTrY", Request(command="retry"), id="mixed-case"),
+    pytest.param("help\n\n", Request(command="help"), id="trailing-blank-lines"),
+    pytest.param("\thelp", Request(command="help"), id="leading-tab"),
+    pytest.param("-- retry", Request(command="retry"), id="after-end-of-options"),
+]
+
+
+@pytest.mark.parametrize(("text", "request_"), COMMAND_CASES)
+def test_commands(text, request_):
+    assert read_request(text) == request_
+
+
+NOT_COMMANDS = [
+    # "ſ" (long s) is "s" to casefold() and upper(), and re.IGNORECASE matches it too.
+    pytest.param("ſtatus", id="long-s-first"),
+    pytest.param("STATUſ", id="long-s-last"),
+    pytest.param("ｈｅｌｐ", id="fullwidth-letters"),
+    pytest.param("\u0441ancel", id="cyrillic-es"),
+    pytest.param("help me fix the login", id="command-word-then-more"),
+    pytest.param("status.", id="punctuation"),
+    pytest.param("cancel the cron job", id="cancel-something-else"),
+    pytest.param("retry\n\nplease", id="more-on-a-later-line"),
+    pytest.param("helpful error messages", id="command-as-prefix"),
+    pytest.param("re try", id="split-word"),
+]
+
+
+@pytest.mark.parametrize("text", NOT_COMMANDS)
+def test_not_commands_are_work(text):
+    assert read_request(text) == work(text)
+
+
+OPTIONS = [
+    pytest.param("--base release fix it", work("fix it", base="release"), id="base"),
+    pytest.param("--base=release fix it", work("fix it", base="release"), id="base-equals"),
+    pytest.param("--base\t release\t fix it", work("fix it", base="release"), id="tabs-between"),
+    pytest.param('--base "release-1.x" fix', work("fix", base="release-1.x"), id="double-quoted"),
+    pytest.param("--base='release/1.x' fix", work("fix", base="release/1.x"),
+                 id="single-quoted-equals"),
+    pytest.param("--base feature/résumé fix", work("fix", base="feature/résumé"),
+                 id="non-ascii-branch"),
+    pytest.param("--base -1 fix", problem("`-1` is not a branch name: it starts with `-`"),
+                 id="negative-number-value"),
+    pytest.param("--draft fix it", work("fix it", draft=True), id="draft"),
+    pytest.param("--base dev --draft fix it", work("fix it", base="dev", draft=True),
+                 id="base-then-draft"),
+    pytest.param("--draft --base=dev fix it", work("fix it", base="dev", draft=True),
+                 id="draft-then-base"),
+    pytest.param("-- --draft is broken", work("--draft is broken"), id="double-dash-ends-options"),
+    pytest.param("--draft -- --base is ignored", work("--base is ignored", draft=True),
+                 id="double-dash-after-options"),
+    pytest.param("--draft --", work("", draft=True), id="double-dash-then-nothing"),
+    pytest.param("-1 is returned on error, fix it", work("-1 is returned on error, fix it"),
+                 id="single-dash-number"),
+    pytest.param("-v should print the version", work("-v should print the version"),
+                 id="single-dash-letter"),
+    pytest.param("--> see the trace below", work("--> see the trace below"),
+                 id="double-dash-not-letter"),
+    pytest.param("--draft", work("", draft=True), id="options-without-instruction"),
+    pytest.param("--base main   ", work("", base="main"), id="base-without-instruction"),
+    pytest.param("--draft\nfix it\n  carefully", work("fix it\n  carefully", draft=True),
+                 id="instruction-on-next-lines"),
+    pytest.param("--draft\n\n    indented\nmore", work("    indented\nmore", draft=True),
+                 id="next-lines-keep-their-indent"),
+    pytest.param("fix --draft handling", work("fix --draft handling"), id="option-after-words"),
+    pytest.param("--base=fix#12 go", work("go", base="fix#12"), id="hash-is-not-a-comment"),
+    pytest.param("--draft #12 is back", work("#12 is back", draft=True), id="hash-in-instruction"),
+]
+
+
+@pytest.mark.parametrize(("text", "request_"), OPTIONS)
+def test_options(text, request_):
+    assert read_request(text) == request_
+
+
+PROBLEMS = [
+    pytest.param("--draft --draft fix", "`--draft` is given more than once", id="draft-twice"),
+    pytest.param("--base a --base=b fix", "`--base` is given more than once", id="base-twice"),
+    pytest.param("--foo fix", "unknown option `--foo`", id="unknown"),
+    pytest.param("--foo=bar fix", "unknown option `--foo`", id="unknown-with-value"),
+    pytest.param("--bas main fix", "unknown option `--bas`", id="no-abbreviations"),
+    pytest.param("--Draft fix", "unknown option `--Draft`", id="case-matters"),
+    pytest.param("--base", "`--base` needs a branch name", id="base-at-end"),
+    pytest.param("--base\nmain fix", "`--base` needs a branch name", id="base-value-on-next-line"),
+    pytest.param("--base --draft fix", "`--base` needs a branch name", id="base-then-option"),
+    pytest.param("--base= fix", "`--base` needs a branch name", id="base-equals-nothing"),
+    pytest.param('--base "" fix', "`--base` needs a branch name", id="base-empty-quotes"),
+    pytest.param("--draft=yes fix", "`--draft` takes no value", id="draft-with-value"),
+    pytest.param("--draft= fix", "`--draft` takes no value", id="draft-with-empty-value"),
+    pytest.param('--base "release fix it', "the options have a quote that is not closed",
+                 id="unterminated-double-quote"),
+    pytest.param("--base='x fix", "the options have a quote that is not closed",
+                 id="unterminated-single-quote"),
+    pytest.param("--base main\\", "the options end with a `\\` that escapes nothing",
+                 id="trailing-backslash"),
+    pytest.param('--base "release 1.x" fix', "`release 1.x` is not a branch name: it has a space",
+                 id="quoted-base-with-space"),
+    pytest.param("--base a..b fix", "`a..b` is not a branch name: it has `..`", id="invalid-base"),
+    pytest.param("--draft retry", "commands such as `retry` take no options", id="draft-command"),
+    pytest.param("--base main STATUS", "commands such as `status` take no options",
+                 id="base-command"),
+    pytest.param("--draft\nhelp", "commands such as `help` take no options",
+                 id="command-on-next-line"),
+    pytest.param("--foo retry", "unknown option `--foo`", id="option-problem-first"),
+    pytest.param("--fo`o fix", "unknown option ``--fo`o``", id="backtick-in-shown-name"),
+    pytest.param("--" + "x" * 200, f"unknown option `--{'x' * 77}…`", id="long-name-cut"),
+    pytest.param("--draft " * 9 + "fix", "`--draft` is given more than once", id="many-repeats"),
+    pytest.param("--a " * 20 + "fix", "unknown option `--a`", id="many-unknown"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), PROBLEMS)
+def test_problems(text, message):
+    assert read_request(text) == problem(message)
+
+
+INSTRUCTIONS_KEPT_VERBATIM = [
+    pytest.param("don't break the build", "don't break the build", id="apostrophe"),
+    pytest.param('--draft don\'t "quote me', 'don\'t "quote me', id="unbalanced-after-options"),
+    pytest.param('say "hi', 'say "hi', id="unbalanced-double-quote"),
+    pytest.param("--base main it's `x`\\", "it's `x`\\", id="backslash-at-end-of-instruction"),
+    pytest.param("  fix  it   ", "fix  it", id="outer-whitespace-only"),
+    pytest.param("fix this:\n  - one\n\t- two\n", "fix this:\n  - one\n\t- two",
+                 id="later-lines-keep-indentation"),
+    pytest.param(
+        "--draft fix this:\n```sh\n--base 'x\nretry\n```\nthanks",
+        "fix this:\n```sh\n--base 'x\nretry\n```\nthanks",
+        id="code-fence-after-first-line",
+    ),
+    pytest.param("fix\r\nit", "fix\r\nit", id="carriage-returns-kept"),
+]
+
+
+@pytest.mark.parametrize(("text", "instruction"), INSTRUCTIONS_KEPT_VERBATIM)
+def test_instruction_kept_verbatim(text, instruction):
+    assert read_request(text).instruction == instruction
+
+
+INVALID_BRANCH_NAMES = [
+    pytest.param("", "it is empty", id="empty"),
+    pytest.param("a" * 256, "it is longer than 255 bytes", id="too-long"),
+    pytest.param("é" * 128, "it is longer than 255 bytes", id="too-long-in-utf-8"),
+    pytest.param("a b", "it has a space", id="space"),
+    pytest.param("a\tb", "it has a control character", id="tab"),
+    pytest.param("a\x7fb", "it has a control character", id="delete"),
+    *[pytest.param(f"a{char}b", f"it has `{char}`", id=f"char-{char}") for char in "~^:?*["],
+    pytest.param("a\\b", "it has `\\`", id="backslash"),
+    pytest.param("a..b", "it has `..`", id="two-dots"),
+    pytest.param("a@{b", "it has `@{`", id="at-brace"),
+    pytest.param("@", "git reserves that name", id="at"),
+    pytest.param("HEAD", "git reserves that name", id="head"),
+    pytest.param("-x", "it starts with `-`", id="leading-dash"),
+    pytest.param("/x", "it starts with `/`", id="leading-slash"),
+    pytest.param(".x", "a part of it starts with `.`", id="leading-dot"),
+    pytest.param("a/.b", "a part of it starts with `.`", id="component-leading-dot"),
+    pytest.param("x.lock", "a part of it ends with `.lock`", id="lock"),
+    pytest.param("a.lock/b", "a part of it ends with `.lock`", id="component-lock"),
+    pytest.param("x/", "it ends with `/`", id="trailing-slash"),
+    pytest.param("x.", "it ends with `.`", id="trailing-dot"),
+    pytest.param("a//b", "it has `//`", id="double-slash"),
+]
+
+
+@pytest.mark.parametrize(("name", "reason"), INVALID_BRANCH_NAMES)
+def test_invalid_branch_names(name, reason):
+    assert branch_name_problem(name) == reason
+
+
+@pytest.mark.parametrize("name", [
+    "main", "release/1.x", "feature/résumé", "a" * 255, "x.lock.y", "a@b", "a-", "a/b-c_d",
+    "v1.2", "@@", "head", "a`b",
+])
+def test_valid_branch_names(name):
+    assert branch_name_problem(name) is None
+    assert read_request(f"--base={name} fix") == work("fix", base=name)
+
+
+LONG_INPUTS = [
+    pytest.param("--base main " + "x" * (MAX_TEXT_CHARS - 12), work("x" * (MAX_TEXT_CHARS - 12),
+                 base="main"), id="long-first-line"),
+    pytest.param("--draft fix\n" + "y\n" * ((MAX_TEXT_CHARS - 12) // 2),
+                 work("fix\n" + "y\n" * ((MAX_TEXT_CHARS - 12) // 2 - 1) + "y", draft=True),
+                 id="many-lines"),
+    pytest.param('--base "' + "'" * (MAX_TEXT_CHARS - 8),
+                 problem("the options have a quote that is not closed"), id="long-open-quote"),
+    pytest.param("--draft " * (MAX_TEXT_CHARS // 8), problem("`--draft` is given more than once"),
+                 id="long-run-of-options"),
+    # argparse takes seconds over thousands of unknown options; only the first few are read.
+    pytest.param("--a " * (MAX_TEXT_CHARS // 4), problem("unknown option `--a`"),
+                 id="long-run-of-unknown-options"),
+    pytest.param("--base " + "a" * (MAX_TEXT_CHARS - 7),
+                 problem(f"`{'a' * 79}…` is not a branch name: it is longer than 255 bytes"),
+                 id="long-branch"),
+]
+
+
+@pytest.mark.parametrize(("text", "request_"), LONG_INPUTS)
+def test_long_input(text, request_):
+    assert len(text) >= MAX_TEXT_CHARS - 8
+    started = time.monotonic()
+    assert read_request(text) == request_
+    assert time.monotonic() - started < 1
+
+
+COMMENTS = [
+    pytest.param("@async-code cancel", Request(command="cancel"), id="command"),
+    pytest.param("@async-code: Status", Request(command="status"), id="command-after-colon"),
+    pytest.param("Thanks!\n\n@async-code --base release --draft add retries\nwith backoff",
+                 work("add retries\nwith backoff", base="release", draft=True),
+                 id="options-after-prose"),
+    pytest.param("@async-code\n--draft fix the login\n    keep the API",
+                 work("fix the login\n    keep the API", draft=True),
+                 id="options-on-line-below-mention"),
+    pytest.param("@async-code help me fix the login", work("help me fix the login"),
+                 id="help-then-more"),
+    pytest.param("@async-code --base main retry",
+                 problem("commands such as `retry` take no options"), id="options-with-command"),
+    pytest.param("@async-code --draft", work("", draft=True), id="options-only"),
+    pytest.param("@async-code", work(""), id="bare-mention"),
+]
+
+
+@pytest.mark.parametrize(("body", "request_"), COMMENTS)
+def test_comment_to_request(body, request_):
+    assert read_request(find_instruction(body, SLUG)) == request_
+
+
+@pytest.mark.parametrize("body", [
+    pytest.param("To stop it, write:\n```\n@async-code cancel\n```", id="fenced-command"),
+    pytest.param("> @async-code retry", id="quoted-command"),
+    pytest.param("Say `@async-code status` to see progress", id="command-in-code-span"),
+])
+def test_shown_commands_are_not_requests(body):
+    assert find_instruction(body, SLUG) is None
+
+
+def test_grammar_help():
+    text = grammar_help("async-code", "ai-task")
+    for part in ("`@async-code`", "`--base BRANCH`", "issues only", "`--draft`", "`ai-task`",
+                 "review comments", "write access", *(f"`{name}`" for name in COMMANDS)):
+        assert part in text
+    # Every example of asking is in code, so the reply itself mentions nobody.
+    assert findings(render(text)) == []
+
+
+@pytest.mark.parametrize("text", [
+    "--x`@acme/team fix",
+    "--x``@acme/team` fix",
+    "--x`` fix",
+    "--base=`@acme/team`.. fix",
+    "--base='@acme/team and more' fix",
+    "--x" + "`" * 100 + "@acme",
+])
+def test_problems_quote_the_text_inertly(text):
+    message = read_request(text).problem
+    assert message is not None
+    assert findings(render(message)) == []
