@@ -1,16 +1,20 @@
-"""What happens when someone comments on an issue: maybe a task.
+"""What happens when someone comments on an issue or a pull request: maybe a task or a command.
 
-Only new comments on issues count. A mention on a pull request is left for the pull request
-iteration work; edits and deletions never start work, so an edited comment cannot run twice.
+Only new comments count: edits and deletions never start work, so an edited comment cannot run
+twice. On an issue the task ends in a new pull request; on a pull request it pushes to the
+pull request's branch.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from app.payload import LOGIN, REPO_FULL_NAME, MalformedPayload, read_id, read_object, read_text
+from app.commands import read_request
+from app.payload import REPO_FULL_NAME, read_id, read_login_or_empty, read_object, read_text, read_user
 from app.store import NewTask
 from app.triggers import find_instruction, is_bot
+
+ISSUE_ONLY_OPTIONS = "`--base` and `--draft` only apply to requests on issues: a pull request keeps its base and its draft state."
 
 
 def task_from_comment(payload: dict[str, Any], slug: str) -> NewTask | None:
@@ -21,7 +25,7 @@ def task_from_comment(payload: dict[str, Any], slug: str) -> NewTask | None:
     on what the comment says.
     """
     on_pull_request = read_object(payload, "issue").get("pull_request") is not None
-    sender, author = _user(payload, "sender"), _user(payload, "comment.user")
+    sender, author = read_user(payload, "sender"), read_user(payload, "comment.user")
     body = read_text(payload, "comment.body", optional=True)
     repo = read_text(payload, "repository.full_name", pattern=REPO_FULL_NAME)
     installation_id = read_id(payload, "installation.id")
@@ -30,28 +34,25 @@ def task_from_comment(payload: dict[str, Any], slug: str) -> NewTask | None:
     sender_id = read_id(payload, "sender.id")
     issue_title = read_text(payload, "issue.title", optional=True)
     issue_body = read_text(payload, "issue.body", optional=True)
-    issue_author = _issue_author(payload)
+    issue_author = read_login_or_empty(payload, "issue.user.login")
 
-    if on_pull_request or is_bot(sender) or is_bot(author):
+    if is_bot(sender) or is_bot(author):
         return None
     instruction = find_instruction(body, slug)
     if instruction is None:
         return None
-    return NewTask(trigger="comment", repo=repo, installation_id=installation_id, number=number,
-                   comment_id=comment_id, instruction=instruction, requested_by=sender["login"],
-                   requested_by_id=sender_id, issue_title=issue_title, issue_body=issue_body,
-                   issue_author=issue_author)
+    return NewTask(trigger="pr_comment" if on_pull_request else "comment", repo=repo,
+                   installation_id=installation_id, number=number, comment_id=comment_id,
+                   requested_by=sender["login"], requested_by_id=sender_id,
+                   issue_title=issue_title, issue_body=issue_body, issue_author=issue_author,
+                   **request_fields(instruction, on_pull_request=on_pull_request))
 
 
-def _issue_author(payload: dict[str, Any]) -> str:
-    """Who opened the issue; "" when the payload does not say, so its text counts as untrusted."""
-    try:
-        return read_text(payload, "issue.user.login", pattern=LOGIN)
-    except MalformedPayload:
-        return ""
-
-
-def _user(payload: dict[str, Any], path: str) -> dict[str, str]:
-    """The fields of a user object that `is_bot` and the task read, each checked."""
-    return {"login": read_text(payload, f"{path}.login", pattern=LOGIN),
-            "type": read_text(payload, f"{path}.type", optional=True)}
+def request_fields(instruction: str, *, on_pull_request: bool) -> dict[str, Any]:
+    """What a mention's text asks for, as task fields: a command, or work with its options."""
+    request = read_request(instruction)
+    problem = request.problem
+    if problem is None and on_pull_request and (request.base is not None or request.draft):
+        problem = ISSUE_ONLY_OPTIONS
+    return {"instruction": request.instruction, "command": request.command, "problem": problem,
+            "base_branch": request.base, "draft": request.draft}

@@ -126,3 +126,18 @@ def _is_valid_unicode(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def read_user(payload: dict[str, Any], path: str) -> dict[str, str]:
+    """The fields of a user object that `is_bot` and a task read, each checked."""
+    return {"login": read_text(payload, f"{path}.login", pattern=LOGIN),
+            "type": read_text(payload, f"{path}.type", optional=True)}
+
+
+def read_login_or_empty(payload: dict[str, Any], path: str) -> str:
+    """A login where GitHub may leave it out (a deleted account): "" when it is not there or
+    not a login, so text by that user counts as untrusted."""
+    try:
+        return read_text(payload, path, pattern=LOGIN)
+    except MalformedPayload:
+        return ""

@@ -64,6 +64,7 @@ class Settings:
     max_tree_size: str = "10g"
     max_changed_files: str = "1000"
     max_queue: str = "10"
+    trigger_label: str = "async-code"
 
     _ENV = {
         "github_app_id": "GITHUB_APP_ID",
@@ -88,6 +89,7 @@ class Settings:
         "max_tree_size": "ASYNC_CODE_MAX_TREE_BYTES",
         "max_changed_files": "ASYNC_CODE_MAX_CHANGED_FILES",
         "max_queue": "ASYNC_CODE_MAX_QUEUE",
+        "trigger_label": "ASYNC_CODE_TRIGGER_LABEL",
     }
 
     @classmethod
@@ -162,6 +164,9 @@ class Settings:
         if webhooks and not self.github_webhook_secret:
             found.append("GITHUB_WEBHOOK_SECRET is not set: use the webhook secret you entered when "
                          "creating the GitHub App (deliveries are never accepted unsigned)")
+        if webhooks and not (0 < len(self.trigger_label) <= 50 and self.trigger_label.isprintable()):
+            found.append(f"ASYNC_CODE_TRIGGER_LABEL={self.trigger_label!r} must be a label name "
+                         "GitHub accepts: 1 to 50 printable characters")
         if github:
             found += self._github_problems()
         if agent:

@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 PENDING, RUNNING, COMPLETED, FAILED, REJECTED = "pending", "running", "completed", "failed", "rejected"
+CANCELLED = "cancelled"
+FINISHED = (COMPLETED, FAILED, REJECTED, CANCELLED)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -66,21 +68,51 @@ CREATE TABLE IF NOT EXISTS tasks (
     pr_url            TEXT,
     pr_number         INTEGER,
     claimed_by        TEXT,
-    heartbeat_at      TEXT
+    heartbeat_at      TEXT,
+    command           TEXT,
+    problem           TEXT,
+    base_branch       TEXT,
+    draft             INTEGER NOT NULL DEFAULT 0,
+    label             TEXT,
+    review_context    TEXT,
+    retry_of          TEXT,
+    start_sha         TEXT,
+    cancel_requested_by TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_by_status ON tasks (status, created_at);
 -- One task per comment: a replayed delivery under a new GUID cannot start the work again.
 CREATE UNIQUE INDEX IF NOT EXISTS one_task_per_comment ON tasks (repo, trigger, comment_id)
     WHERE comment_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_by_issue ON tasks (repo, number, status);
+-- What GitHub said about the App's installations, in the order it arrived.
+CREATE TABLE IF NOT EXISTS installation_events (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    delivery_guid   TEXT NOT NULL REFERENCES deliveries(guid),
+    installation_id INTEGER NOT NULL,
+    repo            TEXT,  -- NULL: the whole installation
+    action          TEXT NOT NULL,
+    received_at     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS installation_events_by_id ON installation_events (installation_id, repo);
 """
 
+# Columns added since schema 1, with their declarations: an older store gains the ones it lacks.
+_ADDED_COLUMNS = {
+    "issue_author": "TEXT NOT NULL DEFAULT ''",
+    "command": "TEXT", "problem": "TEXT", "base_branch": "TEXT",
+    "draft": "INTEGER NOT NULL DEFAULT 0", "label": "TEXT", "review_context": "TEXT",
+    "retry_of": "TEXT", "start_sha": "TEXT", "cancel_requested_by": "TEXT",
+}
+
 # Columns holding JSON documents; they are decoded when read.
-_JSON_COLUMNS = {"patches", "chat_history", "changed_files"}
+_JSON_COLUMNS = {"patches", "chat_history", "changed_files", "review_context"}
+_BOOLEAN_COLUMNS = {"draft"}
 
 
 class Duplicate(enum.Enum):
     DELIVERY = "delivery seen before"
     COMMENT = "comment already has a task"
+    LABEL = "the label already has a task waiting or running"
 
 
 def utcnow() -> str:
@@ -102,6 +134,22 @@ class NewTask:
     issue_title: str = ""
     issue_body: str = ""
     issue_author: str = ""  # who opened the issue: maybe not someone who may write
+    command: str | None = None  # cancel, retry, status or help; None for work
+    problem: str | None = None  # why the request could not be read: answered, never run
+    base_branch: str | None = None  # --base BRANCH on an issue
+    draft: bool = False  # --draft
+    label: str | None = None  # the label that asked, removed when the task ends
+    review_context: Any = None  # for a review comment: its file, lines and diff hunk
+    retry_of: str | None = None  # the task a `retry` repeats
+
+
+@dataclass(frozen=True)
+class InstallationChange:
+    """An `installation` or `installation_repositories` event: what it changed, for whom."""
+
+    installation_id: int
+    action: str  # created, deleted, suspend, unsuspend, added, removed, ...
+    repos: tuple[str, ...] = ()  # empty: the whole installation
 
 
 # Keyword-only: a Task is what intake knew (NewTask) plus everything learnt since, and is only
@@ -131,6 +179,12 @@ class Task(NewTask):
     pr_number: int | None = None
     claimed_by: str | None = None
     heartbeat_at: str | None = None
+    start_sha: str | None = None
+    cancel_requested_by: str | None = None
+
+    @property
+    def on_pull_request(self) -> bool:
+        return self.trigger in PULL_REQUEST_TRIGGERS
 
     def summary(self) -> dict[str, Any]:
         """The task as `async-code tasks --json` prints it (no transcript, no diff)."""
@@ -140,6 +194,26 @@ class Task(NewTask):
 
 
 _TASK_COLUMNS = [f.name for f in fields(Task)]
+# Triggers whose task works on a pull request's branch; the others open a pull request.
+PULL_REQUEST_TRIGGERS = frozenset({"pr_comment", "pr_label", "review_comment"})
+
+
+def installation_refusal(events: list[tuple[str | None, str]], repo: str) -> str | None:
+    """Why work on `repo` is refused after these installation events, oldest first; each is
+    (repo, action) with repo None for the whole installation. None: nothing refuses it."""
+    installation = repository = None
+    for event_repo, action in events:
+        if event_repo is None and action in ("created", "deleted", "suspend", "unsuspend"):
+            installation = action
+        elif event_repo is not None and action in ("added", "removed"):
+            repository = action
+    if installation == "deleted":
+        return "the App was uninstalled"
+    if installation == "suspend":
+        return "the App's installation is suspended"
+    if repository == "removed":
+        return f"{repo} was removed from the App's installation"
+    return None
 
 
 class Store:
@@ -157,9 +231,10 @@ class Store:
                 raise RuntimeError(f"{self.path} was written by a newer async-code (schema "
                                    f"{version}, this one knows {SCHEMA_VERSION}); upgrade it")
             db.executescript(_SCHEMA)
-            # Each schema change migrates from the version before it.
-            if 0 < version < 2:
-                db.execute("ALTER TABLE tasks ADD COLUMN issue_author TEXT NOT NULL DEFAULT ''")
+            present = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
+            for column, declaration in _ADDED_COLUMNS.items():
+                if column not in present:
+                    db.execute(f"ALTER TABLE tasks ADD COLUMN {column} {declaration}")
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         finally:
             db.close()
@@ -190,29 +265,67 @@ class Store:
     # Intake
 
     def record_delivery(self, guid: str, event: str, action: str | None,
-                        task: NewTask | None = None) -> Task | Duplicate | None:
-        """Record a delivery and its task in one transaction.
+                        task: NewTask | None = None,
+                        installation: InstallationChange | None = None) -> Task | Duplicate | None:
+        """Record a delivery and what it asks for in one transaction.
 
-        Returns the new Task; a Duplicate when the GUID was seen before or the comment already
-        has a task (nothing new is recorded for the task); None when the delivery asks for none.
+        Returns the new Task; a Duplicate when the GUID was seen before or the comment (or the
+        label) already has a task, and nothing new is recorded for it; None when the delivery
+        asks for no task. An installation change is recorded with the delivery; one that takes
+        work away finishes the tasks still waiting on it.
         """
         with self._connect(immediate=True) as db:
             seen = db.execute("SELECT 1 FROM deliveries WHERE guid = ?", (guid,)).fetchone()
             if seen:
                 return Duplicate.DELIVERY
+            now = utcnow()
             db.execute("INSERT INTO deliveries (guid, event, action, received_at) VALUES (?, ?, ?, ?)",
-                       (guid, event, action, utcnow()))
+                       (guid, event, action, now))
+            if installation is not None:
+                self._record_installation_change(db, guid, installation, now)
             if task is None:
                 return None
             if task.comment_id is not None and db.execute(
                     "SELECT 1 FROM tasks WHERE repo = ? AND trigger = ? AND comment_id = ?",
                     (task.repo, task.trigger, task.comment_id)).fetchone():
                 return Duplicate.COMMENT
-            row = {"id": uuid.uuid4().hex, "delivery_guid": guid, "status": PENDING,
-                   "created_at": utcnow(), **{f.name: getattr(task, f.name) for f in fields(task)}}
-            db.execute(f"INSERT INTO tasks ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                       list(row.values()))
-            return Task(**row)
+            # A labeled event replayed under a new GUID must not queue the same work twice.
+            if task.label is not None and db.execute(
+                    "SELECT 1 FROM tasks WHERE repo = ? AND number = ? AND label IS NOT NULL "
+                    "AND status IN (?, ?)", (task.repo, task.number, PENDING, RUNNING)).fetchone():
+                return Duplicate.LABEL
+            return self._insert_task(db, guid, task)
+
+    def _insert_task(self, db: sqlite3.Connection, guid: str, task: NewTask) -> Task:
+        row = {"id": uuid.uuid4().hex, "delivery_guid": guid, "status": PENDING,
+               "created_at": utcnow(), **{f.name: getattr(task, f.name) for f in fields(task)}}
+        stored = {k: json.dumps(v) if k in _JSON_COLUMNS and v is not None else v
+                  for k, v in row.items()}
+        db.execute(f"INSERT INTO tasks ({', '.join(stored)}) VALUES ({', '.join('?' * len(stored))})",
+                   list(stored.values()))
+        return Task(**row)
+
+    def _record_installation_change(self, db: sqlite3.Connection, guid: str,
+                                    change: InstallationChange, now: str) -> None:
+        for repo in change.repos or (None,):
+            db.execute("INSERT INTO installation_events (delivery_guid, installation_id, repo, action, "
+                       "received_at) VALUES (?, ?, ?, ?, ?)",
+                       (guid, change.installation_id, repo, change.action, now))
+            reason = installation_refusal([(repo, change.action)], repo or "")
+            if reason is not None:
+                # Queued work can no longer be done, nor answered on GitHub: say so here.
+                db.execute("UPDATE tasks SET status = ?, finished_at = ?, error = ? WHERE status = ? "
+                           "AND installation_id = ? AND (? IS NULL OR repo = ?)",
+                           (FAILED, now, reason, PENDING, change.installation_id, repo, repo))
+
+    def installation_refusal(self, installation_id: int, repo: str) -> str | None:
+        """Why the App may no longer work on `repo`, from the installation events recorded;
+        None when nothing recorded says so (installations older than this store sent none)."""
+        with self._connect() as db:
+            rows = db.execute("SELECT repo, action FROM installation_events WHERE installation_id = ? "
+                              "AND (repo IS NULL OR repo = ?) ORDER BY id",
+                              (installation_id, repo)).fetchall()
+        return installation_refusal([(row["repo"], row["action"]) for row in rows], repo)
 
     # Runner
 
@@ -247,10 +360,18 @@ class Store:
         return int(row[0])
 
     def claim_next(self, claimed_by: str) -> Task | None:
-        """Atomically move the oldest acknowledged pending task to running and return it."""
+        """Atomically move the oldest acknowledged pending task to running and return it.
+
+        One task at a time per issue or pull request: a task waits while another on the same
+        one runs. A task someone cancelled is never claimed.
+        """
         with self._connect(immediate=True) as db:
-            row = db.execute("SELECT id FROM tasks WHERE status = ? AND acknowledged_at IS NOT NULL "
-                             "ORDER BY created_at, rowid LIMIT 1", (PENDING,)).fetchone()
+            row = db.execute(
+                "SELECT id FROM tasks AS t WHERE status = ? AND acknowledged_at IS NOT NULL "
+                "AND command IS NULL AND cancel_requested_by IS NULL AND NOT EXISTS ("
+                "  SELECT 1 FROM tasks AS r WHERE r.repo = t.repo AND r.number = t.number "
+                "  AND r.status = ?) "
+                "ORDER BY created_at, rowid LIMIT 1", (PENDING, RUNNING)).fetchone()
             if row is None:
                 return None
             now = utcnow()
@@ -258,6 +379,61 @@ class Store:
             db.execute("UPDATE tasks SET status = ?, started_at = ?, claimed_by = ?, heartbeat_at = ? "
                        "WHERE id = ?", (RUNNING, now, claimed_by, now, row["id"]))
             return self._row_to_task(db.execute("SELECT * FROM tasks WHERE id = ?", (row["id"],)).fetchone())
+
+    # Control commands
+
+    def work_on(self, repo: str, number: int) -> list[Task]:
+        """The work tasks (not commands) on one issue or pull request, oldest first."""
+        return self._select("repo = ? AND number = ? AND command IS NULL ORDER BY created_at, rowid",
+                            repo, number)
+
+    def ahead_on_same(self, task_id: str) -> list[Task]:
+        """Unfinished work tasks on the same issue or pull request recorded before this one."""
+        return self._select(
+            "command IS NULL AND status IN (?, ?) AND rowid < (SELECT rowid FROM tasks WHERE id = ?) "
+            "AND (repo, number) = (SELECT repo, number FROM tasks WHERE id = ?) "
+            "ORDER BY created_at, rowid", PENDING, RUNNING, task_id, task_id)
+
+    def request_cancel(self, repo: str, number: int, by: str) -> tuple[list[Task], list[Task]]:
+        """Cancel the unfinished work on one issue or pull request, in one transaction.
+
+        Returns (tasks cancelled while waiting, running tasks now asked to stop). A running
+        task stops when the process holding it sees the request (`cancel_requested`).
+        """
+        with self._connect(immediate=True) as db:
+            rows = db.execute("SELECT * FROM tasks WHERE repo = ? AND number = ? AND command IS NULL "
+                              "AND status IN (?, ?) AND cancel_requested_by IS NULL "
+                              "ORDER BY created_at, rowid", (repo, number, PENDING, RUNNING)).fetchall()
+            now, waiting, running = utcnow(), [], []
+            for row in rows:
+                if row["status"] == PENDING:
+                    db.execute("UPDATE tasks SET status = ?, finished_at = ?, cancel_requested_by = ?, "
+                               "error = ? WHERE id = ?", (CANCELLED, now, by, f"cancelled by @{by}",
+                                                          row["id"]))
+                    waiting.append(row["id"])
+                else:
+                    db.execute("UPDATE tasks SET cancel_requested_by = ? WHERE id = ?", (by, row["id"]))
+                    running.append(row["id"])
+            found = {r["id"]: self._row_to_task(r) for r in db.execute(
+                f"SELECT * FROM tasks WHERE id IN ({', '.join('?' * len(rows))})",
+                [row["id"] for row in rows]).fetchall()} if rows else {}
+        return [found[i] for i in waiting], [found[i] for i in running]
+
+    def cancel_requested(self, task_id: str) -> str | None:
+        """Who asked to cancel this task, or None."""
+        with self._connect() as db:
+            row = db.execute("SELECT cancel_requested_by FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        return row["cancel_requested_by"] if row else None
+
+    def record_retry(self, original: Task, *, guid: str, requested_by: str,
+                     requested_by_id: int | None) -> Task:
+        """A new task asking again what `original` asked, on behalf of whoever said `retry`."""
+        fields_of_request = {f.name: getattr(original, f.name) for f in fields(NewTask)}
+        retry = NewTask(**{**fields_of_request, "comment_id": None, "command": None, "problem": None,
+                           "requested_by": requested_by, "requested_by_id": requested_by_id,
+                           "retry_of": original.id})
+        with self._connect(immediate=True) as db:
+            return self._insert_task(db, guid, retry)
 
     def heartbeat(self, claimed_by: str) -> None:
         """Mark every task this process holds as still cared for."""
@@ -313,5 +489,7 @@ class Store:
         for column in _JSON_COLUMNS:
             if values[column] is not None:
                 values[column] = json.loads(values[column])
+        for column in _BOOLEAN_COLUMNS:
+            values[column] = bool(values[column])
         return Task(**values)
 

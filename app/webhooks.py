@@ -15,9 +15,9 @@ import re
 
 from flask import Blueprint, current_app, jsonify, request
 
-from app.events import action_of, task_for_delivery
+from app.events import Intake, action_of, outcome_of_delivery
 from app.payload import BadBody, MalformedPayload, payload_from_body
-from app.store import Duplicate
+from app.store import Duplicate, InstallationChange
 
 MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 # Both headers are stored and logged, so they are bounded. GitHub's event names are short words
@@ -83,10 +83,13 @@ def receive():
 
     malformed = None
     try:
-        task = task_for_delivery(event, payload, settings.github_app_slug)
+        outcome = outcome_of_delivery(event, payload, Intake(slug=settings.github_app_slug,
+                                                             trigger_label=settings.trigger_label))
     except MalformedPayload as error:
-        task, malformed = None, str(error)
-    recorded = store.record_delivery(guid, event, action_of(payload), task)
+        outcome, malformed = None, str(error)
+    change = outcome if isinstance(outcome, InstallationChange) else None
+    task = None if change else outcome
+    recorded = store.record_delivery(guid, event, action_of(payload), task, installation=change)
     if isinstance(recorded, Duplicate):
         log.info("delivery %s ignored: %s", guid, recorded.value)
         return _answer(200, "duplicate delivery")
@@ -96,6 +99,10 @@ def receive():
         if malformed:
             log.info("delivery %s ignored: %s", guid, malformed)
             return _answer(200, "ignored", reason=malformed)
+        if change:
+            log.info("delivery %s: installation %s %s%s", guid, change.installation_id,
+                     change.action, f" ({len(change.repos)} repositories)" if change.repos else "")
+            return _answer(200, "recorded")
         return _answer(200, "ignored")
     log.info("delivery %s: task %s for %s#%s by %s", guid, recorded.id, recorded.repo,
              recorded.number, recorded.requested_by)

@@ -296,7 +296,6 @@ def test_a_redelivered_guid_creates_nothing_new(client, store):
     [
         ("an edited comment", comment_payload(action="edited"), "issue_comment"),
         ("a deleted comment", comment_payload(action="deleted"), "issue_comment"),
-        ("a comment on a pull request", comment_payload(pull_request=True), "issue_comment"),
         ("a bot sender", comment_payload(sender_type="Bot", login="async-code[bot]"), "issue_comment"),
         ("a [bot] login", comment_payload(login="dependabot[bot]"), "issue_comment"),
         ("a comment without the mention", comment_payload("looks good"), "issue_comment"),

@@ -5,11 +5,14 @@ from __future__ import annotations
 import multiprocessing
 import threading
 
+import pytest
+
 from app.store import COMPLETED, PENDING, RUNNING, Duplicate, NewTask, Store, utcnow
 
 
-def new_task(number=1, repo="acme/widgets"):
-    return NewTask(trigger="comment", repo=repo, installation_id=1, number=number, comment_id=number,
+def new_task(number=1, repo="acme/widgets", comment_id=None):
+    return NewTask(trigger="comment", repo=repo, installation_id=1, number=number,
+                   comment_id=comment_id or number,
                    instruction="do it", requested_by="alice", requested_by_id=5)
 
 
@@ -143,8 +146,6 @@ def test_heartbeat_touches_only_the_unfinished_tasks_of_its_holder(tmp_path):
 def test_a_store_written_by_a_newer_version_is_refused(tmp_path):
     import sqlite3
 
-    import pytest
-
     from app.store import SCHEMA_VERSION
 
     with sqlite3.connect(tmp_path / "t.db") as db:
@@ -154,25 +155,124 @@ def test_a_store_written_by_a_newer_version_is_refused(tmp_path):
         Store(tmp_path / "t.db").initialise()
 
 
-def test_a_store_of_schema_1_gains_the_issue_author(tmp_path):
+def _store_of_an_older_schema(path, version: int, left_out: set[str]) -> None:
+    """A store as an older version wrote it: without `left_out` columns, one task pending."""
+    import re
+    import sqlite3
+
+    from app import store as store_module
+
+    schema = "".join(line + "\n" for line in store_module._SCHEMA.splitlines()
+                     if not (m := re.match(r"\s+(\w+)\s", line)) or m[1] not in left_out)
+    schema = re.sub(r",(\s*\);)", r"\1", schema)  # the last column loses its comma
+    db = sqlite3.connect(path)
+    db.executescript(schema)
+    db.execute("INSERT INTO deliveries VALUES ('g1', 'issue_comment', 'created', '2026-01-01')")
+    db.execute("INSERT INTO tasks (id, delivery_guid, status, trigger, repo, installation_id, number, "
+               "instruction, requested_by, created_at) VALUES ('t1', 'g1', 'pending', 'comment', "
+               "'acme/widgets', 77, 7, 'x', 'alice', '2026-01-01T00:00:00+00:00')")
+    db.execute(f"PRAGMA user_version = {version}")
+    db.commit()
+    assert not left_out & {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
+    db.close()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_store_gains_the_columns_added_since(tmp_path, version):
     import sqlite3
 
     from app import store as store_module
 
     path = tmp_path / "old.db"
-    old_schema = store_module._SCHEMA.replace("    issue_author      TEXT NOT NULL DEFAULT '',\n", "")
-    db = sqlite3.connect(path)
-    db.executescript(old_schema)
-    db.execute("INSERT INTO deliveries VALUES ('g1', 'issue_comment', 'created', '2026-01-01')")
-    db.execute("INSERT INTO tasks (id, delivery_guid, status, trigger, repo, installation_id, number, "
-               "instruction, requested_by, created_at) VALUES ('t1', 'g1', 'pending', 'comment', "
-               "'acme/widgets', 77, 7, 'x', 'alice', '2026-01-01T00:00:00+00:00')")
-    db.execute("PRAGMA user_version = 1")
-    db.commit()
-    db.close()
+    added = set(store_module._ADDED_COLUMNS)
+    _store_of_an_older_schema(path, version, added if version == 1 else added - {"issue_author"})
 
     store = Store(path)
     store.initialise()
 
-    assert store.get("t1").issue_author == ""
+    task = store.get("t1")
+    assert task.issue_author == ""
+    assert (task.command, task.draft, task.label, task.cancel_requested_by) == (None, False, None, None)
+    assert store.request_cancel("acme/widgets", 7, by="alice")[0][0].id == "t1"
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == store_module.SCHEMA_VERSION
+
+
+def test_one_task_at_a_time_per_issue_or_pull_request(tmp_path):
+    store = make_store(tmp_path)
+    first, second = acknowledged(store, 2)
+    third = store.record_delivery("g3", "issue_comment", "created", new_task(1, comment_id=99))
+    store.update(third.id, acknowledged_at=utcnow())
+    assert store.claim_next("w").id == first  # issue 1
+    assert store.claim_next("w").id == second  # issue 2: not held up by issue 1
+    assert store.claim_next("w") is None  # the second request on issue 1 waits
+    assert [t.id for t in store.ahead_on_same(third.id)] == [first]
+    store.finish(first, COMPLETED)
+    assert store.claim_next("w").id == third.id
+
+
+def test_cancel_ends_waiting_tasks_and_flags_running_ones(tmp_path):
+    from app.store import CANCELLED
+
+    store = make_store(tmp_path)
+    running_id, = acknowledged(store, 1)
+    waiting = store.record_delivery("g9", "issue_comment", "created", new_task(1, comment_id=99))
+    store.update(waiting.id, acknowledged_at=utcnow())
+    other, = acknowledged(store, 1, repo="acme/other")
+    assert store.claim_next("w").id == running_id
+
+    cancelled, stopping = store.request_cancel("acme/widgets", 1, by="carol")
+
+    assert [t.id for t in cancelled] == [waiting.id] and cancelled[0].status == CANCELLED
+    assert [t.id for t in stopping] == [running_id] and stopping[0].status == RUNNING
+    assert store.cancel_requested(running_id) == "carol" and store.cancel_requested(other) is None
+    assert store.get(waiting.id).error == "cancelled by @carol"
+    assert store.claim_next("w").id == other  # a cancelled task is never claimed
+    # Asking again finds nothing new to cancel.
+    assert store.request_cancel("acme/widgets", 1, by="dave") == ([], [])
+
+
+def test_a_retry_repeats_the_request_for_whoever_asked(tmp_path):
+    store = make_store(tmp_path)
+    original = store.record_delivery("g1", "issue_comment", "created", NewTask(
+        trigger="comment", repo="acme/widgets", installation_id=1, number=3, comment_id=70,
+        instruction="add a flag", requested_by="alice", requested_by_id=5, base_branch="dev",
+        draft=True))
+    store.record_delivery("g2", "issue_comment", "created", None)
+    retry = store.record_retry(original, guid="g2", requested_by="carol", requested_by_id=6)
+    again = store.get(retry.id)
+    assert (again.instruction, again.base_branch, again.draft, again.retry_of) == (
+        "add a flag", "dev", True, original.id)
+    assert (again.requested_by, again.requested_by_id, again.comment_id) == ("carol", 6, None)
+    assert again.status == PENDING and again.acknowledged_at is None
+
+
+def test_a_replayed_label_is_one_task(tmp_path):
+    store = make_store(tmp_path)
+    label_task = NewTask(trigger="label", repo="acme/widgets", installation_id=1, number=4,
+                         comment_id=None, instruction="Resolve issue #4", requested_by="alice",
+                         requested_by_id=5, label="async-code")
+    first = store.record_delivery("g1", "issues", "labeled", label_task)
+    assert store.record_delivery("g2", "issues", "labeled", label_task) is Duplicate.LABEL
+    store.finish(first.id, COMPLETED)
+    assert store.record_delivery("g3", "issues", "labeled", label_task).id != first.id
+
+
+def test_losing_the_installation_finishes_its_waiting_tasks(tmp_path):
+    from app.store import FAILED, InstallationChange
+
+    store = make_store(tmp_path)
+    widgets, = acknowledged(store, 1)
+    other, = acknowledged(store, 1, repo="acme/other")
+    store.record_delivery("r1", "installation_repositories", "removed",
+                          installation=InstallationChange(1, "removed", ("acme/widgets",)))
+    assert store.get(widgets).status == FAILED
+    assert "removed from the App's installation" in store.get(widgets).error
+    assert store.get(other).status == PENDING
+    assert store.installation_refusal(1, "acme/widgets") and not store.installation_refusal(1, "acme/other")
+    assert not store.installation_refusal(2, "acme/widgets")  # another installation: nothing recorded
+
+    store.record_delivery("r2", "installation", "deleted", installation=InstallationChange(1, "deleted"))
+    assert store.get(other).status == FAILED and store.get(other).error == "the App was uninstalled"
+    assert store.installation_refusal(1, "acme/other") == "the App was uninstalled"
+    store.record_delivery("r3", "installation", "created", installation=InstallationChange(1, "created"))
+    assert store.installation_refusal(1, "acme/other") is None
