@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.store import Store, Task  # noqa: E402
-from tests.conftest import APP_ID, CLI_SOURCE, INSTALLATION_ID, REPO, SANDBOX_IMAGE  # noqa: E402
+from tests.conftest import APP_ID, APP_PERMISSIONS, CLI_SOURCE, INSTALLATION_ID, REPO, SANDBOX_IMAGE  # noqa: E402
 from tests.fakes.anthropic import FakeAnthropic  # noqa: E402
 from tests.fakes.github import FakeGitHub  # noqa: E402
 from tests.fakes.keys import generate_app_key  # noqa: E402
@@ -69,7 +69,7 @@ def running_service(*, workers: int = 1, settings: dict[str, str] | None = None)
         model = FakeAnthropic(api_key="sk-ant-bench-" + secrets.token_hex(8)).start()
         github.add_user(WRITER, WRITER_ID)
         github.add_repo(REPO, {"cli.py": CLI_SOURCE})
-        github.add_installation(INSTALLATION_ID, [REPO])
+        github.add_installation(INSTALLATION_ID, [REPO], permissions=APP_PERMISSIONS)
         github.set_permission(REPO, WRITER, "write")
         data = Path(root) / "data"
         data.mkdir()

@@ -1,8 +1,9 @@
-"""Answer every new task at once, before it waits for an execution slot.
+"""Answer every new request at once, before it waits for an execution slot.
 
-Writers get 👀 on their comment and the "queued" status comment; anyone else gets one polite
-reply and the task is rejected. Authorization fails closed: if GitHub cannot tell us the
-requester's permission, nothing runs.
+Writers get 👀 on their comment and the "queued" status message; anyone else gets one polite
+reply and the task is rejected. Commands are carried out here (runner/control.py). Work on a
+pull request is refused here when async-code may not push to it (a fork, a closed one).
+Authorization fails closed: if GitHub cannot tell us the requester's permission, nothing runs.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import enum
 import logging
 
+from app.commands import grammar_help
+from app.labels import is_trigger_label
 from app.store import FAILED, REJECTED, Store, Task, utcnow
-from runner import status
-from runner.github import ACKNOWLEDGE_PERMISSIONS, GitHubApp, GitHubError
+from runner import control, pull_request_rules, replies, status
+from runner.github import ACKNOWLEDGE_PERMISSIONS, GitHubApp, GitHubError, RepoClient
 
 log = logging.getLogger(__name__)
 
@@ -22,13 +25,17 @@ WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
 class Admission(enum.Enum):
     ACCEPT = "accept"
     NOT_ALLOWED = "not allowed"
+    UNREADABLE = "unreadable request"
     NO_INSTRUCTION = "no instruction"
     QUEUE_FULL = "queue full"
 
 
-def admit(permission: str, instruction: str, queued_for_repo: int, max_queue: int) -> Admission:
+def admit(permission: str, instruction: str, queued_for_repo: int, max_queue: int,
+          problem: str | None = None) -> Admission:
     if permission not in WRITE_PERMISSIONS:
         return Admission.NOT_ALLOWED
+    if problem is not None:
+        return Admission.UNREADABLE
     if not instruction.strip():
         return Admission.NO_INSTRUCTION
     if queued_for_repo >= max_queue:
@@ -36,10 +43,13 @@ def admit(permission: str, instruction: str, queued_for_repo: int, max_queue: in
     return Admission.ACCEPT
 
 
-def refusal(admission: Admission, task: Task, slug: str, max_queue: int) -> str:
+def refusal(admission: Admission, task: Task, slug: str, max_queue: int,
+            trigger_label: str = "async-code") -> str:
     if admission is Admission.NOT_ALLOWED:
         return (f"Sorry @{task.requested_by}, only people with write access to this repository "
                 f"can ask @{slug} for changes.")
+    if admission is Admission.UNREADABLE:
+        return f"@{task.requested_by} {task.problem} Nothing was started.\n\n" + grammar_help(slug, trigger_label)
     if admission is Admission.NO_INSTRUCTION:
         return (f"@{task.requested_by} tell me what to do on the same line or the lines after the "
                 f"mention, for example:\n\n```\n@{slug} make the CLI print its version with "
@@ -49,7 +59,14 @@ def refusal(admission: Admission, task: Task, slug: str, max_queue: int) -> str:
             f"Please ask again when some of them have finished.")
 
 
-def acknowledge(task: Task, *, github: GitHubApp, store: Store, slug: str, max_queue: int) -> None:
+def acknowledge(task: Task, *, github: GitHubApp, store: Store, slug: str, max_queue: int,
+                trigger_label: str = "async-code", web_url: str = "https://github.com") -> None:
+    refused = store.installation_refusal(task.installation_id, task.repo)
+    if refused is not None:
+        # No GitHub call: it would fail, and there is no one to tell there.
+        log.info("task %s for %s refused: %s", task.id, task.repo, refused)
+        store.finish(task.id, REJECTED, error=refused, acknowledged_at=utcnow())
+        return
     try:
         client = github.repo_client(task.installation_id, task.repo, ACKNOWLEDGE_PERMISSIONS)
         permission = client.permission(task.requested_by)
@@ -60,22 +77,41 @@ def acknowledge(task: Task, *, github: GitHubApp, store: Store, slug: str, max_q
         store.finish(task.id, FAILED, error=str(error), acknowledged_at=utcnow())
         return
 
-    admission = admit(permission, task.instruction, store.queued_for_repo(task.repo), max_queue)
+    if task.command is not None and permission in WRITE_PERMISSIONS and task.problem is None:
+        control.run_command(task, client=client, store=store, slug=slug,
+                            trigger_label=trigger_label, web_url=web_url)
+        return
+    admission = admit(permission, task.instruction, store.queued_for_repo(task.repo), max_queue,
+                      task.problem)
     if admission is not Admission.ACCEPT:
         log.info("task %s rejected (%s; %s has %s)", task.id, admission.value, task.requested_by,
                  permission)
-        try:
-            client.comment(task.number, refusal(admission, task, slug, max_queue))
-        except GitHubError as error:
-            log.warning("task %s: could not post the refusal: %s", task.id, error)
-        store.finish(task.id, REJECTED, error=admission.value, acknowledged_at=utcnow())
+        _refuse(task, client, store, refusal(admission, task, slug, max_queue, trigger_label),
+                admission.value)
         return
 
+    if task.label is not None and not _label_still_there(task, client, store):
+        return
+    if task.on_pull_request:
+        try:
+            reason = pull_request_rules.refusal(client.pull_request(task.number), repo=task.repo)
+        except GitHubError as error:
+            log.warning("task %s: could not read pull request #%s: %s", task.id, task.number, error)
+            store.finish(task.id, FAILED, error=f"could not read the pull request: {error}",
+                         acknowledged_at=utcnow())
+            return
+        if reason is not None:
+            log.info("task %s refused: %s", task.id, reason)
+            _refuse(task, client, store, f"@{task.requested_by} {reason}", "pull request refused")
+            return
+
     try:
-        if task.comment_id:
-            client.react(task.comment_id, "eyes")
+        replies.react(client, task, "eyes")
+        ahead = store.ahead_on_same(task.id)
         position = store.waiting_ahead_of(task.id) + 1
-        comment_id = client.comment(task.number, status.queued(task.id, position))
+        comment_id = replies.post(client, task, status.queued(
+            task.id, position, behind=ahead[-1].id if ahead else None,
+            on_pull_request=task.on_pull_request))
     except GitHubError as error:
         log.warning("task %s: could not acknowledge: %s", task.id, error)
         store.finish(task.id, FAILED, error=f"could not post to the issue: {error}",
@@ -85,3 +121,31 @@ def acknowledge(task: Task, *, github: GitHubApp, store: Store, slug: str, max_q
     # task always finds the comment to edit.
     store.update(task.id, status_comment_id=comment_id, acknowledged_at=utcnow())
     log.info("task %s acknowledged, queued at position %d", task.id, position)
+
+
+def _refuse(task: Task, client: RepoClient, store: Store, answer: str, reason: str) -> None:
+    """One reply, the label taken off (adding it again asks again), the task rejected."""
+    try:
+        replies.post(client, task, answer)
+        if task.label is not None:
+            client.remove_label(task.number, task.label)
+    except GitHubError as error:
+        log.warning("task %s: could not post the refusal: %s", task.id, error)
+    store.finish(task.id, REJECTED, error=reason, acknowledged_at=utcnow())
+
+
+def _label_still_there(task: Task, client: RepoClient, store: Store) -> bool:
+    """A label taken off before the task was acknowledged withdraws the request."""
+    try:
+        labels = client.issue_labels(task.number)
+    except GitHubError as error:
+        log.warning("task %s: could not read the labels of #%s: %s", task.id, task.number, error)
+        store.finish(task.id, FAILED, error=f"could not read the labels: {error}",
+                     acknowledged_at=utcnow())
+        return False
+    if any(is_trigger_label(name, task.label) for name in labels):
+        return True
+    log.info("task %s withdrawn: the label %r is no longer on #%s", task.id, task.label, task.number)
+    store.finish(task.id, REJECTED, error="label removed before the task started",
+                 acknowledged_at=utcnow())
+    return False

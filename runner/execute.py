@@ -13,10 +13,12 @@ from pathlib import Path
 
 import docker
 
-from app.store import COMPLETED, FAILED, REJECTED, Task
-from runner import pull_request, status, workspace
+from app.store import CANCELLED, COMPLETED, FAILED, REJECTED, Task
+from runner import pull_request, pull_request_context, pull_request_rules, replies, status, workspace
 from runner.acknowledge import WRITE_PERMISSIONS
-from runner.agent import AgentError, AgentResult, AgentTimeout, ClaudeAgent, task_request
+from runner.agent import (AgentError, AgentResult, AgentTimeout, ClaudeAgent,
+                          pull_request_task_request, task_request)
+from runner.cancel_watch import CancelWatch
 from runner.disk_watch import DiskWatch
 from runner.files import FileEditor
 from runner.github import EXECUTE_PERMISSIONS, GitHubError, RepoClient
@@ -38,6 +40,14 @@ class NoLongerAllowed(TaskFailed):
     """The requester lost write access while the task waited: it ends as rejected."""
 
 
+class TaskCancelled(Exception):
+    """Someone with write access said `cancel`: the task ends without pushing anything."""
+
+    def __init__(self, by: str):
+        super().__init__(f"cancelled by @{by}")
+        self.by = by
+
+
 def execute(task: Task, services: Services) -> None:
     store = services.store
     try:
@@ -52,20 +62,26 @@ def execute(task: Task, services: Services) -> None:
     # task finished in the store also sees the comment that says so.
     run.report(status.running(task.id), final=True)
     try:
-        run.run()
+        finished = run.run()
+    except TaskCancelled as cancel:
+        log.info("task %s cancelled by %s", task.id, cancel.by)
+        run.report(status.cancelled(task.id, cancel.by), final=True)
+        run.end(CANCELLED, error=str(cancel))
     except NoLongerAllowed as refusal:
         log.info("task %s refused: %s", task.id, refusal)
         run.report(status.failed(task.id, str(refusal), github_host=host), final=True)
-        store.finish(task.id, REJECTED, error="not allowed")
+        run.end(REJECTED, error="not allowed")
     except TaskFailed as failure:
         reason = str(failure)
         log.info("task %s failed: %s", task.id, reason)
         run.report(status.failed(task.id, reason, github_host=host), final=True)
-        store.finish(task.id, FAILED, error=reason)
+        run.end(FAILED, error=reason)
     except Exception:
         log.exception("task %s crashed", task.id)
         run.report(status.failed(task.id, INTERNAL_ERROR, github_host=host), final=True)
-        store.finish(task.id, FAILED, error=INTERNAL_ERROR)
+        run.end(FAILED, error=INTERNAL_ERROR)
+    else:
+        run.end(COMPLETED, **finished)
 
 
 class _TaskRun:
@@ -77,7 +93,7 @@ class _TaskRun:
         self.deadline = self.started + services.settings.timeout_seconds
         # Links in what the agent wrote survive only to the repository's own GitHub.
         self.github_host = github_web_host(services.settings.github_api_url)
-        self._comment = (status.StatusComment(client.edit_comment, task.status_comment_id)
+        self._comment = (status.StatusComment(replies.editor(client, task), task.status_comment_id)
                          if task.status_comment_id else None)
 
     def report(self, body: str, *, final: bool) -> None:
@@ -88,20 +104,43 @@ class _TaskRun:
         except GitHubError as error:
             log.warning("task %s: could not edit the status comment: %s", self.task.id, error)
 
-    def run(self) -> None:
+    def end(self, outcome: str, **values) -> None:
+        """Store the task's end; a label that asked comes off first, so adding it again asks again."""
+        if self.task.label is not None:
+            try:
+                self.client.remove_label(self.task.number, self.task.label)
+            except GitHubError as error:
+                log.warning("task %s: could not remove the label %r: %s", self.task.id,
+                            self.task.label, error)
+        self.services.store.finish(self.task.id, outcome, **values)
+
+    def run(self) -> dict:
+        """Do the work; returns what to store with the completed task."""
         task, store = self.task, self.services.store
+        if (by := store.cancel_requested(task.id)) is not None:
+            raise TaskCancelled(by)
         _require_write_access(self.client, task)
         repository = _checked_repository(self.client)
-        branch = pull_request.branch_name(task.number, task.id)
-        store.update(task.id, branch=branch)
-        ws = self._prepare_workspace(repository, branch, self.services.sandbox.host_owner)
+        pull = None
+        if task.on_pull_request:
+            pull = self._pull_request_to_work_on(repository)
+            start, branch = pull["head"]["ref"], pull["head"]["ref"]
+        else:
+            start = task.base_branch or repository["default_branch"]
+            branch = pull_request.branch_name(task.number, task.id)
+        store.update(task.id, branch=branch, base_branch=pull["base"]["ref"] if pull else start)
+        ws = self._prepare_workspace(repository, start, branch, self.services.sandbox.host_owner)
         sandbox_gone = False
         try:
-            result = _run_agent(task, self.services, self.client, ws.tree, self.deadline,
+            store.update(task.id, start_sha=workspace.start_commit(ws))
+            request = self._first_message(pull)
+            result = _run_agent(task, self.services, ws.tree, self.deadline, request,
                                 lambda turn, tool: self.report(status.running(task.id, turn, tool),
                                                                final=False))
             _require_sandbox_gone(self.services.docker, task)
             sandbox_gone = True
+            if (by := store.cancel_requested(task.id)) is not None:
+                raise TaskCancelled(by)
             try:
                 changes = workspace.collect_changes(
                     ws, max_changed_files=self.services.settings.max_changed_file_count)
@@ -116,9 +155,11 @@ class _TaskRun:
             outcome = dict(output=result.answer, chat_history=result.transcript, exit_code=0,
                            input_tokens=result.input_tokens, output_tokens=result.output_tokens)
             if not changes.files:
-                finished = self._finish_without_changes(result, changes, outcome)
-            else:
-                finished = self._propose(ws, repository, result, changes, outcome)
+                return self._finish_without_changes(result, changes, outcome)
+            self._store_changes(changes, outcome)
+            if pull is not None:
+                return self._push_to_pull_request(ws, repository, pull, result, changes)
+            return self._propose(ws, repository, result, changes, start)
         finally:
             # While the sandbox may still run, its tree stays: recovery removes both later.
             if sandbox_gone or _sandbox_is_gone(self.services.docker, task):
@@ -126,19 +167,55 @@ class _TaskRun:
             else:
                 log.warning("task %s: its sandbox may still be running; its work tree is left "
                             "for recovery to remove", task.id)
-        # Stored last: whoever sees the task completed also finds its work tree gone.
-        store.finish(task.id, COMPLETED, **finished)
 
-    def _prepare_workspace(self, repository: dict, branch: str,
+    def _pull_request_to_work_on(self, repository: dict) -> dict:
+        """The pull request, read now: still open, not a fork's, and its head a branch
+        async-code may push to (neither the default branch nor a protected one)."""
+        task, client = self.task, self.client
+        try:
+            pull = client.pull_request(task.number)
+        except GitHubError as error:
+            raise TaskFailed(f"could not read pull request #{task.number}: {error}") from None
+        reason = pull_request_rules.refusal(pull, repo=task.repo,
+                                            default_branch=repository["default_branch"])
+        if reason is not None:
+            raise TaskFailed(reason)
+        head = pull["head"]["ref"]
+        try:
+            protected = client.branch(head).get("protected")
+        except GitHubError as error:
+            raise TaskFailed(f"could not read whether {head} is protected ({error}); nothing "
+                             "was run.") from None
+        if protected is not False:
+            raise TaskFailed(f"{head} is a protected branch, and async-code never pushes to one. "
+                             "Ask on an issue instead: async-code then opens its own pull request.")
+        return pull
+
+    def _first_message(self, pull: dict | None) -> str:
+        task, client = self.task, self.client
+        if pull is None:
+            return task_request(task.instruction, number=task.number,
+                                issue_title=task.issue_title, issue_body=task.issue_body,
+                                issue_author_trusted=_issue_author_trusted(client, task))
+        is_writer = pull_request_context.writer_check(client, task.requested_by, WRITE_PERMISSIONS)
+        context = pull_request_context.gather(
+            client, task, pull, bot_login=f"{self.services.settings.github_app_slug}[bot]",
+            is_writer=is_writer)
+        return pull_request_task_request(task.instruction, number=task.number,
+                                         context_block=pull_request_context.render(context))
+
+    def _prepare_workspace(self, repository: dict, start: str, branch: str,
                            owner: tuple[int, int]) -> workspace.Workspace:
         task = self.task
         try:
             return workspace.prepare(
                 self.services.settings.workspaces_path, task.id, clone_url=repository["clone_url"],
-                token=self.client.token, default_branch=repository["default_branch"], branch=branch,
+                token=self.client.token, default_branch=start, branch=branch,
                 sandbox_owner=owner,
                 timeout=max(1.0, min(CLONE_TIMEOUT, self.deadline - time.monotonic())))
         except workspace.EmptyRepository:
+            if start != repository["default_branch"]:
+                raise TaskFailed(f"{task.repo} has no branch {start!r}.") from None
             raise TaskFailed(f"{task.repo} is empty: push a first commit to "
                              f"{repository['default_branch']} and ask again.") from None
         except (workspace.GitError, ValueError) as error:
@@ -157,33 +234,68 @@ class _TaskRun:
                                       left_out=left_out if changes.left_out_count else ""), final=True)
         return outcome
 
-    def _propose(self, ws: workspace.Workspace, repository: dict, result: AgentResult,
-                 changes: workspace.Changes, outcome: dict) -> dict:
-        """Commit, push the task's branch, open the pull request; returns what to store."""
-        task, store, client = self.task, self.services.store, self.client
-        files = [(f.path, f.added, f.deleted) for f in changes.files]
-        store.update(task.id, patches={"diff": changes.diff, "files": [
+    def _store_changes(self, changes: workspace.Changes, outcome: dict) -> None:
+        self.services.store.update(self.task.id, patches={"diff": changes.diff, "files": [
             {"path": f.path, "added": f.added, "deleted": f.deleted, "status": f.status}
             for f in changes.files], "left_out": [
             {"path": item.path, "reason": item.reason} for item in changes.left_out]},
             changed_files=[f.path for f in changes.files], **outcome)
-        title = pull_request.title(result.answer, task.instruction, github_host=self.github_host)
+
+    def _commit(self, ws: workspace.Workspace, result: AgentResult, changes: workspace.Changes,
+                title: str) -> str:
+        task, client = self.task, self.client
         author_name, author_email = self.services.github.bot_identity(client)
         sha = workspace.commit(ws, changes, message=pull_request.commit_message(
             title, number=task.number, task_id=task.id, requested_by=task.requested_by,
             requested_by_id=task.requested_by_id, github_host=self.github_host),
             author_name=author_name, author_email=author_email)
-        store.update(task.id, commit_sha=sha)
+        self.services.store.update(task.id, commit_sha=sha)
+        # The last moment a cancel can still keep the work off GitHub.
+        if (by := self.services.store.cancel_requested(task.id)) is not None:
+            raise TaskCancelled(by)
+        return sha
+
+    def _push(self, ws: workspace.Workspace, repository: dict) -> None:
         try:
-            workspace.push(ws, clone_url=repository["clone_url"], token=client.token)
+            workspace.push(ws, clone_url=repository["clone_url"], token=self.client.token)
         except workspace.PushRejected as error:
+            if error.branch_moved:
+                raise TaskFailed(f"someone pushed to {ws.branch} while the task ran, so its commit "
+                                 "no longer builds on the branch's head. Nothing was force-pushed "
+                                 "and nothing was lost; ask again to work on the new head.") from None
             raise TaskFailed(f"GitHub rejected the push of {ws.branch}: {error}. Branch "
                              "protection or a push rule may forbid it.") from None
         except workspace.GitError as error:
             raise TaskFailed(f"pushing {ws.branch} failed: {error}") from None
+
+    def _push_to_pull_request(self, ws: workspace.Workspace, repository: dict, pull: dict,
+                              result: AgentResult, changes: workspace.Changes) -> dict:
+        """Commit on the pull request's head and push it there, fast-forward only."""
+        task = self.task
+        title = pull_request.title(result.answer, task.instruction, github_host=self.github_host)
+        sha = self._commit(ws, result, changes, title)
+        self._push(ws, repository)
+        left_out = pull_request.left_out_list(_left_out_pairs(changes), changes.left_out_count,
+                                              github_host=self.github_host)
+        self.report(status.pushed(
+            task.id, branch=ws.branch, sha=sha, commit_url=f"{repository['html_url']}/commit/{sha}",
+            summary=title, files_changed=len(changes.files),
+            seconds=time.monotonic() - self.started, tokens=result.tokens,
+            left_out=left_out if changes.left_out_count else "", github_host=self.github_host),
+            final=True)
+        return dict(pr_url=pull["html_url"], pr_number=pull["number"])
+
+    def _propose(self, ws: workspace.Workspace, repository: dict, result: AgentResult,
+                 changes: workspace.Changes, base: str) -> dict:
+        """Commit, push the task's branch, open the pull request; returns what to store."""
+        task, client = self.task, self.client
+        files = [(f.path, f.added, f.deleted) for f in changes.files]
+        title = pull_request.title(result.answer, task.instruction, github_host=self.github_host)
+        self._commit(ws, result, changes, title)
+        self._push(ws, repository)
         try:
             pr = client.open_pull_request(
-                title=title, head=ws.branch, base=repository["default_branch"],
+                title=title, head=ws.branch, base=base, draft=task.draft,
                 body=pull_request.body(answer=result.answer, instruction=task.instruction,
                                        number=task.number, requested_by=task.requested_by,
                                        task_id=task.id, files=files,
@@ -267,7 +379,7 @@ def _issue_author_trusted(client: RepoClient, task: Task) -> bool:
         return False
 
 
-def _run_agent(task: Task, services: Services, client: RepoClient, tree: Path, deadline: float,
+def _run_agent(task: Task, services: Services, tree: Path, deadline: float, request: str,
                on_progress) -> AgentResult:
     settings, store = services.settings, services.store
     deployment = DockerDeployment(
@@ -275,11 +387,12 @@ def _run_agent(task: Task, services: Services, client: RepoClient, tree: Path, d
         instance=services.instance, user=services.sandbox.container_user, mount_point=MOUNT_POINT,
         limits=SandboxLimits(memory=settings.sandbox_memory, cpus=float(settings.sandbox_cpus),
                              pids=int(settings.sandbox_pids), tmp_bytes=settings.sandbox_tmp_bytes))
-    # The wall clock and the tree's size are enforced from outside: removing the container
-    # ends whatever runs in it.
+    # The wall clock, the tree's size and a `cancel` are enforced from outside: removing the
+    # container ends whatever runs in it.
     watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), deployment.stop)
     watchdog.daemon = True
     disk = DiskWatch(tree, settings.max_tree_bytes, deployment.stop)
+    cancel = CancelWatch(store, task.id, deployment.stop)
     try:
         try:
             runtime = deployment.start()
@@ -288,23 +401,26 @@ def _run_agent(task: Task, services: Services, client: RepoClient, tree: Path, d
         store.update(task.id, container_id=deployment.container_id)
         watchdog.start()
         disk.start()
+        cancel.start()
         agent = ClaudeAgent(services.anthropic, model=settings.model,
                             max_turns=settings.max_turn_count)
         editor = FileEditor(tree, owner=services.sandbox.host_owner, mount_point=MOUNT_POINT)
         try:
-            request = task_request(task.instruction, number=task.number,
-                                   issue_title=task.issue_title, issue_body=task.issue_body,
-                                   issue_author_trusted=_issue_author_trusted(client, task))
             result = agent.run(request=request, repo=task.repo, number=task.number,
                                runtime=runtime, editor=editor, deadline=deadline,
-                               on_progress=on_progress)
-        except AgentTimeout:
+                               on_pull_request=task.on_pull_request, on_progress=on_progress)
+        except (AgentTimeout, AgentError) as error:
+            # A cancel stops the sandbox under the agent, which then fails: the cancel is the news.
+            if cancel.check() is not None:
+                raise TaskCancelled(cancel.cancelled_by) from None
+            if isinstance(error, AgentError):
+                raise TaskFailed(str(error)) from None
             if disk.problem is None:
                 raise TaskFailed(f"the task ran out of time ({status.format_duration(settings.timeout_seconds)}, "
                                  "ASYNC_CODE_TASK_TIMEOUT). Ask for a smaller change or raise the "
                                  "limit.") from None
-        except AgentError as error:
-            raise TaskFailed(str(error)) from None
+        if cancel.check() is not None:
+            raise TaskCancelled(cancel.cancelled_by)
         disk.stop()
         # Measured once more: the tree may have grown since the last look.
         if disk.problem is not None or disk.check():
@@ -315,4 +431,5 @@ def _run_agent(task: Task, services: Services, client: RepoClient, tree: Path, d
     finally:
         watchdog.cancel()
         disk.stop()
+        cancel.stop()
         deployment.stop()

@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import quote
 
 from githubkit import AppAuthStrategy, GitHub, TokenAuthStrategy
 from githubkit.exception import GitHubException, RequestFailed
@@ -19,9 +20,13 @@ from githubkit.exception import GitHubException, RequestFailed
 log = logging.getLogger(__name__)
 
 # What each stage of a task may do, and nothing more.
-ACKNOWLEDGE_PERMISSIONS = {"issues": "write", "metadata": "read"}
+# Acknowledging reads a pull request (is it a fork's? still open?) and may answer in its
+# review threads, which takes pull_requests:write.
+ACKNOWLEDGE_PERMISSIONS = {"issues": "write", "pull_requests": "write", "metadata": "read"}
+# checks:read shows the agent a pull request's failing checks.
 EXECUTE_PERMISSIONS = {"contents": "write", "issues": "write", "pull_requests": "write",
-                       "metadata": "read"}
+                       "checks": "read", "metadata": "read"}
+PAGE_SIZE = 100
 _REFRESH_MARGIN = timedelta(minutes=5)
 # githubkit waits forever by default; a stalled connection must not hang a runner thread.
 API_TIMEOUT = 30.0
@@ -190,6 +195,92 @@ class RepoClient:
     def edit_comment(self, comment_id: int, body: str) -> None:
         self.call("PATCH", f"/repos/{self.repo}/issues/comments/{comment_id}", json={"body": body})
 
-    def open_pull_request(self, *, title: str, body: str, head: str, base: str) -> dict[str, Any]:
+    def open_pull_request(self, *, title: str, body: str, head: str, base: str,
+                          draft: bool = False) -> dict[str, Any]:
         return self.call("POST", f"/repos/{self.repo}/pulls",
-                         json={"title": title, "body": body, "head": head, "base": base})
+                         json={"title": title, "body": body, "head": head, "base": base,
+                               "draft": draft})
+
+    # Pull requests, labels and review threads
+
+    def pull_request(self, number: int) -> dict[str, Any]:
+        return self.call("GET", f"/repos/{self.repo}/pulls/{int(number)}")
+
+    def branch(self, name: str) -> dict[str, Any]:
+        return self.call("GET", f"/repos/{self.repo}/branches/{quote(name, safe='')}")
+
+    def issue_labels(self, number: int) -> list[str]:
+        issue = self.call("GET", f"/repos/{self.repo}/issues/{int(number)}")
+        return [label["name"] for label in issue.get("labels") or [] if isinstance(label, dict)]
+
+    def remove_label(self, number: int, name: str) -> None:
+        """Take the label off; one that is already gone is fine."""
+        try:
+            self.call("DELETE", f"/repos/{self.repo}/issues/{int(number)}/labels/{quote(name, safe='')}")
+        except GitHubError as error:
+            if error.status != 404:
+                raise
+
+    def paged(self, url: str, *, limit: int, key: str | None = None) -> list[Any]:
+        """Up to `limit` items of a paginated list, page by page."""
+        items: list[Any] = []
+        page = 1
+        while len(items) < limit:
+            answer = self.call("GET", url, params={"per_page": PAGE_SIZE, "page": page})
+            batch = answer.get(key, []) if key else answer
+            if not isinstance(batch, list):
+                break
+            items.extend(batch)
+            if len(batch) < PAGE_SIZE:
+                break
+            page += 1
+        return items[:limit]
+
+    def pull_request_files(self, number: int, *, limit: int) -> list[dict[str, Any]]:
+        return self.paged(f"/repos/{self.repo}/pulls/{int(number)}/files", limit=limit)
+
+    def issue_comments(self, number: int, *, limit: int) -> list[dict[str, Any]]:
+        return self.paged(f"/repos/{self.repo}/issues/{int(number)}/comments", limit=limit)
+
+    def check_runs(self, sha: str, *, limit: int) -> list[dict[str, Any]]:
+        return self.paged(f"/repos/{self.repo}/commits/{sha}/check-runs", limit=limit,
+                          key="check_runs")
+
+    def review_threads(self, number: int, *, limit: int) -> list[dict[str, Any]]:
+        """The pull request's review threads with whether each is resolved (GraphQL only)."""
+        owner, name = self.repo.split("/", 1)
+        try:
+            data = self._client().graphql.request(_REVIEW_THREADS, {
+                "owner": owner, "name": name, "number": int(number), "first": min(limit, PAGE_SIZE)})
+        except GitHubException as error:
+            raise GitHubError(f"GitHub could not list the review threads of #{number} "
+                              f"({_status(error) or type(error).__name__})", _status(error)) from None
+        pull = ((data or {}).get("repository") or {}).get("pullRequest") or {}
+        return list((pull.get("reviewThreads") or {}).get("nodes") or [])[:limit]
+
+    def reply_in_review_thread(self, number: int, comment_id: int, body: str) -> int:
+        return int(self.call("POST", f"/repos/{self.repo}/pulls/{int(number)}/comments/"
+                                     f"{int(comment_id)}/replies", json={"body": body})["id"])
+
+    def edit_review_comment(self, comment_id: int, body: str) -> None:
+        self.call("PATCH", f"/repos/{self.repo}/pulls/comments/{int(comment_id)}", json={"body": body})
+
+    def react_to_review_comment(self, comment_id: int, content: str) -> None:
+        self.call("POST", f"/repos/{self.repo}/pulls/comments/{int(comment_id)}/reactions",
+                  json={"content": content})
+
+
+_REVIEW_THREADS = """
+query($owner: String!, $name: String!, $number: Int!, $first: Int!) {
+  repository(owner: $owner, name: $name) {
+    pullRequest(number: $number) {
+      reviewThreads(first: $first) {
+        nodes {
+          isResolved isOutdated path line startLine
+          comments(first: 20) { nodes { databaseId body author { login } } }
+        }
+      }
+    }
+  }
+}
+"""

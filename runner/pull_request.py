@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from runner.text import DEFAULT_GITHUB_HOST, GITHUB_BODY_LIMIT, fit_body, neutralise, short_title
+from runner.text import (DEFAULT_GITHUB_HOST, GITHUB_BODY_LIMIT, code_span, fit_body, neutralise,
+                         short_title)
 
 TITLE_LIMIT = 72
 # Caps on the parts of the body that are not the summary, so the summary always has room
@@ -19,7 +20,6 @@ INSTRUCTION_LIMIT = 4_000
 # other control characters and bidirectional overrides would make the name display
 # as something it is not.
 _UNSHOWABLE_IN_PATH = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-_BACKTICK_RUN = re.compile(r"`+")
 
 
 def branch_name(number: int, task_id: str) -> str:
@@ -39,17 +39,6 @@ def _details(answer: str) -> str:
     return "\n".join(lines[1:]).strip() if len(lines) > 1 else ""
 
 
-def _code_span(text: str) -> str:
-    """`text` as a Markdown code span that shows it verbatim, whatever backticks it holds."""
-    # A code span ends at the first backtick run as long as its opening one, so the fence
-    # must be longer than every run inside. CommonMark strips one space from each end
-    # when both have one, so padding keeps a leading or trailing backtick or space.
-    fence = "`" * (max(map(len, _BACKTICK_RUN.findall(text)), default=0) + 1)
-    edges = text[:1] + text[-1:]
-    pad = " " if text.strip(" ") and ("`" in edges or " " in edges) else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
-
-
 def _shown_path(path: str) -> str:
     path = _UNSHOWABLE_IN_PATH.sub("\ufffd", path)
     if len(path) <= PATH_SHOWN:
@@ -64,7 +53,7 @@ def _file_list(files: list[tuple[str, int | None, int | None]], github_host: str
     for path, added, deleted in files[:FILES_SHOWN]:
         # Neutralised even inside code: a disagreement with GitHub about where the span
         # ends must not turn a file name into a mention or a closing keyword.
-        line = neutralise(f"- {_code_span(_shown_path(path))} "
+        line = neutralise(f"- {code_span(_shown_path(path))} "
                           f"(+{added if added is not None else '?'} "
                           f"−{deleted if deleted is not None else '?'})", github_host=github_host)
         if used + len(line) + 1 > FILES_LIMIT:
@@ -79,7 +68,7 @@ def _file_list(files: list[tuple[str, int | None, int | None]], github_host: str
 def left_out_list(left_out: list[tuple[str, str]], total: int, *,
                   github_host: str = DEFAULT_GITHUB_HOST) -> str:
     """What the agent wrote that is not proposed, one line each, with the reason."""
-    lines = [neutralise(f"- {_code_span(_shown_path(path))}: {reason}", github_host=github_host)
+    lines = [neutralise(f"- {code_span(_shown_path(path))}: {reason}", github_host=github_host)
              for path, reason in left_out[:LEFT_OUT_SHOWN]]
     if hidden := total - len(lines):
         lines.append(f"- … and {hidden:,} more")

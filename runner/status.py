@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from runner.text import DEFAULT_GITHUB_HOST, fit_body, neutralise
+from runner.text import DEFAULT_GITHUB_HOST, code_span, fit_body, neutralise
 
 PROGRESS_INTERVAL = 10.0  # seconds between progress edits; GitHub rate-limits content creation
 # The model names the tool it calls; only a name the Messages API could accept is shown.
@@ -22,8 +22,18 @@ def _footer(task_id: str) -> str:
     return f"\n\n<sub>async-code task `{task_id[:8]}`</sub>"
 
 
-def queued(task_id: str, position: int) -> str:
-    return f"⏳ **async-code** queued (position {position})." + _footer(task_id)
+def queued(task_id: str, position: int, *, behind: str | None = None,
+           on_pull_request: bool = False) -> str:
+    """`behind` is the id of a task on the same issue or pull request that goes first."""
+    wait = ""
+    if behind:
+        where = "pull request" if on_pull_request else "issue"
+        wait = f" It starts when task `{behind[:8]}` on this {where} has finished."
+    return f"⏳ **async-code** queued (position {position}).{wait}" + _footer(task_id)
+
+
+def cancelled(task_id: str, by: str) -> str:
+    return f"🛑 **async-code** cancelled by @{by}; nothing was pushed." + _footer(task_id)
 
 
 def running(task_id: str, turns: int = 0, last_tool: str | None = None) -> str:
@@ -39,6 +49,19 @@ def done(task_id: str, *, pr_number: int, pr_url: str, files_changed: int, secon
     if left_out:
         files += f" · {left_out:,} left out (listed in the pull request)"
     return (f"✅ **async-code** done: opened [#{pr_number}]({pr_url}).\n\n"
+            f"{files} · {format_duration(seconds)} · {tokens:,} tokens" + _footer(task_id))
+
+
+def pushed(task_id: str, *, branch: str, sha: str, commit_url: str, summary: str,
+           files_changed: int, seconds: float, tokens: int, left_out: int = 0,
+           github_host: str = DEFAULT_GITHUB_HOST) -> str:
+    """A pull request task's result: the commit it pushed and the agent's one-line summary,
+    made inert."""
+    files = f"{files_changed} file{'s' if files_changed != 1 else ''} changed"
+    if left_out:
+        files += f" · {left_out:,} left out (listed in the commit message)"
+    line = neutralise(summary, github_host=github_host)
+    return (f"✅ **async-code** pushed [`{sha[:7]}`]({commit_url}) to {code_span(branch)}: {line}\n\n"
             f"{files} · {format_duration(seconds)} · {tokens:,} tokens" + _footer(task_id))
 
 

@@ -175,6 +175,11 @@ def github_web_host(api_url: str) -> str:
     return host
 
 
+def github_web_url(api_url: str) -> str:
+    """The web address of a GitHub whose REST API is at `api_url`, e.g. https://github.com."""
+    return f"{urlsplit(api_url.strip()).scheme or 'https'}://{github_web_host(api_url)}"
+
+
 def _with_zero_width_spaces(text: str, cuts: set[int]) -> str:
     pieces, last = [], 0
     for cut in sorted(cuts - {0}):
@@ -344,3 +349,17 @@ def _shortened(title: str, limit: int) -> str:
     if title[room] != " " and " " in head:
         head = head[: head.rindex(" ")]
     return head.rstrip() + "…"
+
+
+_BACKTICK_RUN = re.compile(r"`+")
+
+
+def code_span(text: str) -> str:
+    """`text` as a Markdown code span that shows it verbatim, whatever backticks it holds."""
+    # A code span ends at the first backtick run as long as its opening one, so the fence
+    # must be longer than every run inside. CommonMark strips one space from each end
+    # when both have one, so padding keeps a leading or trailing backtick or space.
+    fence = "`" * (max(map(len, _BACKTICK_RUN.findall(text)), default=0) + 1)
+    edges = text[:1] + text[-1:]
+    pad = " " if text.strip(" ") and ("`" in edges or " " in edges) else ""
+    return f"{fence}{pad}{text}{pad}{fence}"

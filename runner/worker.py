@@ -15,6 +15,7 @@ from app.store import FAILED, PENDING, RUNNING, Store, Task
 from runner.acknowledge import acknowledge
 from runner.execute import INTERNAL_ERROR, execute
 from runner.services import Services
+from runner.text import github_web_url
 from runner.recovery import HEARTBEAT_INTERVAL, RECOVERY_INTERVAL, recover, worker_identity
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,8 @@ class Runner:
                 continue
             self._guard(task, lambda t=task: acknowledge(
                 t, github=self._services.github, store=store, slug=settings.github_app_slug,
-                max_queue=settings.max_queue_per_repo))
+                max_queue=settings.max_queue_per_repo, trigger_label=settings.trigger_label,
+                web_url=github_web_url(settings.github_api_url)))
             self._queued.set()
 
     def _slot_loop(self) -> None:

@@ -89,6 +89,11 @@ class TooLarge(GitError):
 class PushRejected(GitError):
     """The remote refused the branch (a hook, branch protection, or a non-fast-forward)."""
 
+    @property
+    def branch_moved(self) -> bool:
+        """The remote branch has commits the pushed one does not build on."""
+        return "fetch first" in str(self) or "non-fast-forward" in str(self)
+
 
 @dataclass(frozen=True)
 class Workspace:
@@ -156,6 +161,11 @@ def prepare(
         raise
     log.info("prepared workspace %s: %s from %s", root, branch, default_branch)
     return ws
+
+
+def start_commit(ws: Workspace) -> str:
+    """The commit the task's branch starts from: the one fetched."""
+    return _rev_parse(ws, "HEAD^{commit}")
 
 
 def collect_changes(ws: Workspace, *, max_changed_files: int | None = None) -> Changes:
@@ -291,7 +301,11 @@ def _clean_message(message: str) -> str:
 
 
 def push(ws: Workspace, *, clone_url: str, token: str, timeout: float = 300) -> None:
-    """Push the task's branch, and nothing else, to the same-named branch on the remote."""
+    """Push the task's branch, and nothing else, to the same-named branch on the remote.
+
+    Never forced: when the remote branch has moved past the commit the task started from,
+    the remote refuses and PushRejected says so ("fetch first" or "non-fast-forward").
+    """
     _check_clone_url(clone_url)
     ref = f"refs/heads/{ws.branch}"
     result = _run_git(

@@ -37,6 +37,9 @@ INSTALLATION_ID = 77
 REPO = "acme/widgets"
 WRITER, WRITER_ID = "alice", 9
 READER, READER_ID = "bob", 10
+# What app.yml asks an installation to grant.
+APP_PERMISSIONS = {"contents": "write", "pull_requests": "write", "issues": "write",
+                   "checks": "write", "metadata": "read"}
 
 CLI_SOURCE = '''import sys
 
@@ -94,7 +97,7 @@ def github(tmp_path, app_key) -> Iterator[FakeGitHub]:
     fake.add_user(WRITER, WRITER_ID)
     fake.add_user(READER, READER_ID)
     fake.add_repo(REPO, {"cli.py": CLI_SOURCE, "README.md": "# widgets\n"})
-    fake.add_installation(INSTALLATION_ID, [REPO])
+    fake.add_installation(INSTALLATION_ID, [REPO], permissions=APP_PERMISSIONS)
     fake.set_permission(REPO, WRITER, "write")
     fake.set_permission(REPO, READER, "read")
     yield fake

@@ -102,10 +102,12 @@ def test_a_comment_becomes_a_pull_request(service, github, model, docker_client,
     for request in github.token_requests:
         assert request["installation_id"] == INSTALLATION_ID
         assert request["body"]["repositories"] == ["widgets"]
-        assert set(request["body"]["permissions"]) <= {"contents", "issues", "pull_requests", "metadata"}
+        assert set(request["body"]["permissions"]) <= {"contents", "issues", "pull_requests", "checks",
+                                                       "metadata"}
     assert {tuple(sorted(r["body"]["permissions"].items())) for r in github.token_requests} == {
-        (("issues", "write"), ("metadata", "read")),
-        (("contents", "write"), ("issues", "write"), ("metadata", "read"), ("pull_requests", "write"))}
+        (("issues", "write"), ("metadata", "read"), ("pull_requests", "write")),
+        (("checks", "read"), ("contents", "write"), ("issues", "write"), ("metadata", "read"),
+         ("pull_requests", "write"))}
 
     # The stored result.
     assert task.changed_files == ["cli.py"] and "--version" in task.patches["diff"]

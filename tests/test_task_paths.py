@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from tests.conftest import INSTALLATION_ID, READER, READER_ID, REPO, WRITER, WRITER_ID, wait_until
+from tests.conftest import (APP_PERMISSIONS, INSTALLATION_ID, READER, READER_ID, REPO, WRITER,
+                            WRITER_ID, wait_until)
 from tests.fakes.anthropic import Error, Final, ToolCall, Turn
 from tests.hostile_repos import commit_library, planted_repository_tar
 
@@ -165,7 +166,7 @@ def test_a_repository_planted_under_a_submodule_never_runs_on_the_host(service, 
     gitmodules = '[submodule "lib"]\n\tpath = vendor/lib\n\turl = https://github.com/acme/lib.git\n'
     github.add_repo(vendored, {"README.md": "# vendored\n", ".gitmodules": gitmodules},
                     submodules={"vendor/lib": library_commit})
-    github.add_installation(INSTALLATION_ID, [REPO, vendored])
+    github.add_installation(INSTALLATION_ID, [REPO, vendored], permissions=APP_PERMISSIONS)
     github.set_permission(vendored, WRITER, "write")
     archive = base64.b64encode(planted_repository_tar(tmp_path / "planted", markers)).decode()
     model.add_script("vendor the library", [
@@ -218,7 +219,7 @@ def test_a_new_workflow_is_left_out_so_the_rest_can_be_pushed(service, github, m
 
 
 def test_a_suspended_installation_fails_the_task_and_posts_nothing(service, github, model):
-    github.add_installation(77, [REPO], suspended=True)
+    github.add_installation(77, [REPO], suspended=True, permissions=APP_PERMISSIONS)
     task = service.wait_for_task(service.comment("@async-code add a flag"))
     assert task.status == "failed" and "not installed" in task.error and "suspended" in task.error
     assert github.comments == {} and github.reactions == [] and model.requests == []
@@ -226,7 +227,7 @@ def test_a_suspended_installation_fails_the_task_and_posts_nothing(service, gith
 
 def test_an_empty_repository_fails_with_what_to_do(service, github, model):
     github.add_repo("acme/empty", None)
-    github.add_installation(77, [REPO, "acme/empty"])
+    github.add_installation(77, [REPO, "acme/empty"], permissions=APP_PERMISSIONS)
     github.set_permission("acme/empty", "alice", "admin")
     task = service.wait_for_task(service.comment("@async-code add a flag", repo="acme/empty"))
     assert task.status == "failed" and "acme/empty is empty" in task.error

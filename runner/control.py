@@ -1,0 +1,99 @@
+"""The control commands: `cancel`, `retry`, `status` and `help` on an issue or pull request.
+
+They run when the command is acknowledged (its author's write access already checked), never
+in a sandbox. `cancel` only marks tasks in the store: a waiting task ends at once, a running
+one ends when the process running it notices (runner/cancel_watch.py).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from app.commands import grammar_help
+from app.store import CANCELLED, COMPLETED, PENDING, RUNNING, Store, Task, utcnow
+from runner import replies, status
+from runner.github import GitHubError, RepoClient
+
+log = logging.getLogger(__name__)
+
+STATUS_SHOWN = 20  # most recent tasks listed by `status`
+
+
+def run_command(task: Task, *, client: RepoClient, store: Store, slug: str, trigger_label: str,
+                web_url: str) -> None:
+    """Carry out the command `task` holds and answer it; the command task then completes."""
+    where = "pull request" if task.on_pull_request else "issue"
+    if task.command == "cancel":
+        answer = _cancel(task, client=client, store=store, where=where)
+    elif task.command == "retry":
+        answer = _retry(task, store=store, where=where)
+    elif task.command == "status":
+        tasks = store.work_on(task.repo, task.number)
+        answer = status_report(tasks[-STATUS_SHOWN:], where=where, web_url=web_url,
+                               positions={t.id: store.waiting_ahead_of(t.id) + 1
+                                          for t in tasks if t.status == PENDING})
+    else:
+        answer = grammar_help(slug, trigger_label)
+    try:
+        replies.react(client, task, "eyes")
+        if answer:
+            replies.post(client, task, answer)
+    except GitHubError as error:
+        log.warning("task %s: could not answer `%s`: %s", task.id, task.command, error)
+    store.finish(task.id, COMPLETED, acknowledged_at=utcnow())
+    log.info("task %s: `%s` on %s#%s by %s done", task.id, task.command, task.repo, task.number,
+             task.requested_by)
+
+
+def _cancel(task: Task, *, client: RepoClient, store: Store, where: str) -> str:
+    waiting, running = store.request_cancel(task.repo, task.number, task.requested_by)
+    for cancelled in waiting:
+        _announce_cancelled(cancelled, client, task.requested_by)
+    if not waiting and not running:
+        return f"Nothing to cancel: no task is waiting or running on this {where}."
+    parts = [f"stopping `{t.id[:8]}` (running)" for t in running]
+    parts += [f"cancelled `{t.id[:8]}` (waiting)" for t in waiting]
+    return "🛑 " + "; ".join(parts) + "."
+
+
+def _announce_cancelled(cancelled: Task, client: RepoClient, by: str) -> None:
+    try:
+        if cancelled.status_comment_id:
+            replies.editor(client, cancelled)(cancelled.status_comment_id,
+                                              status.cancelled(cancelled.id, by))
+        if cancelled.label:
+            client.remove_label(cancelled.number, cancelled.label)
+    except GitHubError as error:
+        log.warning("task %s: could not say it was cancelled: %s", cancelled.id, error)
+
+
+def _retry(task: Task, *, store: Store, where: str) -> str | None:
+    earlier = store.work_on(task.repo, task.number)
+    if not earlier:
+        return f"Nothing to retry: nobody has asked for work on this {where} yet."
+    retry = store.record_retry(earlier[-1], guid=task.delivery_guid,
+                               requested_by=task.requested_by, requested_by_id=task.requested_by_id)
+    log.info("task %s: retry of %s recorded as %s", task.id, earlier[-1].id, retry.id)
+    return None  # the new task answers with its own status comment
+
+
+def status_report(tasks: list[Task], *, where: str, web_url: str,
+                  positions: dict[str, int]) -> str:
+    """A table of the tasks on one issue or pull request: state, position, link."""
+    if not tasks:
+        return f"No async-code tasks on this {where} yet."
+    rows = []
+    for task in tasks:
+        state = task.status
+        if task.status == PENDING:
+            state = f"waiting (position {positions.get(task.id, '?')})"
+        elif task.status == RUNNING and task.cancel_requested_by:
+            state = "running, cancel requested"
+        elif task.status == CANCELLED and task.cancel_requested_by:
+            state = f"cancelled by `@{task.cancel_requested_by}`"
+        link = task.pr_url or replies.link(task, web_url, task.status_comment_id)
+        rows.append(f"| `{task.id[:8]}` | {state} | `@{task.requested_by}` | "
+                    f"{task.created_at[:16].replace('T', ' ')} UTC | "
+                    + (f"[link]({link})" if link else "") + " |")
+    return (f"**async-code** tasks on this {where}, newest last:\n\n"
+            "| Task | State | Asked by | Asked at | |\n|---|---|---|---|---|\n" + "\n".join(rows))
