@@ -9,6 +9,7 @@ Responses carry every field githubkit's models require, so `.parsed_data` works.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import jwt
 from flask import Flask, Response, request
@@ -124,6 +126,9 @@ done
 exit 0
 """
 MAX_PULL_TITLE_LENGTH = 256
+DEFAULT_PER_PAGE = 30
+MAX_PER_PAGE = 100
+LABEL_NOT_FOUND = "Label does not exist"
 
 
 class _Rejection(Exception):
@@ -310,12 +315,18 @@ class FakeGitHub:
         self._installations: dict[int, _Installation] = {}
         self._planned_failures: list[_PlannedFailure] = []
         self._push_rejected: set[str] = set()
-        self._issues: set[tuple[str, int]] = set()
+        # Issues and pull requests by number: GitHub gives both one number space per repository,
+        # and a pull request is an issue too. A pull request's record is the one in self.pulls.
+        self._issues: dict[tuple[str, int], dict[str, Any]] = {}
+        self._issue_comment_order: list[int] = []  # people's and the App's, as they were made
+        self._labels: dict[tuple[str, str], dict[str, Any]] = {}
         self._next_repo_id = 200_000
         self._next_comment_id = FIRST_COMMENT_ID
         self._next_reaction_id = 1
         self._next_pull_id = 700_000
-        self._next_pull_number: dict[str, int] = {}
+        self._next_issue_id = 1_800_000
+        self._next_label_id = 2_700_000
+        self._next_person_id = 7_500_000
         self._app_owner = _Account("async-code-dev", 9_000_001, "Organization")
         self.add_user(self.bot_login, bot_user_id, type="Bot")
 
@@ -398,16 +409,51 @@ class FakeGitHub:
             )
         return repo_id
 
-    def add_issue(self, full_name: str, number: int) -> None:
+    def add_issue(self, full_name: str, number: int, *, title: str | None = None, body: str = "",
+                  user: str = "reporter", labels: tuple[str, ...] | list[str] = ()) -> None:
+        """An issue someone opened; calling it again for the same number redefines it."""
+        self._ensure_account(user)
         with self._lock:
-            self._issues.add((full_name, number))
+            record = self._issues.get((full_name, number))
+            if record is not None and _is_pull(record):
+                raise ValueError(f"{full_name}#{number} is a pull request")
+            if record is None:
+                record = self._new_issue(full_name, number)
+            record.update(title=title if title is not None else f"Issue {number}", body=body,
+                          user=user, labels=[], updated_at=_timestamp(_now()))
+            for name in labels:
+                self._attach_label(record, name)
 
     def add_comment(self, full_name: str, number: int, comment_id: int, login: str, body: str) -> None:
-        """A comment someone made on issue `number`, which then exists too."""
+        """A comment someone made on issue or pull request `number`; an unknown number becomes an issue."""
+        self._ensure_account(login)
         with self._lock:
-            self._issues.add((full_name, number))
+            if comment_id in self.comments:
+                raise ValueError(f"comment id {comment_id} is already taken")
+            if (full_name, number) not in self._issues:
+                self._new_issue(full_name, number)
+            created_at = _timestamp(_now())
             self.people_comments[comment_id] = {"id": comment_id, "repo": full_name,
-                                                "issue_number": number, "user": login, "body": body}
+                                                "issue_number": number, "user": login, "body": body,
+                                                "created_at": created_at, "updated_at": created_at}
+            if comment_id not in self._issue_comment_order:
+                self._issue_comment_order.append(comment_id)
+
+    def label_issue(self, full_name: str, number: int, name: str) -> None:
+        """Someone adds label `name` to an issue or pull request; the repository gets it if new."""
+        with self._lock:
+            record = self._issues.get((full_name, number))
+            if record is None:
+                raise ValueError(f"{full_name}#{number} does not exist")
+            self._attach_label(record, name)
+            record["updated_at"] = _timestamp(_now())
+
+    def issue_labels(self, full_name: str, number: int) -> list[str]:
+        with self._lock:
+            record = self._issues.get((full_name, number))
+            if record is None:
+                raise ValueError(f"{full_name}#{number} does not exist")
+            return list(record["labels"])
 
     def repo_path(self, full_name: str) -> Path:
         owner, name = full_name.split("/", 1)
@@ -491,7 +537,15 @@ class FakeGitHub:
             ("/repos/<owner>/<repo>/installation", "GET", self._get_repo_installation),
             ("/repos/<owner>/<repo>", "GET", self._get_repo),
             ("/repos/<owner>/<repo>/collaborators/<login>/permission", "GET", self._get_permission),
+            ("/repos/<owner>/<repo>/issues/<int:number>", "GET", self._get_issue),
             ("/repos/<owner>/<repo>/issues/<int:number>/comments", "POST", self._create_comment),
+            ("/repos/<owner>/<repo>/issues/<int:number>/comments", "GET", self._list_comments),
+            # Label names may hold "/", which arrives decoded whether it was sent as %2F or not.
+            (
+                "/repos/<owner>/<repo>/issues/<int:number>/labels/<path:name>",
+                "DELETE",
+                self._remove_label,
+            ),
             ("/repos/<owner>/<repo>/issues/comments/<int:comment_id>", "GET", self._get_comment),
             (
                 "/repos/<owner>/<repo>/issues/comments/<int:comment_id>",
@@ -596,8 +650,13 @@ class FakeGitHub:
             return None
         return record
 
-    def _authenticate_installation(self, full_name: str, scope: str, level: str) -> dict[str, Any]:
-        """Check the request's installation token may use `scope` at `level` on the repo."""
+    def _authenticate_installation(
+        self, full_name: str, scope: str, level: str, *,
+        alternatives: tuple[tuple[str, str], ...] = (),
+    ) -> dict[str, Any]:
+        """Check the request's installation token may use `scope` at `level` on the repo.
+
+        `alternatives` are other (scope, level) pairs GitHub accepts instead for this call."""
         credentials = _read_credentials(request.headers.get("Authorization"))
         if credentials.kind not in ("token", "basic"):
             raise self._deny(
@@ -609,11 +668,12 @@ class FakeGitHub:
         if token is None:
             raise self._deny(401, "Bad credentials", "token unknown or expired")
         repo = self._find_repo(full_name)
-        self._check_token_scope(token, repo, scope, level)
+        self._check_token_scope(token, repo, scope, level, alternatives=alternatives)
         return token
 
     def _check_token_scope(
-        self, token: dict[str, Any], repo: _Repo, scope: str, level: str
+        self, token: dict[str, Any], repo: _Repo, scope: str, level: str, *,
+        alternatives: tuple[tuple[str, str], ...] = (),
     ) -> None:
         with self._lock:
             installation = self._installations[token["installation_id"]]
@@ -625,9 +685,14 @@ class FakeGitHub:
             raise self._deny(403, SUSPENDED, f"installation {installation.id} is suspended")
         if repo.full_name not in covered:
             raise self._deny(403, NOT_ACCESSIBLE, f"token does not cover {repo.full_name}")
-        granted = token["permissions"].get(scope)
-        if granted is None or PERMISSION_RANK[granted] < PERMISSION_RANK[level]:
-            raise self._deny(403, NOT_ACCESSIBLE, f"token lacks {scope}:{level}")
+        accepted = ((scope, level), *alternatives)
+        if not any(
+            PERMISSION_RANK.get(token["permissions"].get(each_scope, ""), 0)
+            >= PERMISSION_RANK[each_level]
+            for each_scope, each_level in accepted
+        ):
+            needed = " or ".join(f"{each_scope}:{each_level}" for each_scope, each_level in accepted)
+            raise self._deny(403, NOT_ACCESSIBLE, f"token lacks {needed}")
 
     def _authenticate_any(self) -> None:
         """Public endpoints: no credentials are fine, bad ones are not."""
@@ -691,6 +756,106 @@ class FakeGitHub:
 
     def _bot_payload(self) -> dict[str, Any]:
         return self._user_payload(self._account(self.bot_login))
+
+    def _ensure_account(self, login: str) -> None:
+        with self._lock:
+            self._ensure_account_locked(login)
+
+    def _ensure_account_locked(self, login: str) -> None:
+        """People named by test helpers exist on GitHub; make an account for any not added yet."""
+        if login not in self._accounts:
+            self._accounts[login] = _Account(login, self._next_person_id, "User")
+            self._next_person_id += 1
+
+    def _new_issue(self, full_name: str, number: int) -> dict[str, Any]:
+        """Register a default issue; the caller holds the lock."""
+        created_at = _timestamp(_now())
+        record = {"id": self._next_issue_id, "repo": full_name, "number": number,
+                  "title": f"Issue {number}", "body": "", "user": "reporter", "labels": [],
+                  "state": "open", "created_at": created_at, "updated_at": created_at,
+                  "closed_at": None}
+        self._next_issue_id += 1
+        self._issues[(full_name, number)] = record
+        self._ensure_account_locked(record["user"])
+        return record
+
+    def _attach_label(self, record: dict[str, Any], name: str) -> None:
+        """Put label `name` on an issue, creating it in the repository first; the caller holds the lock."""
+        key = (record["repo"], name)
+        if key not in self._labels:
+            self._labels[key] = {"id": self._next_label_id, "name": name,
+                                 # A stable colour per name, as GitHub picks one when a label is made.
+                                 "color": hashlib.sha256(name.encode()).hexdigest()[:6]}
+            self._next_label_id += 1
+        if name not in record["labels"]:
+            record["labels"].append(name)
+
+    def _label_payloads(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+        api = f"{self.base_url}/repos/{record['repo']}"
+        with self._lock:
+            labels = [self._labels[(record["repo"], name)] for name in record["labels"]]
+        return [
+            {
+                "id": label["id"],
+                "node_id": f"LA_fake{label['id']}",
+                "url": f"{api}/labels/{quote(label['name'], safe='')}",
+                "name": label["name"],
+                "color": label["color"],
+                "default": False,
+                "description": None,
+                "archived_at": None,
+                "archived_by": None,
+            }
+            for label in labels
+        ]
+
+    def _association(self, full_name: str, login: str) -> str:
+        with self._lock:
+            repo = self._repos.get(full_name)
+            collaborator = repo is not None and login in repo.roles
+        if repo is not None and login == repo.owner:
+            return "OWNER"
+        return "COLLABORATOR" if collaborator else "NONE"
+
+    def _allocate_number(self, full_name: str) -> int:
+        """The next issue or pull request number in a repository; the caller holds the lock."""
+        taken = [number for repo, number in self._issues if repo == full_name]
+        return max([FIRST_PULL_NUMBER - 1, *taken]) + 1
+
+    def _issue_record(self, full_name: str, number: int) -> dict[str, Any] | None:
+        with self._lock:
+            return self._issues.get((full_name, number))
+
+    @staticmethod
+    def _pull_alternative(record: dict[str, Any] | None, level: str) -> tuple[tuple[str, str], ...]:
+        """On a pull request GitHub takes pull_requests instead of issues for the shared endpoints."""
+        return (("pull_requests", level),) if record is not None and _is_pull(record) else ()
+
+    def _paginate(self, items: list[Any]) -> tuple[list[Any], dict[str, str]]:
+        """One page of `items` as `per_page` and `page` ask, with GitHub's Link header."""
+
+        def number_arg(name: str, default: int) -> int:
+            try:
+                value = int(request.args.get(name, default))
+            except ValueError:
+                return default
+            return value if value >= 1 else default
+
+        per_page = min(number_arg("per_page", DEFAULT_PER_PAGE), MAX_PER_PAGE)
+        page = number_arg("page", 1)
+        last = max(1, -(-len(items) // per_page))
+
+        def link(target: int, rel: str) -> str:
+            query = {**request.args.to_dict(), "per_page": per_page, "page": target}
+            return f'<{self.base_url}{request.path}?{urlencode(query)}>; rel="{rel}"'
+
+        links = []
+        if page > 1:
+            links += [link(min(page - 1, last), "prev"), link(1, "first")]
+        if page < last:
+            links += [link(page + 1, "next"), link(last, "last")]
+        start = (page - 1) * per_page
+        return items[start:start + per_page], ({"Link": ", ".join(links)} if links else {})
 
     def _has_commits(self, repo: _Repo) -> bool:
         refs = _run_git(self.repo_path(repo.full_name), "for-each-ref", "--count=1", "refs/heads")
@@ -807,10 +972,67 @@ class FakeGitHub:
             "issue_url": f"{api}/issues/{comment['issue_number']}",
             "body": comment["body"],
             "user": self._user_payload(self._account(comment["user"])),
-            "author_association": "NONE",
+            "author_association": self._association(comment["repo"], comment["user"]),
             "created_at": comment["created_at"],
             "updated_at": comment["updated_at"],
         }
+
+    def _issue_payload(self, record: dict[str, Any]) -> dict[str, Any]:
+        full_name, number = record["repo"], record["number"]
+        api = f"{self.base_url}/repos/{full_name}"
+        issue_api = f"{api}/issues/{number}"
+        is_pull = _is_pull(record)
+        html_url = f"{self.base_url}/{full_name}/{'pull' if is_pull else 'issues'}/{number}"
+        issue_id = record["issue_id"] if is_pull else record["id"]
+        payload = {
+            "id": issue_id,
+            # A pull request's issue carries the pull request's node id, as on GitHub.
+            "node_id": f"PR_fake{record['id']}" if is_pull else f"I_fake{issue_id}",
+            "url": issue_api,
+            "repository_url": api,
+            "labels_url": f"{issue_api}/labels{{/name}}",
+            "comments_url": f"{issue_api}/comments",
+            "events_url": f"{issue_api}/events",
+            "html_url": html_url,
+            "timeline_url": f"{issue_api}/timeline",
+            "number": number,
+            "state": record["state"],
+            # GitHub gives a reason for closed issues only, never for pull requests.
+            "state_reason": "completed" if record["state"] == "closed" and not is_pull else None,
+            "title": record["title"],
+            "body": record["body"],
+            "user": self._user_payload(self._account(record["user"])),
+            "labels": self._label_payloads(record),
+            "assignee": None,
+            "assignees": [],
+            "milestone": None,
+            "locked": False,
+            "active_lock_reason": None,
+            "comments": len(self._issue_comments(full_name, number)),
+            "closed_at": record["closed_at"],
+            "created_at": record["created_at"],
+            "updated_at": record["updated_at"],
+            "author_association": self._association(full_name, record["user"]),
+            "performed_via_github_app": None,
+        }
+        if is_pull:
+            payload["draft"] = record["draft"]
+            payload["pull_request"] = {
+                "url": f"{api}/pulls/{number}",
+                "html_url": html_url,
+                "diff_url": f"{html_url}.diff",
+                "patch_url": f"{html_url}.patch",
+                "merged_at": record["merged_at"],
+            }
+        return payload
+
+    def _issue_comments(self, full_name: str, number: int) -> list[dict[str, Any]]:
+        """People's and the App's comments on an issue or pull request, oldest first."""
+        with self._lock:
+            found = [self.people_comments.get(comment_id) or self.comments.get(comment_id)
+                     for comment_id in self._issue_comment_order]
+        return [comment for comment in found if comment is not None
+                and (comment["repo"], comment["issue_number"]) == (full_name, number)]
 
     def _pull_payload(self, pull: dict[str, Any], repo: _Repo) -> dict[str, Any]:
         api = f"{self.base_url}/repos/{repo.full_name}"
@@ -842,18 +1064,18 @@ class FakeGitHub:
             "review_comment_url": f"{api}/pulls/comments{{/number}}",
             "comments_url": f"{issue_api}/comments",
             "statuses_url": f"{api}/statuses/{pull['head_sha']}",
-            "state": "open",
+            "state": pull["state"],
             "locked": False,
             "title": pull["title"],
             "body": pull["body"],
             "user": self._user_payload(self._account(pull["user"])),
-            "labels": [],
+            "labels": self._label_payloads(pull),
             "milestone": None,
             "active_lock_reason": None,
             "created_at": pull["created_at"],
-            "updated_at": pull["created_at"],
-            "closed_at": None,
-            "merged_at": None,
+            "updated_at": pull["updated_at"],
+            "closed_at": pull["closed_at"],
+            "merged_at": pull["merged_at"],
             "merge_commit_sha": None,
             "assignee": None,
             "assignees": [],
@@ -874,7 +1096,7 @@ class FakeGitHub:
             "author_association": "NONE",
             "auto_merge": None,
             "draft": pull["draft"],
-            "merged": False,
+            "merged": pull["merged"],
             "mergeable": None,
             "rebaseable": None,
             "mergeable_state": "unknown",
@@ -1050,7 +1272,7 @@ class FakeGitHub:
         if repo.archived:
             raise _Rejection(403, ARCHIVED)
 
-    def _comment_body_from_request(self) -> str:
+    def _comment_body_from_request(self, resource: str = "IssueComment") -> str:
         body = (request.get_json(silent=True) or {}).get("body")
         if not isinstance(body, str):
             raise _Rejection(422, 'Invalid request.\n\n"body" wasn\'t supplied.')
@@ -1060,7 +1282,7 @@ class FakeGitHub:
                 "Validation Failed",
                 errors=[
                     {
-                        "resource": "IssueComment",
+                        "resource": resource,
                         "code": "custom",
                         "field": "body",
                         "message": f"body is too long (maximum is {MAX_COMMENT_LENGTH} characters)",
@@ -1069,20 +1291,30 @@ class FakeGitHub:
             )
         return body
 
+    def _allocate_comment_id(self) -> int:
+        """The next id for a comment the App makes; the caller holds the lock.
+
+        Issue comments and review comments share it, so their ids never collide, and it skips
+        any id a test gave a person's comment."""
+        while (self._next_comment_id in self.comments
+               or self._next_comment_id in self.people_comments):
+            self._next_comment_id += 1
+        comment_id = self._next_comment_id
+        self._next_comment_id += 1
+        return comment_id
+
     def _create_comment(self, owner: str, repo: str, number: int) -> Response:
         full_name = f"{owner}/{repo}"
-        self._authenticate_installation(full_name, "issues", "write")
+        record = self._issue_record(full_name, number)
+        self._authenticate_installation(full_name, "issues", "write",
+                                        alternatives=self._pull_alternative(record, "write"))
         self._refuse_if_archived(self._find_repo(full_name))
-        with self._lock:
-            exists = (full_name, number) in self._issues or any(
-                pull["repo"] == full_name and pull["number"] == number for pull in self.pulls)
-        if not exists:
+        if record is None:
             raise _Rejection(404, "Not Found")
         body = self._comment_body_from_request()
         created_at = _timestamp(_now())
         with self._lock:
-            comment_id = self._next_comment_id
-            self._next_comment_id += 1
+            comment_id = self._allocate_comment_id()
             comment = {
                 "id": comment_id,
                 "repo": full_name,
@@ -1094,33 +1326,77 @@ class FakeGitHub:
                 "updated_at": created_at,
             }
             self.comments[comment_id] = comment
+            self._issue_comment_order.append(comment_id)
         return _json_response(201, self._comment_payload(comment))
 
-    def _stored_comment(self, full_name: str, comment_id: int) -> dict[str, Any]:
-        with self._lock:
-            comment = self.comments.get(comment_id)
-        if comment is None or comment["repo"] != full_name:
+    def _list_comments(self, owner: str, repo: str, number: int) -> Response:
+        full_name = f"{owner}/{repo}"
+        record = self._issue_record(full_name, number)
+        self._authenticate_installation(full_name, "issues", "read",
+                                        alternatives=self._pull_alternative(record, "read"))
+        if record is None:
             raise _Rejection(404, "Not Found")
-        return comment
+        page, headers = self._paginate(self._issue_comments(full_name, number))
+        return _json_response(200, [self._comment_payload(each) for each in page], headers)
+
+    def _comment_alternative(self, comment: dict[str, Any] | None, level: str) -> tuple[tuple[str, str], ...]:
+        if comment is None:
+            return ()
+        return self._pull_alternative(
+            self._issue_record(comment["repo"], comment["issue_number"]), level)
 
     def _get_comment(self, owner: str, repo: str, comment_id: int) -> Response:
         full_name = f"{owner}/{repo}"
-        self._authenticate_installation(full_name, "issues", "read")
-        return _json_response(
-            200, self._comment_payload(self._stored_comment(full_name, comment_id))
-        )
+        with self._lock:
+            comment = self.comments.get(comment_id) or self.people_comments.get(comment_id)
+        self._authenticate_installation(full_name, "issues", "read",
+                                        alternatives=self._comment_alternative(comment, "read"))
+        if comment is None or comment["repo"] != full_name:
+            raise _Rejection(404, "Not Found")
+        return _json_response(200, self._comment_payload(comment))
 
     def _update_comment(self, owner: str, repo: str, comment_id: int) -> Response:
         full_name = f"{owner}/{repo}"
-        self._authenticate_installation(full_name, "issues", "write")
+        with self._lock:
+            comment = self.comments.get(comment_id)
+        self._authenticate_installation(full_name, "issues", "write",
+                                        alternatives=self._comment_alternative(comment, "write"))
         self._refuse_if_archived(self._find_repo(full_name))
-        comment = self._stored_comment(full_name, comment_id)
+        if comment is None or comment["repo"] != full_name:
+            raise _Rejection(404, "Not Found")
         body = self._comment_body_from_request()
         with self._lock:
             comment["body"] = body
             comment["history"].append(body)
             comment["updated_at"] = _timestamp(_now())
         return _json_response(200, self._comment_payload(comment))
+
+    def _get_issue(self, owner: str, repo: str, number: int) -> Response:
+        full_name = f"{owner}/{repo}"
+        # Unlike the comment and label endpoints, GitHub takes only the issues permission here,
+        # even for a pull request's number.
+        self._authenticate_installation(full_name, "issues", "read")
+        record = self._issue_record(full_name, number)
+        if record is None:
+            raise _Rejection(404, "Not Found")
+        return _json_response(200, self._issue_payload(record))
+
+    def _remove_label(self, owner: str, repo: str, number: int, name: str) -> Response:
+        full_name = f"{owner}/{repo}"
+        record = self._issue_record(full_name, number)
+        self._authenticate_installation(full_name, "issues", "write",
+                                        alternatives=self._pull_alternative(record, "write"))
+        self._refuse_if_archived(self._find_repo(full_name))
+        if record is None:
+            raise _Rejection(404, "Not Found")
+        with self._lock:
+            present = name in record["labels"]
+            if present:
+                record["labels"].remove(name)
+                record["updated_at"] = _timestamp(_now())
+        if not present:
+            raise _Rejection(404, LABEL_NOT_FOUND)
+        return _json_response(200, self._label_payloads(record))
 
     def _create_reaction(self, owner: str, repo: str, comment_id: int) -> Response:
         full_name = f"{owner}/{repo}"
@@ -1234,12 +1510,13 @@ class FakeGitHub:
                         }
                     ],
                 )
-            number = self._next_pull_number.get(full_name, FIRST_PULL_NUMBER)
-            self._next_pull_number[full_name] = number + 1
+            number = self._allocate_number(full_name)
             pull_id = self._next_pull_id
             self._next_pull_id += 1
+            created_at = _timestamp(_now())
             pull = {
                 "id": pull_id,
+                "issue_id": self._next_issue_id,
                 "number": number,
                 "title": title,
                 "body": data.get("body"),
@@ -1255,9 +1532,17 @@ class FakeGitHub:
                 "additions": additions,
                 "deletions": deletions,
                 "changed_files": changed_files,
-                "created_at": _timestamp(_now()),
+                "labels": [],
+                "state": "open",
+                "merged": False,
+                "merged_at": None,
+                "closed_at": None,
+                "created_at": created_at,
+                "updated_at": created_at,
             }
+            self._next_issue_id += 1
             self.pulls.append(pull)
+            self._issues[(full_name, number)] = pull
         return _json_response(201, self._pull_payload(pull, found))
 
     def _get_user_by_id(self, user_id: int) -> Response:
@@ -1402,3 +1687,7 @@ def _invalid_field(resource: str, field_name: str) -> _Rejection:
         "Validation Failed",
         errors=[{"resource": resource, "field": field_name, "code": "invalid"}],
     )
+
+
+def _is_pull(record: dict[str, Any]) -> bool:
+    return "head" in record
