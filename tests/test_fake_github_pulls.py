@@ -1,4 +1,4 @@
-"""The fake GitHub's issues, labels, pull requests, checks and review threads behave as GitHub's do."""
+"""The fake GitHub's issues, labels, pull requests, checks and review threads behave as GitHub's."""
 
 from pathlib import Path
 
@@ -38,16 +38,24 @@ def token_client(fake: FakeGitHub, app_client: GitHub, **narrowing) -> GitHub:
     return client(fake, TokenAuthStrategy(mint_token(app_client, **narrowing)))
 
 
-def open_app_pull(fake: FakeGitHub, app_client: GitHub, tmp_path: Path, branch: str = "topic") -> int:
+def clone(fake: FakeGitHub, token: str, work: Path) -> None:
+    cloned = run_git("clone", f"{fake.base_url}/git/{REPO}.git", str(work), token=token)
+    assert cloned.returncode == 0, cloned.stderr
+
+
+def open_app_pull(fake: FakeGitHub, app_client: GitHub, tmp_path: Path,
+                  branch: str = "topic") -> int:
     """The App's way to a pull request: clone, commit, push, then POST /pulls."""
     token = mint_token(app_client)
     work = tmp_path / f"work-{branch}"
-    assert run_git("clone", f"{fake.base_url}/git/{REPO}.git", str(work), token=token).returncode == 0
+    clone(fake, token, work)
     (work / "src" / "widget.py").write_text("SIZE = 2\n")
     assert run_git("commit", "-qam", "Grow the widget", cwd=work).returncode == 0
-    assert run_git("push", "-q", "origin", f"HEAD:refs/heads/{branch}", cwd=work, token=token).returncode == 0
+    pushed = run_git("push", "-q", "origin", f"HEAD:refs/heads/{branch}", cwd=work, token=token)
+    assert pushed.returncode == 0, pushed.stderr
     github = client(fake, TokenAuthStrategy(token))
-    return github.rest.pulls.create("acme", "widgets", title="Grow", head=branch, base="main").parsed_data.number
+    created = github.rest.pulls.create("acme", "widgets", title="Grow", head=branch, base="main")
+    return created.parsed_data.number
 
 
 def test_an_issue_reads_back_with_its_labels(fake: FakeGitHub, app_client: GitHub):
@@ -59,7 +67,8 @@ def test_an_issue_reads_back_with_its_labels(fake: FakeGitHub, app_client: GitHu
     response = github.rest.issues.get("acme", "widgets", 7)
     issue = response.parsed_data
 
-    assert (issue.number, issue.title, issue.body, issue.state) == (7, "Widgets are small", "Make them bigger.", "open")
+    assert (issue.number, issue.title, issue.body, issue.state) == (
+        7, "Widgets are small", "Make them bigger.", "open")
     assert issue.user.login == "dora"
     assert [label.name for label in issue.labels] == ["bug", "area/widgets", "help wanted"]
     assert "pull_request" not in response.json()
@@ -120,7 +129,8 @@ def test_comments_list_in_the_order_they_were_made_a_page_at_a_time(
     assert [c.body for c in last_page.parsed_data] == ["fifth"]
     assert 'rel="next"' not in last_page.headers["Link"]
     assert [c.body for c in everything] == ["first", "second", "third", "fourth", "fifth"]
-    assert [c.user.login for c in everything] == ["dora", "async-code[bot]", "erin", "async-code[bot]", "dora"]
+    assert [c.user.login for c in everything] == [
+        "dora", "async-code[bot]", "erin", "async-code[bot]", "dora"]
     assert "Link" not in github.rest.issues.list_comments("acme", "widgets", 8).headers
 
 
@@ -222,3 +232,285 @@ def test_the_app_s_pull_request_is_labelable_and_commentable_as_an_issue(
     assert [label.name for label in issue.labels] == ["async-code"]
     assert issue.comments == 1 and issue.user.login == "async-code[bot]"
     assert [(c["issue_number"], c["body"]) for c in fake.comments.values()] == [(number, "Done.")]
+
+
+def bare_git(fake: FakeGitHub, full_name: str, *args: str) -> str:
+    completed = run_git("--git-dir", str(fake.repo_path(full_name)), *args)
+    assert completed.returncode == 0, completed.stderr
+    return completed.stdout.strip()
+
+
+def test_a_pushed_commit_writes_and_deletes_files_on_its_branch(fake: FakeGitHub):
+    before = bare_git(fake, REPO, "rev-parse", "main")
+
+    sha = fake.push_commit(REPO, "main", {"docs/guide.md": "# Guide\n", "README.md": None},
+                           message="Move the docs")
+    topic = fake.push_commit(REPO, "feature/x", {"x.txt": "x\n"}, parent_branch="main")
+
+    assert bare_git(fake, REPO, "rev-parse", "main") == sha
+    assert bare_git(fake, REPO, "rev-parse", "main^") == before
+    assert bare_git(fake, REPO, "ls-tree", "-r", "--name-only", "main").split() == [
+        "docs/guide.md", "src/widget.py"]
+    assert bare_git(fake, REPO, "log", "-1", "--format=%s", "main") == "Move the docs"
+    assert bare_git(fake, REPO, "rev-parse", "feature/x^") == sha and topic != sha
+    with pytest.raises(ValueError, match="no branch nowhere"):
+        fake.push_commit(REPO, "nowhere", {"a": "b"})
+    with pytest.raises(ValueError, match="already has a branch feature/x"):
+        fake.push_commit(REPO, "feature/x", {"a": "b"}, parent_branch="main")
+
+
+def test_a_person_s_pull_request_reads_back_whole(fake: FakeGitHub, app_client: GitHub):
+    number = fake.add_pull(REPO, head="bigger", title="Bigger widgets", body="As asked in #7.",
+                           files={"src/widget.py": "SIZE = 3\nCOLOUR = 'red'\n", "NOTES.md": "n\n"},
+                           draft=True)
+    fake.label_issue(REPO, number, "async-code")
+    github = token_client(fake, app_client, permissions={"pull_requests": "read"})
+
+    pull = github.rest.pulls.get("acme", "widgets", number).parsed_data
+
+    assert number == 100
+    assert (pull.number, pull.title, pull.body, pull.state, pull.draft) == (
+        100, "Bigger widgets", "As asked in #7.", "open", True)
+    assert pull.user.login == "carol" and pull.author_association == "NONE"
+    assert (pull.head.ref, pull.head.label, pull.head.sha) == (
+        "bigger", "acme:bigger", bare_git(fake, REPO, "rev-parse", "bigger"))
+    assert (pull.base.ref, pull.base.sha) == ("main", bare_git(fake, REPO, "rev-parse", "main"))
+    assert pull.head.repo.full_name == pull.base.repo.full_name == REPO
+    assert (pull.commits, pull.additions, pull.deletions, pull.changed_files) == (1, 3, 1, 2)
+    assert [label.name for label in pull.labels] == ["async-code"]
+    assert (pull.merged, pull.merged_at, pull.closed_at) == (False, None, None)
+    assert fake.pulls[-1]["user"] == "carol"
+
+
+def test_the_head_sha_follows_pushes_until_the_pull_request_closes(
+    fake: FakeGitHub, app_client: GitHub, tmp_path: Path
+):
+    theirs = fake.add_pull(REPO, head="bigger", files={"src/widget.py": "SIZE = 3\n"})
+    ours = open_app_pull(fake, app_client, tmp_path)
+    github = token_client(fake, app_client)
+
+    moved = fake.push_commit(REPO, "bigger", {"src/widget.py": "SIZE = 4\n"})
+    ours_moved = fake.push_commit(REPO, "topic", {"extra.txt": "more\n"})
+    after_push = github.rest.pulls.get("acme", "widgets", theirs).parsed_data
+    fake.close_pull(REPO, theirs)
+    fake.push_commit(REPO, "bigger", {"src/widget.py": "SIZE = 5\n"})
+    closed = github.rest.pulls.get("acme", "widgets", theirs).parsed_data
+    as_issue = github.rest.issues.get("acme", "widgets", theirs).parsed_data
+
+    assert (after_push.head.sha, after_push.commits) == (moved, 2)
+    assert github.rest.pulls.get("acme", "widgets", ours).parsed_data.head.sha == ours_moved
+    assert (closed.state, closed.merged, closed.head.sha, closed.commits) == (
+        "closed", False, moved, 2)
+    assert closed.closed_at is not None and closed.merged_at is None
+    assert as_issue.state == "closed" and as_issue.closed_at is not None
+    with pytest.raises(ValueError, match="already closed"):
+        fake.close_pull(REPO, theirs)
+
+
+def test_a_merged_pull_request_says_so_everywhere(fake: FakeGitHub, app_client: GitHub):
+    number = fake.add_pull(REPO, head="bigger", files={"src/widget.py": "SIZE = 3\n"}, merged=True)
+    github = token_client(fake, app_client)
+
+    pull = github.rest.pulls.get("acme", "widgets", number).parsed_data
+    issue = github.rest.issues.get("acme", "widgets", number).parsed_data
+
+    assert (pull.state, pull.merged, pull.merged_by.login) == ("closed", True, "acme")
+    assert pull.merged_at is not None and pull.closed_at is not None
+    assert issue.pull_request.merged_at == pull.merged_at
+
+
+def test_a_pull_request_needs_commits_and_a_free_number(fake: FakeGitHub):
+    fake.add_issue(REPO, 120)
+    fake.push_commit(REPO, "empty", {}, parent_branch="main")
+    bare_git(fake, REPO, "update-ref", "refs/heads/same", "main")
+
+    with pytest.raises(ValueError, match="no commits between main and same"):
+        fake.add_pull(REPO, head="same")
+    with pytest.raises(ValueError, match="already exists"):
+        fake.add_pull(REPO, head="empty", number=120)
+    with pytest.raises(ValueError, match="has no branch missing"):
+        fake.add_pull(REPO, head="missing")
+
+    assert fake.add_pull(REPO, head="empty", number=130) == 130
+    assert fake.add_pull(REPO, head="bigger", files={"a.txt": "a\n"}) == 131
+
+
+def test_a_pull_request_from_a_fork_lives_in_the_fork(
+    fake: FakeGitHub, app_client: GitHub, tmp_path: Path
+):
+    number = fake.add_pull(REPO, head="topic", fork="carol/widgets",
+                           files={"src/widget.py": "SIZE = 9\n"})
+    token = mint_token(app_client)
+    github = client(fake, TokenAuthStrategy(token))
+
+    pull = github.rest.pulls.get("acme", "widgets", number).parsed_data
+    files = github.rest.pulls.list_files("acme", "widgets", number).parsed_data
+    with pytest.raises(RequestFailed) as fork_api:
+        github.rest.repos.get("carol", "widgets")
+
+    assert (pull.head.label, pull.head.user.login) == ("carol:topic", "carol")
+    assert (pull.head.repo.full_name, pull.head.repo.fork) == ("carol/widgets", True)
+    assert (pull.base.repo.full_name, pull.base.repo.fork) == (REPO, False)
+    assert pull.head.sha == bare_git(fake, "carol/widgets", "rev-parse", "topic")
+    assert bare_git(fake, REPO, "branch", "--list", "topic") == ""
+    assert [(f.filename, f.patch) for f in files] == [
+        ("src/widget.py", "@@ -1 +1 @@\n-SIZE = 1\n+SIZE = 9")]
+    assert status_of(fork_api) == (403, "Resource not accessible by integration")
+
+
+def test_the_app_s_token_cannot_push_to_a_fork(
+    fake: FakeGitHub, app_client: GitHub, tmp_path: Path
+):
+    fake.add_pull(REPO, head="topic", fork="carol/widgets", files={"src/widget.py": "SIZE = 9\n"})
+    token = mint_token(app_client)
+    before = bare_git(fake, "carol/widgets", "rev-parse", "topic")
+    work = tmp_path / "work"
+    clone(fake, token, work)
+    assert run_git("commit", "--allow-empty", "-m", "Sneak in", cwd=work).returncode == 0
+
+    pushed = run_git("push", f"{fake.base_url}/git/carol/widgets.git", "HEAD:refs/heads/topic",
+                     cwd=work, token=token)
+
+    assert pushed.returncode != 0 and "403" in pushed.stderr
+    assert fake.auth_failures[-1] == ("GET", "/git/carol/widgets.git/info/refs",
+                                      "token does not cover carol/widgets")
+    assert bare_git(fake, "carol/widgets", "rev-parse", "topic") == before
+
+
+def test_pull_request_files_are_git_s_diff_a_page_at_a_time(fake: FakeGitHub, app_client: GitHub):
+    fake.push_commit(REPO, "main", {"docs/old-name.md": "".join(f"line {n}\n" for n in range(20)),
+                                    "gone.txt": "bye\n"})
+    number = fake.add_pull(REPO, head="tidy", files={
+        "src/widget.py": "SIZE = 1\nCOLOUR = 'red'\n",
+        "docs/old-name.md": None,
+        "docs/new-name.md": "".join(f"line {n}\n" for n in range(20)) + "line 20\n",
+        "gone.txt": None,
+        "added.txt": "hello\n",
+    })
+    github = token_client(fake, app_client, permissions={"pull_requests": "read"})
+    head = bare_git(fake, REPO, "rev-parse", "tidy")
+
+    first = github.rest.pulls.list_files("acme", "widgets", number, per_page=2)
+    everything = list(github.rest.paginate(github.rest.pulls.list_files, owner="acme",
+                                           repo="widgets", pull_number=number, per_page=2))
+    by_name = {f.filename: f for f in everything}
+
+    assert len(first.parsed_data) == 2 and 'rel="next"' in first.headers["Link"]
+    assert sorted(by_name) == ["added.txt", "docs/new-name.md", "gone.txt", "src/widget.py"]
+    renamed = by_name["docs/new-name.md"]
+    assert (renamed.status, renamed.previous_filename, renamed.additions, renamed.deletions) == (
+        "renamed", "docs/old-name.md", 1, 0)
+    assert (by_name["gone.txt"].status, by_name["gone.txt"].deletions) == ("removed", 1)
+    assert (by_name["added.txt"].status, by_name["added.txt"].patch) == (
+        "added", "@@ -0,0 +1 @@\n+hello")
+    modified = by_name["src/widget.py"]
+    assert (modified.status, modified.additions, modified.deletions, modified.changes) == (
+        "modified", 1, 0, 1)
+    assert modified.patch == "@@ -1 +1,2 @@\n SIZE = 1\n+COLOUR = 'red'"
+    assert modified.sha == bare_git(fake, REPO, "rev-parse", "tidy:src/widget.py")
+    assert modified.blob_url == f"{fake.base_url}/{REPO}/blob/{head}/src/widget.py"
+    assert modified.contents_url == (
+        f"{fake.base_url}/repos/{REPO}/contents/src/widget.py?ref={head}")
+
+
+def test_pull_request_endpoints_check_permission_and_number(
+    fake: FakeGitHub, app_client: GitHub
+):
+    number = fake.add_pull(REPO, head="bigger", files={"src/widget.py": "SIZE = 3\n"})
+    fake.add_issue(REPO, 7)
+    issues_only = token_client(fake, app_client, permissions={"issues": "write"})
+    contents_only = token_client(fake, app_client, permissions={"contents": "read"})
+    github = token_client(fake, app_client)
+
+    with pytest.raises(RequestFailed) as without_pulls:
+        issues_only.rest.pulls.get("acme", "widgets", number)
+    by_contents = contents_only.rest.pulls.get("acme", "widgets", number)
+    with pytest.raises(RequestFailed) as files_by_contents:
+        contents_only.rest.pulls.list_files("acme", "widgets", number)
+    with pytest.raises(RequestFailed) as an_issue:
+        github.rest.pulls.get("acme", "widgets", 7)
+    with pytest.raises(RequestFailed) as unknown_files:
+        github.rest.pulls.list_files("acme", "widgets", 999)
+
+    assert status_of(without_pulls) == (403, "Resource not accessible by integration")
+    assert fake.auth_failures[0][2] == "token lacks pull_requests:read or contents:read"
+    assert by_contents.status_code == 200
+    assert status_of(files_by_contents) == (403, "Resource not accessible by integration")
+    assert status_of(an_issue) == (404, "Not Found")
+    assert status_of(unknown_files) == (404, "Not Found")
+
+
+def test_a_branch_reads_back_with_its_commit_and_protection(fake: FakeGitHub, app_client: GitHub):
+    sha = fake.push_commit(REPO, "release/1.x", {"VERSION": "1\n"}, message="Cut 1.x\n\nFirst.",
+                           parent_branch="main")
+    github = token_client(fake, app_client, permissions={"contents": "read"})
+    issues_only = token_client(fake, app_client, permissions={"issues": "write"})
+
+    unprotected = github.rest.repos.get_branch("acme", "widgets", "release/1.x").parsed_data
+    fake.protect_branch(REPO, "release/1.x")
+    protected = github.rest.repos.get_branch("acme", "widgets", "release/1.x").parsed_data
+    with pytest.raises(RequestFailed) as missing:
+        github.rest.repos.get_branch("acme", "widgets", "release/2.x")
+    with pytest.raises(RequestFailed) as without_contents:
+        issues_only.rest.repos.get_branch("acme", "widgets", "main")
+
+    assert (unprotected.name, unprotected.commit.sha, unprotected.protected) == (
+        "release/1.x", sha, False)
+    assert unprotected.commit.commit.message == "Cut 1.x\n\nFirst."
+    assert unprotected.commit.parents[0].sha == bare_git(fake, REPO, "rev-parse", "main")
+    assert (protected.protected, protected.protection.enabled) == (True, True)
+    assert status_of(missing) == (404, "Branch not found")
+    assert status_of(without_contents) == (403, "Resource not accessible by integration")
+
+
+def test_check_runs_for_a_ref_a_page_at_a_time(fake: FakeGitHub, app_client: GitHub):
+    fake.add_installation(INSTALLATION_ID, [REPO, ARCHIVED], permissions={
+        "contents": "write", "checks": "read", "pull_requests": "write"})
+    number = fake.add_pull(REPO, head="bigger", files={"src/widget.py": "SIZE = 3\n"})
+    head = bare_git(fake, REPO, "rev-parse", "bigger")
+    fake.add_check_run(REPO, head, "tests", conclusion="failure", title="2 failed",
+                       summary="test_size, test_colour", text="AssertionError: 3 != 1")
+    fake.add_check_run(REPO, head, "lint", status="in_progress")
+    rerun = fake.add_check_run(REPO, head, "tests", conclusion="success", title="all passed")
+    main = bare_git(fake, REPO, "rev-parse", "main")
+    fake.add_check_run(REPO, main, "tests", conclusion="success")
+    github = token_client(fake, app_client, permissions={"checks": "read"})
+
+    by_branch = github.rest.checks.list_for_ref("acme", "widgets", "bigger").parsed_data
+    by_sha = github.rest.checks.list_for_ref("acme", "widgets", head, filter_="all").parsed_data
+    first_page = github.rest.checks.list_for_ref("acme", "widgets", head[:12], filter_="all",
+                                                 per_page=2)
+    failed = github.rest.checks.list_for_ref("acme", "widgets", head, check_name="tests",
+                                            filter_="all", status="completed").parsed_data
+
+    assert by_branch.total_count == 2
+    assert [(run.name, run.status, run.conclusion) for run in by_branch.check_runs] == [
+        ("tests", "completed", "success"), ("lint", "in_progress", None)]
+    assert by_branch.check_runs[0].id == rerun and by_branch.check_runs[0].head_sha == head
+    assert [run.pull_requests[0].number for run in by_branch.check_runs] == [number, number]
+    assert by_sha.total_count == 3
+    assert first_page.parsed_data.total_count == 3 and len(first_page.parsed_data.check_runs) == 2
+    assert 'rel="next"' in first_page.headers["Link"]
+    assert [(run.conclusion, run.output.title, run.output.text) for run in failed.check_runs] == [
+        ("success", "all passed", None), ("failure", "2 failed", "AssertionError: 3 != 1")]
+    assert failed.check_runs[1].app.slug == "ci"
+
+
+def test_check_runs_need_the_checks_permission_and_a_known_ref(
+    fake: FakeGitHub, app_client: GitHub
+):
+    fake.add_installation(INSTALLATION_ID, [REPO, ARCHIVED],
+                          permissions={"contents": "write", "checks": "read"})
+    without_checks = token_client(fake, app_client, permissions={"contents": "read"})
+    github = token_client(fake, app_client, permissions={"checks": "read"})
+
+    with pytest.raises(RequestFailed) as refused:
+        without_checks.rest.checks.list_for_ref("acme", "widgets", "main")
+    with pytest.raises(RequestFailed) as unknown:
+        github.rest.checks.list_for_ref("acme", "widgets", "no-such-branch")
+    empty = github.rest.checks.list_for_ref("acme", "widgets", "main").parsed_data
+
+    assert status_of(refused) == (403, "Resource not accessible by integration")
+    assert fake.auth_failures[-1][2] == "token lacks checks:read"
+    assert status_of(unknown) == (422, "No commit found for SHA: no-such-branch")
+    assert (empty.total_count, empty.check_runs) == (0, [])

@@ -126,6 +126,15 @@ done
 exit 0
 """
 MAX_PULL_TITLE_LENGTH = 256
+CHECK_STATUSES = frozenset(
+    {"queued", "in_progress", "completed", "waiting", "requested", "pending"}
+)
+CHECK_CONCLUSIONS = frozenset(
+    {"success", "failure", "neutral", "cancelled", "skipped", "timed_out", "action_required"}
+)
+NO_COMMIT = "0" * 40
+GIT_DIFF_STATUS = {"A": "added", "D": "removed", "M": "modified", "R": "renamed", "C": "copied",
+                   "T": "changed"}
 DEFAULT_PER_PAGE = 30
 MAX_PER_PAGE = 100
 LABEL_NOT_FOUND = "Label does not exist"
@@ -164,6 +173,11 @@ class _Repo:
     private: bool
     created_at: str
     roles: dict[str, str] = field(default_factory=dict)
+    parent: str | None = None  # the repository a fork was made from
+
+    @property
+    def fork(self) -> bool:
+        return self.parent is not None
 
     @property
     def owner(self) -> str:
@@ -265,6 +279,22 @@ def _run_git(git_dir: Path, *args: str, stdin: bytes | None = None, **env: str) 
     return completed.stdout.decode().strip()
 
 
+def _run_git_bytes(git_dir: Path, *args: str) -> bytes:
+    """git's output as it is, for -z listings and patches, where every byte counts."""
+    completed = subprocess.run(
+        ["git", *args],
+        capture_output=True,
+        env=_git_environment(GIT_DIR=str(git_dir)),
+        timeout=60,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(
+            f"git {' '.join(args)} failed: {completed.stderr.decode(errors='replace')}"
+        )
+    return completed.stdout
+
+
 def _split_cgi_output(output: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
     head, separator, body = output.partition(b"\r\n\r\n")
     if not separator:
@@ -327,6 +357,11 @@ class FakeGitHub:
         self._next_issue_id = 1_800_000
         self._next_label_id = 2_700_000
         self._next_person_id = 7_500_000
+        self._next_check_run_id = 4_100_000
+        self._check_runs: list[dict[str, Any]] = []
+        self._check_suites: dict[tuple[str, str, str], int] = {}
+        self._check_apps: dict[str, int] = {}
+        self._protected_branches: set[tuple[str, str]] = set()
         self._app_owner = _Account("async-code-dev", 9_000_001, "Organization")
         self.add_user(self.bot_login, bot_user_id, type="Bot")
 
@@ -455,6 +490,112 @@ class FakeGitHub:
                 raise ValueError(f"{full_name}#{number} does not exist")
             return list(record["labels"])
 
+    def push_commit(self, full_name: str, branch: str, files: dict[str, str | None], *,
+                    message: str = "Change files", parent_branch: str | None = None) -> str:
+        """Someone pushes a commit writing `files` (None deletes one) on top of `branch`.
+
+        With `parent_branch`, `branch` is new and starts there. Returns the new commit's sha."""
+        repo = self._known_repo(full_name)
+        current = self._branch_sha(repo, branch)
+        if parent_branch is None:
+            if current is None:
+                raise ValueError(
+                    f"{full_name} has no branch {branch}; name a parent_branch to make it")
+            parent = current
+        else:
+            if current is not None:
+                raise ValueError(f"{full_name} already has a branch {branch}")
+            parent = self._branch_sha(repo, parent_branch)
+            if parent is None:
+                raise ValueError(f"{full_name} has no branch {parent_branch}")
+        return self._commit_onto(full_name, branch, parent, files, message, current)
+
+    def add_pull(self, full_name: str, *, head: str, base: str = "main", title: str | None = None,
+                 body: str = "", user: str = "carol", files: dict[str, str | None] | None = None,
+                 number: int | None = None, fork: str | None = None, state: str = "open",
+                 merged: bool = False, draft: bool = False) -> int:
+        """A pull request someone opened from `head` into `base`; returns its number.
+
+        `fork` ("carol/widgets") puts `head` in a fork of the repository, made here if new. With
+        `files`, a commit holding them is pushed to `head` first, which starts from `base` if it
+        does not exist yet. `merged` implies closed."""
+        if state not in ("open", "closed"):
+            raise ValueError(f"state must be open or closed, not {state!r}")
+        base_repo = self._known_repo(full_name)
+        head_full_name = self._ensure_fork(full_name, fork) if fork else full_name
+        head_repo = self._known_repo(head_full_name)
+        base_sha = self._branch_sha(base_repo, base)
+        if base_sha is None:
+            raise ValueError(f"{full_name} has no branch {base}")
+        if files is not None:
+            current = self._branch_sha(head_repo, head)
+            self._commit_onto(head_full_name, head, current or base_sha, files,
+                              title or f"Change {head}", current)
+        head_sha = self._branch_sha(head_repo, head)
+        if head_sha is None:
+            raise ValueError(f"{head_full_name} has no branch {head}; pass files to push one")
+        git_dir = self.repo_path(head_full_name)
+        if int(_run_git(git_dir, "rev-list", "--count", f"{base_sha}..{head_sha}")) == 0:
+            raise ValueError(f"no commits between {base} and {head}")
+        self._ensure_account(user)
+        with self._lock:
+            if number is None:
+                number = self._allocate_number(full_name)
+            elif (full_name, number) in self._issues:
+                raise ValueError(f"{full_name}#{number} already exists")
+            self._register_pull(full_name, number, title=title or f"Changes from {head}", body=body,
+                                user=user, head_repo=head_full_name, head=head, base=base,
+                                head_sha=head_sha, base_sha=base_sha, draft=draft)
+        if merged or state == "closed":
+            self.close_pull(full_name, number, merged=merged)
+        return number
+
+    def close_pull(self, full_name: str, number: int, merged: bool = False) -> None:
+        """Someone closes or merges the pull request; its head and base stop following branches."""
+        pull = self._issue_record(full_name, number)
+        if pull is None or not _is_pull(pull):
+            raise ValueError(f"{full_name}#{number} is not a pull request")
+        if pull["state"] != "open":
+            raise ValueError(f"{full_name}#{number} is already closed")
+        self._pull_shas(pull)
+        now = _timestamp(_now())
+        with self._lock:
+            pull.update(state="closed", closed_at=now, updated_at=now, merged=merged,
+                        merged_at=now if merged else None)
+
+    def protect_branch(self, full_name: str, branch: str) -> None:
+        with self._lock:
+            self._protected_branches.add((full_name, branch))
+
+    def add_check_run(self, full_name: str, head_sha: str, name: str, *, status: str = "completed",
+                      conclusion: str | None = "failure", title: str | None = None,
+                      summary: str | None = None, text: str | None = None,
+                      app_slug: str = "ci") -> int:
+        """A check run some app (`app_slug`) reported on a commit; returns its id."""
+        self._known_repo(full_name)
+        if status not in CHECK_STATUSES:
+            raise ValueError(f"unknown check run status {status!r}")
+        if status != "completed":
+            conclusion = None
+        elif conclusion not in CHECK_CONCLUSIONS:
+            raise ValueError(f"unknown check run conclusion {conclusion!r}")
+        now = _timestamp(_now())
+        with self._lock:
+            run_id = self._next_check_run_id
+            self._next_check_run_id += 1
+            suite = self._check_suites.setdefault((full_name, head_sha, app_slug),
+                                                  5_200_000 + len(self._check_suites))
+            other_app_id = 3_300_000 + len(self._check_apps)
+            app_id = self._check_apps.setdefault(
+                app_slug, self.app_id if app_slug == self.app_slug else other_app_id)
+            self._check_runs.append({
+                "id": run_id, "repo": full_name, "head_sha": head_sha, "name": name,
+                "status": status, "conclusion": conclusion, "title": title, "summary": summary,
+                "text": text, "app_slug": app_slug, "app_id": app_id, "check_suite_id": suite,
+                "started_at": now, "completed_at": now if status == "completed" else None,
+            })
+        return run_id
+
     def repo_path(self, full_name: str) -> Path:
         owner, name = full_name.split("/", 1)
         return self.root / owner / f"{name}.git"
@@ -519,6 +660,151 @@ class FakeGitHub:
         finally:
             index.unlink(missing_ok=True)
 
+    def _known_repo(self, full_name: str) -> _Repo:
+        with self._lock:
+            repo = self._repos.get(full_name)
+        if repo is None:
+            raise ValueError(f"no repository {full_name}; add it with add_repo first")
+        return repo
+
+    def _ensure_fork(self, full_name: str, fork: str) -> str:
+        """Make `fork` a fork of `full_name` unless it already is one."""
+        with self._lock:
+            existing = self._repos.get(fork)
+        if existing is not None:
+            if existing.parent != full_name:
+                raise ValueError(f"{fork} exists and is not a fork of {full_name}")
+            return fork
+        parent = self._known_repo(full_name)
+        path = self.repo_path(fork)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _run_git(path, "init", "--bare", "--quiet", f"--initial-branch={parent.default_branch}",
+                 str(path))
+        # A fork sees its parent's objects, as forks on GitHub share one object store; so a pull
+        # request's base and head are both at hand in the head's repository.
+        parent_objects = (self.repo_path(full_name) / "objects").resolve()
+        (path / "objects" / "info" / "alternates").write_text(f"{parent_objects}\n")
+        _run_git(path, "fetch", "--quiet", str(self.repo_path(full_name)),
+                 "refs/heads/*:refs/heads/*")
+        owner = fork.split("/", 1)[0]
+        self._ensure_account(owner)
+        with self._lock:
+            repo_id = self._next_repo_id
+            self._next_repo_id += 1
+            self._repos[fork] = _Repo(repo_id, fork, parent.default_branch, False, parent.private,
+                                      _timestamp(_now()), parent=full_name)
+        return fork
+
+    def _commit_onto(self, full_name: str, branch: str, parent: str,
+                     files: dict[str, str | None], message: str, expected_old: str | None) -> str:
+        """Commit `files` onto `parent`; move `branch` there if it still is at `expected_old`."""
+        git_dir = self.repo_path(full_name)
+        index = git_dir / f"commit-index-{secrets.token_hex(6)}"
+        try:
+            _run_git(git_dir, "read-tree", parent, GIT_INDEX_FILE=str(index))
+            entries = []
+            for file_path, content in files.items():
+                if content is None:
+                    entries.append(f"0 {NO_COMMIT}\t{file_path}\n")  # mode 0 drops the path
+                else:
+                    blob = _run_git(git_dir, "hash-object", "-w", "--stdin", stdin=content.encode())
+                    entries.append(f"100644 {blob}\t{file_path}\n")
+            _run_git(git_dir, "update-index", "--index-info", stdin="".join(entries).encode(),
+                     GIT_INDEX_FILE=str(index))
+            tree = _run_git(git_dir, "write-tree", GIT_INDEX_FILE=str(index))
+        finally:
+            index.unlink(missing_ok=True)
+        commit = _run_git(git_dir, "commit-tree", tree, "-p", parent, "-m", message)
+        _run_git(git_dir, "update-ref", f"refs/heads/{branch}", commit, expected_old or NO_COMMIT)
+        return commit
+
+    def _register_pull(self, full_name: str, number: int, *, title: str, body: str | None,
+                       user: str, head_repo: str, head: str, base: str, head_sha: str,
+                       base_sha: str, draft: bool) -> dict[str, Any]:
+        """Record a new open pull request; the caller holds the lock."""
+        created_at = _timestamp(_now())
+        pull = {
+            "id": self._next_pull_id,
+            "issue_id": self._next_issue_id,
+            "number": number,
+            "title": title,
+            "body": body,
+            "head": head,
+            "head_repo": head_repo,
+            "base": base,
+            # While it is open these follow the branches; see _pull_shas.
+            "head_sha": head_sha,
+            "base_sha": base_sha,
+            "draft": draft,
+            "repo": full_name,
+            "html_url": f"{self.base_url}/{full_name}/pull/{number}",
+            "user": user,
+            "labels": [],
+            "state": "open",
+            "merged": False,
+            "merged_at": None,
+            "closed_at": None,
+            "created_at": created_at,
+            "updated_at": created_at,
+        }
+        self._next_pull_id += 1
+        self._next_issue_id += 1
+        self.pulls.append(pull)
+        self._issues[(full_name, number)] = pull
+        return pull
+
+    def _pull_shas(self, pull: dict[str, Any]) -> tuple[str, str]:
+        """The head and base commits: the branches' tips while open, as they were at closing."""
+        if pull["state"] == "open":
+            head_sha = self._branch_sha(self._find_repo(pull["head_repo"]), pull["head"])
+            base_sha = self._branch_sha(self._find_repo(pull["repo"]), pull["base"])
+            with self._lock:
+                # A deleted branch leaves the last commit it had.
+                pull["head_sha"] = head_sha or pull["head_sha"]
+                pull["base_sha"] = base_sha or pull["base_sha"]
+        with self._lock:
+            return pull["head_sha"], pull["base_sha"]
+
+    def _pull_files(self, pull: dict[str, Any], head_sha: str, base_sha: str) -> list[dict[str, Any]]:
+        """The files a pull request changes: git's diff from the merge base to the head."""
+        git_dir = self.repo_path(pull["head_repo"])
+        merge_base = _run_git(git_dir, "merge-base", base_sha, head_sha)
+
+        def diff(*options: str) -> bytes:
+            return _run_git_bytes(git_dir, "diff", "-M", "--no-color", "--no-ext-diff",
+                                  "--no-textconv", *options, merge_base, head_sha)
+
+        raw = diff("--raw", "-z", "--no-abbrev").split(b"\0")
+        counts = diff("--numstat", "-z").split(b"\0")
+        # Lines inside a patch start with " ", "+", "-" or "\\", so only headers match here.
+        patches = re.split(r"^diff --git ", diff("--patch").decode("utf-8", "replace"),
+                           flags=re.MULTILINE)[1:]
+        files = []
+        raw_at = count_at = 0
+        for patch in patches:
+            _modes_and_shas, old_sha, new_sha, status = raw[raw_at].decode().rsplit(" ", 3)
+            paths = 2 if status[0] in "RC" else 1
+            names = [name.decode("utf-8", "replace") for name in raw[raw_at + 1:raw_at + 1 + paths]]
+            raw_at += 1 + paths
+            added, deleted, counted_path = counts[count_at].split(b"\t", 2)
+            count_at += 1 if counted_path else 3
+            hunk_start = patch.find("\n@@")
+            entry = {
+                "filename": names[-1],
+                "status": GIT_DIFF_STATUS[status[0]],
+                # Binary files show "-" for both counts.
+                "additions": int(added) if added.isdigit() else 0,
+                "deletions": int(deleted) if deleted.isdigit() else 0,
+                "sha": old_sha if status[0] == "D" else new_sha,
+            }
+            entry["changes"] = entry["additions"] + entry["deletions"]
+            if hunk_start != -1:
+                entry["patch"] = patch[hunk_start + 1:].rstrip("\n")
+            if len(names) == 2:
+                entry["previous_filename"] = names[0]
+            files.append(entry)
+        return files
+
     def _build_app(self) -> Flask:
         app = Flask("fake_github")
         app.before_request(self._record_and_maybe_fail)
@@ -558,6 +844,11 @@ class FakeGitHub:
                 self._create_reaction,
             ),
             ("/repos/<owner>/<repo>/pulls", "POST", self._create_pull),
+            ("/repos/<owner>/<repo>/pulls/<int:number>", "GET", self._get_pull),
+            ("/repos/<owner>/<repo>/pulls/<int:number>/files", "GET", self._list_pull_files),
+            # Branch names and refs may hold "/".
+            ("/repos/<owner>/<repo>/branches/<path:branch>", "GET", self._get_branch),
+            ("/repos/<owner>/<repo>/commits/<path:ref>/check-runs", "GET", self._list_check_runs),
             ("/users/<login>", "GET", self._get_user),
             ("/user/<int:user_id>", "GET", self._get_user_by_id),
             ("/git/<owner>/<repo_dir>/<path:git_path>", "GET", self._serve_git),
@@ -862,8 +1153,13 @@ class FakeGitHub:
         return bool(refs)
 
     def _branch_sha(self, repo: _Repo, branch: str) -> str | None:
+        return self._commit_sha(repo, f"refs/heads/{branch}")
+
+    def _commit_sha(self, repo: _Repo, revision: str) -> str | None:
+        """The commit `revision` names in the repo, or None."""
         completed = subprocess.run(
-            ["git", "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}"],
+            ["git", "rev-parse", "--verify", "--quiet", "--end-of-options",
+             f"{revision}^{{commit}}"],
             capture_output=True,
             env=_git_environment(GIT_DIR=str(self.repo_path(repo.full_name))),
             timeout=60,
@@ -889,7 +1185,7 @@ class FakeGitHub:
             "visibility": "private" if repo.private else "public",
             "html_url": html_url,
             "description": None,
-            "fork": False,
+            "fork": repo.fork,
             "url": api,
             **{name: api + suffix for name, suffix in REPO_URL_TEMPLATES.items()},
             "clone_url": f"{self.base_url}/git/{repo.full_name}.git",
@@ -1034,20 +1330,24 @@ class FakeGitHub:
         return [comment for comment in found if comment is not None
                 and (comment["repo"], comment["issue_number"]) == (full_name, number)]
 
-    def _pull_payload(self, pull: dict[str, Any], repo: _Repo) -> dict[str, Any]:
+    def _pull_payload(self, pull: dict[str, Any]) -> dict[str, Any]:
+        repo = self._find_repo(pull["repo"])
+        head_repo = self._find_repo(pull["head_repo"])
         api = f"{self.base_url}/repos/{repo.full_name}"
         pull_api = f"{api}/pulls/{pull['number']}"
         issue_api = f"{api}/issues/{pull['number']}"
-        repo_payload = self._repo_payload(repo)
-        owner_payload = self._user_payload(self._account(repo.owner))
+        head_sha, base_sha = self._pull_shas(pull)
+        files = self._pull_files(pull, head_sha, base_sha)
+        commits = int(_run_git(self.repo_path(head_repo.full_name), "rev-list", "--count",
+                               f"{base_sha}..{head_sha}"))
 
-        def branch(ref: str, sha: str) -> dict[str, Any]:
+        def branch(branch_repo: _Repo, ref: str, sha: str) -> dict[str, Any]:
             return {
-                "label": f"{repo.owner}:{ref}",
+                "label": f"{branch_repo.owner}:{ref}",
                 "ref": ref,
                 "sha": sha,
-                "user": owner_payload,
-                "repo": repo_payload,
+                "user": self._user_payload(self._account(branch_repo.owner)),
+                "repo": self._repo_payload(branch_repo),
             }
 
         return {
@@ -1063,7 +1363,7 @@ class FakeGitHub:
             "review_comments_url": f"{pull_api}/comments",
             "review_comment_url": f"{api}/pulls/comments{{/number}}",
             "comments_url": f"{issue_api}/comments",
-            "statuses_url": f"{api}/statuses/{pull['head_sha']}",
+            "statuses_url": f"{api}/statuses/{head_sha}",
             "state": pull["state"],
             "locked": False,
             "title": pull["title"],
@@ -1081,8 +1381,8 @@ class FakeGitHub:
             "assignees": [],
             "requested_reviewers": [],
             "requested_teams": [],
-            "head": branch(pull["head"], pull["head_sha"]),
-            "base": branch(pull["base"], pull["base_sha"]),
+            "head": branch(head_repo, pull["head"], head_sha),
+            "base": branch(repo, pull["base"], base_sha),
             "_links": {
                 "self": {"href": pull_api},
                 "html": {"href": pull["html_url"]},
@@ -1091,24 +1391,162 @@ class FakeGitHub:
                 "review_comments": {"href": f"{pull_api}/comments"},
                 "review_comment": {"href": f"{api}/pulls/comments{{/number}}"},
                 "commits": {"href": f"{pull_api}/commits"},
-                "statuses": {"href": f"{api}/statuses/{pull['head_sha']}"},
+                "statuses": {"href": f"{api}/statuses/{head_sha}"},
             },
-            "author_association": "NONE",
+            "author_association": self._association(repo.full_name, pull["user"]),
             "auto_merge": None,
             "draft": pull["draft"],
             "merged": pull["merged"],
             "mergeable": None,
             "rebaseable": None,
             "mergeable_state": "unknown",
-            "merged_by": None,
-            "comments": 0,
+            "merged_by": self._user_payload(self._account(repo.owner)) if pull["merged"] else None,
+            "comments": len(self._issue_comments(repo.full_name, pull["number"])),
             "review_comments": 0,
             "maintainer_can_modify": False,
-            "commits": pull["commits"],
-            "additions": pull["additions"],
-            "deletions": pull["deletions"],
-            "changed_files": pull["changed_files"],
+            "commits": commits,
+            "additions": sum(each["additions"] for each in files),
+            "deletions": sum(each["deletions"] for each in files),
+            "changed_files": len(files),
         }
+
+    def _file_payload(self, repo: _Repo, head_sha: str, entry: dict[str, Any]) -> dict[str, Any]:
+        path = quote(entry["filename"])
+        html_url = f"{self.base_url}/{repo.full_name}"
+        return {
+            **entry,
+            "blob_url": f"{html_url}/blob/{head_sha}/{path}",
+            "raw_url": f"{html_url}/raw/{head_sha}/{path}",
+            "contents_url":
+                f"{self.base_url}/repos/{repo.full_name}/contents/{path}?ref={head_sha}",
+        }
+
+    def _commit_payload(self, repo: _Repo, sha: str) -> dict[str, Any]:
+        api = f"{self.base_url}/repos/{repo.full_name}"
+        html_url = f"{self.base_url}/{repo.full_name}"
+        fields = _run_git(self.repo_path(repo.full_name), "show", "-s",
+                          "--format=%T%x00%P%x00%an%x00%ae%x00%at%x00%cn%x00%ce%x00%ct%x00%B", sha)
+        tree, parents, *people, message = fields.split("\0", 8)
+
+        def person(name: str, email: str, at: str) -> dict[str, str]:
+            moment = datetime.fromtimestamp(int(at), timezone.utc)
+            return {"name": name, "email": email, "date": _timestamp(moment)}
+
+        return {
+            "sha": sha,
+            "node_id": f"C_fake{sha}",
+            "commit": {
+                "author": person(*people[0:3]),
+                "committer": person(*people[3:6]),
+                "message": message,
+                "tree": {"sha": tree, "url": f"{api}/git/trees/{tree}"},
+                "url": f"{api}/git/commits/{sha}",
+                "comment_count": 0,
+                "verification": {"verified": False, "reason": "unsigned", "signature": None,
+                                 "payload": None, "verified_at": None},
+            },
+            "url": f"{api}/commits/{sha}",
+            "html_url": f"{html_url}/commit/{sha}",
+            "comments_url": f"{api}/commits/{sha}/comments",
+            # GitHub links commits to accounts by email; these emails belong to no one.
+            "author": None,
+            "committer": None,
+            "parents": [
+                {"sha": parent, "url": f"{api}/commits/{parent}",
+                 "html_url": f"{html_url}/commit/{parent}"}
+                for parent in parents.split()
+            ],
+        }
+
+    def _branch_payload(self, repo: _Repo, branch: str, sha: str) -> dict[str, Any]:
+        api = f"{self.base_url}/repos/{repo.full_name}"
+        with self._lock:
+            protected = (repo.full_name, branch) in self._protected_branches
+        return {
+            "name": branch,
+            "commit": self._commit_payload(repo, sha),
+            "_links": {"self": f"{api}/branches/{quote(branch)}",
+                       "html": f"{self.base_url}/{repo.full_name}/tree/{quote(branch)}"},
+            "protected": protected,
+            "protection": {
+                "enabled": protected,
+                "required_status_checks": {
+                    "enforcement_level": "non_admins" if protected else "off",
+                    "contexts": [],
+                    "checks": [],
+                },
+            },
+            "protection_url": f"{api}/branches/{quote(branch)}/protection",
+        }
+
+    def _integration_payload(self, slug: str, app_id: int) -> dict[str, Any]:
+        owner = (self._app_owner if slug == self.app_slug
+                 else _Account(f"{slug}-developers", app_id + 1_000_000, "Organization"))
+        return {
+            "id": app_id,
+            "slug": slug,
+            "node_id": f"A_fake{app_id}",
+            "client_id": f"Iv1.fake{app_id}",
+            "owner": self._user_payload(owner),
+            "name": slug,
+            "description": "",
+            "external_url": f"{self.base_url}/apps/{slug}",
+            "html_url": f"{self.base_url}/apps/{slug}",
+            "created_at": "2024-01-01T00:00:00Z",
+            "updated_at": "2024-01-01T00:00:00Z",
+            "permissions": {"checks": "write", "metadata": "read"},
+            "events": [],
+        }
+
+    def _check_run_payload(self, run: dict[str, Any]) -> dict[str, Any]:
+        api = f"{self.base_url}/repos/{run['repo']}"
+        html_url = f"{self.base_url}/{run['repo']}/runs/{run['id']}"
+        return {
+            "id": run["id"],
+            "head_sha": run["head_sha"],
+            "node_id": f"CR_fake{run['id']}",
+            "external_id": "",
+            "url": f"{api}/check-runs/{run['id']}",
+            "html_url": html_url,
+            "details_url": html_url,
+            "status": run["status"],
+            "conclusion": run["conclusion"],
+            "started_at": run["started_at"],
+            "completed_at": run["completed_at"],
+            "output": {
+                "title": run["title"],
+                "summary": run["summary"],
+                "text": run["text"],
+                "annotations_count": 0,
+                "annotations_url": f"{api}/check-runs/{run['id']}/annotations",
+            },
+            "name": run["name"],
+            "check_suite": {"id": run["check_suite_id"]},
+            "app": self._integration_payload(run["app_slug"], run["app_id"]),
+            "pull_requests": self._check_run_pulls(run["repo"], run["head_sha"]),
+        }
+
+    def _check_run_pulls(self, full_name: str, sha: str) -> list[dict[str, Any]]:
+        """Open pull requests whose head is this commit; GitHub leaves out those from forks."""
+        with self._lock:
+            candidates = [pull for pull in self.pulls
+                          if pull["repo"] == pull["head_repo"] == full_name
+                          and pull["state"] == "open"]
+        repo = self._find_repo(full_name)
+        minimal_repo = {"id": repo.id, "url": f"{self.base_url}/repos/{full_name}",
+                        "name": repo.name}
+        found = []
+        for pull in candidates:
+            head_sha, base_sha = self._pull_shas(pull)
+            if head_sha == sha:
+                found.append({
+                    "id": pull["id"],
+                    "number": pull["number"],
+                    "url": f"{self.base_url}/repos/{full_name}/pulls/{pull['number']}",
+                    "head": {"ref": pull["head"], "sha": head_sha, "repo": minimal_repo},
+                    "base": {"ref": pull["base"], "sha": base_sha, "repo": minimal_repo},
+                })
+        return found
 
     def _get_app(self) -> Response:
         self._authenticate_app()
@@ -1487,16 +1925,11 @@ class FakeGitHub:
                     }
                 ],
             )
-        additions = deletions = changed_files = 0
-        for line in _run_git(git_dir, "diff", "--numstat", f"{base_sha}...{head_sha}").splitlines():
-            added, deleted, _path = line.split("\t", 2)
-            # Binary files show "-" for both counts.
-            additions += int(added) if added.isdigit() else 0
-            deletions += int(deleted) if deleted.isdigit() else 0
-            changed_files += 1
         with self._lock:
+            # Only an open pull request blocks another from the same branch.
             if any(
-                pull["repo"] == full_name and pull["head"] == head_branch and pull["base"] == base
+                pull["repo"] == full_name and pull["head_repo"] == full_name
+                and pull["head"] == head_branch and pull["base"] == base and pull["state"] == "open"
                 for pull in self.pulls
             ):
                 raise _Rejection(
@@ -1510,40 +1943,75 @@ class FakeGitHub:
                         }
                     ],
                 )
-            number = self._allocate_number(full_name)
-            pull_id = self._next_pull_id
-            self._next_pull_id += 1
-            created_at = _timestamp(_now())
-            pull = {
-                "id": pull_id,
-                "issue_id": self._next_issue_id,
-                "number": number,
-                "title": title,
-                "body": data.get("body"),
-                "head": head_branch,
-                "base": base,
-                "head_sha": head_sha,
-                "base_sha": base_sha,
-                "draft": bool(data.get("draft", False)),
-                "repo": full_name,
-                "html_url": f"{self.base_url}/{full_name}/pull/{number}",
-                "user": self.bot_login,
-                "commits": commits,
-                "additions": additions,
-                "deletions": deletions,
-                "changed_files": changed_files,
-                "labels": [],
-                "state": "open",
-                "merged": False,
-                "merged_at": None,
-                "closed_at": None,
-                "created_at": created_at,
-                "updated_at": created_at,
-            }
-            self._next_issue_id += 1
-            self.pulls.append(pull)
-            self._issues[(full_name, number)] = pull
-        return _json_response(201, self._pull_payload(pull, found))
+            pull = self._register_pull(
+                full_name, self._allocate_number(full_name), title=title, body=data.get("body"),
+                user=self.bot_login, head_repo=full_name, head=head_branch, base=base,
+                head_sha=head_sha, base_sha=base_sha, draft=bool(data.get("draft", False)))
+        return _json_response(201, self._pull_payload(pull))
+
+    def _stored_pull(self, full_name: str, number: int) -> dict[str, Any]:
+        record = self._issue_record(full_name, number)
+        if record is None or not _is_pull(record):
+            raise _Rejection(404, "Not Found")
+        return record
+
+    def _get_pull(self, owner: str, repo: str, number: int) -> Response:
+        full_name = f"{owner}/{repo}"
+        self._authenticate_installation(full_name, "pull_requests", "read",
+                                        alternatives=(("contents", "read"),))
+        return _json_response(200, self._pull_payload(self._stored_pull(full_name, number)))
+
+    def _list_pull_files(self, owner: str, repo: str, number: int) -> Response:
+        full_name = f"{owner}/{repo}"
+        self._authenticate_installation(full_name, "pull_requests", "read")
+        pull = self._stored_pull(full_name, number)
+        head_sha, base_sha = self._pull_shas(pull)
+        page, headers = self._paginate(self._pull_files(pull, head_sha, base_sha))
+        found = self._find_repo(full_name)
+        return _json_response(
+            200, [self._file_payload(found, head_sha, each) for each in page], headers)
+
+    def _get_branch(self, owner: str, repo: str, branch: str) -> Response:
+        full_name = f"{owner}/{repo}"
+        self._authenticate_installation(full_name, "contents", "read")
+        found = self._find_repo(full_name)
+        sha = self._branch_sha(found, branch)
+        if sha is None:
+            raise _Rejection(404, "Branch not found")
+        return _json_response(200, self._branch_payload(found, branch, sha))
+
+    def _list_check_runs(self, owner: str, repo: str, ref: str) -> Response:
+        full_name = f"{owner}/{repo}"
+        self._authenticate_installation(full_name, "checks", "read")
+        found = self._find_repo(full_name)
+        # A branch, a tag or a commit's sha, in that order.
+        sha = self._branch_sha(found, ref) or self._commit_sha(found, f"refs/tags/{ref}")
+        if sha is None and re.fullmatch(r"[0-9a-fA-F]{7,40}", ref):
+            sha = self._commit_sha(found, ref)
+        if sha is None:
+            raise _Rejection(422, f"No commit found for SHA: {ref}")
+        with self._lock:
+            runs = [run for run in self._check_runs
+                    if run["repo"] == full_name and run["head_sha"] == sha]
+        if "check_name" in request.args:
+            runs = [run for run in runs if run["name"] == request.args["check_name"]]
+        if "status" in request.args:
+            runs = [run for run in runs if run["status"] == request.args["status"]]
+        if "app_id" in request.args:
+            runs = [run for run in runs if str(run["app_id"]) == request.args["app_id"]]
+        if request.args.get("filter", "latest") == "latest":
+            newest: dict[tuple[str, int], dict[str, Any]] = {}
+            for run in runs:
+                newest[(run["name"], run["app_id"])] = run  # later runs replace earlier ones
+            runs = list(newest.values())
+        runs.sort(key=lambda run: run["id"], reverse=True)
+        page, headers = self._paginate(runs)
+        return _json_response(
+            200,
+            {"total_count": len(runs),
+             "check_runs": [self._check_run_payload(run) for run in page]},
+            headers,
+        )
 
     def _get_user_by_id(self, user_id: int) -> Response:
         with self._lock:
