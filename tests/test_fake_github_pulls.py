@@ -5,7 +5,7 @@ from pathlib import Path
 import httpx
 import pytest
 from githubkit import AppAuthStrategy, GitHub, TokenAuthStrategy
-from githubkit.exception import RequestFailed
+from githubkit.exception import GraphQLFailed, RequestFailed
 
 from tests.fakes.github import FakeGitHub
 from tests.fakes.keys import generate_app_key
@@ -514,3 +514,286 @@ def test_check_runs_need_the_checks_permission_and_a_known_ref(
     assert fake.auth_failures[-1][2] == "token lacks checks:read"
     assert status_of(unknown) == (422, "No commit found for SHA: no-such-branch")
     assert (empty.total_count, empty.check_runs) == (0, [])
+
+
+WIDGET = "".join(f"PART_{n} = {n}\n" for n in range(1, 11))
+
+
+@pytest.fixture
+def reviewed(fake: FakeGitHub) -> int:
+    """A person's pull request with two review threads: 301 (and a reply, 302) and 303."""
+    fake.push_commit(REPO, "main", {"src/parts.py": WIDGET})
+    number = fake.add_pull(REPO, head="parts", files={
+        "src/parts.py": WIDGET.replace("PART_5 = 5\n", "PART_5 = 50\n"),
+        "src/widget.py": "SIZE = 1\nCOLOUR = 'red'\n",
+    })
+    fake.add_review_comment(REPO, number, 301, "dora", "Why 50?", path="src/parts.py", line=5)
+    fake.add_review_comment(REPO, number, 302, "carol", "It is bigger.", in_reply_to=301)
+    fake.add_review_comment(REPO, number, 303, "dora", "Name the colour.", path="src/widget.py",
+                            line=2, start_line=1)
+    return number
+
+
+def test_review_comments_list_with_their_place_in_the_diff(
+    fake: FakeGitHub, app_client: GitHub, reviewed: int
+):
+    github = token_client(fake, app_client, permissions={"pull_requests": "read"})
+    head = bare_git(fake, REPO, "rev-parse", "parts")
+
+    response = github.rest.pulls.list_review_comments("acme", "widgets", reviewed)
+    top, reply, ranged = response.parsed_data
+    second_page = github.rest.pulls.list_review_comments("acme", "widgets", reviewed, per_page=2,
+                                                         page=2)
+
+    assert [c.id for c in (top, reply, ranged)] == [301, 302, 303]
+    assert (top.path, top.line, top.side, top.start_line, top.original_line) == (
+        "src/parts.py", 5, "RIGHT", None, 5)
+    assert top.diff_hunk == "@@ -2,7 +2,7 @@ PART_1 = 1\n PART_2 = 2\n PART_3 = 3\n PART_4 = 4\n" \
+                           "-PART_5 = 5\n+PART_5 = 50"
+    assert (top.position, top.commit_id, top.original_commit_id) == (5, head, head)
+    assert "in_reply_to_id" not in response.json()[0]
+    assert (reply.in_reply_to_id, reply.path, reply.line, reply.user.login) == (
+        301, "src/parts.py", 5, "carol")
+    assert reply.pull_request_review_id != top.pull_request_review_id
+    assert (ranged.start_line, ranged.line, ranged.start_side) == (1, 2, "RIGHT")
+    assert top.html_url == f"{fake.base_url}/{REPO}/pull/{reviewed}#discussion_r301"
+    assert [c.id for c in second_page.parsed_data] == [303]
+    assert github.rest.pulls.get("acme", "widgets", reviewed).parsed_data.review_comments == 3
+
+
+def test_a_review_comment_must_sit_on_the_diff(fake: FakeGitHub, reviewed: int):
+    with pytest.raises(ValueError, match="README.md is not changed"):
+        fake.add_review_comment(REPO, reviewed, 310, "dora", "?", path="README.md", line=1)
+    with pytest.raises(ValueError, match="RIGHT line 9 of src/parts.py is not in the diff"):
+        fake.add_review_comment(REPO, reviewed, 311, "dora", "?", path="src/parts.py", line=9)
+    with pytest.raises(ValueError, match="already taken"):
+        fake.add_review_comment(REPO, reviewed, 301, "dora", "?", path="src/parts.py", line=5)
+    with pytest.raises(ValueError, match="already taken"):
+        fake.add_comment(REPO, reviewed, 303, "dora", "an issue comment with a review comment's id")
+    fake.add_review_comment(REPO, reviewed, 312, "dora", "Was 5.", path="src/parts.py", line=5,
+                            side="LEFT")
+    assert fake.review_comments[312]["position"] == 4
+
+
+def test_the_app_replies_in_the_thread_of_the_top_comment(
+    fake: FakeGitHub, app_client: GitHub, reviewed: int
+):
+    github = token_client(fake, app_client,
+                          permissions={"pull_requests": "write", "issues": "write"})
+
+    first = github.rest.pulls.create_reply_for_review_comment("acme", "widgets", reviewed, 301,
+                                                              body="Made it 50 on purpose.")
+    to_a_reply = github.rest.pulls.create_reply_for_review_comment("acme", "widgets", reviewed, 302,
+                                                                   body="See above.")
+    issue_comment = github.rest.issues.create_comment("acme", "widgets", reviewed, body="Done.")
+
+    assert first.status_code == 201
+    assert (first.parsed_data.in_reply_to_id, first.parsed_data.user.login) == (
+        301, "async-code[bot]")
+    assert (first.parsed_data.path, first.parsed_data.line) == ("src/parts.py", 5)
+    assert to_a_reply.parsed_data.in_reply_to_id == 301
+    ids = [first.parsed_data.id, to_a_reply.parsed_data.id, issue_comment.parsed_data.id]
+    assert len(set(ids)) == 3 and min(ids) >= 5000
+    assert fake.review_comments[first.parsed_data.id]["history"] == ["Made it 50 on purpose."]
+    assert fake.review_comments[first.parsed_data.id]["in_reply_to"] == 301
+
+
+def test_a_reply_needs_a_comment_on_that_pull_request_and_the_write_permission(
+    fake: FakeGitHub, app_client: GitHub, reviewed: int
+):
+    other = fake.add_pull(REPO, head="other", files={"other.txt": "other\n"})
+    fake.add_review_comment(REPO, other, 401, "dora", "Hm.", path="other.txt", line=1)
+    fake.add_issue(REPO, 7)
+    fake.add_comment(REPO, reviewed, 402, "dora", "An issue comment, not a review comment.")
+    github = token_client(fake, app_client)
+    issues_only = token_client(fake, app_client, permissions={"issues": "write"})
+
+    def reply(to: int, body: str = "ok", on: int = reviewed, client_: GitHub = github):
+        with pytest.raises(RequestFailed) as failure:
+            client_.rest.pulls.create_reply_for_review_comment("acme", "widgets", on, to, body=body)
+        return status_of(failure)
+
+    assert reply(401) == (404, "Not Found")
+    assert reply(402) == (404, "Not Found")
+    assert reply(301, on=7) == (404, "Not Found")
+    assert reply(301, body="x" * 65537) == (422, "Validation Failed")
+    assert reply(301, client_=issues_only) == (403, "Resource not accessible by integration")
+    assert fake.auth_failures[-1][2] == "token lacks pull_requests:write"
+    assert [c["user"] for c in fake.review_comments.values()] == ["dora", "carol", "dora", "dora"]
+
+
+def test_the_app_edits_its_own_review_comments_and_no_one_else_s(
+    fake: FakeGitHub, app_client: GitHub, reviewed: int
+):
+    github = token_client(fake, app_client)
+    reply = github.rest.pulls.create_reply_for_review_comment(
+        "acme", "widgets", reviewed, 301, body="Working on it.").parsed_data
+
+    edited = github.rest.pulls.update_review_comment("acme", "widgets", reply.id, body="Done.")
+    with pytest.raises(RequestFailed) as theirs:
+        github.rest.pulls.update_review_comment("acme", "widgets", 301, body="Never mind.")
+    with pytest.raises(RequestFailed) as unknown:
+        github.rest.pulls.update_review_comment("acme", "widgets", 999, body="?")
+
+    assert (edited.status_code, edited.parsed_data.body, edited.parsed_data.in_reply_to_id) == (
+        200, "Done.", 301)
+    assert fake.review_comments[reply.id]["history"] == ["Working on it.", "Done."]
+    assert status_of(theirs) == (403, "Resource not accessible by integration")
+    assert fake.review_comments[301]["body"] == "Why 50?"
+    assert status_of(unknown) == (404, "Not Found")
+
+
+def test_the_app_reacts_to_a_review_comment(fake: FakeGitHub, app_client: GitHub, reviewed: int):
+    github = token_client(fake, app_client)
+    issues_only = token_client(fake, app_client, permissions={"issues": "write"})
+
+    first = github.rest.reactions.create_for_pull_request_review_comment(
+        "acme", "widgets", 301, content="eyes")
+    again = github.rest.reactions.create_for_pull_request_review_comment(
+        "acme", "widgets", 301, content="eyes")
+    with pytest.raises(RequestFailed) as as_issue_comment:
+        github.rest.reactions.create_for_issue_comment("acme", "widgets", 301, content="eyes")
+    with pytest.raises(RequestFailed) as without_pulls:
+        issues_only.rest.reactions.create_for_pull_request_review_comment(
+            "acme", "widgets", 303, content="eyes")
+    listed = github.rest.pulls.list_review_comments("acme", "widgets", reviewed).parsed_data
+
+    assert (first.status_code, again.status_code, first.parsed_data.content) == (201, 200, "eyes")
+    assert [(r["comment_id"], r["content"]) for r in fake.reactions] == [(301, "eyes")]
+    assert status_of(as_issue_comment) == (404, "Not Found")
+    assert status_of(without_pulls) == (403, "Resource not accessible by integration")
+    assert (listed[0].reactions.eyes, listed[0].reactions.total_count) == (1, 1)
+    assert listed[2].reactions.total_count == 0
+
+
+def test_a_push_that_changes_the_file_outdates_its_threads(
+    fake: FakeGitHub, app_client: GitHub, reviewed: int
+):
+    before = bare_git(fake, REPO, "rev-parse", "parts")
+    after = fake.push_commit(REPO, "parts", {"src/parts.py": WIDGET.replace("PART_5 = 5\n", "")})
+    github = token_client(fake, app_client)
+
+    listed = github.rest.pulls.list_review_comments("acme", "widgets", reviewed)
+    top, reply, other = listed.parsed_data
+
+    assert (top.line, top.position, top.original_line, top.original_position) == (None, None, 5, 5)
+    assert (top.commit_id, top.original_commit_id) == (before, before)
+    assert (reply.line, reply.commit_id) == (None, before)
+    assert (other.line, other.position, other.commit_id) == (2, 2, after)
+
+
+THREADS = """
+query($owner: String!, $name: String!, $number: Int!, $cursor: String, $first: Int = 100) {
+  repository(owner: $owner, name: $name) {
+    pullRequest(number: $number) {
+      reviewThreads(first: $first, after: $cursor) {
+        nodes {
+          id isResolved isOutdated path line startLine diffSide
+          comments(first: 50) { nodes { databaseId body author { login } diffHunk createdAt } }
+        }
+        pageInfo { hasNextPage endCursor }
+      }
+    }
+  }
+}
+"""
+
+
+def test_review_threads_over_graphql_resolved_or_not(
+    fake: FakeGitHub, app_client: GitHub, reviewed: int
+):
+    github = token_client(fake, app_client, permissions={"pull_requests": "write"})
+    reply = github.rest.pulls.create_reply_for_review_comment(
+        "acme", "widgets", reviewed, 303, body="Red it is.").parsed_data
+    fake.resolve_thread(REPO, reply.id)
+    variables = {"owner": "acme", "name": "widgets", "number": reviewed}
+
+    def review_threads() -> dict:
+        return github.graphql.request(THREADS, variables)["repository"]["pullRequest"][
+            "reviewThreads"]
+
+    threads = review_threads()
+    fake.resolve_thread(REPO, 303, resolved=False)
+    unresolved = review_threads()["nodes"]
+
+    first, second = threads["nodes"]
+    assert threads["pageInfo"]["hasNextPage"] is False
+    assert (first["isResolved"], first["isOutdated"], first["path"], first["line"]) == (
+        False, False, "src/parts.py", 5)
+    assert (first["startLine"], first["diffSide"], first["id"]) == (None, "RIGHT", "PRRT_fake301")
+    assert [(c["databaseId"], c["author"]["login"], c["body"])
+            for c in first["comments"]["nodes"]] == [
+        (301, "dora", "Why 50?"), (302, "carol", "It is bigger.")]
+    assert first["comments"]["nodes"][0]["diffHunk"].endswith("+PART_5 = 50")
+    assert (second["isResolved"], second["startLine"], second["line"]) == (True, 1, 2)
+    # GraphQL calls a bot by its app's slug, where REST says "async-code[bot]".
+    assert [c["author"]["login"] for c in second["comments"]["nodes"]] == ["dora", "async-code"]
+    assert [thread["isResolved"] for thread in unresolved] == [False, False]
+
+
+def test_review_threads_come_a_page_at_a_time(fake: FakeGitHub, app_client: GitHub, reviewed: int):
+    github = token_client(fake, app_client, permissions={"pull_requests": "read"})
+    fake.push_commit(REPO, "parts", {"src/widget.py": "SIZE = 2\n"})
+
+    pages = list(github.graphql.paginate(
+        THREADS, {"owner": "acme", "name": "widgets", "number": reviewed, "first": 1}))
+    short = THREADS.replace("comments(first: 50)", "comments(first: 1)")
+    truncated = github.graphql.request(short, {"owner": "acme", "name": "widgets",
+                                               "number": reviewed})
+
+    nodes = [page["repository"]["pullRequest"]["reviewThreads"]["nodes"] for page in pages]
+    assert [[thread["id"] for thread in page] for page in nodes] == [["PRRT_fake301"],
+                                                                     ["PRRT_fake303"]]
+    assert [page[0]["isOutdated"] for page in nodes] == [False, True]
+    assert nodes[1][0]["line"] is None
+    first_thread = truncated["repository"]["pullRequest"]["reviewThreads"]["nodes"][0]
+    assert len(first_thread["comments"]["nodes"]) == 1
+
+
+def post_graphql(fake: FakeGitHub, token: str | None, query: str,
+                 variables: dict) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(base_url=fake.base_url) as http:
+        return http.post("/graphql", json={"query": query, "variables": variables}, headers=headers)
+
+
+def test_graphql_answers_errors_as_github_does(fake: FakeGitHub, app_client: GitHub, reviewed: int):
+    fake.add_repo("acme/private", {"README.md": "x\n"})
+    token = mint_token(app_client, permissions={"pull_requests": "read"})
+    issues_only = mint_token(app_client, permissions={"issues": "read"})
+    ours = {"owner": "acme", "name": "widgets", "number": reviewed}
+
+    def error(query: str = THREADS, variables: dict = ours, with_token: str | None = token):
+        response = post_graphql(fake, with_token, query, variables)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    unsupported = error("query { viewer { login } }", {})
+    assert "data" not in unsupported and "reviewThreads" in unsupported["errors"][0]["message"]
+    github = client(fake, TokenAuthStrategy(token))
+    with pytest.raises(GraphQLFailed):
+        github.graphql.request("query { viewer { login } }")
+    assert error(THREADS.replace("reviewThreads(first: $first, after: $cursor)",
+                                 "reviewThreads(after: $cursor)"))["errors"][0]["message"] == (
+        "You must provide a `first` or `last` value to properly paginate the `reviewThreads` "
+        "connection.")
+    assert error(variables={**ours, "first": 101})["errors"][0]["message"] == (
+        "Requesting 101 records on the `reviewThreads` connection exceeds the `first` limit of "
+        "100 records.")
+    assert error(variables={**ours, "cursor": "bm9wZQ=="})["errors"][0]["message"] == (
+        "`bm9wZQ==` does not appear to be a valid cursor.")
+    missing_pull = error(variables={**ours, "number": 999})
+    assert missing_pull == {"data": {"repository": {"pullRequest": None}}, "errors": [{
+        "message": "Could not resolve to a PullRequest with the number of 999.",
+        "type": "NOT_FOUND", "path": ["repository", "pullRequest"]}]}
+    not_covered = error(variables={**ours, "name": "private"})
+    assert not_covered["data"] == {"repository": None}
+    assert not_covered["errors"][0]["type"] == "NOT_FOUND"
+    forbidden = error(with_token=issues_only)
+    assert forbidden["data"] == {"repository": {"pullRequest": None}}
+    assert (forbidden["errors"][0]["type"], forbidden["errors"][0]["message"]) == (
+        "FORBIDDEN", "Resource not accessible by integration")
+    anonymous = post_graphql(fake, None, THREADS, ours)
+    assert (anonymous.status_code, anonymous.json()["message"]) == (
+        401, "This endpoint requires you to be authenticated.")
+    assert post_graphql(fake, "ghs_made_up", THREADS, ours).status_code == 401

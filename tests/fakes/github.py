@@ -1,9 +1,12 @@
 """A loopback GitHub for tests.
 
-It serves the REST endpoints the app uses, checks app JWTs and installation tokens the
-way GitHub does, and serves git smart HTTP from real bare repositories through
-`git http-backend`. Everything it is asked to do is recorded for tests to assert on.
-Responses carry every field githubkit's models require, so `.parsed_data` works.
+It serves the REST endpoints the app uses, one GraphQL query (a pull request's review
+threads), checks app JWTs and installation tokens the way GitHub does, each endpoint with
+the permission GitHub's tables name for it, and serves git smart HTTP from real bare
+repositories through `git http-backend`. Tests set the scene with helpers (add_issue,
+add_pull, push_commit, add_review_comment, add_check_run, ...), and everything the fake is
+asked to do is recorded for them to assert on. Responses carry every field githubkit's
+models require, so `.parsed_data` works.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ NOT_ACCESSIBLE = "Resource not accessible by integration"
 SUSPENDED = "This installation has been suspended"
 ARCHIVED = "Repository was archived so is read-only."
 GIT_USERNAME = "x-access-token"
+GRAPHQL_AUTHENTICATION = "This endpoint requires you to be authenticated."
+GRAPHQL_MAX_PAGE = 100
 
 # What a token gets when it is minted without an explicit `permissions` body.
 DEFAULT_INSTALLATION_PERMISSIONS = {
@@ -147,6 +152,20 @@ class _Rejection(Exception):
         super().__init__(message)
         self.status = status
         self.payload = {"message": message, **extra, "documentation_url": DOCS_URL}
+
+
+class _GraphQLError(Exception):
+    """Ends a GraphQL request the way GitHub does: HTTP 200 with `errors`, and `data` if any."""
+
+    def __init__(self, message: str, *, type: str | None = None, path: list[str] | None = None,
+                 data: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.error: dict[str, Any] = {"message": message}
+        if type is not None:
+            self.error["type"] = type
+        if path is not None:
+            self.error["path"] = path
+        self.data = data
 
 
 class _GitAnswer(Exception):
@@ -362,6 +381,12 @@ class FakeGitHub:
         self._check_suites: dict[tuple[str, str, str], int] = {}
         self._check_apps: dict[str, int] = {}
         self._protected_branches: set[tuple[str, str]] = set()
+        # Review comments on pull requests, people's and the App's; the App's keep their edits in
+        # "history". A reply's "in_reply_to" is always the top comment of its thread.
+        self.review_comments: dict[int, dict[str, Any]] = {}
+        self._review_comment_order: list[int] = []
+        self._resolved_threads: set[int] = set()  # by the id of the thread's top comment
+        self._next_review_id = 6_300_000
         self._app_owner = _Account("async-code-dev", 9_000_001, "Organization")
         self.add_user(self.bot_login, bot_user_id, type="Bot")
 
@@ -463,7 +488,7 @@ class FakeGitHub:
         """A comment someone made on issue or pull request `number`; an unknown number becomes an issue."""
         self._ensure_account(login)
         with self._lock:
-            if comment_id in self.comments:
+            if comment_id in self.comments or comment_id in self.review_comments:
                 raise ValueError(f"comment id {comment_id} is already taken")
             if (full_name, number) not in self._issues:
                 self._new_issue(full_name, number)
@@ -595,6 +620,62 @@ class FakeGitHub:
                 "started_at": now, "completed_at": now if status == "completed" else None,
             })
         return run_id
+
+    def add_review_comment(self, full_name: str, pull_number: int, comment_id: int, login: str,
+                           body: str, *, path: str | None = None, line: int | None = None,
+                           start_line: int | None = None, side: str = "RIGHT",
+                           diff_hunk: str | None = None, in_reply_to: int | None = None) -> None:
+        """Someone's inline comment on a pull request's diff, at `line` of `path` on `side`.
+
+        `diff_hunk` defaults to the hunk of the real diff up to that line, which must be in it. A
+        reply (`in_reply_to`) joins the thread of that comment and takes its place in the diff."""
+        pull = self._issue_record(full_name, pull_number)
+        if pull is None or not _is_pull(pull):
+            raise ValueError(f"{full_name}#{pull_number} is not a pull request")
+        self._ensure_account(login)
+        with self._lock:
+            if (comment_id in self.review_comments or comment_id in self.comments
+                    or comment_id in self.people_comments):
+                raise ValueError(f"comment id {comment_id} is already taken")
+        if in_reply_to is not None:
+            with self._lock:
+                root = self._thread_root(full_name, pull_number, in_reply_to)
+            if root is None:
+                raise ValueError(f"no review comment {in_reply_to} on {full_name}#{pull_number}")
+            place = {key: root[key] for key in ("path", "line", "start_line", "side", "diff_hunk",
+                                                "position", "commit_id")}
+            top: int | None = root["id"]
+        else:
+            top = None
+            if path is None or line is None:
+                raise ValueError("a review comment that is not a reply needs a path and a line")
+            if side not in ("LEFT", "RIGHT"):
+                raise ValueError(f"side must be LEFT or RIGHT, not {side!r}")
+            head_sha, base_sha = self._pull_shas(pull)
+            changed = {each["filename"]: each
+                       for each in self._pull_files(pull, head_sha, base_sha)}
+            if path not in changed:
+                raise ValueError(f"{path} is not changed by {full_name}#{pull_number}")
+            found = _diff_position(changed[path].get("patch"), line, side)
+            if found is None:
+                raise ValueError(f"{side} line {line} of {path} is not in the diff")
+            hunk, position = found
+            place = {"path": path, "line": line, "start_line": start_line, "side": side,
+                     "diff_hunk": diff_hunk if diff_hunk is not None else hunk,
+                     "position": position, "commit_id": head_sha}
+        self._store_review_comment(full_name, pull_number, comment_id, login, body, place, top)
+
+    def resolve_thread(self, full_name: str, comment_id: int, resolved: bool = True) -> None:
+        """Someone resolves (or unresolves) the review thread holding comment `comment_id`."""
+        with self._lock:
+            comment = self.review_comments.get(comment_id)
+            if comment is None or comment["repo"] != full_name:
+                raise ValueError(f"no review comment {comment_id} in {full_name}")
+            top = comment["in_reply_to"] or comment["id"]
+            if resolved:
+                self._resolved_threads.add(top)
+            else:
+                self._resolved_threads.discard(top)
 
     def repo_path(self, full_name: str) -> Path:
         owner, name = full_name.split("/", 1)
@@ -805,6 +886,120 @@ class FakeGitHub:
             files.append(entry)
         return files
 
+    def _thread_root(self, full_name: str, pull_number: int,
+                     comment_id: int) -> dict[str, Any] | None:
+        """The top comment of the thread holding `comment_id` on that pull request; lock held."""
+        comment = self.review_comments.get(comment_id)
+        if comment is None or (comment["repo"], comment["pull_number"]) != (full_name, pull_number):
+            return None
+        return self.review_comments[comment["in_reply_to"]] if comment["in_reply_to"] else comment
+
+    def _store_review_comment(self, full_name: str, pull_number: int, comment_id: int,
+                              login: str, body: str, place: dict[str, Any],
+                              in_reply_to: int | None) -> dict[str, Any]:
+        created_at = _timestamp(_now())
+        with self._lock:
+            comment = {
+                "id": comment_id,
+                "repo": full_name,
+                "pull_number": pull_number,
+                "user": login,
+                "body": body,
+                "history": [body],
+                "in_reply_to": in_reply_to,
+                **place,
+                # GitHub files every review comment, a reply too, under a review of its own.
+                "review_id": self._next_review_id,
+                "created_at": created_at,
+                "updated_at": created_at,
+            }
+            self._next_review_id += 1
+            self.review_comments[comment_id] = comment
+            self._review_comment_order.append(comment_id)
+        return comment
+
+    def _pull_review_comments(self, full_name: str, pull_number: int) -> list[dict[str, Any]]:
+        with self._lock:
+            comments = [self.review_comments[each] for each in self._review_comment_order]
+        return [comment for comment in comments
+                if (comment["repo"], comment["pull_number"]) == (full_name, pull_number)]
+
+    def _outdated_threads(self, pull: dict[str, Any], comments: list[dict[str, Any]],
+                          head_sha: str) -> dict[int, bool]:
+        """Whether each thread is outdated, by its top comment's id.
+
+        GitHub moves a comment along while its line stays put and calls it outdated once the
+        line itself changed. This fake is coarser: any later change to the file outdates it."""
+        outdated = {}
+        for comment in comments:
+            top = comment["in_reply_to"] or comment["id"]
+            if top in outdated:
+                continue
+            if comment["commit_id"] == head_sha:
+                outdated[top] = False
+                continue
+            changed = subprocess.run(
+                ["git", "--literal-pathspecs", "diff", "--quiet", comment["commit_id"], head_sha,
+                 "--", comment["path"]],
+                capture_output=True,
+                env=_git_environment(GIT_DIR=str(self.repo_path(pull["head_repo"]))),
+                timeout=60,
+                check=False,
+            )
+            outdated[top] = changed.returncode == 1
+        return outdated
+
+    def _review_comment_payload(self, comment: dict[str, Any], head_sha: str,
+                                outdated: bool) -> dict[str, Any]:
+        api = f"{self.base_url}/repos/{comment['repo']}"
+        pull_api = f"{api}/pulls/{comment['pull_number']}"
+        html_url = (f"{self.base_url}/{comment['repo']}/pull/{comment['pull_number']}"
+                    f"#discussion_r{comment['id']}")
+        payload = {
+            "url": f"{api}/pulls/comments/{comment['id']}",
+            "pull_request_review_id": comment["review_id"],
+            "id": comment["id"],
+            "node_id": f"PRRC_fake{comment['id']}",
+            "diff_hunk": comment["diff_hunk"],
+            "path": comment["path"],
+            # An outdated comment keeps only where it was first made.
+            "position": None if outdated else comment["position"],
+            "original_position": comment["position"],
+            "commit_id": comment["commit_id"] if outdated else head_sha,
+            "original_commit_id": comment["commit_id"],
+            "user": self._user_payload(self._account(comment["user"])),
+            "body": comment["body"],
+            "created_at": comment["created_at"],
+            "updated_at": comment["updated_at"],
+            "html_url": html_url,
+            "pull_request_url": pull_api,
+            "author_association": self._association(comment["repo"], comment["user"]),
+            "_links": {
+                "self": {"href": f"{api}/pulls/comments/{comment['id']}"},
+                "html": {"href": html_url},
+                "pull_request": {"href": pull_api},
+            },
+            "start_line": None if outdated else comment["start_line"],
+            "original_start_line": comment["start_line"],
+            "start_side": comment["side"] if comment["start_line"] is not None else None,
+            "line": None if outdated else comment["line"],
+            "original_line": comment["line"],
+            "side": comment["side"],
+            "subject_type": "line",
+            "reactions": self._reaction_rollup(f"{api}/pulls/comments/{comment['id']}/reactions",
+                                               comment["id"]),
+        }
+        if comment["in_reply_to"] is not None:
+            payload["in_reply_to_id"] = comment["in_reply_to"]
+        return payload
+
+    def _reaction_rollup(self, url: str, comment_id: int) -> dict[str, Any]:
+        with self._lock:
+            contents = [each["content"] for each in self.reactions
+                        if each["comment_id"] == comment_id]
+        return {"url": url, "total_count": len(contents),
+                **{content: contents.count(content) for content in sorted(REACTION_CONTENTS)}}
+
     def _build_app(self) -> Flask:
         app = Flask("fake_github")
         app.before_request(self._record_and_maybe_fail)
@@ -846,6 +1041,27 @@ class FakeGitHub:
             ("/repos/<owner>/<repo>/pulls", "POST", self._create_pull),
             ("/repos/<owner>/<repo>/pulls/<int:number>", "GET", self._get_pull),
             ("/repos/<owner>/<repo>/pulls/<int:number>/files", "GET", self._list_pull_files),
+            (
+                "/repos/<owner>/<repo>/pulls/<int:number>/comments",
+                "GET",
+                self._list_review_comments,
+            ),
+            (
+                "/repos/<owner>/<repo>/pulls/<int:number>/comments/<int:comment_id>/replies",
+                "POST",
+                self._reply_to_review_comment,
+            ),
+            (
+                "/repos/<owner>/<repo>/pulls/comments/<int:comment_id>",
+                "PATCH",
+                self._update_review_comment,
+            ),
+            (
+                "/repos/<owner>/<repo>/pulls/comments/<int:comment_id>/reactions",
+                "POST",
+                self._create_review_comment_reaction,
+            ),
+            ("/graphql", "POST", self._graphql),
             # Branch names and refs may hold "/".
             ("/repos/<owner>/<repo>/branches/<path:branch>", "GET", self._get_branch),
             ("/repos/<owner>/<repo>/commits/<path:ref>/check-runs", "GET", self._list_check_runs),
@@ -1402,7 +1618,7 @@ class FakeGitHub:
             "mergeable_state": "unknown",
             "merged_by": self._user_payload(self._account(repo.owner)) if pull["merged"] else None,
             "comments": len(self._issue_comments(repo.full_name, pull["number"])),
-            "review_comments": 0,
+            "review_comments": len(self._pull_review_comments(repo.full_name, pull["number"])),
             "maintainer_can_modify": False,
             "commits": commits,
             "additions": sum(each["additions"] for each in files),
@@ -1735,7 +1951,8 @@ class FakeGitHub:
         Issue comments and review comments share it, so their ids never collide, and it skips
         any id a test gave a person's comment."""
         while (self._next_comment_id in self.comments
-               or self._next_comment_id in self.people_comments):
+               or self._next_comment_id in self.people_comments
+               or self._next_comment_id in self.review_comments):
             self._next_comment_id += 1
         comment_id = self._next_comment_id
         self._next_comment_id += 1
@@ -1844,6 +2061,20 @@ class FakeGitHub:
             target = self.people_comments.get(comment_id) or self.comments.get(comment_id)
         if target is None or target["repo"] != full_name:
             raise _Rejection(404, "Not Found")
+        return self._react(full_name, comment_id)
+
+    def _create_review_comment_reaction(self, owner: str, repo: str, comment_id: int) -> Response:
+        full_name = f"{owner}/{repo}"
+        self._authenticate_installation(full_name, "pull_requests", "write")
+        self._refuse_if_archived(self._find_repo(full_name))
+        with self._lock:
+            target = self.review_comments.get(comment_id)
+        if target is None or target["repo"] != full_name:
+            raise _Rejection(404, "Not Found")
+        return self._react(full_name, comment_id)
+
+    def _react(self, full_name: str, comment_id: int) -> Response:
+        """The App reacts to a comment; issue and review comment ids never collide here."""
         content = (request.get_json(silent=True) or {}).get("content")
         if content not in REACTION_CONTENTS:
             raise _Rejection(
@@ -1971,6 +2202,64 @@ class FakeGitHub:
         return _json_response(
             200, [self._file_payload(found, head_sha, each) for each in page], headers)
 
+    def _list_review_comments(self, owner: str, repo: str, number: int) -> Response:
+        full_name = f"{owner}/{repo}"
+        self._authenticate_installation(full_name, "pull_requests", "read")
+        pull = self._stored_pull(full_name, number)
+        head_sha, _base_sha = self._pull_shas(pull)
+        comments = self._pull_review_comments(full_name, number)
+        outdated = self._outdated_threads(pull, comments, head_sha)
+        page, headers = self._paginate(comments)
+        payloads = [self._review_comment_payload(each, head_sha,
+                                                 outdated[each["in_reply_to"] or each["id"]])
+                    for each in page]
+        return _json_response(200, payloads, headers)
+
+    def _reply_to_review_comment(self, owner: str, repo: str, number: int,
+                                 comment_id: int) -> Response:
+        full_name = f"{owner}/{repo}"
+        self._authenticate_installation(full_name, "pull_requests", "write")
+        self._refuse_if_archived(self._find_repo(full_name))
+        pull = self._stored_pull(full_name, number)
+        with self._lock:
+            # A reply to a reply joins the thread under its top comment.
+            root = self._thread_root(full_name, number, comment_id)
+        if root is None:
+            raise _Rejection(404, "Not Found")
+        body = self._comment_body_from_request("PullRequestReviewComment")
+        place = {key: root[key] for key in ("path", "line", "start_line", "side", "diff_hunk",
+                                            "position", "commit_id")}
+        with self._lock:
+            reply_id = self._allocate_comment_id()
+        reply = self._store_review_comment(full_name, number, reply_id, self.bot_login, body,
+                                           place, root["id"])
+        head_sha, _base_sha = self._pull_shas(pull)
+        outdated = self._outdated_threads(pull, [root], head_sha)[root["id"]]
+        return _json_response(201, self._review_comment_payload(reply, head_sha, outdated))
+
+    def _update_review_comment(self, owner: str, repo: str, comment_id: int) -> Response:
+        full_name = f"{owner}/{repo}"
+        self._authenticate_installation(full_name, "pull_requests", "write")
+        self._refuse_if_archived(self._find_repo(full_name))
+        with self._lock:
+            comment = self.review_comments.get(comment_id)
+        if comment is None or comment["repo"] != full_name:
+            raise _Rejection(404, "Not Found")
+        if comment["user"] != self.bot_login:
+            raise self._deny(403, NOT_ACCESSIBLE, f"review comment {comment_id} is not the App's")
+        body = self._comment_body_from_request("PullRequestReviewComment")
+        with self._lock:
+            comment["body"] = body
+            comment["history"].append(body)
+            comment["updated_at"] = _timestamp(_now())
+        pull = self._stored_pull(full_name, comment["pull_number"])
+        head_sha, _base_sha = self._pull_shas(pull)
+        top = comment["in_reply_to"] or comment["id"]
+        with self._lock:
+            top_comment = self.review_comments[top]
+        outdated = self._outdated_threads(pull, [top_comment], head_sha)[top]
+        return _json_response(200, self._review_comment_payload(comment, head_sha, outdated))
+
     def _get_branch(self, owner: str, repo: str, branch: str) -> Response:
         full_name = f"{owner}/{repo}"
         self._authenticate_installation(full_name, "contents", "read")
@@ -2012,6 +2301,113 @@ class FakeGitHub:
              "check_runs": [self._check_run_payload(run) for run in page]},
             headers,
         )
+
+    def _graphql(self) -> Response:
+        """GitHub's GraphQL API, as far as one query goes: a pull request's review threads."""
+        credentials = _read_credentials(request.headers.get("Authorization"))
+        if credentials.kind is None:
+            self._record_auth_failure("graphql needs credentials")
+            raise _Rejection(401, GRAPHQL_AUTHENTICATION)
+        if credentials.kind not in ("token", "basic"):
+            raise self._deny(401, "Bad credentials",
+                             f"installation token required, got {credentials.kind}")
+        token = self._live_token(credentials.secret)
+        if token is None:
+            raise self._deny(401, "Bad credentials", "token unknown or expired")
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict) or not isinstance(data.get("query"), str):
+            raise _Rejection(400, "Problems parsing JSON")
+        variables = data.get("variables") or {}
+        if not isinstance(variables, dict):
+            raise _Rejection(400, "Problems parsing JSON")
+        try:
+            answer = self._review_threads_query(token, data["query"], variables)
+        except _GraphQLError as error:
+            payload: dict[str, Any] = {"errors": [error.error]}
+            if error.data is not None:
+                payload = {"data": error.data, **payload}
+            return _json_response(200, payload)
+        return _json_response(200, {"data": answer})
+
+    def _review_threads_query(self, token: dict[str, Any], query: str,
+                              variables: dict[str, Any]) -> dict[str, Any]:
+        if not all(re.search(pattern, query) for pattern in
+                   (r"\brepository\s*\(", r"\bpullRequest\s*\(", r"\breviewThreads\b")):
+            raise _GraphQLError("This fake GitHub answers only a query for a pull request's "
+                                "reviewThreads, with variables owner, name and number.")
+        for name, kind, type_name in (("owner", str, "String!"), ("name", str, "String!"),
+                                      ("number", int, "Int!")):
+            value = variables.get(name)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise _GraphQLError(
+                    f"Variable ${name} of type {type_name} was provided invalid value")
+        thread_count = _connection_size(query, variables, "reviewThreads")
+        comment_count = _connection_size(query, variables, "comments")
+        start = _connection_start(query, variables, "reviewThreads")
+        full_name = f"{variables['owner']}/{variables['name']}"
+        with self._lock:
+            repo = self._repos.get(full_name)
+            installation = self._installations[token["installation_id"]]
+            covered = (token["repositories"] if token["repositories"] is not None
+                       else installation.repos)
+        if repo is None or full_name not in covered:
+            self._record_auth_failure(f"graphql: token does not cover {full_name}")
+            raise _GraphQLError(f"Could not resolve to a Repository with the name '{full_name}'.",
+                                type="NOT_FOUND", path=["repository"], data={"repository": None})
+        try:
+            self._check_token_scope(token, repo, "pull_requests", "read")
+        except _Rejection as refusal:
+            raise _GraphQLError(refusal.payload["message"], type="FORBIDDEN",
+                                path=["repository", "pullRequest"],
+                                data={"repository": {"pullRequest": None}}) from None
+        pull = self._issue_record(full_name, variables["number"])
+        if pull is None or not _is_pull(pull):
+            raise _GraphQLError(
+                f"Could not resolve to a PullRequest with the number of {variables['number']}.",
+                type="NOT_FOUND", path=["repository", "pullRequest"],
+                data={"repository": {"pullRequest": None}})
+        threads = self._review_threads(pull, comment_count)
+        page = threads[start:start + thread_count]
+        end = start + len(page)
+        return {"repository": {"pullRequest": {"reviewThreads": {
+            "nodes": page,
+            "pageInfo": {"hasNextPage": end < len(threads),
+                         "endCursor": _cursor(end - 1) if page else None},
+        }}}}
+
+    def _review_threads(self, pull: dict[str, Any], comment_count: int) -> list[dict[str, Any]]:
+        head_sha, _base_sha = self._pull_shas(pull)
+        comments = self._pull_review_comments(pull["repo"], pull["number"])
+        outdated = self._outdated_threads(pull, comments, head_sha)
+        with self._lock:
+            resolved = set(self._resolved_threads)
+            bots = {login for login, account in self._accounts.items() if account.type == "Bot"}
+        threads = []
+        for top in (each for each in comments if each["in_reply_to"] is None):
+            in_thread = [each for each in comments
+                         if top["id"] in (each["id"], each["in_reply_to"])]
+            threads.append({
+                "id": f"PRRT_fake{top['id']}",
+                "isResolved": top["id"] in resolved,
+                "isOutdated": outdated[top["id"]],
+                "path": top["path"],
+                "line": None if outdated[top["id"]] else top["line"],
+                "startLine": None if outdated[top["id"]] else top["start_line"],
+                "diffSide": top["side"],
+                "comments": {"nodes": [
+                    {
+                        "databaseId": each["id"],
+                        "body": each["body"],
+                        # GraphQL names a bot by its app's slug, without REST's "[bot]".
+                        "author": {"login": each["user"].removesuffix("[bot]")
+                                   if each["user"] in bots else each["user"]},
+                        "diffHunk": each["diff_hunk"],
+                        "createdAt": each["created_at"],
+                    }
+                    for each in in_thread[:comment_count]
+                ]},
+            })
+        return threads
 
     def _get_user_by_id(self, user_id: int) -> Response:
         with self._lock:
@@ -2159,3 +2555,71 @@ def _invalid_field(resource: str, field_name: str) -> _Rejection:
 
 def _is_pull(record: dict[str, Any]) -> bool:
     return "head" in record
+
+
+def _diff_position(patch: str | None, line: int, side: str) -> tuple[str, int] | None:
+    """Where a review comment on `line` of `side` sits in a file's patch: the hunk up to that
+    line (GitHub's diff_hunk) and its position, counted in lines below the first "@@"."""
+    if not patch:
+        return None
+    hunk: list[str] = []
+    old_line = new_line = 0
+    for position, text in enumerate(patch.split("\n")):
+        header = re.match(r"@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@", text)
+        if header:
+            old_line, new_line = int(header[1]), int(header[2])
+            hunk = [text]
+            continue
+        hunk.append(text)
+        on_left, on_right = text[:1] in (" ", "-"), text[:1] in (" ", "+")
+        if (side == "LEFT" and on_left and old_line == line) or (
+                side == "RIGHT" and on_right and new_line == line):
+            return "\n".join(hunk), position
+        old_line += on_left
+        new_line += on_right
+    return None
+
+
+def _cursor(index: int) -> str:
+    return base64.b64encode(f"cursor:v2:{index}".encode()).decode()
+
+
+def _connection_size(query: str, variables: dict[str, Any], connection: str) -> int:
+    """How many nodes `first` asks of a connection; GitHub insists on it and caps it at 100."""
+    arguments = re.search(rf"\b{connection}\s*\(([^)]*)\)", query)
+    first = re.search(r"\bfirst\s*:\s*(\$\w+|-?\d+)", arguments[1]) if arguments else None
+    if first is None:
+        raise _GraphQLError(f"You must provide a `first` or `last` value to properly paginate "
+                            f"the `{connection}` connection.")
+    size: Any = first[1]
+    if size.startswith("$"):
+        name = size[1:]
+        declared = re.search(rf"\${name}\s*:\s*Int!?\s*=\s*(\d+)", query)
+        size = variables.get(name, int(declared[1]) if declared else None)
+        if not isinstance(size, int) or isinstance(size, bool):
+            raise _GraphQLError(f"Variable ${name} of type Int was provided invalid value")
+    size = int(size)
+    if size < 0:
+        raise _GraphQLError(f"`first` on the `{connection}` connection cannot be less than zero.")
+    if size > GRAPHQL_MAX_PAGE:
+        raise _GraphQLError(f"Requesting {size} records on the `{connection}` connection exceeds "
+                            f"the `first` limit of {GRAPHQL_MAX_PAGE} records.")
+    return size
+
+
+def _connection_start(query: str, variables: dict[str, Any], connection: str) -> int:
+    """Where a page starts: just past the `after` cursor, if one was given."""
+    arguments = re.search(rf"\b{connection}\s*\(([^)]*)\)", query)
+    after = re.search(r'\bafter\s*:\s*(\$\w+|"[^"]*")', arguments[1]) if arguments else None
+    if after is None:
+        return 0
+    cursor = variables.get(after[1][1:]) if after[1].startswith("$") else after[1].strip('"')
+    if cursor is None:
+        return 0
+    try:
+        prefix, _, index = base64.b64decode(cursor, validate=True).decode().rpartition(":")
+        if prefix != "cursor:v2":
+            raise ValueError(cursor)
+        return int(index) + 1
+    except (TypeError, ValueError):
+        raise _GraphQLError(f"`{cursor}` does not appear to be a valid cursor.") from None
