@@ -9,7 +9,8 @@ from githubkit.exception import GraphQLFailed, RequestFailed
 
 from tests.fakes.github import FakeGitHub
 from tests.fakes.keys import generate_app_key
-from tests.test_fake_github import APP_ID, INSTALLATION_ID, client, mint_token, run_git, status_of
+from tests.test_fake_github import (APP_ID, INSTALLATION_ID, bare_git, client, mint_token, run_git,
+                                    status_of)
 
 REPO = "acme/widgets"
 ARCHIVED = "acme/attic"
@@ -232,12 +233,6 @@ def test_the_app_s_pull_request_is_labelable_and_commentable_as_an_issue(
     assert [label.name for label in issue.labels] == ["async-code"]
     assert issue.comments == 1 and issue.user.login == "async-code[bot]"
     assert [(c["issue_number"], c["body"]) for c in fake.comments.values()] == [(number, "Done.")]
-
-
-def bare_git(fake: FakeGitHub, full_name: str, *args: str) -> str:
-    completed = run_git("--git-dir", str(fake.repo_path(full_name)), *args)
-    assert completed.returncode == 0, completed.stderr
-    return completed.stdout.strip()
 
 
 def test_a_pushed_commit_writes_and_deletes_files_on_its_branch(fake: FakeGitHub):
