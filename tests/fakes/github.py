@@ -1,14 +1,18 @@
 """A loopback GitHub for tests.
 
-It serves the REST endpoints the app uses, checks app JWTs and installation tokens the
-way GitHub does, and serves git smart HTTP from real bare repositories through
-`git http-backend`. Everything it is asked to do is recorded for tests to assert on.
-Responses carry every field githubkit's models require, so `.parsed_data` works.
+It serves the REST endpoints the app uses, one GraphQL query (a pull request's review
+threads), checks app JWTs and installation tokens the way GitHub does, each endpoint with
+the permission GitHub's tables name for it, and serves git smart HTTP from real bare
+repositories through `git http-backend`. Tests set the scene with helpers (add_issue,
+add_pull, push_commit, add_review_comment, add_check_run, ...), and everything the fake is
+asked to do is recorded for them to assert on. Responses carry every field githubkit's
+models require, so `.parsed_data` works.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -19,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import jwt
 from flask import Flask, Response, request
@@ -37,6 +42,8 @@ NOT_ACCESSIBLE = "Resource not accessible by integration"
 SUSPENDED = "This installation has been suspended"
 ARCHIVED = "Repository was archived so is read-only."
 GIT_USERNAME = "x-access-token"
+GRAPHQL_AUTHENTICATION = "This endpoint requires you to be authenticated."
+GRAPHQL_MAX_PAGE = 100
 
 # What a token gets when it is minted without an explicit `permissions` body.
 DEFAULT_INSTALLATION_PERMISSIONS = {
@@ -124,6 +131,18 @@ done
 exit 0
 """
 MAX_PULL_TITLE_LENGTH = 256
+CHECK_STATUSES = frozenset(
+    {"queued", "in_progress", "completed", "waiting", "requested", "pending"}
+)
+CHECK_CONCLUSIONS = frozenset(
+    {"success", "failure", "neutral", "cancelled", "skipped", "timed_out", "action_required"}
+)
+NO_COMMIT = "0" * 40
+GIT_DIFF_STATUS = {"A": "added", "D": "removed", "M": "modified", "R": "renamed", "C": "copied",
+                   "T": "changed"}
+DEFAULT_PER_PAGE = 30
+MAX_PER_PAGE = 100
+LABEL_NOT_FOUND = "Label does not exist"
 
 
 class _Rejection(Exception):
@@ -133,6 +152,20 @@ class _Rejection(Exception):
         super().__init__(message)
         self.status = status
         self.payload = {"message": message, **extra, "documentation_url": DOCS_URL}
+
+
+class _GraphQLError(Exception):
+    """Ends a GraphQL request the way GitHub does: HTTP 200 with `errors`, and `data` if any."""
+
+    def __init__(self, message: str, *, type: str | None = None, path: list[str] | None = None,
+                 data: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.error: dict[str, Any] = {"message": message}
+        if type is not None:
+            self.error["type"] = type
+        if path is not None:
+            self.error["path"] = path
+        self.data = data
 
 
 class _GitAnswer(Exception):
@@ -159,6 +192,11 @@ class _Repo:
     private: bool
     created_at: str
     roles: dict[str, str] = field(default_factory=dict)
+    parent: str | None = None  # the repository a fork was made from
+
+    @property
+    def fork(self) -> bool:
+        return self.parent is not None
 
     @property
     def owner(self) -> str:
@@ -260,6 +298,22 @@ def _run_git(git_dir: Path, *args: str, stdin: bytes | None = None, **env: str) 
     return completed.stdout.decode().strip()
 
 
+def _run_git_bytes(git_dir: Path, *args: str) -> bytes:
+    """git's output as it is, for -z listings and patches, where every byte counts."""
+    completed = subprocess.run(
+        ["git", *args],
+        capture_output=True,
+        env=_git_environment(GIT_DIR=str(git_dir)),
+        timeout=60,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(
+            f"git {' '.join(args)} failed: {completed.stderr.decode(errors='replace')}"
+        )
+    return completed.stdout
+
+
 def _split_cgi_output(output: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
     head, separator, body = output.partition(b"\r\n\r\n")
     if not separator:
@@ -310,12 +364,29 @@ class FakeGitHub:
         self._installations: dict[int, _Installation] = {}
         self._planned_failures: list[_PlannedFailure] = []
         self._push_rejected: set[str] = set()
-        self._issues: set[tuple[str, int]] = set()
+        # Issues and pull requests by number: GitHub gives both one number space per repository,
+        # and a pull request is an issue too. A pull request's record is the one in self.pulls.
+        self._issues: dict[tuple[str, int], dict[str, Any]] = {}
+        self._issue_comment_order: list[int] = []  # people's and the App's, as they were made
+        self._labels: dict[tuple[str, str], dict[str, Any]] = {}
         self._next_repo_id = 200_000
         self._next_comment_id = FIRST_COMMENT_ID
         self._next_reaction_id = 1
         self._next_pull_id = 700_000
-        self._next_pull_number: dict[str, int] = {}
+        self._next_issue_id = 1_800_000
+        self._next_label_id = 2_700_000
+        self._next_person_id = 7_500_000
+        self._next_check_run_id = 4_100_000
+        self._check_runs: list[dict[str, Any]] = []
+        self._check_suites: dict[tuple[str, str, str], int] = {}
+        self._check_apps: dict[str, int] = {}
+        self._protected_branches: set[tuple[str, str]] = set()
+        # Review comments on pull requests, people's and the App's; the App's keep their edits in
+        # "history". A reply's "in_reply_to" is always the top comment of its thread.
+        self.review_comments: dict[int, dict[str, Any]] = {}
+        self._review_comment_order: list[int] = []
+        self._resolved_threads: set[int] = set()  # by the id of the thread's top comment
+        self._next_review_id = 6_300_000
         self._app_owner = _Account("async-code-dev", 9_000_001, "Organization")
         self.add_user(self.bot_login, bot_user_id, type="Bot")
 
@@ -398,16 +469,213 @@ class FakeGitHub:
             )
         return repo_id
 
-    def add_issue(self, full_name: str, number: int) -> None:
+    def add_issue(self, full_name: str, number: int, *, title: str | None = None, body: str = "",
+                  user: str = "reporter", labels: tuple[str, ...] | list[str] = ()) -> None:
+        """An issue someone opened; calling it again for the same number redefines it."""
+        self._ensure_account(user)
         with self._lock:
-            self._issues.add((full_name, number))
+            record = self._issues.get((full_name, number))
+            if record is not None and _is_pull(record):
+                raise ValueError(f"{full_name}#{number} is a pull request")
+            if record is None:
+                record = self._new_issue(full_name, number)
+            record.update(title=title if title is not None else f"Issue {number}", body=body,
+                          user=user, labels=[], updated_at=_timestamp(_now()))
+            for name in labels:
+                self._attach_label(record, name)
 
     def add_comment(self, full_name: str, number: int, comment_id: int, login: str, body: str) -> None:
-        """A comment someone made on issue `number`, which then exists too."""
+        """A comment someone made on issue or pull request `number`; an unknown number becomes an issue."""
+        self._ensure_account(login)
         with self._lock:
-            self._issues.add((full_name, number))
+            if comment_id in self.comments or comment_id in self.review_comments:
+                raise ValueError(f"comment id {comment_id} is already taken")
+            if (full_name, number) not in self._issues:
+                self._new_issue(full_name, number)
+            created_at = _timestamp(_now())
             self.people_comments[comment_id] = {"id": comment_id, "repo": full_name,
-                                                "issue_number": number, "user": login, "body": body}
+                                                "issue_number": number, "user": login, "body": body,
+                                                "created_at": created_at, "updated_at": created_at}
+            if comment_id not in self._issue_comment_order:
+                self._issue_comment_order.append(comment_id)
+
+    def label_issue(self, full_name: str, number: int, name: str) -> None:
+        """Someone adds label `name` to an issue or pull request; the repository gets it if new."""
+        with self._lock:
+            record = self._issues.get((full_name, number))
+            if record is None:
+                raise ValueError(f"{full_name}#{number} does not exist")
+            self._attach_label(record, name)
+            record["updated_at"] = _timestamp(_now())
+
+    def issue_labels(self, full_name: str, number: int) -> list[str]:
+        with self._lock:
+            record = self._issues.get((full_name, number))
+            if record is None:
+                raise ValueError(f"{full_name}#{number} does not exist")
+            return list(record["labels"])
+
+    def push_commit(self, full_name: str, branch: str, files: dict[str, str | None], *,
+                    message: str = "Change files", parent_branch: str | None = None) -> str:
+        """Someone pushes a commit writing `files` (None deletes one) on top of `branch`.
+
+        With `parent_branch`, `branch` is new and starts there. Returns the new commit's sha."""
+        repo = self._known_repo(full_name)
+        current = self._branch_sha(repo, branch)
+        if parent_branch is None:
+            if current is None:
+                raise ValueError(
+                    f"{full_name} has no branch {branch}; name a parent_branch to make it")
+            parent = current
+        else:
+            if current is not None:
+                raise ValueError(f"{full_name} already has a branch {branch}")
+            parent = self._branch_sha(repo, parent_branch)
+            if parent is None:
+                raise ValueError(f"{full_name} has no branch {parent_branch}")
+        return self._commit_onto(full_name, branch, parent, files, message, current)
+
+    def add_pull(self, full_name: str, *, head: str, base: str = "main", title: str | None = None,
+                 body: str = "", user: str = "carol", files: dict[str, str | None] | None = None,
+                 number: int | None = None, fork: str | None = None, state: str = "open",
+                 merged: bool = False, draft: bool = False) -> int:
+        """A pull request someone opened from `head` into `base`; returns its number.
+
+        `fork` ("carol/widgets") puts `head` in a fork of the repository, made here if new. With
+        `files`, a commit holding them is pushed to `head` first, which starts from `base` if it
+        does not exist yet. `merged` implies closed."""
+        if state not in ("open", "closed"):
+            raise ValueError(f"state must be open or closed, not {state!r}")
+        base_repo = self._known_repo(full_name)
+        head_full_name = self._ensure_fork(full_name, fork) if fork else full_name
+        head_repo = self._known_repo(head_full_name)
+        base_sha = self._branch_sha(base_repo, base)
+        if base_sha is None:
+            raise ValueError(f"{full_name} has no branch {base}")
+        if files is not None:
+            current = self._branch_sha(head_repo, head)
+            self._commit_onto(head_full_name, head, current or base_sha, files,
+                              title or f"Change {head}", current)
+        head_sha = self._branch_sha(head_repo, head)
+        if head_sha is None:
+            raise ValueError(f"{head_full_name} has no branch {head}; pass files to push one")
+        git_dir = self.repo_path(head_full_name)
+        if int(_run_git(git_dir, "rev-list", "--count", f"{base_sha}..{head_sha}")) == 0:
+            raise ValueError(f"no commits between {base} and {head}")
+        self._ensure_account(user)
+        with self._lock:
+            if number is None:
+                number = self._allocate_number(full_name)
+            elif (full_name, number) in self._issues:
+                raise ValueError(f"{full_name}#{number} already exists")
+            self._register_pull(full_name, number, title=title or f"Changes from {head}", body=body,
+                                user=user, head_repo=head_full_name, head=head, base=base,
+                                head_sha=head_sha, base_sha=base_sha, draft=draft)
+        if merged or state == "closed":
+            self.close_pull(full_name, number, merged=merged)
+        return number
+
+    def close_pull(self, full_name: str, number: int, merged: bool = False) -> None:
+        """Someone closes or merges the pull request; its head and base stop following branches."""
+        pull = self._issue_record(full_name, number)
+        if pull is None or not _is_pull(pull):
+            raise ValueError(f"{full_name}#{number} is not a pull request")
+        if pull["state"] != "open":
+            raise ValueError(f"{full_name}#{number} is already closed")
+        self._pull_shas(pull)
+        now = _timestamp(_now())
+        with self._lock:
+            pull.update(state="closed", closed_at=now, updated_at=now, merged=merged,
+                        merged_at=now if merged else None)
+
+    def protect_branch(self, full_name: str, branch: str) -> None:
+        with self._lock:
+            self._protected_branches.add((full_name, branch))
+
+    def add_check_run(self, full_name: str, head_sha: str, name: str, *, status: str = "completed",
+                      conclusion: str | None = "failure", title: str | None = None,
+                      summary: str | None = None, text: str | None = None,
+                      app_slug: str = "ci") -> int:
+        """A check run some app (`app_slug`) reported on a commit; returns its id."""
+        self._known_repo(full_name)
+        if status not in CHECK_STATUSES:
+            raise ValueError(f"unknown check run status {status!r}")
+        if status != "completed":
+            conclusion = None
+        elif conclusion not in CHECK_CONCLUSIONS:
+            raise ValueError(f"unknown check run conclusion {conclusion!r}")
+        now = _timestamp(_now())
+        with self._lock:
+            run_id = self._next_check_run_id
+            self._next_check_run_id += 1
+            suite = self._check_suites.setdefault((full_name, head_sha, app_slug),
+                                                  5_200_000 + len(self._check_suites))
+            other_app_id = 3_300_000 + len(self._check_apps)
+            app_id = self._check_apps.setdefault(
+                app_slug, self.app_id if app_slug == self.app_slug else other_app_id)
+            self._check_runs.append({
+                "id": run_id, "repo": full_name, "head_sha": head_sha, "name": name,
+                "status": status, "conclusion": conclusion, "title": title, "summary": summary,
+                "text": text, "app_slug": app_slug, "app_id": app_id, "check_suite_id": suite,
+                "started_at": now, "completed_at": now if status == "completed" else None,
+            })
+        return run_id
+
+    def add_review_comment(self, full_name: str, pull_number: int, comment_id: int, login: str,
+                           body: str, *, path: str | None = None, line: int | None = None,
+                           start_line: int | None = None, side: str = "RIGHT",
+                           diff_hunk: str | None = None, in_reply_to: int | None = None) -> None:
+        """Someone's inline comment on a pull request's diff, at `line` of `path` on `side`.
+
+        `diff_hunk` defaults to the hunk of the real diff up to that line, which must be in it. A
+        reply (`in_reply_to`) joins the thread of that comment and takes its place in the diff."""
+        pull = self._issue_record(full_name, pull_number)
+        if pull is None or not _is_pull(pull):
+            raise ValueError(f"{full_name}#{pull_number} is not a pull request")
+        self._ensure_account(login)
+        with self._lock:
+            if (comment_id in self.review_comments or comment_id in self.comments
+                    or comment_id in self.people_comments):
+                raise ValueError(f"comment id {comment_id} is already taken")
+        if in_reply_to is not None:
+            with self._lock:
+                root = self._thread_root(full_name, pull_number, in_reply_to)
+            if root is None:
+                raise ValueError(f"no review comment {in_reply_to} on {full_name}#{pull_number}")
+            place = {key: root[key] for key in ("path", "line", "start_line", "side", "diff_hunk",
+                                                "position", "commit_id")}
+            top: int | None = root["id"]
+        else:
+            top = None
+            if path is None or line is None:
+                raise ValueError("a review comment that is not a reply needs a path and a line")
+            if side not in ("LEFT", "RIGHT"):
+                raise ValueError(f"side must be LEFT or RIGHT, not {side!r}")
+            head_sha, base_sha = self._pull_shas(pull)
+            changed = {each["filename"]: each
+                       for each in self._pull_files(pull, head_sha, base_sha)}
+            if path not in changed:
+                raise ValueError(f"{path} is not changed by {full_name}#{pull_number}")
+            found = _diff_position(changed[path].get("patch"), line, side)
+            if found is None:
+                raise ValueError(f"{side} line {line} of {path} is not in the diff")
+            hunk, position = found
+            place = {"path": path, "line": line, "start_line": start_line, "side": side,
+                     "diff_hunk": diff_hunk if diff_hunk is not None else hunk,
+                     "position": position, "commit_id": head_sha}
+        self._store_review_comment(full_name, pull_number, comment_id, login, body, place, top)
+
+    def resolve_thread(self, full_name: str, comment_id: int, resolved: bool = True) -> None:
+        """Someone resolves (or unresolves) the review thread holding comment `comment_id`."""
+        with self._lock:
+            comment = self.review_comments.get(comment_id)
+            if comment is None or comment["repo"] != full_name:
+                raise ValueError(f"no review comment {comment_id} in {full_name}")
+            top = comment["in_reply_to"] or comment["id"]
+            if resolved:
+                self._resolved_threads.add(top)
+            else:
+                self._resolved_threads.discard(top)
 
     def repo_path(self, full_name: str) -> Path:
         owner, name = full_name.split("/", 1)
@@ -473,6 +741,265 @@ class FakeGitHub:
         finally:
             index.unlink(missing_ok=True)
 
+    def _known_repo(self, full_name: str) -> _Repo:
+        with self._lock:
+            repo = self._repos.get(full_name)
+        if repo is None:
+            raise ValueError(f"no repository {full_name}; add it with add_repo first")
+        return repo
+
+    def _ensure_fork(self, full_name: str, fork: str) -> str:
+        """Make `fork` a fork of `full_name` unless it already is one."""
+        with self._lock:
+            existing = self._repos.get(fork)
+        if existing is not None:
+            if existing.parent != full_name:
+                raise ValueError(f"{fork} exists and is not a fork of {full_name}")
+            return fork
+        parent = self._known_repo(full_name)
+        path = self.repo_path(fork)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _run_git(path, "init", "--bare", "--quiet", f"--initial-branch={parent.default_branch}",
+                 str(path))
+        # A fork sees its parent's objects, as forks on GitHub share one object store; so a pull
+        # request's base and head are both at hand in the head's repository.
+        parent_objects = (self.repo_path(full_name) / "objects").resolve()
+        (path / "objects" / "info" / "alternates").write_text(f"{parent_objects}\n")
+        _run_git(path, "fetch", "--quiet", str(self.repo_path(full_name)),
+                 "refs/heads/*:refs/heads/*")
+        owner = fork.split("/", 1)[0]
+        self._ensure_account(owner)
+        with self._lock:
+            repo_id = self._next_repo_id
+            self._next_repo_id += 1
+            self._repos[fork] = _Repo(repo_id, fork, parent.default_branch, False, parent.private,
+                                      _timestamp(_now()), parent=full_name)
+        return fork
+
+    def _commit_onto(self, full_name: str, branch: str, parent: str,
+                     files: dict[str, str | None], message: str, expected_old: str | None) -> str:
+        """Commit `files` onto `parent`; move `branch` there if it still is at `expected_old`."""
+        git_dir = self.repo_path(full_name)
+        index = git_dir / f"commit-index-{secrets.token_hex(6)}"
+        try:
+            _run_git(git_dir, "read-tree", parent, GIT_INDEX_FILE=str(index))
+            entries = []
+            for file_path, content in files.items():
+                if content is None:
+                    entries.append(f"0 {NO_COMMIT}\t{file_path}\n")  # mode 0 drops the path
+                else:
+                    blob = _run_git(git_dir, "hash-object", "-w", "--stdin", stdin=content.encode())
+                    entries.append(f"100644 {blob}\t{file_path}\n")
+            _run_git(git_dir, "update-index", "--index-info", stdin="".join(entries).encode(),
+                     GIT_INDEX_FILE=str(index))
+            tree = _run_git(git_dir, "write-tree", GIT_INDEX_FILE=str(index))
+        finally:
+            index.unlink(missing_ok=True)
+        commit = _run_git(git_dir, "commit-tree", tree, "-p", parent, "-m", message)
+        _run_git(git_dir, "update-ref", f"refs/heads/{branch}", commit, expected_old or NO_COMMIT)
+        return commit
+
+    def _register_pull(self, full_name: str, number: int, *, title: str, body: str | None,
+                       user: str, head_repo: str, head: str, base: str, head_sha: str,
+                       base_sha: str, draft: bool) -> dict[str, Any]:
+        """Record a new open pull request; the caller holds the lock."""
+        created_at = _timestamp(_now())
+        pull = {
+            "id": self._next_pull_id,
+            "issue_id": self._next_issue_id,
+            "number": number,
+            "title": title,
+            "body": body,
+            "head": head,
+            "head_repo": head_repo,
+            "base": base,
+            # While it is open these follow the branches; see _pull_shas.
+            "head_sha": head_sha,
+            "base_sha": base_sha,
+            "draft": draft,
+            "repo": full_name,
+            "html_url": f"{self.base_url}/{full_name}/pull/{number}",
+            "user": user,
+            "labels": [],
+            "state": "open",
+            "merged": False,
+            "merged_at": None,
+            "closed_at": None,
+            "created_at": created_at,
+            "updated_at": created_at,
+        }
+        self._next_pull_id += 1
+        self._next_issue_id += 1
+        self.pulls.append(pull)
+        self._issues[(full_name, number)] = pull
+        return pull
+
+    def _pull_shas(self, pull: dict[str, Any]) -> tuple[str, str]:
+        """The head and base commits: the branches' tips while open, as they were at closing."""
+        if pull["state"] == "open":
+            head_sha = self._branch_sha(self._find_repo(pull["head_repo"]), pull["head"])
+            base_sha = self._branch_sha(self._find_repo(pull["repo"]), pull["base"])
+            with self._lock:
+                # A deleted branch leaves the last commit it had.
+                pull["head_sha"] = head_sha or pull["head_sha"]
+                pull["base_sha"] = base_sha or pull["base_sha"]
+        with self._lock:
+            return pull["head_sha"], pull["base_sha"]
+
+    def _pull_files(self, pull: dict[str, Any], head_sha: str, base_sha: str) -> list[dict[str, Any]]:
+        """The files a pull request changes: git's diff from the merge base to the head."""
+        git_dir = self.repo_path(pull["head_repo"])
+        merge_base = _run_git(git_dir, "merge-base", base_sha, head_sha)
+
+        def diff(*options: str) -> bytes:
+            return _run_git_bytes(git_dir, "diff", "-M", "--no-color", "--no-ext-diff",
+                                  "--no-textconv", *options, merge_base, head_sha)
+
+        raw = diff("--raw", "-z", "--no-abbrev").split(b"\0")
+        counts = diff("--numstat", "-z").split(b"\0")
+        # Lines inside a patch start with " ", "+", "-" or "\\", so only headers match here.
+        patches = re.split(r"^diff --git ", diff("--patch").decode("utf-8", "replace"),
+                           flags=re.MULTILINE)[1:]
+        files = []
+        raw_at = count_at = 0
+        for patch in patches:
+            _modes_and_shas, old_sha, new_sha, status = raw[raw_at].decode().rsplit(" ", 3)
+            paths = 2 if status[0] in "RC" else 1
+            names = [name.decode("utf-8", "replace") for name in raw[raw_at + 1:raw_at + 1 + paths]]
+            raw_at += 1 + paths
+            added, deleted, counted_path = counts[count_at].split(b"\t", 2)
+            count_at += 1 if counted_path else 3
+            hunk_start = patch.find("\n@@")
+            entry = {
+                "filename": names[-1],
+                "status": GIT_DIFF_STATUS[status[0]],
+                # Binary files show "-" for both counts.
+                "additions": int(added) if added.isdigit() else 0,
+                "deletions": int(deleted) if deleted.isdigit() else 0,
+                "sha": old_sha if status[0] == "D" else new_sha,
+            }
+            entry["changes"] = entry["additions"] + entry["deletions"]
+            if hunk_start != -1:
+                entry["patch"] = patch[hunk_start + 1:].rstrip("\n")
+            if len(names) == 2:
+                entry["previous_filename"] = names[0]
+            files.append(entry)
+        return files
+
+    def _thread_root(self, full_name: str, pull_number: int,
+                     comment_id: int) -> dict[str, Any] | None:
+        """The top comment of the thread holding `comment_id` on that pull request; lock held."""
+        comment = self.review_comments.get(comment_id)
+        if comment is None or (comment["repo"], comment["pull_number"]) != (full_name, pull_number):
+            return None
+        return self.review_comments[comment["in_reply_to"]] if comment["in_reply_to"] else comment
+
+    def _store_review_comment(self, full_name: str, pull_number: int, comment_id: int,
+                              login: str, body: str, place: dict[str, Any],
+                              in_reply_to: int | None) -> dict[str, Any]:
+        created_at = _timestamp(_now())
+        with self._lock:
+            comment = {
+                "id": comment_id,
+                "repo": full_name,
+                "pull_number": pull_number,
+                "user": login,
+                "body": body,
+                "history": [body],
+                "in_reply_to": in_reply_to,
+                **place,
+                # GitHub files every review comment, a reply too, under a review of its own.
+                "review_id": self._next_review_id,
+                "created_at": created_at,
+                "updated_at": created_at,
+            }
+            self._next_review_id += 1
+            self.review_comments[comment_id] = comment
+            self._review_comment_order.append(comment_id)
+        return comment
+
+    def _pull_review_comments(self, full_name: str, pull_number: int) -> list[dict[str, Any]]:
+        with self._lock:
+            comments = [self.review_comments[each] for each in self._review_comment_order]
+        return [comment for comment in comments
+                if (comment["repo"], comment["pull_number"]) == (full_name, pull_number)]
+
+    def _outdated_threads(self, pull: dict[str, Any], comments: list[dict[str, Any]],
+                          head_sha: str) -> dict[int, bool]:
+        """Whether each thread is outdated, by its top comment's id.
+
+        GitHub moves a comment along while its line stays put and calls it outdated once the
+        line itself changed. This fake is coarser: any later change to the file outdates it."""
+        outdated = {}
+        for comment in comments:
+            top = comment["in_reply_to"] or comment["id"]
+            if top in outdated:
+                continue
+            if comment["commit_id"] == head_sha:
+                outdated[top] = False
+                continue
+            changed = subprocess.run(
+                ["git", "--literal-pathspecs", "diff", "--quiet", comment["commit_id"], head_sha,
+                 "--", comment["path"]],
+                capture_output=True,
+                env=_git_environment(GIT_DIR=str(self.repo_path(pull["head_repo"]))),
+                timeout=60,
+                check=False,
+            )
+            outdated[top] = changed.returncode == 1
+        return outdated
+
+    def _review_comment_payload(self, comment: dict[str, Any], head_sha: str,
+                                outdated: bool) -> dict[str, Any]:
+        api = f"{self.base_url}/repos/{comment['repo']}"
+        pull_api = f"{api}/pulls/{comment['pull_number']}"
+        html_url = (f"{self.base_url}/{comment['repo']}/pull/{comment['pull_number']}"
+                    f"#discussion_r{comment['id']}")
+        payload = {
+            "url": f"{api}/pulls/comments/{comment['id']}",
+            "pull_request_review_id": comment["review_id"],
+            "id": comment["id"],
+            "node_id": f"PRRC_fake{comment['id']}",
+            "diff_hunk": comment["diff_hunk"],
+            "path": comment["path"],
+            # An outdated comment keeps only where it was first made.
+            "position": None if outdated else comment["position"],
+            "original_position": comment["position"],
+            "commit_id": comment["commit_id"] if outdated else head_sha,
+            "original_commit_id": comment["commit_id"],
+            "user": self._user_payload(self._account(comment["user"])),
+            "body": comment["body"],
+            "created_at": comment["created_at"],
+            "updated_at": comment["updated_at"],
+            "html_url": html_url,
+            "pull_request_url": pull_api,
+            "author_association": self._association(comment["repo"], comment["user"]),
+            "_links": {
+                "self": {"href": f"{api}/pulls/comments/{comment['id']}"},
+                "html": {"href": html_url},
+                "pull_request": {"href": pull_api},
+            },
+            "start_line": None if outdated else comment["start_line"],
+            "original_start_line": comment["start_line"],
+            "start_side": comment["side"] if comment["start_line"] is not None else None,
+            "line": None if outdated else comment["line"],
+            "original_line": comment["line"],
+            "side": comment["side"],
+            "subject_type": "line",
+            "reactions": self._reaction_rollup(f"{api}/pulls/comments/{comment['id']}/reactions",
+                                               comment["id"]),
+        }
+        if comment["in_reply_to"] is not None:
+            payload["in_reply_to_id"] = comment["in_reply_to"]
+        return payload
+
+    def _reaction_rollup(self, url: str, comment_id: int) -> dict[str, Any]:
+        with self._lock:
+            contents = [each["content"] for each in self.reactions
+                        if each["comment_id"] == comment_id]
+        return {"url": url, "total_count": len(contents),
+                **{content: contents.count(content) for content in sorted(REACTION_CONTENTS)}}
+
     def _build_app(self) -> Flask:
         app = Flask("fake_github")
         app.before_request(self._record_and_maybe_fail)
@@ -491,7 +1018,15 @@ class FakeGitHub:
             ("/repos/<owner>/<repo>/installation", "GET", self._get_repo_installation),
             ("/repos/<owner>/<repo>", "GET", self._get_repo),
             ("/repos/<owner>/<repo>/collaborators/<login>/permission", "GET", self._get_permission),
+            ("/repos/<owner>/<repo>/issues/<int:number>", "GET", self._get_issue),
             ("/repos/<owner>/<repo>/issues/<int:number>/comments", "POST", self._create_comment),
+            ("/repos/<owner>/<repo>/issues/<int:number>/comments", "GET", self._list_comments),
+            # Label names may hold "/", which arrives decoded whether it was sent as %2F or not.
+            (
+                "/repos/<owner>/<repo>/issues/<int:number>/labels/<path:name>",
+                "DELETE",
+                self._remove_label,
+            ),
             ("/repos/<owner>/<repo>/issues/comments/<int:comment_id>", "GET", self._get_comment),
             (
                 "/repos/<owner>/<repo>/issues/comments/<int:comment_id>",
@@ -504,6 +1039,32 @@ class FakeGitHub:
                 self._create_reaction,
             ),
             ("/repos/<owner>/<repo>/pulls", "POST", self._create_pull),
+            ("/repos/<owner>/<repo>/pulls/<int:number>", "GET", self._get_pull),
+            ("/repos/<owner>/<repo>/pulls/<int:number>/files", "GET", self._list_pull_files),
+            (
+                "/repos/<owner>/<repo>/pulls/<int:number>/comments",
+                "GET",
+                self._list_review_comments,
+            ),
+            (
+                "/repos/<owner>/<repo>/pulls/<int:number>/comments/<int:comment_id>/replies",
+                "POST",
+                self._reply_to_review_comment,
+            ),
+            (
+                "/repos/<owner>/<repo>/pulls/comments/<int:comment_id>",
+                "PATCH",
+                self._update_review_comment,
+            ),
+            (
+                "/repos/<owner>/<repo>/pulls/comments/<int:comment_id>/reactions",
+                "POST",
+                self._create_review_comment_reaction,
+            ),
+            ("/graphql", "POST", self._graphql),
+            # Branch names and refs may hold "/".
+            ("/repos/<owner>/<repo>/branches/<path:branch>", "GET", self._get_branch),
+            ("/repos/<owner>/<repo>/commits/<path:ref>/check-runs", "GET", self._list_check_runs),
             ("/users/<login>", "GET", self._get_user),
             ("/user/<int:user_id>", "GET", self._get_user_by_id),
             ("/git/<owner>/<repo_dir>/<path:git_path>", "GET", self._serve_git),
@@ -596,8 +1157,13 @@ class FakeGitHub:
             return None
         return record
 
-    def _authenticate_installation(self, full_name: str, scope: str, level: str) -> dict[str, Any]:
-        """Check the request's installation token may use `scope` at `level` on the repo."""
+    def _authenticate_installation(
+        self, full_name: str, scope: str, level: str, *,
+        alternatives: tuple[tuple[str, str], ...] = (),
+    ) -> dict[str, Any]:
+        """Check the request's installation token may use `scope` at `level` on the repo.
+
+        `alternatives` are other (scope, level) pairs GitHub accepts instead for this call."""
         credentials = _read_credentials(request.headers.get("Authorization"))
         if credentials.kind not in ("token", "basic"):
             raise self._deny(
@@ -609,11 +1175,12 @@ class FakeGitHub:
         if token is None:
             raise self._deny(401, "Bad credentials", "token unknown or expired")
         repo = self._find_repo(full_name)
-        self._check_token_scope(token, repo, scope, level)
+        self._check_token_scope(token, repo, scope, level, alternatives=alternatives)
         return token
 
     def _check_token_scope(
-        self, token: dict[str, Any], repo: _Repo, scope: str, level: str
+        self, token: dict[str, Any], repo: _Repo, scope: str, level: str, *,
+        alternatives: tuple[tuple[str, str], ...] = (),
     ) -> None:
         with self._lock:
             installation = self._installations[token["installation_id"]]
@@ -625,9 +1192,14 @@ class FakeGitHub:
             raise self._deny(403, SUSPENDED, f"installation {installation.id} is suspended")
         if repo.full_name not in covered:
             raise self._deny(403, NOT_ACCESSIBLE, f"token does not cover {repo.full_name}")
-        granted = token["permissions"].get(scope)
-        if granted is None or PERMISSION_RANK[granted] < PERMISSION_RANK[level]:
-            raise self._deny(403, NOT_ACCESSIBLE, f"token lacks {scope}:{level}")
+        accepted = ((scope, level), *alternatives)
+        if not any(
+            PERMISSION_RANK.get(token["permissions"].get(each_scope, ""), 0)
+            >= PERMISSION_RANK[each_level]
+            for each_scope, each_level in accepted
+        ):
+            needed = " or ".join(f"{each_scope}:{each_level}" for each_scope, each_level in accepted)
+            raise self._deny(403, NOT_ACCESSIBLE, f"token lacks {needed}")
 
     def _authenticate_any(self) -> None:
         """Public endpoints: no credentials are fine, bad ones are not."""
@@ -692,13 +1264,118 @@ class FakeGitHub:
     def _bot_payload(self) -> dict[str, Any]:
         return self._user_payload(self._account(self.bot_login))
 
+    def _ensure_account(self, login: str) -> None:
+        with self._lock:
+            self._ensure_account_locked(login)
+
+    def _ensure_account_locked(self, login: str) -> None:
+        """People named by test helpers exist on GitHub; make an account for any not added yet."""
+        if login not in self._accounts:
+            self._accounts[login] = _Account(login, self._next_person_id, "User")
+            self._next_person_id += 1
+
+    def _new_issue(self, full_name: str, number: int) -> dict[str, Any]:
+        """Register a default issue; the caller holds the lock."""
+        created_at = _timestamp(_now())
+        record = {"id": self._next_issue_id, "repo": full_name, "number": number,
+                  "title": f"Issue {number}", "body": "", "user": "reporter", "labels": [],
+                  "state": "open", "created_at": created_at, "updated_at": created_at,
+                  "closed_at": None}
+        self._next_issue_id += 1
+        self._issues[(full_name, number)] = record
+        self._ensure_account_locked(record["user"])
+        return record
+
+    def _attach_label(self, record: dict[str, Any], name: str) -> None:
+        """Put label `name` on an issue, creating it in the repository first; the caller holds the lock."""
+        key = (record["repo"], name)
+        if key not in self._labels:
+            self._labels[key] = {"id": self._next_label_id, "name": name,
+                                 # A stable colour per name, as GitHub picks one when a label is made.
+                                 "color": hashlib.sha256(name.encode()).hexdigest()[:6]}
+            self._next_label_id += 1
+        if name not in record["labels"]:
+            record["labels"].append(name)
+
+    def _label_payloads(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+        api = f"{self.base_url}/repos/{record['repo']}"
+        with self._lock:
+            labels = [self._labels[(record["repo"], name)] for name in record["labels"]]
+        return [
+            {
+                "id": label["id"],
+                "node_id": f"LA_fake{label['id']}",
+                "url": f"{api}/labels/{quote(label['name'], safe='')}",
+                "name": label["name"],
+                "color": label["color"],
+                "default": False,
+                "description": None,
+                "archived_at": None,
+                "archived_by": None,
+            }
+            for label in labels
+        ]
+
+    def _association(self, full_name: str, login: str) -> str:
+        with self._lock:
+            repo = self._repos.get(full_name)
+            collaborator = repo is not None and login in repo.roles
+        if repo is not None and login == repo.owner:
+            return "OWNER"
+        return "COLLABORATOR" if collaborator else "NONE"
+
+    def _allocate_number(self, full_name: str) -> int:
+        """The next issue or pull request number in a repository; the caller holds the lock."""
+        taken = [number for repo, number in self._issues if repo == full_name]
+        return max([FIRST_PULL_NUMBER - 1, *taken]) + 1
+
+    def _issue_record(self, full_name: str, number: int) -> dict[str, Any] | None:
+        with self._lock:
+            return self._issues.get((full_name, number))
+
+    @staticmethod
+    def _pull_alternative(record: dict[str, Any] | None, level: str) -> tuple[tuple[str, str], ...]:
+        """On a pull request GitHub takes pull_requests instead of issues for the shared endpoints."""
+        return (("pull_requests", level),) if record is not None and _is_pull(record) else ()
+
+    def _paginate(self, items: list[Any]) -> tuple[list[Any], dict[str, str]]:
+        """One page of `items` as `per_page` and `page` ask, with GitHub's Link header."""
+
+        def number_arg(name: str, default: int) -> int:
+            try:
+                value = int(request.args.get(name, default))
+            except ValueError:
+                return default
+            return value if value >= 1 else default
+
+        per_page = min(number_arg("per_page", DEFAULT_PER_PAGE), MAX_PER_PAGE)
+        page = number_arg("page", 1)
+        last = max(1, -(-len(items) // per_page))
+
+        def link(target: int, rel: str) -> str:
+            query = {**request.args.to_dict(), "per_page": per_page, "page": target}
+            return f'<{self.base_url}{request.path}?{urlencode(query)}>; rel="{rel}"'
+
+        links = []
+        if page > 1:
+            links += [link(min(page - 1, last), "prev"), link(1, "first")]
+        if page < last:
+            links += [link(page + 1, "next"), link(last, "last")]
+        start = (page - 1) * per_page
+        return items[start:start + per_page], ({"Link": ", ".join(links)} if links else {})
+
     def _has_commits(self, repo: _Repo) -> bool:
         refs = _run_git(self.repo_path(repo.full_name), "for-each-ref", "--count=1", "refs/heads")
         return bool(refs)
 
     def _branch_sha(self, repo: _Repo, branch: str) -> str | None:
+        return self._commit_sha(repo, f"refs/heads/{branch}")
+
+    def _commit_sha(self, repo: _Repo, revision: str) -> str | None:
+        """The commit `revision` names in the repo, or None."""
         completed = subprocess.run(
-            ["git", "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}"],
+            ["git", "rev-parse", "--verify", "--quiet", "--end-of-options",
+             f"{revision}^{{commit}}"],
             capture_output=True,
             env=_git_environment(GIT_DIR=str(self.repo_path(repo.full_name))),
             timeout=60,
@@ -724,7 +1401,7 @@ class FakeGitHub:
             "visibility": "private" if repo.private else "public",
             "html_url": html_url,
             "description": None,
-            "fork": False,
+            "fork": repo.fork,
             "url": api,
             **{name: api + suffix for name, suffix in REPO_URL_TEMPLATES.items()},
             "clone_url": f"{self.base_url}/git/{repo.full_name}.git",
@@ -807,25 +1484,86 @@ class FakeGitHub:
             "issue_url": f"{api}/issues/{comment['issue_number']}",
             "body": comment["body"],
             "user": self._user_payload(self._account(comment["user"])),
-            "author_association": "NONE",
+            "author_association": self._association(comment["repo"], comment["user"]),
             "created_at": comment["created_at"],
             "updated_at": comment["updated_at"],
         }
 
-    def _pull_payload(self, pull: dict[str, Any], repo: _Repo) -> dict[str, Any]:
+    def _issue_payload(self, record: dict[str, Any]) -> dict[str, Any]:
+        full_name, number = record["repo"], record["number"]
+        api = f"{self.base_url}/repos/{full_name}"
+        issue_api = f"{api}/issues/{number}"
+        is_pull = _is_pull(record)
+        html_url = f"{self.base_url}/{full_name}/{'pull' if is_pull else 'issues'}/{number}"
+        issue_id = record["issue_id"] if is_pull else record["id"]
+        payload = {
+            "id": issue_id,
+            # A pull request's issue carries the pull request's node id, as on GitHub.
+            "node_id": f"PR_fake{record['id']}" if is_pull else f"I_fake{issue_id}",
+            "url": issue_api,
+            "repository_url": api,
+            "labels_url": f"{issue_api}/labels{{/name}}",
+            "comments_url": f"{issue_api}/comments",
+            "events_url": f"{issue_api}/events",
+            "html_url": html_url,
+            "timeline_url": f"{issue_api}/timeline",
+            "number": number,
+            "state": record["state"],
+            # GitHub gives a reason for closed issues only, never for pull requests.
+            "state_reason": "completed" if record["state"] == "closed" and not is_pull else None,
+            "title": record["title"],
+            "body": record["body"],
+            "user": self._user_payload(self._account(record["user"])),
+            "labels": self._label_payloads(record),
+            "assignee": None,
+            "assignees": [],
+            "milestone": None,
+            "locked": False,
+            "active_lock_reason": None,
+            "comments": len(self._issue_comments(full_name, number)),
+            "closed_at": record["closed_at"],
+            "created_at": record["created_at"],
+            "updated_at": record["updated_at"],
+            "author_association": self._association(full_name, record["user"]),
+            "performed_via_github_app": None,
+        }
+        if is_pull:
+            payload["draft"] = record["draft"]
+            payload["pull_request"] = {
+                "url": f"{api}/pulls/{number}",
+                "html_url": html_url,
+                "diff_url": f"{html_url}.diff",
+                "patch_url": f"{html_url}.patch",
+                "merged_at": record["merged_at"],
+            }
+        return payload
+
+    def _issue_comments(self, full_name: str, number: int) -> list[dict[str, Any]]:
+        """People's and the App's comments on an issue or pull request, oldest first."""
+        with self._lock:
+            found = [self.people_comments.get(comment_id) or self.comments.get(comment_id)
+                     for comment_id in self._issue_comment_order]
+        return [comment for comment in found if comment is not None
+                and (comment["repo"], comment["issue_number"]) == (full_name, number)]
+
+    def _pull_payload(self, pull: dict[str, Any]) -> dict[str, Any]:
+        repo = self._find_repo(pull["repo"])
+        head_repo = self._find_repo(pull["head_repo"])
         api = f"{self.base_url}/repos/{repo.full_name}"
         pull_api = f"{api}/pulls/{pull['number']}"
         issue_api = f"{api}/issues/{pull['number']}"
-        repo_payload = self._repo_payload(repo)
-        owner_payload = self._user_payload(self._account(repo.owner))
+        head_sha, base_sha = self._pull_shas(pull)
+        files = self._pull_files(pull, head_sha, base_sha)
+        commits = int(_run_git(self.repo_path(head_repo.full_name), "rev-list", "--count",
+                               f"{base_sha}..{head_sha}"))
 
-        def branch(ref: str, sha: str) -> dict[str, Any]:
+        def branch(branch_repo: _Repo, ref: str, sha: str) -> dict[str, Any]:
             return {
-                "label": f"{repo.owner}:{ref}",
+                "label": f"{branch_repo.owner}:{ref}",
                 "ref": ref,
                 "sha": sha,
-                "user": owner_payload,
-                "repo": repo_payload,
+                "user": self._user_payload(self._account(branch_repo.owner)),
+                "repo": self._repo_payload(branch_repo),
             }
 
         return {
@@ -841,26 +1579,26 @@ class FakeGitHub:
             "review_comments_url": f"{pull_api}/comments",
             "review_comment_url": f"{api}/pulls/comments{{/number}}",
             "comments_url": f"{issue_api}/comments",
-            "statuses_url": f"{api}/statuses/{pull['head_sha']}",
-            "state": "open",
+            "statuses_url": f"{api}/statuses/{head_sha}",
+            "state": pull["state"],
             "locked": False,
             "title": pull["title"],
             "body": pull["body"],
             "user": self._user_payload(self._account(pull["user"])),
-            "labels": [],
+            "labels": self._label_payloads(pull),
             "milestone": None,
             "active_lock_reason": None,
             "created_at": pull["created_at"],
-            "updated_at": pull["created_at"],
-            "closed_at": None,
-            "merged_at": None,
+            "updated_at": pull["updated_at"],
+            "closed_at": pull["closed_at"],
+            "merged_at": pull["merged_at"],
             "merge_commit_sha": None,
             "assignee": None,
             "assignees": [],
             "requested_reviewers": [],
             "requested_teams": [],
-            "head": branch(pull["head"], pull["head_sha"]),
-            "base": branch(pull["base"], pull["base_sha"]),
+            "head": branch(head_repo, pull["head"], head_sha),
+            "base": branch(repo, pull["base"], base_sha),
             "_links": {
                 "self": {"href": pull_api},
                 "html": {"href": pull["html_url"]},
@@ -869,24 +1607,162 @@ class FakeGitHub:
                 "review_comments": {"href": f"{pull_api}/comments"},
                 "review_comment": {"href": f"{api}/pulls/comments{{/number}}"},
                 "commits": {"href": f"{pull_api}/commits"},
-                "statuses": {"href": f"{api}/statuses/{pull['head_sha']}"},
+                "statuses": {"href": f"{api}/statuses/{head_sha}"},
             },
-            "author_association": "NONE",
+            "author_association": self._association(repo.full_name, pull["user"]),
             "auto_merge": None,
             "draft": pull["draft"],
-            "merged": False,
+            "merged": pull["merged"],
             "mergeable": None,
             "rebaseable": None,
             "mergeable_state": "unknown",
-            "merged_by": None,
-            "comments": 0,
-            "review_comments": 0,
+            "merged_by": self._user_payload(self._account(repo.owner)) if pull["merged"] else None,
+            "comments": len(self._issue_comments(repo.full_name, pull["number"])),
+            "review_comments": len(self._pull_review_comments(repo.full_name, pull["number"])),
             "maintainer_can_modify": False,
-            "commits": pull["commits"],
-            "additions": pull["additions"],
-            "deletions": pull["deletions"],
-            "changed_files": pull["changed_files"],
+            "commits": commits,
+            "additions": sum(each["additions"] for each in files),
+            "deletions": sum(each["deletions"] for each in files),
+            "changed_files": len(files),
         }
+
+    def _file_payload(self, repo: _Repo, head_sha: str, entry: dict[str, Any]) -> dict[str, Any]:
+        path = quote(entry["filename"])
+        html_url = f"{self.base_url}/{repo.full_name}"
+        return {
+            **entry,
+            "blob_url": f"{html_url}/blob/{head_sha}/{path}",
+            "raw_url": f"{html_url}/raw/{head_sha}/{path}",
+            "contents_url":
+                f"{self.base_url}/repos/{repo.full_name}/contents/{path}?ref={head_sha}",
+        }
+
+    def _commit_payload(self, repo: _Repo, sha: str) -> dict[str, Any]:
+        api = f"{self.base_url}/repos/{repo.full_name}"
+        html_url = f"{self.base_url}/{repo.full_name}"
+        fields = _run_git(self.repo_path(repo.full_name), "show", "-s",
+                          "--format=%T%x00%P%x00%an%x00%ae%x00%at%x00%cn%x00%ce%x00%ct%x00%B", sha)
+        tree, parents, *people, message = fields.split("\0", 8)
+
+        def person(name: str, email: str, at: str) -> dict[str, str]:
+            moment = datetime.fromtimestamp(int(at), timezone.utc)
+            return {"name": name, "email": email, "date": _timestamp(moment)}
+
+        return {
+            "sha": sha,
+            "node_id": f"C_fake{sha}",
+            "commit": {
+                "author": person(*people[0:3]),
+                "committer": person(*people[3:6]),
+                "message": message,
+                "tree": {"sha": tree, "url": f"{api}/git/trees/{tree}"},
+                "url": f"{api}/git/commits/{sha}",
+                "comment_count": 0,
+                "verification": {"verified": False, "reason": "unsigned", "signature": None,
+                                 "payload": None, "verified_at": None},
+            },
+            "url": f"{api}/commits/{sha}",
+            "html_url": f"{html_url}/commit/{sha}",
+            "comments_url": f"{api}/commits/{sha}/comments",
+            # GitHub links commits to accounts by email; these emails belong to no one.
+            "author": None,
+            "committer": None,
+            "parents": [
+                {"sha": parent, "url": f"{api}/commits/{parent}",
+                 "html_url": f"{html_url}/commit/{parent}"}
+                for parent in parents.split()
+            ],
+        }
+
+    def _branch_payload(self, repo: _Repo, branch: str, sha: str) -> dict[str, Any]:
+        api = f"{self.base_url}/repos/{repo.full_name}"
+        with self._lock:
+            protected = (repo.full_name, branch) in self._protected_branches
+        return {
+            "name": branch,
+            "commit": self._commit_payload(repo, sha),
+            "_links": {"self": f"{api}/branches/{quote(branch)}",
+                       "html": f"{self.base_url}/{repo.full_name}/tree/{quote(branch)}"},
+            "protected": protected,
+            "protection": {
+                "enabled": protected,
+                "required_status_checks": {
+                    "enforcement_level": "non_admins" if protected else "off",
+                    "contexts": [],
+                    "checks": [],
+                },
+            },
+            "protection_url": f"{api}/branches/{quote(branch)}/protection",
+        }
+
+    def _integration_payload(self, slug: str, app_id: int) -> dict[str, Any]:
+        owner = (self._app_owner if slug == self.app_slug
+                 else _Account(f"{slug}-developers", app_id + 1_000_000, "Organization"))
+        return {
+            "id": app_id,
+            "slug": slug,
+            "node_id": f"A_fake{app_id}",
+            "client_id": f"Iv1.fake{app_id}",
+            "owner": self._user_payload(owner),
+            "name": slug,
+            "description": "",
+            "external_url": f"{self.base_url}/apps/{slug}",
+            "html_url": f"{self.base_url}/apps/{slug}",
+            "created_at": "2024-01-01T00:00:00Z",
+            "updated_at": "2024-01-01T00:00:00Z",
+            "permissions": {"checks": "write", "metadata": "read"},
+            "events": [],
+        }
+
+    def _check_run_payload(self, run: dict[str, Any]) -> dict[str, Any]:
+        api = f"{self.base_url}/repos/{run['repo']}"
+        html_url = f"{self.base_url}/{run['repo']}/runs/{run['id']}"
+        return {
+            "id": run["id"],
+            "head_sha": run["head_sha"],
+            "node_id": f"CR_fake{run['id']}",
+            "external_id": "",
+            "url": f"{api}/check-runs/{run['id']}",
+            "html_url": html_url,
+            "details_url": html_url,
+            "status": run["status"],
+            "conclusion": run["conclusion"],
+            "started_at": run["started_at"],
+            "completed_at": run["completed_at"],
+            "output": {
+                "title": run["title"],
+                "summary": run["summary"],
+                "text": run["text"],
+                "annotations_count": 0,
+                "annotations_url": f"{api}/check-runs/{run['id']}/annotations",
+            },
+            "name": run["name"],
+            "check_suite": {"id": run["check_suite_id"]},
+            "app": self._integration_payload(run["app_slug"], run["app_id"]),
+            "pull_requests": self._check_run_pulls(run["repo"], run["head_sha"]),
+        }
+
+    def _check_run_pulls(self, full_name: str, sha: str) -> list[dict[str, Any]]:
+        """Open pull requests whose head is this commit; GitHub leaves out those from forks."""
+        with self._lock:
+            candidates = [pull for pull in self.pulls
+                          if pull["repo"] == pull["head_repo"] == full_name
+                          and pull["state"] == "open"]
+        repo = self._find_repo(full_name)
+        minimal_repo = {"id": repo.id, "url": f"{self.base_url}/repos/{full_name}",
+                        "name": repo.name}
+        found = []
+        for pull in candidates:
+            head_sha, base_sha = self._pull_shas(pull)
+            if head_sha == sha:
+                found.append({
+                    "id": pull["id"],
+                    "number": pull["number"],
+                    "url": f"{self.base_url}/repos/{full_name}/pulls/{pull['number']}",
+                    "head": {"ref": pull["head"], "sha": head_sha, "repo": minimal_repo},
+                    "base": {"ref": pull["base"], "sha": base_sha, "repo": minimal_repo},
+                })
+        return found
 
     def _get_app(self) -> Response:
         self._authenticate_app()
@@ -1050,7 +1926,7 @@ class FakeGitHub:
         if repo.archived:
             raise _Rejection(403, ARCHIVED)
 
-    def _comment_body_from_request(self) -> str:
+    def _comment_body_from_request(self, resource: str = "IssueComment") -> str:
         body = (request.get_json(silent=True) or {}).get("body")
         if not isinstance(body, str):
             raise _Rejection(422, 'Invalid request.\n\n"body" wasn\'t supplied.')
@@ -1060,7 +1936,7 @@ class FakeGitHub:
                 "Validation Failed",
                 errors=[
                     {
-                        "resource": "IssueComment",
+                        "resource": resource,
                         "code": "custom",
                         "field": "body",
                         "message": f"body is too long (maximum is {MAX_COMMENT_LENGTH} characters)",
@@ -1069,20 +1945,31 @@ class FakeGitHub:
             )
         return body
 
+    def _allocate_comment_id(self) -> int:
+        """The next id for a comment the App makes; the caller holds the lock.
+
+        Issue comments and review comments share it, so their ids never collide, and it skips
+        any id a test gave a person's comment."""
+        while (self._next_comment_id in self.comments
+               or self._next_comment_id in self.people_comments
+               or self._next_comment_id in self.review_comments):
+            self._next_comment_id += 1
+        comment_id = self._next_comment_id
+        self._next_comment_id += 1
+        return comment_id
+
     def _create_comment(self, owner: str, repo: str, number: int) -> Response:
         full_name = f"{owner}/{repo}"
-        self._authenticate_installation(full_name, "issues", "write")
+        record = self._issue_record(full_name, number)
+        self._authenticate_installation(full_name, "issues", "write",
+                                        alternatives=self._pull_alternative(record, "write"))
         self._refuse_if_archived(self._find_repo(full_name))
-        with self._lock:
-            exists = (full_name, number) in self._issues or any(
-                pull["repo"] == full_name and pull["number"] == number for pull in self.pulls)
-        if not exists:
+        if record is None:
             raise _Rejection(404, "Not Found")
         body = self._comment_body_from_request()
         created_at = _timestamp(_now())
         with self._lock:
-            comment_id = self._next_comment_id
-            self._next_comment_id += 1
+            comment_id = self._allocate_comment_id()
             comment = {
                 "id": comment_id,
                 "repo": full_name,
@@ -1094,33 +1981,77 @@ class FakeGitHub:
                 "updated_at": created_at,
             }
             self.comments[comment_id] = comment
+            self._issue_comment_order.append(comment_id)
         return _json_response(201, self._comment_payload(comment))
 
-    def _stored_comment(self, full_name: str, comment_id: int) -> dict[str, Any]:
-        with self._lock:
-            comment = self.comments.get(comment_id)
-        if comment is None or comment["repo"] != full_name:
+    def _list_comments(self, owner: str, repo: str, number: int) -> Response:
+        full_name = f"{owner}/{repo}"
+        record = self._issue_record(full_name, number)
+        self._authenticate_installation(full_name, "issues", "read",
+                                        alternatives=self._pull_alternative(record, "read"))
+        if record is None:
             raise _Rejection(404, "Not Found")
-        return comment
+        page, headers = self._paginate(self._issue_comments(full_name, number))
+        return _json_response(200, [self._comment_payload(each) for each in page], headers)
+
+    def _comment_alternative(self, comment: dict[str, Any] | None, level: str) -> tuple[tuple[str, str], ...]:
+        if comment is None:
+            return ()
+        return self._pull_alternative(
+            self._issue_record(comment["repo"], comment["issue_number"]), level)
 
     def _get_comment(self, owner: str, repo: str, comment_id: int) -> Response:
         full_name = f"{owner}/{repo}"
-        self._authenticate_installation(full_name, "issues", "read")
-        return _json_response(
-            200, self._comment_payload(self._stored_comment(full_name, comment_id))
-        )
+        with self._lock:
+            comment = self.comments.get(comment_id) or self.people_comments.get(comment_id)
+        self._authenticate_installation(full_name, "issues", "read",
+                                        alternatives=self._comment_alternative(comment, "read"))
+        if comment is None or comment["repo"] != full_name:
+            raise _Rejection(404, "Not Found")
+        return _json_response(200, self._comment_payload(comment))
 
     def _update_comment(self, owner: str, repo: str, comment_id: int) -> Response:
         full_name = f"{owner}/{repo}"
-        self._authenticate_installation(full_name, "issues", "write")
+        with self._lock:
+            comment = self.comments.get(comment_id)
+        self._authenticate_installation(full_name, "issues", "write",
+                                        alternatives=self._comment_alternative(comment, "write"))
         self._refuse_if_archived(self._find_repo(full_name))
-        comment = self._stored_comment(full_name, comment_id)
+        if comment is None or comment["repo"] != full_name:
+            raise _Rejection(404, "Not Found")
         body = self._comment_body_from_request()
         with self._lock:
             comment["body"] = body
             comment["history"].append(body)
             comment["updated_at"] = _timestamp(_now())
         return _json_response(200, self._comment_payload(comment))
+
+    def _get_issue(self, owner: str, repo: str, number: int) -> Response:
+        full_name = f"{owner}/{repo}"
+        # Unlike the comment and label endpoints, GitHub takes only the issues permission here,
+        # even for a pull request's number.
+        self._authenticate_installation(full_name, "issues", "read")
+        record = self._issue_record(full_name, number)
+        if record is None:
+            raise _Rejection(404, "Not Found")
+        return _json_response(200, self._issue_payload(record))
+
+    def _remove_label(self, owner: str, repo: str, number: int, name: str) -> Response:
+        full_name = f"{owner}/{repo}"
+        record = self._issue_record(full_name, number)
+        self._authenticate_installation(full_name, "issues", "write",
+                                        alternatives=self._pull_alternative(record, "write"))
+        self._refuse_if_archived(self._find_repo(full_name))
+        if record is None:
+            raise _Rejection(404, "Not Found")
+        with self._lock:
+            present = name in record["labels"]
+            if present:
+                record["labels"].remove(name)
+                record["updated_at"] = _timestamp(_now())
+        if not present:
+            raise _Rejection(404, LABEL_NOT_FOUND)
+        return _json_response(200, self._label_payloads(record))
 
     def _create_reaction(self, owner: str, repo: str, comment_id: int) -> Response:
         full_name = f"{owner}/{repo}"
@@ -1130,6 +2061,20 @@ class FakeGitHub:
             target = self.people_comments.get(comment_id) or self.comments.get(comment_id)
         if target is None or target["repo"] != full_name:
             raise _Rejection(404, "Not Found")
+        return self._react(full_name, comment_id)
+
+    def _create_review_comment_reaction(self, owner: str, repo: str, comment_id: int) -> Response:
+        full_name = f"{owner}/{repo}"
+        self._authenticate_installation(full_name, "pull_requests", "write")
+        self._refuse_if_archived(self._find_repo(full_name))
+        with self._lock:
+            target = self.review_comments.get(comment_id)
+        if target is None or target["repo"] != full_name:
+            raise _Rejection(404, "Not Found")
+        return self._react(full_name, comment_id)
+
+    def _react(self, full_name: str, comment_id: int) -> Response:
+        """The App reacts to a comment; issue and review comment ids never collide here."""
         content = (request.get_json(silent=True) or {}).get("content")
         if content not in REACTION_CONTENTS:
             raise _Rejection(
@@ -1211,16 +2156,11 @@ class FakeGitHub:
                     }
                 ],
             )
-        additions = deletions = changed_files = 0
-        for line in _run_git(git_dir, "diff", "--numstat", f"{base_sha}...{head_sha}").splitlines():
-            added, deleted, _path = line.split("\t", 2)
-            # Binary files show "-" for both counts.
-            additions += int(added) if added.isdigit() else 0
-            deletions += int(deleted) if deleted.isdigit() else 0
-            changed_files += 1
         with self._lock:
+            # Only an open pull request blocks another from the same branch.
             if any(
-                pull["repo"] == full_name and pull["head"] == head_branch and pull["base"] == base
+                pull["repo"] == full_name and pull["head_repo"] == full_name
+                and pull["head"] == head_branch and pull["base"] == base and pull["state"] == "open"
                 for pull in self.pulls
             ):
                 raise _Rejection(
@@ -1234,31 +2174,240 @@ class FakeGitHub:
                         }
                     ],
                 )
-            number = self._next_pull_number.get(full_name, FIRST_PULL_NUMBER)
-            self._next_pull_number[full_name] = number + 1
-            pull_id = self._next_pull_id
-            self._next_pull_id += 1
-            pull = {
-                "id": pull_id,
-                "number": number,
-                "title": title,
-                "body": data.get("body"),
-                "head": head_branch,
-                "base": base,
-                "head_sha": head_sha,
-                "base_sha": base_sha,
-                "draft": bool(data.get("draft", False)),
-                "repo": full_name,
-                "html_url": f"{self.base_url}/{full_name}/pull/{number}",
-                "user": self.bot_login,
-                "commits": commits,
-                "additions": additions,
-                "deletions": deletions,
-                "changed_files": changed_files,
-                "created_at": _timestamp(_now()),
-            }
-            self.pulls.append(pull)
-        return _json_response(201, self._pull_payload(pull, found))
+            pull = self._register_pull(
+                full_name, self._allocate_number(full_name), title=title, body=data.get("body"),
+                user=self.bot_login, head_repo=full_name, head=head_branch, base=base,
+                head_sha=head_sha, base_sha=base_sha, draft=bool(data.get("draft", False)))
+        return _json_response(201, self._pull_payload(pull))
+
+    def _stored_pull(self, full_name: str, number: int) -> dict[str, Any]:
+        record = self._issue_record(full_name, number)
+        if record is None or not _is_pull(record):
+            raise _Rejection(404, "Not Found")
+        return record
+
+    def _get_pull(self, owner: str, repo: str, number: int) -> Response:
+        full_name = f"{owner}/{repo}"
+        self._authenticate_installation(full_name, "pull_requests", "read",
+                                        alternatives=(("contents", "read"),))
+        return _json_response(200, self._pull_payload(self._stored_pull(full_name, number)))
+
+    def _list_pull_files(self, owner: str, repo: str, number: int) -> Response:
+        full_name = f"{owner}/{repo}"
+        self._authenticate_installation(full_name, "pull_requests", "read")
+        pull = self._stored_pull(full_name, number)
+        head_sha, base_sha = self._pull_shas(pull)
+        page, headers = self._paginate(self._pull_files(pull, head_sha, base_sha))
+        found = self._find_repo(full_name)
+        return _json_response(
+            200, [self._file_payload(found, head_sha, each) for each in page], headers)
+
+    def _list_review_comments(self, owner: str, repo: str, number: int) -> Response:
+        full_name = f"{owner}/{repo}"
+        self._authenticate_installation(full_name, "pull_requests", "read")
+        pull = self._stored_pull(full_name, number)
+        head_sha, _base_sha = self._pull_shas(pull)
+        comments = self._pull_review_comments(full_name, number)
+        outdated = self._outdated_threads(pull, comments, head_sha)
+        page, headers = self._paginate(comments)
+        payloads = [self._review_comment_payload(each, head_sha,
+                                                 outdated[each["in_reply_to"] or each["id"]])
+                    for each in page]
+        return _json_response(200, payloads, headers)
+
+    def _reply_to_review_comment(self, owner: str, repo: str, number: int,
+                                 comment_id: int) -> Response:
+        full_name = f"{owner}/{repo}"
+        self._authenticate_installation(full_name, "pull_requests", "write")
+        self._refuse_if_archived(self._find_repo(full_name))
+        pull = self._stored_pull(full_name, number)
+        with self._lock:
+            # A reply to a reply joins the thread under its top comment.
+            root = self._thread_root(full_name, number, comment_id)
+        if root is None:
+            raise _Rejection(404, "Not Found")
+        body = self._comment_body_from_request("PullRequestReviewComment")
+        place = {key: root[key] for key in ("path", "line", "start_line", "side", "diff_hunk",
+                                            "position", "commit_id")}
+        with self._lock:
+            reply_id = self._allocate_comment_id()
+        reply = self._store_review_comment(full_name, number, reply_id, self.bot_login, body,
+                                           place, root["id"])
+        head_sha, _base_sha = self._pull_shas(pull)
+        outdated = self._outdated_threads(pull, [root], head_sha)[root["id"]]
+        return _json_response(201, self._review_comment_payload(reply, head_sha, outdated))
+
+    def _update_review_comment(self, owner: str, repo: str, comment_id: int) -> Response:
+        full_name = f"{owner}/{repo}"
+        self._authenticate_installation(full_name, "pull_requests", "write")
+        self._refuse_if_archived(self._find_repo(full_name))
+        with self._lock:
+            comment = self.review_comments.get(comment_id)
+        if comment is None or comment["repo"] != full_name:
+            raise _Rejection(404, "Not Found")
+        if comment["user"] != self.bot_login:
+            raise self._deny(403, NOT_ACCESSIBLE, f"review comment {comment_id} is not the App's")
+        body = self._comment_body_from_request("PullRequestReviewComment")
+        with self._lock:
+            comment["body"] = body
+            comment["history"].append(body)
+            comment["updated_at"] = _timestamp(_now())
+        pull = self._stored_pull(full_name, comment["pull_number"])
+        head_sha, _base_sha = self._pull_shas(pull)
+        top = comment["in_reply_to"] or comment["id"]
+        with self._lock:
+            top_comment = self.review_comments[top]
+        outdated = self._outdated_threads(pull, [top_comment], head_sha)[top]
+        return _json_response(200, self._review_comment_payload(comment, head_sha, outdated))
+
+    def _get_branch(self, owner: str, repo: str, branch: str) -> Response:
+        full_name = f"{owner}/{repo}"
+        self._authenticate_installation(full_name, "contents", "read")
+        found = self._find_repo(full_name)
+        sha = self._branch_sha(found, branch)
+        if sha is None:
+            raise _Rejection(404, "Branch not found")
+        return _json_response(200, self._branch_payload(found, branch, sha))
+
+    def _list_check_runs(self, owner: str, repo: str, ref: str) -> Response:
+        full_name = f"{owner}/{repo}"
+        self._authenticate_installation(full_name, "checks", "read")
+        found = self._find_repo(full_name)
+        # A branch, a tag or a commit's sha, in that order.
+        sha = self._branch_sha(found, ref) or self._commit_sha(found, f"refs/tags/{ref}")
+        if sha is None and re.fullmatch(r"[0-9a-fA-F]{7,40}", ref):
+            sha = self._commit_sha(found, ref)
+        if sha is None:
+            raise _Rejection(422, f"No commit found for SHA: {ref}")
+        with self._lock:
+            runs = [run for run in self._check_runs
+                    if run["repo"] == full_name and run["head_sha"] == sha]
+        if "check_name" in request.args:
+            runs = [run for run in runs if run["name"] == request.args["check_name"]]
+        if "status" in request.args:
+            runs = [run for run in runs if run["status"] == request.args["status"]]
+        if "app_id" in request.args:
+            runs = [run for run in runs if str(run["app_id"]) == request.args["app_id"]]
+        if request.args.get("filter", "latest") == "latest":
+            newest: dict[tuple[str, int], dict[str, Any]] = {}
+            for run in runs:
+                newest[(run["name"], run["app_id"])] = run  # later runs replace earlier ones
+            runs = list(newest.values())
+        runs.sort(key=lambda run: run["id"], reverse=True)
+        page, headers = self._paginate(runs)
+        return _json_response(
+            200,
+            {"total_count": len(runs),
+             "check_runs": [self._check_run_payload(run) for run in page]},
+            headers,
+        )
+
+    def _graphql(self) -> Response:
+        """GitHub's GraphQL API, as far as one query goes: a pull request's review threads."""
+        credentials = _read_credentials(request.headers.get("Authorization"))
+        if credentials.kind is None:
+            self._record_auth_failure("graphql needs credentials")
+            raise _Rejection(401, GRAPHQL_AUTHENTICATION)
+        if credentials.kind not in ("token", "basic"):
+            raise self._deny(401, "Bad credentials",
+                             f"installation token required, got {credentials.kind}")
+        token = self._live_token(credentials.secret)
+        if token is None:
+            raise self._deny(401, "Bad credentials", "token unknown or expired")
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict) or not isinstance(data.get("query"), str):
+            raise _Rejection(400, "Problems parsing JSON")
+        variables = data.get("variables") or {}
+        if not isinstance(variables, dict):
+            raise _Rejection(400, "Problems parsing JSON")
+        try:
+            answer = self._review_threads_query(token, data["query"], variables)
+        except _GraphQLError as error:
+            payload: dict[str, Any] = {"errors": [error.error]}
+            if error.data is not None:
+                payload = {"data": error.data, **payload}
+            return _json_response(200, payload)
+        return _json_response(200, {"data": answer})
+
+    def _review_threads_query(self, token: dict[str, Any], query: str,
+                              variables: dict[str, Any]) -> dict[str, Any]:
+        if not all(re.search(pattern, query) for pattern in
+                   (r"\brepository\s*\(", r"\bpullRequest\s*\(", r"\breviewThreads\b")):
+            raise _GraphQLError("This fake GitHub answers only a query for a pull request's "
+                                "reviewThreads, with variables owner, name and number.")
+        for name, kind, type_name in (("owner", str, "String!"), ("name", str, "String!"),
+                                      ("number", int, "Int!")):
+            value = variables.get(name)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise _GraphQLError(
+                    f"Variable ${name} of type {type_name} was provided invalid value")
+        thread_count = _connection_size(query, variables, "reviewThreads")
+        comment_count = _connection_size(query, variables, "comments")
+        start = _connection_start(query, variables, "reviewThreads")
+        full_name = f"{variables['owner']}/{variables['name']}"
+        with self._lock:
+            repo = self._repos.get(full_name)
+            installation = self._installations[token["installation_id"]]
+            covered = (token["repositories"] if token["repositories"] is not None
+                       else installation.repos)
+        if repo is None or full_name not in covered:
+            self._record_auth_failure(f"graphql: token does not cover {full_name}")
+            raise _GraphQLError(f"Could not resolve to a Repository with the name '{full_name}'.",
+                                type="NOT_FOUND", path=["repository"], data={"repository": None})
+        try:
+            self._check_token_scope(token, repo, "pull_requests", "read")
+        except _Rejection as refusal:
+            raise _GraphQLError(refusal.payload["message"], type="FORBIDDEN",
+                                path=["repository", "pullRequest"],
+                                data={"repository": {"pullRequest": None}}) from None
+        pull = self._issue_record(full_name, variables["number"])
+        if pull is None or not _is_pull(pull):
+            raise _GraphQLError(
+                f"Could not resolve to a PullRequest with the number of {variables['number']}.",
+                type="NOT_FOUND", path=["repository", "pullRequest"],
+                data={"repository": {"pullRequest": None}})
+        threads = self._review_threads(pull, comment_count)
+        page = threads[start:start + thread_count]
+        end = start + len(page)
+        return {"repository": {"pullRequest": {"reviewThreads": {
+            "nodes": page,
+            "pageInfo": {"hasNextPage": end < len(threads),
+                         "endCursor": _cursor(end - 1) if page else None},
+        }}}}
+
+    def _review_threads(self, pull: dict[str, Any], comment_count: int) -> list[dict[str, Any]]:
+        head_sha, _base_sha = self._pull_shas(pull)
+        comments = self._pull_review_comments(pull["repo"], pull["number"])
+        outdated = self._outdated_threads(pull, comments, head_sha)
+        with self._lock:
+            resolved = set(self._resolved_threads)
+            bots = {login for login, account in self._accounts.items() if account.type == "Bot"}
+        threads = []
+        for top in (each for each in comments if each["in_reply_to"] is None):
+            in_thread = [each for each in comments
+                         if top["id"] in (each["id"], each["in_reply_to"])]
+            threads.append({
+                "id": f"PRRT_fake{top['id']}",
+                "isResolved": top["id"] in resolved,
+                "isOutdated": outdated[top["id"]],
+                "path": top["path"],
+                "line": None if outdated[top["id"]] else top["line"],
+                "startLine": None if outdated[top["id"]] else top["start_line"],
+                "diffSide": top["side"],
+                "comments": {"nodes": [
+                    {
+                        "databaseId": each["id"],
+                        "body": each["body"],
+                        # GraphQL names a bot by its app's slug, without REST's "[bot]".
+                        "author": {"login": each["user"].removesuffix("[bot]")
+                                   if each["user"] in bots else each["user"]},
+                        "diffHunk": each["diff_hunk"],
+                        "createdAt": each["created_at"],
+                    }
+                    for each in in_thread[:comment_count]
+                ]},
+            })
+        return threads
 
     def _get_user_by_id(self, user_id: int) -> Response:
         with self._lock:
@@ -1402,3 +2551,75 @@ def _invalid_field(resource: str, field_name: str) -> _Rejection:
         "Validation Failed",
         errors=[{"resource": resource, "field": field_name, "code": "invalid"}],
     )
+
+
+def _is_pull(record: dict[str, Any]) -> bool:
+    return "head" in record
+
+
+def _diff_position(patch: str | None, line: int, side: str) -> tuple[str, int] | None:
+    """Where a review comment on `line` of `side` sits in a file's patch: the hunk up to that
+    line (GitHub's diff_hunk) and its position, counted in lines below the first "@@"."""
+    if not patch:
+        return None
+    hunk: list[str] = []
+    old_line = new_line = 0
+    for position, text in enumerate(patch.split("\n")):
+        header = re.match(r"@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@", text)
+        if header:
+            old_line, new_line = int(header[1]), int(header[2])
+            hunk = [text]
+            continue
+        hunk.append(text)
+        on_left, on_right = text[:1] in (" ", "-"), text[:1] in (" ", "+")
+        if (side == "LEFT" and on_left and old_line == line) or (
+                side == "RIGHT" and on_right and new_line == line):
+            return "\n".join(hunk), position
+        old_line += on_left
+        new_line += on_right
+    return None
+
+
+def _cursor(index: int) -> str:
+    return base64.b64encode(f"cursor:v2:{index}".encode()).decode()
+
+
+def _connection_size(query: str, variables: dict[str, Any], connection: str) -> int:
+    """How many nodes `first` asks of a connection; GitHub insists on it and caps it at 100."""
+    arguments = re.search(rf"\b{connection}\s*\(([^)]*)\)", query)
+    first = re.search(r"\bfirst\s*:\s*(\$\w+|-?\d+)", arguments[1]) if arguments else None
+    if first is None:
+        raise _GraphQLError(f"You must provide a `first` or `last` value to properly paginate "
+                            f"the `{connection}` connection.")
+    size: Any = first[1]
+    if size.startswith("$"):
+        name = size[1:]
+        declared = re.search(rf"\${name}\s*:\s*Int!?\s*=\s*(\d+)", query)
+        size = variables.get(name, int(declared[1]) if declared else None)
+        if not isinstance(size, int) or isinstance(size, bool):
+            raise _GraphQLError(f"Variable ${name} of type Int was provided invalid value")
+    size = int(size)
+    if size < 0:
+        raise _GraphQLError(f"`first` on the `{connection}` connection cannot be less than zero.")
+    if size > GRAPHQL_MAX_PAGE:
+        raise _GraphQLError(f"Requesting {size} records on the `{connection}` connection exceeds "
+                            f"the `first` limit of {GRAPHQL_MAX_PAGE} records.")
+    return size
+
+
+def _connection_start(query: str, variables: dict[str, Any], connection: str) -> int:
+    """Where a page starts: just past the `after` cursor, if one was given."""
+    arguments = re.search(rf"\b{connection}\s*\(([^)]*)\)", query)
+    after = re.search(r'\bafter\s*:\s*(\$\w+|"[^"]*")', arguments[1]) if arguments else None
+    if after is None:
+        return 0
+    cursor = variables.get(after[1][1:]) if after[1].startswith("$") else after[1].strip('"')
+    if cursor is None:
+        return 0
+    try:
+        prefix, _, index = base64.b64decode(cursor, validate=True).decode().rpartition(":")
+        if prefix != "cursor:v2":
+            raise ValueError(cursor)
+        return int(index) + 1
+    except (TypeError, ValueError):
+        raise _GraphQLError(f"`{cursor}` does not appear to be a valid cursor.") from None
