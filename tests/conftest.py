@@ -28,7 +28,7 @@ from app.store import Store, Task
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.github import FakeGitHub
 from tests.fakes.keys import generate_app_key
-from tests.payloads import issue_comment, sign
+from tests.payloads import issue_comment, labeled, review_comment, sign
 
 SANDBOX_IMAGE = "async-code-test-sandbox:latest"
 SANDBOX_IMAGE_DIR = Path(__file__).parent / "sandbox-image"
@@ -191,6 +191,30 @@ class Service:
         assert status == 202, answer
         return answer["task_id"]
 
+    def deliver_task(self, payload: dict[str, Any], event: str) -> str:
+        status, answer = self.deliver(payload, event=event)
+        assert status == 202, answer
+        return answer["task_id"]
+
+    def label(self, **kwargs: Any) -> str:
+        """Deliver a `labeled` event for a label the fake GitHub already shows on the issue or
+        pull request; returns the task's id."""
+        payload = labeled(**kwargs)
+        return self.deliver_task(payload, "pull_request" if "pull_request" in payload else "issues")
+
+    def review(self, body: str, *, number: int, comment_id: int, path: str, line: int,
+               login: str = WRITER, user_id: int = WRITER_ID, in_reply_to: int | None = None) -> str:
+        """Add a review comment to the fake GitHub's pull request and deliver it; returns the task."""
+        assert self.github is not None
+        self.github.add_review_comment(REPO, number, comment_id, login, body, path=path, line=line,
+                                       in_reply_to=in_reply_to)
+        stored = self.github.review_comments[comment_id]
+        fields = {key: stored[key] for key in ("id", "path", "line", "start_line", "side", "diff_hunk")}
+        if in_reply_to is not None:
+            fields["in_reply_to_id"] = stored["in_reply_to"]
+        return self.deliver_task(review_comment(body, comment=fields, number=number, login=login,
+                                                user_id=user_id), "pull_request_review_comment")
+
     @property
     def store(self) -> Store:
         return Store(Path(self.env["DATABASE_URL"].removeprefix("sqlite:///")))
@@ -198,7 +222,7 @@ class Service:
     def task(self, task_id: str) -> Task:
         return self.store.get(task_id)
 
-    def wait_for_task(self, task_id: str, statuses=("completed", "failed", "rejected"),
+    def wait_for_task(self, task_id: str, statuses=("completed", "failed", "rejected", "cancelled"),
                       timeout: float = 90) -> Task:
         return wait_until(lambda: (t := self.task(task_id)) and t.status in statuses and t,
                           timeout, f"task {task_id} to reach {statuses}", self.logs)

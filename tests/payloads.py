@@ -31,3 +31,33 @@ def issue_comment(body: str, *, repo: str = "acme/widgets", number: int = 7, com
         "installation": {"id": installation_id},
         "sender": user,
     }
+
+
+def _repository(repo: str) -> dict[str, Any]:
+    owner, name = repo.split("/")
+    return {"full_name": repo, "name": name, "owner": {"login": owner}}
+
+
+def labeled(*, subject: str = "issue", label: str = "async-code", repo: str = "acme/widgets",
+            number: int = 7, title: str = "Issue 7", body: str = "", author: str = "reporter",
+            login: str = "alice", user_id: int = 9, installation_id: int = 77) -> dict[str, Any]:
+    """An `issues` or `pull_request` (subject "pull_request") `labeled` delivery."""
+    item = {"number": number, "title": title, "body": body,
+            "user": {"login": author, "id": 1, "type": "User"}}
+    return {"action": "labeled", subject: item, "label": {"id": 1, "name": label},
+            "repository": _repository(repo), "installation": {"id": installation_id},
+            "sender": {"login": login, "id": user_id, "type": "User"}}
+
+
+def review_comment(body: str, *, comment: dict[str, Any], repo: str = "acme/widgets",
+                   number: int, login: str = "alice", user_id: int = 9,
+                   installation_id: int = 77, title: str = "", pr_body: str = "",
+                   pr_author: str = "carol") -> dict[str, Any]:
+    """A `pull_request_review_comment`/`created` delivery; `comment` holds the fields GitHub
+    gives the review comment (path, line, side, diff_hunk, in_reply_to_id, ...)."""
+    user = {"login": login, "id": user_id, "type": "User"}
+    return {"action": "created", "comment": {**comment, "body": body, "user": user},
+            "pull_request": {"number": number, "title": title, "body": pr_body,
+                             "user": {"login": pr_author, "id": 2, "type": "User"}},
+            "repository": _repository(repo), "installation": {"id": installation_id},
+            "sender": user}
