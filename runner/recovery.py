@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 from app.store import FAILED, Task
-from runner import status, workspace
+from runner import replies, status, workspace
 from runner.services import Services
 from runner.github import ACKNOWLEDGE_PERMISSIONS, GitHubError
 from runner.sandbox import remove_task_containers, task_ids_with_containers
@@ -99,7 +99,7 @@ def _fail_interrupted(services: Services, task: Task) -> None:
         try:
             client = services.github.repo_client(task.installation_id, task.repo,
                                                  ACKNOWLEDGE_PERMISSIONS)
-            client.edit_comment(task.status_comment_id, status.failed(task.id, INTERRUPTED))
+            replies.editor(client, task)(task.status_comment_id, status.failed(task.id, INTERRUPTED))
         except GitHubError as error:
             log.warning("task %s: could not update its status comment: %s", task.id, error)
     services.store.finish(task.id, FAILED, error=INTERRUPTED)

@@ -158,3 +158,21 @@ def test_a_container_that_will_not_go_keeps_its_tree_and_not_the_others(
     finally:
         for deployment in sandboxes.values():
             deployment.stop()
+
+
+def test_an_interrupted_review_thread_task_says_so_in_its_thread(services, github):
+    number = github.add_pull(REPO, head="feature", files={"cli.py": "print('hi')\n"})
+    github.add_review_comment(REPO, number, 880, "alice", "@async-code rename", path="cli.py", line=1)
+    task = services.store.record_delivery("g-review", "pull_request_review_comment", "created", NewTask(
+        trigger="review_comment", repo=REPO, installation_id=INSTALLATION_ID, number=number,
+        comment_id=880, instruction="rename", requested_by="alice", requested_by_id=9,
+        review_context={"path": "cli.py", "line": 1, "thread_id": 880}))
+    client = services.github.repo_client(INSTALLATION_ID, REPO, {"pull_requests": "write"})
+    reply_id = client.reply_in_review_thread(number, 880, status.queued(task.id, 1))
+    services.store.update(task.id, acknowledged_at=utcnow(), status_comment_id=reply_id,
+                          status=RUNNING, claimed_by=f"{HERE}:999999", started_at=LONG_AGO)
+
+    recovery.recover(services, starting=False)
+
+    assert services.store.get(task.id).status == FAILED
+    assert "interrupted by a restart" in github.review_comments[reply_id]["body"]

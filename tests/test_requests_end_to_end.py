@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from runner.sandbox import TASK_LABEL
-from tests.conftest import READER, READER_ID, REPO, WRITER, WRITER_ID, wait_until
+from tests.conftest import READER, READER_ID, REPO, WRITER, wait_until
 from tests.fakes.anthropic import Final, ToolCall, Turn
 from tests.test_end_to_end import INSTRUCTION, NEW_MAIN, OLD_MAIN, golden_script
 
