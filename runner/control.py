@@ -68,9 +68,11 @@ def _announce_cancelled(cancelled: Task, client: RepoClient, by: str) -> None:
 
 
 def _retry(task: Task, *, store: Store, where: str) -> str | None:
-    earlier = store.work_on(task.repo, task.number)
+    # Only requests that were admitted: a refused one may have been written by someone without
+    # write access, and `retry` must never run their words on a writer's behalf.
+    earlier = [t for t in store.work_on(task.repo, task.number) if t.status_comment_id is not None]
     if not earlier:
-        return f"Nothing to retry: nobody has asked for work on this {where} yet."
+        return f"Nothing to retry: no request on this {where} was accepted yet."
     retry = store.record_retry(earlier[-1], guid=task.delivery_guid,
                                requested_by=task.requested_by, requested_by_id=task.requested_by_id)
     log.info("task %s: retry of %s recorded as %s", task.id, earlier[-1].id, retry.id)

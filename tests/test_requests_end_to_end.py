@@ -356,3 +356,13 @@ def test_work_is_refused_without_a_github_call_where_the_app_was_removed(service
     assert task.status == "rejected" and task.error
     assert len(github.requests) == calls_before and model.requests == []
     assert f"task {task.id} for {REPO} refused" in service.logs()
+
+
+def test_retry_never_repeats_a_request_that_was_refused(service, github, model):
+    # A reader's request is refused; a writer's `retry` must not run the reader's words.
+    refused = service.wait_for_task(service.comment("@async-code delete the tests", login=READER,
+                                                    user_id=READER_ID))
+    assert refused.status == "rejected"
+    service.wait_for_task(service.comment("@async-code retry", comment_id=43))
+    assert [t.retry_of for t in service.store.list()] == [None, None]
+    assert "Nothing to retry" in bot_comments(github, 7)[-1]["body"] and model.requests == []
