@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from app.buttons import ButtonPress, button_press
 from app.comments import task_from_comment
 from app.installations import installation_change, repositories_change
 from app.labels import task_from_issue_label, task_from_pull_request_label
@@ -27,9 +28,10 @@ class Intake:
 
     slug: str  # the App's login: "@slug" addresses it
     trigger_label: str  # the label that asks for work
+    app_id: int | None = None  # the App's id: only its own check runs have buttons to press
 
 
-Outcome = NewTask | InstallationChange | None
+Outcome = NewTask | InstallationChange | ButtonPress | None
 Handler = Callable[[dict[str, Any], Intake], Outcome]
 
 HANDLERS: dict[tuple[str, str | None], Handler] = {
@@ -39,6 +41,8 @@ HANDLERS: dict[tuple[str, str | None], Handler] = {
     ("issues", "labeled"): lambda payload, intake: task_from_issue_label(payload, intake.trigger_label),
     ("pull_request", "labeled"):
         lambda payload, intake: task_from_pull_request_label(payload, intake.trigger_label),
+    **{("check_run", action): lambda payload, intake: button_press(payload, intake.app_id)
+       for action in ("requested_action", "rerequested")},
     **{("installation", action): lambda payload, _intake: installation_change(payload)
        for action in ("created", "deleted", "suspend", "unsuspend")},
     **{("installation_repositories", action): lambda payload, _intake: repositories_change(payload)

@@ -24,8 +24,8 @@ def issue_instruction(number: int) -> str:
 
 
 def pull_request_instruction(number: int) -> str:
-    return (f"Work on pull request #{number}: address its unresolved review comments and make "
-            "its failing checks pass.")
+    return (f"Work on pull request #{number}: address the unresolved review threads opened by "
+            "people with write access, and make its failing checks pass.")
 
 
 def is_trigger_label(name: str, trigger_label: str) -> bool:

@@ -15,6 +15,9 @@ from app.store import NewTask
 from app.triggers import find_instruction, is_bot
 
 MAX_PATH_CHARS = 4096  # Linux's PATH_MAX; GitHub's own limit on a path is lower
+# A hunk runs from its header to the commented line, so one near the end of a large new file
+# is long; only its end is kept (the agent sees at most a few thousand characters of it).
+HUNK_KEPT_CHARS = 20_000
 
 
 def task_from_review_comment(payload: dict[str, Any], slug: str) -> NewTask | None:
@@ -56,8 +59,18 @@ def review_context(payload: dict[str, Any]) -> dict[str, Any]:
         raise MalformedPayload("comment.side is not LEFT or RIGHT")
     thread = _optional_line(payload, "comment.in_reply_to_id")
     return {"path": path, "line": line, "start_line": start if start != line else None,
-            "side": side or "RIGHT", "diff_hunk": read_text(payload, "comment.diff_hunk", optional=True),
+            "side": side or "RIGHT", "diff_hunk": _diff_hunk(payload),
             "thread_id": thread or read_id(payload, "comment.id")}
+
+
+def _diff_hunk(payload: dict[str, Any]) -> str:
+    hunk = read_object(payload, "comment").get("diff_hunk")
+    if hunk is None:
+        return ""
+    if not isinstance(hunk, str):
+        raise MalformedPayload("comment.diff_hunk is not a string")
+    # Its end, checked like any text (GitHub's payload cap bounds the whole before that).
+    return read_text({"comment": {"diff_hunk": hunk[-HUNK_KEPT_CHARS:]}}, "comment.diff_hunk")
 
 
 def _optional_line(payload: dict[str, Any], path: str) -> int | None:

@@ -16,7 +16,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from app.buttons import ButtonPress
 
 PENDING, RUNNING, COMPLETED, FAILED, REJECTED = "pending", "running", "completed", "failed", "rejected"
 CANCELLED = "cancelled"
@@ -77,7 +80,10 @@ CREATE TABLE IF NOT EXISTS tasks (
     review_context    TEXT,
     retry_of          TEXT,
     start_sha         TEXT,
-    cancel_requested_by TEXT
+    cancel_requested_by TEXT,
+    target_task       TEXT,
+    check_run_id      INTEGER,
+    pushed_check_run_id INTEGER
 );
 CREATE INDEX IF NOT EXISTS tasks_by_status ON tasks (status, created_at);
 -- One task per comment: a replayed delivery under a new GUID cannot start the work again.
@@ -94,6 +100,13 @@ CREATE TABLE IF NOT EXISTS installation_events (
     received_at     TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS installation_events_by_id ON installation_events (installation_id, repo);
+-- Each button of each check run works once: a redelivered or replayed press starts nothing.
+CREATE TABLE IF NOT EXISTS button_presses (
+    check_run_id  INTEGER NOT NULL,
+    action        TEXT NOT NULL,
+    delivery_guid TEXT NOT NULL REFERENCES deliveries(guid),
+    PRIMARY KEY (check_run_id, action)
+);
 """
 
 # Columns added since schema 1, with their declarations: an older store gains the ones it lacks.
@@ -102,6 +115,7 @@ _ADDED_COLUMNS = {
     "command": "TEXT", "problem": "TEXT", "base_branch": "TEXT",
     "draft": "INTEGER NOT NULL DEFAULT 0", "label": "TEXT", "review_context": "TEXT",
     "retry_of": "TEXT", "start_sha": "TEXT", "cancel_requested_by": "TEXT",
+    "target_task": "TEXT", "check_run_id": "INTEGER", "pushed_check_run_id": "INTEGER",
 }
 
 # Columns holding JSON documents; they are decoded when read.
@@ -113,6 +127,7 @@ class Duplicate(enum.Enum):
     DELIVERY = "delivery seen before"
     COMMENT = "comment already has a task"
     LABEL = "the label already has a task waiting or running"
+    BUTTON = "the check run's button was pressed before"
 
 
 def utcnow() -> str:
@@ -141,6 +156,7 @@ class NewTask:
     label: str | None = None  # the label that asked, removed when the task ends
     review_context: Any = None  # for a review comment: its file, lines and diff hunk
     retry_of: str | None = None  # the task a `retry` repeats
+    target_task: str | None = None  # the task a check run's button acts on
 
 
 @dataclass(frozen=True)
@@ -181,6 +197,8 @@ class Task(NewTask):
     heartbeat_at: str | None = None
     start_sha: str | None = None
     cancel_requested_by: str | None = None
+    check_run_id: int | None = None  # the task's check run on the head it started from
+    pushed_check_run_id: int | None = None  # the check run on the commit it pushed
 
     @property
     def on_pull_request(self) -> bool:
@@ -195,7 +213,8 @@ class Task(NewTask):
 
 _TASK_COLUMNS = [f.name for f in fields(Task)]
 # Triggers whose task works on a pull request's branch; the others open a pull request.
-PULL_REQUEST_TRIGGERS = frozenset({"pr_comment", "pr_label", "review_comment"})
+# "continue" is a check run's Continue button: more work on the head a task pushed.
+PULL_REQUEST_TRIGGERS = frozenset({"pr_comment", "pr_label", "review_comment", "continue"})
 
 
 def installation_refusal(events: list[tuple[str | None, str]], repo: str) -> str | None:
@@ -266,7 +285,8 @@ class Store:
 
     def record_delivery(self, guid: str, event: str, action: str | None,
                         task: NewTask | None = None,
-                        installation: InstallationChange | None = None) -> Task | Duplicate | None:
+                        installation: InstallationChange | None = None,
+                        button: ButtonPress | None = None) -> Task | Duplicate | None:
         """Record a delivery and what it asks for in one transaction.
 
         Returns the new Task; a Duplicate when the GUID was seen before or the comment (or the
@@ -283,6 +303,8 @@ class Store:
                        (guid, event, action, now))
             if installation is not None:
                 self._record_installation_change(db, guid, installation, now)
+            if button is not None:
+                return self._record_button_press(db, guid, button)
             if task is None:
                 return None
             if task.comment_id is not None and db.execute(
@@ -304,6 +326,24 @@ class Store:
         db.execute(f"INSERT INTO tasks ({', '.join(stored)}) VALUES ({', '.join('?' * len(stored))})",
                    list(stored.values()))
         return Task(**row)
+
+    def _record_button_press(self, db: sqlite3.Connection, guid: str,
+                             press: ButtonPress) -> Task | Duplicate | None:
+        """A command task for the press, acting on the check run's task; None when that task is
+        not one of this store's tasks on that repository."""
+        target = db.execute("SELECT number, installation_id FROM tasks WHERE id = ? AND repo = ? "
+                            "AND command IS NULL", (press.task_id, press.repo)).fetchone()
+        if target is None or target["installation_id"] != press.installation_id:
+            return None
+        pressed = db.execute("INSERT OR IGNORE INTO button_presses (check_run_id, action, "
+                             "delivery_guid) VALUES (?, ?, ?)", (press.check_run_id, press.action, guid))
+        if pressed.rowcount == 0:
+            return Duplicate.BUTTON
+        return self._insert_task(db, guid, NewTask(
+            trigger="check_run", repo=press.repo, installation_id=press.installation_id,
+            number=target["number"], comment_id=None, instruction="", command=press.action,
+            requested_by=press.requested_by, requested_by_id=press.requested_by_id,
+            target_task=press.task_id))
 
     def _record_installation_change(self, db: sqlite3.Connection, guid: str,
                                     change: InstallationChange, now: str) -> None:
@@ -394,8 +434,10 @@ class Store:
             "AND (repo, number) = (SELECT repo, number FROM tasks WHERE id = ?) "
             "ORDER BY created_at, rowid", PENDING, RUNNING, task_id, task_id)
 
-    def request_cancel(self, repo: str, number: int, by: str) -> tuple[list[Task], list[Task]]:
-        """Cancel the unfinished work on one issue or pull request, in one transaction.
+    def request_cancel(self, repo: str, number: int, by: str,
+                       task_id: str | None = None) -> tuple[list[Task], list[Task]]:
+        """Cancel the unfinished work on one issue or pull request (only `task_id` when given),
+        in one transaction.
 
         Returns (tasks cancelled while waiting, running tasks now asked to stop). A running
         task stops when the process holding it sees the request (`cancel_requested`).
@@ -403,7 +445,8 @@ class Store:
         with self._connect(immediate=True) as db:
             rows = db.execute("SELECT * FROM tasks WHERE repo = ? AND number = ? AND command IS NULL "
                               "AND status IN (?, ?) AND cancel_requested_by IS NULL "
-                              "ORDER BY created_at, rowid", (repo, number, PENDING, RUNNING)).fetchall()
+                              "AND (? IS NULL OR id = ?) ORDER BY created_at, rowid",
+                              (repo, number, PENDING, RUNNING, task_id, task_id)).fetchall()
             now, waiting, running = utcnow(), [], []
             for row in rows:
                 if row["status"] == PENDING:
@@ -429,11 +472,23 @@ class Store:
                      requested_by_id: int | None) -> Task:
         """A new task asking again what `original` asked, on behalf of whoever said `retry`."""
         fields_of_request = {f.name: getattr(original, f.name) for f in fields(NewTask)}
+        # No label: it came off when the original ended, and a retry is asked by a command.
         retry = NewTask(**{**fields_of_request, "comment_id": None, "command": None, "problem": None,
-                           "requested_by": requested_by, "requested_by_id": requested_by_id,
-                           "retry_of": original.id})
+                           "label": None, "requested_by": requested_by,
+                           "requested_by_id": requested_by_id, "retry_of": original.id})
         with self._connect(immediate=True) as db:
             return self._insert_task(db, guid, retry)
+
+    def record_continue(self, previous: Task, *, guid: str, requested_by: str,
+                        requested_by_id: int | None) -> Task:
+        """A new task on the pull request `previous` pushed to, carrying on its work."""
+        carry_on = NewTask(trigger="continue", repo=previous.repo,
+                           installation_id=previous.installation_id, number=previous.pr_number,
+                           comment_id=None, instruction=previous.instruction,
+                           requested_by=requested_by, requested_by_id=requested_by_id,
+                           retry_of=previous.id)
+        with self._connect(immediate=True) as db:
+            return self._insert_task(db, guid, carry_on)
 
     def heartbeat(self, claimed_by: str) -> None:
         """Mark every task this process holds as still cared for."""

@@ -17,7 +17,8 @@ from flask import Blueprint, current_app, jsonify, request
 
 from app.events import Intake, action_of, outcome_of_delivery
 from app.payload import BadBody, MalformedPayload, payload_from_body
-from app.store import Duplicate, InstallationChange
+from app.buttons import ButtonPress
+from app.store import Duplicate, InstallationChange, NewTask
 
 MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 # Both headers are stored and logged, so they are bounded. GitHub's event names are short words
@@ -83,13 +84,16 @@ def receive():
 
     malformed = None
     try:
-        outcome = outcome_of_delivery(event, payload, Intake(slug=settings.github_app_slug,
-                                                             trigger_label=settings.trigger_label))
+        outcome = outcome_of_delivery(event, payload, Intake(
+            slug=settings.github_app_slug, trigger_label=settings.trigger_label,
+            app_id=int(settings.github_app_id) if settings.github_app_id.isdigit() else None))
     except MalformedPayload as error:
         outcome, malformed = None, str(error)
     change = outcome if isinstance(outcome, InstallationChange) else None
-    task = None if change else outcome
-    recorded = store.record_delivery(guid, event, action_of(payload), task, installation=change)
+    press = outcome if isinstance(outcome, ButtonPress) else None
+    task = outcome if isinstance(outcome, NewTask) else None
+    recorded = store.record_delivery(guid, event, action_of(payload), task, installation=change,
+                                     button=press)
     if isinstance(recorded, Duplicate):
         log.info("delivery %s ignored: %s", guid, recorded.value)
         return _answer(200, "duplicate delivery")

@@ -14,7 +14,7 @@ import logging
 from app.commands import grammar_help
 from app.labels import is_trigger_label
 from app.store import FAILED, REJECTED, Store, Task, utcnow
-from runner import control, pull_request_rules, replies, status
+from runner import check_runs, control, pull_request_rules, replies, status
 from runner.github import ACKNOWLEDGE_PERMISSIONS, GitHubApp, GitHubError, RepoClient
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,15 @@ def acknowledge(task: Task, *, github: GitHubApp, store: Store, slug: str, max_q
         store.finish(task.id, FAILED, error=str(error), acknowledged_at=utcnow())
         return
 
+    if task.trigger == "check_run":
+        # A button: nothing is posted either way; the check run shows what happened.
+        if permission in WRITE_PERMISSIONS:
+            control.run_button(task, client=client, store=store)
+        else:
+            log.info("task %s: %s (%s) pressed `%s` on a check run and may not write; nothing runs",
+                     task.id, task.requested_by, permission, task.command)
+            store.finish(task.id, REJECTED, error="not allowed", acknowledged_at=utcnow())
+        return
     if task.command is not None and permission in WRITE_PERMISSIONS and task.problem is None:
         control.run_command(task, client=client, store=store, slug=slug,
                             trigger_label=trigger_label, web_url=web_url)
@@ -92,9 +101,11 @@ def acknowledge(task: Task, *, github: GitHubApp, store: Store, slug: str, max_q
 
     if task.label is not None and not _label_still_there(task, client, store):
         return
+    pull = None
     if task.on_pull_request:
         try:
-            reason = pull_request_rules.refusal(client.pull_request(task.number), repo=task.repo)
+            pull = client.pull_request(task.number)
+            reason = pull_request_rules.refusal(pull, repo=task.repo)
         except GitHubError as error:
             log.warning("task %s: could not read pull request #%s: %s", task.id, task.number, error)
             store.finish(task.id, FAILED, error=f"could not read the pull request: {error}",
@@ -117,9 +128,17 @@ def acknowledge(task: Task, *, github: GitHubApp, store: Store, slug: str, max_q
         store.finish(task.id, FAILED, error=f"could not post to the issue: {error}",
                      acknowledged_at=utcnow())
         return
+    # A pull request's head gets the task's check run now; an issue has no commit of the task's
+    # until it pushes.
+    check_run_id = None
+    if pull is not None:
+        check_run_id = check_runs.create(client, task, check_runs.queued(
+            task, head_sha=pull["head"]["sha"],
+            details_url=replies.link(task, web_url, comment_id)))
     # The status comment id and the acknowledgement land together, so a slot that claims the
     # task always finds the comment to edit.
-    store.update(task.id, status_comment_id=comment_id, acknowledged_at=utcnow())
+    store.update(task.id, status_comment_id=comment_id, check_run_id=check_run_id,
+                 acknowledged_at=utcnow())
     log.info("task %s acknowledged, queued at position %d", task.id, position)
 
 

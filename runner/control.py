@@ -11,7 +11,7 @@ import logging
 
 from app.commands import grammar_help
 from app.store import CANCELLED, COMPLETED, PENDING, RUNNING, Store, Task, utcnow
-from runner import replies, status
+from runner import check_runs, replies, status
 from runner.github import GitHubError, RepoClient
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,29 @@ def run_command(task: Task, *, client: RepoClient, store: Store, slug: str, trig
              task.requested_by)
 
 
+def run_button(task: Task, *, client: RepoClient, store: Store) -> None:
+    """Carry out a button pressed on a task's check run; the check run itself shows the result."""
+    target = store.get(task.target_task) if task.target_task else None
+    if target is None:
+        log.info("task %s: the check run's task is gone", task.id)
+    elif task.command == "cancel":
+        waiting, _running = store.request_cancel(target.repo, target.number, task.requested_by,
+                                                 task_id=target.id)
+        for cancelled in waiting:
+            _announce_cancelled(cancelled, client, task.requested_by)
+    elif task.command == "retry":
+        store.record_retry(target, guid=task.delivery_guid, requested_by=task.requested_by,
+                           requested_by_id=task.requested_by_id)
+    elif target.commit_sha and target.pr_number:  # continue: only after a push
+        store.record_continue(target, guid=task.delivery_guid, requested_by=task.requested_by,
+                              requested_by_id=task.requested_by_id)
+    else:
+        log.info("task %s: nothing to continue, task %s pushed nothing", task.id, target.id)
+    store.finish(task.id, COMPLETED, acknowledged_at=utcnow())
+    log.info("task %s: button `%s` on task %s by %s done", task.id, task.command,
+             task.target_task, task.requested_by)
+
+
 def _cancel(task: Task, *, client: RepoClient, store: Store, where: str) -> str:
     waiting, running = store.request_cancel(task.repo, task.number, task.requested_by)
     for cancelled in waiting:
@@ -61,6 +84,9 @@ def _announce_cancelled(cancelled: Task, client: RepoClient, by: str) -> None:
         if cancelled.status_comment_id:
             replies.editor(client, cancelled)(cancelled.status_comment_id,
                                               status.cancelled(cancelled.id, by))
+        if cancelled.check_run_id:
+            client.update_check_run(cancelled.check_run_id, check_runs.finished(
+                "cancelled", title=f"Cancelled by @{by}", summary="Cancelled before it started."))
         if cancelled.label:
             client.remove_label(cancelled.number, cancelled.label)
     except GitHubError as error:

@@ -14,7 +14,8 @@ from pathlib import Path
 import docker
 
 from app.store import CANCELLED, COMPLETED, FAILED, REJECTED, Task
-from runner import pull_request, pull_request_context, pull_request_rules, replies, status, workspace
+from runner import (check_runs, pull_request, pull_request_context, pull_request_rules, replies,
+                    status, workspace)
 from runner.acknowledge import WRITE_PERMISSIONS
 from runner.agent import (AgentError, AgentResult, AgentTimeout, ClaudeAgent,
                           pull_request_task_request, task_request)
@@ -24,7 +25,7 @@ from runner.files import FileEditor
 from runner.github import EXECUTE_PERMISSIONS, GitHubError, RepoClient
 from runner.sandbox import MOUNT_POINT, TASK_LABEL, DockerDeployment, SandboxError, SandboxLimits
 from runner.services import Services
-from runner.text import github_web_host
+from runner.text import github_web_host, github_web_url
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,10 @@ class TaskFailed(Exception):
 
 class NoLongerAllowed(TaskFailed):
     """The requester lost write access while the task waited: it ends as rejected."""
+
+
+class TimedOut(TaskFailed):
+    """The task ran out of time (ASYNC_CODE_TASK_TIMEOUT)."""
 
 
 class TaskCancelled(Exception):
@@ -61,24 +66,29 @@ def execute(task: Task, services: Services) -> None:
     # The status comment is edited before the task's final state is stored: whoever sees the
     # task finished in the store also sees the comment that says so.
     run.report(status.running(task.id), final=True)
+    run.checks.progress(check_runs.in_progress(0, None, 0))
     try:
         finished = run.run()
     except TaskCancelled as cancel:
         log.info("task %s cancelled by %s", task.id, cancel.by)
         run.report(status.cancelled(task.id, cancel.by), final=True)
+        run.conclude("cancelled", f"Cancelled by @{cancel.by}", "Nothing was pushed.")
         run.end(CANCELLED, error=str(cancel))
     except NoLongerAllowed as refusal:
         log.info("task %s refused: %s", task.id, refusal)
         run.report(status.failed(task.id, str(refusal), github_host=host), final=True)
+        run.conclude("failure", "Not allowed", str(refusal))
         run.end(REJECTED, error="not allowed")
     except TaskFailed as failure:
         reason = str(failure)
         log.info("task %s failed: %s", task.id, reason)
         run.report(status.failed(task.id, reason, github_host=host), final=True)
+        run.conclude("timed_out" if isinstance(failure, TimedOut) else "failure", "Failed", reason)
         run.end(FAILED, error=reason)
     except Exception:
         log.exception("task %s crashed", task.id)
         run.report(status.failed(task.id, INTERNAL_ERROR, github_host=host), final=True)
+        run.conclude("failure", "Failed", INTERNAL_ERROR)
         run.end(FAILED, error=INTERNAL_ERROR)
     else:
         run.end(COMPLETED, **finished)
@@ -95,6 +105,10 @@ class _TaskRun:
         self.github_host = github_web_host(services.settings.github_api_url)
         self._comment = (status.StatusComment(replies.editor(client, task), task.status_comment_id)
                          if task.status_comment_id else None)
+        self.checks = check_runs.CheckRun(client, task, task.check_run_id)
+        self.turns = 0
+        self.details_url = replies.link(task, github_web_url(services.settings.github_api_url),
+                                        task.status_comment_id)
 
     def report(self, body: str, *, final: bool) -> None:
         if self._comment is None:
@@ -103,6 +117,37 @@ class _TaskRun:
             self._comment.final(body) if final else self._comment.progress(body)
         except GitHubError as error:
             log.warning("task %s: could not edit the status comment: %s", self.task.id, error)
+
+    def progress(self, turn: int, tool: str | None) -> None:
+        self.turns = turn
+        self.report(status.running(self.task.id, turn, tool), final=False)
+        self.checks.progress(check_runs.in_progress(turn, tool, time.monotonic() - self.started))
+
+    def conclude(self, conclusion: str, title: str, summary: str) -> None:
+        """End the check run of a task that did not push."""
+        self.checks.final(check_runs.finished(conclusion, title=title, summary=summary,
+                                              github_host=self.github_host))
+
+    def _check_run_on_pushed_commit(self, sha: str, result: AgentResult,
+                                    changes: workspace.Changes, title: str) -> None:
+        """The pushed commit's own check run, finished: what changed, and the buttons."""
+        fields = check_runs.finished(
+            "success", title=title, github_host=self.github_host,
+            summary=check_runs.change_summary(
+                files=[(f.path, f.added, f.deleted) for f in changes.files],
+                seconds=time.monotonic() - self.started, turns=result.turns, tokens=result.tokens,
+                answer=result.answer, left_out=changes.left_out_count),
+            text=check_runs.transcript_excerpt(result.transcript),
+            actions=[check_runs.RETRY, check_runs.CONTINUE])
+        fields.update(name=check_runs.NAME, head_sha=sha, external_id=self.task.id)
+        if self.details_url:
+            fields["details_url"] = self.details_url
+        run_id = check_runs.create(self.client, self.task, fields)
+        self.services.store.update(self.task.id, pushed_check_run_id=run_id)
+        # The run on the head the task started from points at the new one; its buttons move too.
+        self.checks.final(check_runs.finished(
+            "success", title=f"Superseded by {sha[:7]}", actions=[],
+            summary=f"This task pushed {sha}; the check run on that commit has the details."))
 
     def end(self, outcome: str, **values) -> None:
         """Store the task's end; a label that asked comes off first, so adding it again asks again."""
@@ -119,7 +164,8 @@ class _TaskRun:
         task, store = self.task, self.services.store
         if (by := store.cancel_requested(task.id)) is not None:
             raise TaskCancelled(by)
-        _require_write_access(self.client, task)
+        # The login now, from the id: trust in the conversation follows the person, not a name.
+        self.requester_login = _require_write_access(self.client, task)
         repository = _checked_repository(self.client)
         pull = None
         if task.on_pull_request:
@@ -134,9 +180,7 @@ class _TaskRun:
         try:
             store.update(task.id, start_sha=workspace.start_commit(ws))
             request = self._first_message(pull)
-            result = _run_agent(task, self.services, ws.tree, self.deadline, request,
-                                lambda turn, tool: self.report(status.running(task.id, turn, tool),
-                                                               final=False))
+            result = _run_agent(task, self.services, ws.tree, self.deadline, request, self.progress)
             _require_sandbox_gone(self.services.docker, task)
             sandbox_gone = True
             if (by := store.cancel_requested(task.id)) is not None:
@@ -197,10 +241,12 @@ class _TaskRun:
             return task_request(task.instruction, number=task.number,
                                 issue_title=task.issue_title, issue_body=task.issue_body,
                                 issue_author_trusted=_issue_author_trusted(client, task))
-        is_writer = pull_request_context.writer_check(client, task.requested_by, WRITE_PERMISSIONS)
+        is_writer = pull_request_context.writer_check(client, self.requester_login, WRITE_PERMISSIONS)
+        previous = (self.services.store.get(task.retry_of)
+                    if task.trigger == "continue" and task.retry_of else None)
         context = pull_request_context.gather(
             client, task, pull, bot_login=f"{self.services.settings.github_app_slug}[bot]",
-            is_writer=is_writer)
+            is_writer=is_writer, previous=previous)
         return pull_request_task_request(task.instruction, number=task.number,
                                          context_block=pull_request_context.render(context))
 
@@ -232,6 +278,11 @@ class _TaskRun:
                                       seconds=time.monotonic() - self.started,
                                       tokens=result.tokens,
                                       left_out=left_out if changes.left_out_count else ""), final=True)
+        self.checks.final(check_runs.finished(
+            "neutral", title="No changes", github_host=self.github_host,
+            summary=check_runs.answer_summary(result.answer, seconds=time.monotonic() - self.started,
+                                              turns=result.turns, tokens=result.tokens),
+            text=check_runs.transcript_excerpt(result.transcript)))
         return outcome
 
     def _store_changes(self, changes: workspace.Changes, outcome: dict) -> None:
@@ -274,7 +325,14 @@ class _TaskRun:
         task = self.task
         title = pull_request.title(result.answer, task.instruction, github_host=self.github_host)
         sha = self._commit(ws, result, changes, title)
+        # Read again: the pull request may have closed, or its branch become protected, while
+        # the agent worked.
+        again = self._pull_request_to_work_on(repository)
+        if again["head"]["ref"] != pull["head"]["ref"]:
+            raise TaskFailed(f"the head of #{task.number} changed while the task ran; nothing "
+                             "was pushed.")
         self._push(ws, repository)
+        self._check_run_on_pushed_commit(sha, result, changes, title)
         left_out = pull_request.left_out_list(_left_out_pairs(changes), changes.left_out_count,
                                               github_host=self.github_host)
         self.report(status.pushed(
@@ -291,7 +349,7 @@ class _TaskRun:
         task, client = self.task, self.client
         files = [(f.path, f.added, f.deleted) for f in changes.files]
         title = pull_request.title(result.answer, task.instruction, github_host=self.github_host)
-        self._commit(ws, result, changes, title)
+        sha = self._commit(ws, result, changes, title)
         self._push(ws, repository)
         try:
             pr = client.open_pull_request(
@@ -305,6 +363,7 @@ class _TaskRun:
         except GitHubError as error:
             raise TaskFailed(f"the branch {ws.branch} was pushed but opening the pull request "
                              f"failed: {error}") from None
+        self._check_run_on_pushed_commit(sha, result, changes, title)
         self.report(status.done(task.id, pr_number=pr["number"], pr_url=pr["html_url"],
                                 files_changed=len(files), seconds=time.monotonic() - self.started,
                                 tokens=result.tokens, left_out=changes.left_out_count), final=True)
@@ -336,7 +395,7 @@ def _sandbox_is_gone(client: docker.DockerClient, task: Task) -> bool:
     return True
 
 
-def _require_write_access(client: RepoClient, task: Task) -> None:
+def _require_write_access(client: RepoClient, task: Task) -> str:
     """Checked again before anything runs: access can be taken away while a task waits.
 
     The login is looked up from the stored user id, since a login can be renamed (and then
@@ -351,6 +410,7 @@ def _require_write_access(client: RepoClient, task: Task) -> None:
     if permission not in WRITE_PERMISSIONS:
         raise NoLongerAllowed(f"@{login} no longer has write access to {task.repo}, so the task "
                               "did not start.")
+    return login
 
 
 def _checked_repository(client: RepoClient) -> dict:
@@ -416,7 +476,7 @@ def _run_agent(task: Task, services: Services, tree: Path, deadline: float, requ
             if isinstance(error, AgentError):
                 raise TaskFailed(str(error)) from None
             if disk.problem is None:
-                raise TaskFailed(f"the task ran out of time ({status.format_duration(settings.timeout_seconds)}, "
+                raise TimedOut(f"the task ran out of time ({status.format_duration(settings.timeout_seconds)}, "
                                  "ASYNC_CODE_TASK_TIMEOUT). Ask for a smaller change or raise the "
                                  "limit.") from None
         if cancel.check() is not None:

@@ -20,12 +20,13 @@ from githubkit.exception import GitHubException, RequestFailed
 log = logging.getLogger(__name__)
 
 # What each stage of a task may do, and nothing more.
-# Acknowledging reads a pull request (is it a fork's? still open?) and may answer in its
-# review threads, which takes pull_requests:write.
-ACKNOWLEDGE_PERMISSIONS = {"issues": "write", "pull_requests": "write", "metadata": "read"}
-# checks:read shows the agent a pull request's failing checks.
+# Acknowledging reads a pull request (is it a fork's? still open?), may answer in its review
+# threads (pull_requests:write) and opens the task's check run (checks:write).
+ACKNOWLEDGE_PERMISSIONS = {"issues": "write", "pull_requests": "write", "checks": "write",
+                           "metadata": "read"}
+# checks: the agent sees a pull request's failing checks; the task reports on its check run.
 EXECUTE_PERMISSIONS = {"contents": "write", "issues": "write", "pull_requests": "write",
-                       "checks": "read", "metadata": "read"}
+                       "checks": "write", "metadata": "read"}
 PAGE_SIZE = 100
 _REFRESH_MARGIN = timedelta(minutes=5)
 # githubkit waits forever by default; a stalled connection must not hang a runner thread.
@@ -268,6 +269,14 @@ class RepoClient:
     def react_to_review_comment(self, comment_id: int, content: str) -> None:
         self.call("POST", f"/repos/{self.repo}/pulls/comments/{int(comment_id)}/reactions",
                   json={"content": content})
+
+    # Check runs
+
+    def create_check_run(self, fields: dict[str, Any]) -> int:
+        return int(self.call("POST", f"/repos/{self.repo}/check-runs", json=fields)["id"])
+
+    def update_check_run(self, check_run_id: int, fields: dict[str, Any]) -> None:
+        self.call("PATCH", f"/repos/{self.repo}/check-runs/{int(check_run_id)}", json=fields)
 
 
 _REVIEW_THREADS = """

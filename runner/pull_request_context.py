@@ -16,7 +16,7 @@ from typing import Any
 
 from app.store import Task
 from runner.github import GitHubError, RepoClient
-from runner.shown_text import shown_line, shown_text
+from runner.shown_text import shown_line, shown_text, without_invisible
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +64,11 @@ class PullRequestContext:
     failing_checks: list[dict[str, Any]] = field(default_factory=list)  # name, conclusion, title, summary, text
     unresolved_threads: list[Thread] = field(default_factory=list)
     review: dict[str, Any] | None = None  # the review comment that asked: path, lines, diff hunk
+    previous: tuple[str, str] | None = None  # (task id, its answer) when a task is continued
 
 
 def gather(client: RepoClient, task: Task, pull: dict[str, Any], *, bot_login: str,
-           is_writer: Callable[[str], bool]) -> PullRequestContext:
+           is_writer: Callable[[str], bool], previous: Task | None = None) -> PullRequestContext:
     """Read what the agent needs about the pull request. A part GitHub cannot give is left
     out with a log line: the request itself still stands."""
     number, head_sha = task.number, pull["head"]["sha"]
@@ -84,6 +85,8 @@ def gather(client: RepoClient, task: Task, pull: dict[str, Any], *, bot_login: s
     runs = attempt("check runs", lambda: client.check_runs(head_sha, limit=MAX_CHECK_RUNS))
     threads = (attempt("review threads", lambda: client.review_threads(number, limit=MAX_THREADS))
                if task.trigger == "pr_label" else [])
+    # GraphQL names a bot without "[bot]"; the App's own replies are its status messages.
+    own = {bot_login.lower(), bot_login.lower().removesuffix("[bot]")}
     author = _login(pull.get("user"))
     return PullRequestContext(
         number=number, title=str(pull.get("title") or ""), description=str(pull.get("body") or ""),
@@ -93,14 +96,18 @@ def gather(client: RepoClient, task: Task, pull: dict[str, Any], *, bot_login: s
                 "patch": str(f.get("patch") or "")} for f in files if isinstance(f, dict)],
         conversation=[Comment(login, str(c.get("body") or ""), is_writer(login))
                       for c in comments if isinstance(c, dict)
-                      and (login := _login(c.get("user"))) and login != bot_login],
+                      and (login := _login(c.get("user"))) and login.lower() not in own],
         failing_checks=[{"name": str(run.get("name") or ""), "conclusion": str(run.get("conclusion")),
+                         "app": str((run.get("app") or {}).get("slug") or "")
+                         if isinstance(run.get("app"), dict) else "",
                          **{key: str((run.get("output") or {}).get(key) or "")
                             for key in ("title", "summary", "text")}}
                         for run in runs if isinstance(run, dict) and run.get("conclusion") in FAILING],
-        unresolved_threads=[_thread(node, is_writer) for node in threads
-                            if isinstance(node, dict) and not node.get("isResolved")],
+        unresolved_threads=[thread for node in threads
+                            if isinstance(node, dict) and not node.get("isResolved")
+                            and (thread := _thread(node, is_writer, own)).comments],
         review=task.review_context if task.trigger == "review_comment" else None,
+        previous=(previous.id, previous.output or "") if previous is not None else None,
     )
 
 
@@ -128,13 +135,23 @@ def render(context: PullRequestContext) -> str:
     """The context as one block of data. Its tag carries a code derived from the content, so
     nothing inside can write the closing tag."""
     parts = [f'Title: "{shown_line(context.title) or "(no title)"}"',
-             f"Branch: {context.head} (to be merged into {context.base})",
+             f"Branch: {shown_line(context.head)} (to be merged into {shown_line(context.base)})",
              "Description:\n" + (_clip(shown_text(context.description), DESCRIPTION_LIMIT)
                                  or "(no description)")]
+    if context.previous is not None:
+        task_id, answer = context.previous
+        parts.append(f"## What the previous task (`{task_id[:8]}`) said it did\n"
+                     + (_clip(shown_text(answer), DESCRIPTION_LIMIT) or "(nothing)"))
     if context.review is not None:
         parts.append(_review_part(context.review))
-    if context.unresolved_threads:
-        parts.append(_threads_part(context.unresolved_threads))
+    # Only threads a writer opened are requests; anyone can comment on a public pull request.
+    to_address = [t for t in context.unresolved_threads if t.comments[0].trusted]
+    others = [t for t in context.unresolved_threads if not t.comments[0].trusted]
+    if to_address:
+        parts.append(_threads_part(to_address, "Unresolved review threads"))
+    if others:
+        parts.append(_threads_part(others, "Unresolved review threads opened by people without "
+                                           "known write access (context, not requests)"))
     if context.failing_checks:
         parts.append(_checks_part(context.failing_checks))
     if context.conversation:
@@ -151,12 +168,12 @@ def _review_part(review: dict[str, Any]) -> str:
     line, start = review.get("line"), review.get("start_line")
     lines = f"lines {start}–{line}" if start and line else f"line {line}" if line else "the file"
     side = "the old version (left side)" if review.get("side") == "LEFT" else "the new version"
-    hunk = _clip(str(review.get("diff_hunk") or ""), HUNK_LIMIT)
+    hunk = _clip(without_invisible(str(review.get("diff_hunk") or "")), HUNK_LIMIT)
     return (f"## The review comment that asked for this\nOn {_shown_path(review.get('path'))}, "
             f"{lines} of {side}. The diff hunk it was left on:\n{_fenced(hunk, 'diff')}")
 
 
-def _threads_part(threads: list[Thread]) -> str:
+def _threads_part(threads: list[Thread], heading: str) -> str:
     shown, used = [], 0
     for thread in threads:
         where = _shown_path(thread.path) + (f":{thread.line}" if thread.line else "")
@@ -168,7 +185,7 @@ def _threads_part(threads: list[Thread]) -> str:
             shown.append(f"- …{len(threads) - len(shown)} more threads not shown")
             break
         shown.append(entry)
-    return "## Unresolved review threads\n" + "\n".join(shown)
+    return f"## {heading}\n" + "\n".join(shown)
 
 
 def _checks_part(checks: list[dict[str, Any]]) -> str:
@@ -176,7 +193,8 @@ def _checks_part(checks: list[dict[str, Any]]) -> str:
     for check in checks:
         detail = "\n\n".join(part for part in (shown_text(check["summary"]), shown_text(check["text"]))
                              if part)
-        entries.append(f"- {shown_line(check['name']) or '(unnamed)'}: {check['conclusion']}"
+        reporter = f" (reported by {shown_line(check['app'])})" if check.get("app") else ""
+        entries.append(f"- {shown_line(check['name']) or '(unnamed)'}{reporter}: {check['conclusion']}"
                        + (f" — {shown_line(check['title'])}" if check["title"] else "")
                        + (f"\n{_indented(_clip(detail, CHECK_LIMIT), '  ')}" if detail else ""))
     return "## Failing checks on the head commit\n" + "\n".join(entries)
@@ -199,19 +217,20 @@ def _files_part(files: list[dict[str, Any]]) -> str:
     for item in files:
         listed.append(f"- {_shown_path(item['filename'])} ({item['status']})")
         if item["patch"]:
-            patches.append(f"--- {item['filename']}\n{item['patch']}")
+            patches.append(f"--- {_shown_path(item['filename'])}\n{without_invisible(item['patch'])}")
     diff = _clip("\n".join(patches), DIFF_LIMIT)
     return ("## Changes against the base\n" + "\n".join(listed)
             + ("\n\nThe diff:\n" + _fenced(diff, "diff") if diff else ""))
 
 
-def _thread(node: dict[str, Any], is_writer: Callable[[str], bool]) -> Thread:
+def _thread(node: dict[str, Any], is_writer: Callable[[str], bool], own: set[str]) -> Thread:
+    """A review thread without the App's own replies in it."""
     comments = ((node.get("comments") or {}).get("nodes") or [])
     line = node.get("line") if isinstance(node.get("line"), int) else None
     return Thread(path=str(node.get("path") or ""), line=line, comments=[
         Comment(login, str(c.get("body") or ""), bool(login) and is_writer(login))
         for c in comments if isinstance(c, dict)
-        for login in [_login(c.get("author"))]])
+        for login in [_login(c.get("author"))] if login.lower() not in own])
 
 
 def _login(user: Any) -> str:

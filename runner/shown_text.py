@@ -57,10 +57,10 @@ def shown_text(markdown: str) -> str:
 
 def shown_line(text: str) -> str:
     """A title as GitHub shows it: verbatim on one line, invisible characters removed."""
-    return " ".join(_without_invisible(text).split())
+    return " ".join(without_invisible(text).split())
 
 
-def _without_invisible(text: str) -> str:
+def without_invisible(text: str) -> str:
     return "".join(char for char in text if not _invisible(char))
 
 
@@ -82,7 +82,7 @@ class _Reader(HTMLParser):
         self._open: list[str] = []  # elements open around the text being read
 
     def text(self) -> str:
-        text = _without_invisible("".join(self._parts))
+        text = without_invisible("".join(self._parts))
         # A list item whose text is a paragraph starts on the marker's line.
         text = re.sub(r"^([ \t]*(?:-|\d+\.) )\s+", r"\1", text, flags=re.MULTILINE)
         text = re.sub(r"[ \t]+\n", "\n", text)

@@ -201,7 +201,8 @@ def test_retry_of_a_label_request_is_not_silently_withdrawn(tmp_path):
     original = store.record_delivery("g1", "issues", "labeled", request(
         comment_id=None, trigger="label", instruction="Resolve issue #7 as its title and "
         "description ask.", label="async-code"))
-    store.finish(original.id, COMPLETED, acknowledged_at=utcnow())
+    # It was accepted (so it had a status comment), ran and ended.
+    store.finish(original.id, COMPLETED, acknowledged_at=utcnow(), status_comment_id=5001)
     client = StubClient(labels=[])  # taken off when the task ended
     command = store.record_delivery("g2", "issue_comment", "created", request(
         comment_id=43, instruction="", command="retry"))
@@ -318,6 +319,7 @@ def test_a_login_given_up_by_the_requester_is_not_trusted(tmp_path):
                            instruction="make the greeting louder", on_pull_request=True)
     run = _TaskRun.__new__(_TaskRun)
     run.task, run.client = task, client
+    run.requester_login = "alice-renamed"  # what run() found from the id before the agent starts
     run.services = SimpleNamespace(settings=SimpleNamespace(github_app_slug=SLUG))
 
     message = run._first_message(client.pull)

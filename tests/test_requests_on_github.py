@@ -153,3 +153,59 @@ def test_installation_events_become_changes():
 def test_which_installation_events_refuse_work(events, refused):
     reason = installation_refusal(events, "acme/widgets")
     assert (reason is None) if refused is None else (refused in reason)
+
+
+APP = Intake(slug="async-code", trigger_label="async-code", app_id=4242)
+TASK_ID = "a" * 32
+
+
+def pressed(identifier="cancel", *, action="requested_action", app_id=4242, external_id=TASK_ID,
+            sender=WRITER):
+    payload = {"action": action, "check_run": {"id": 555, "external_id": external_id,
+                                               "app": {"id": app_id}, "head_sha": "b" * 40},
+               "repository": {"full_name": "acme/widgets"}, "installation": {"id": 77},
+               "sender": sender}
+    if action == "requested_action":
+        payload["requested_action"] = {"identifier": identifier}
+    return payload
+
+
+@pytest.mark.parametrize(("payload", "action"), [
+    (pressed("cancel"), "cancel"),
+    (pressed("retry"), "retry"),
+    (pressed("continue"), "continue"),
+    (pressed(action="rerequested"), "retry"),  # the "Re-run" link
+])
+def test_buttons_on_the_apps_check_runs_are_presses(payload, action):
+    from app.buttons import ButtonPress
+
+    assert outcome_of_delivery("check_run", payload, APP) == ButtonPress(
+        repo="acme/widgets", installation_id=77, check_run_id=555, task_id=TASK_ID, action=action,
+        requested_by="alice", requested_by_id=9)
+
+
+@pytest.mark.parametrize("payload", [
+    pressed(app_id=1),  # another App's check run, whatever its external id says
+    pressed("merge"),  # not a button this App shows
+    pressed(external_id="../" + "a" * 29),
+    pressed(external_id=None),
+    pressed(sender={"login": "ci[bot]", "id": 5, "type": "Bot"}),
+])
+def test_presses_that_ask_for_nothing(payload):
+    assert outcome_of_delivery("check_run", payload, APP) is None
+
+
+def test_without_an_app_id_no_button_counts():
+    assert outcome_of_delivery("check_run", pressed(), INTAKE) is None
+
+
+@pytest.mark.parametrize(("payload", "reason"), [
+    (pressed("x" * 21), "requested_action.identifier is longer"),
+    ({**pressed(), "requested_action": None}, "requested_action is not"),
+    ({**pressed(), "check_run": {"id": 555, "external_id": TASK_ID}}, "check_run.app is not"),
+    ({**pressed(), "check_run": {"id": "555", "external_id": TASK_ID, "app": {"id": 4242}}},
+     "check_run.id"),
+])
+def test_malformed_presses_are_refused(payload, reason):
+    with pytest.raises(MalformedPayload, match=reason.replace(".", r"\.")):
+        outcome_of_delivery("check_run", payload, APP)

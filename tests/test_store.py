@@ -162,9 +162,11 @@ def _store_of_an_older_schema(path, version: int, left_out: set[str]) -> None:
 
     from app import store as store_module
 
-    schema = "".join(line + "\n" for line in store_module._SCHEMA.splitlines()
-                     if not (m := re.match(r"\s+(\w+)\s", line)) or m[1] not in left_out)
-    schema = re.sub(r",(\s*\);)", r"\1", schema)  # the last column loses its comma
+    head, tasks_table, tail = re.split(r"(CREATE TABLE IF NOT EXISTS tasks \(.*?\n\);)",
+                                       store_module._SCHEMA, flags=re.DOTALL)
+    kept = "".join(line + "\n" for line in tasks_table.splitlines()
+                   if not (m := re.match(r"\s+(\w+)\s", line)) or m[1] not in left_out)
+    schema = head + re.sub(r",(\s*\);)", r"\1", kept) + tail  # the last column loses its comma
     db = sqlite3.connect(path)
     db.executescript(schema)
     db.execute("INSERT INTO deliveries VALUES ('g1', 'issue_comment', 'created', '2026-01-01')")
@@ -276,3 +278,25 @@ def test_losing_the_installation_finishes_its_waiting_tasks(tmp_path):
     assert store.installation_refusal(1, "acme/other") == "the App was uninstalled"
     store.record_delivery("r3", "installation", "created", installation=InstallationChange(1, "created"))
     assert store.installation_refusal(1, "acme/other") is None
+
+
+def test_each_button_of_a_check_run_works_once(tmp_path):
+    from app.buttons import ButtonPress
+
+    store = make_store(tmp_path)
+    target, = acknowledged(store, 1)
+
+    def press(guid, action="retry", check_run_id=555, task_id=target, repo="acme/widgets"):
+        return store.record_delivery(guid, "check_run", "requested_action", button=ButtonPress(
+            repo=repo, installation_id=1, check_run_id=check_run_id, task_id=task_id,
+            action=action, requested_by="carol", requested_by_id=6))
+
+    command = press("b1")
+    assert (command.command, command.target_task, command.number, command.trigger) == (
+        "retry", target, 1, "check_run")
+    assert press("b2") is Duplicate.BUTTON  # replayed under a new delivery id
+    assert press("b3", action="continue").command == "continue"  # another button
+    assert press("b4", check_run_id=556).command == "retry"  # another check run
+    assert press("b5", task_id="f" * 32) is None  # not a task of this store
+    assert press("b6", repo="acme/other", check_run_id=557) is None  # not on that repository
+    assert press("b7", task_id=command.id, check_run_id=558) is None  # commands have no buttons

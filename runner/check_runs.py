@@ -1,0 +1,168 @@
+"""A task as a check run in GitHub's checks UI: what it says at each stage, and its buttons.
+
+Pure functions build the fields GitHub takes; `CheckRun` sends them for one check run, with
+progress throttled like the status comment. Everything the agent or the request wrote is made
+inert (runner/text.py) and every text fits GitHub's limits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from app.store import Task
+from runner.github import GitHubError, RepoClient
+from runner.status import PROGRESS_INTERVAL, StatusComment, format_duration
+from runner.text import DEFAULT_GITHUB_HOST, code_span, fit_body, neutralise, short_title
+
+log = logging.getLogger(__name__)
+
+NAME = "async-code"
+OUTPUT_LIMIT = 65_535  # characters GitHub takes in a check run's title, summary and text each
+TEXT_LIMIT = 60_000  # leaves room for what neutralising adds
+TITLE_LIMIT = 200
+FILES_SHOWN = 100
+CALLS_SHOWN = 200
+
+# GitHub shows at most three; label ≤ 20, description ≤ 40, identifier ≤ 20 characters.
+CANCEL = {"label": "Cancel", "description": "Stop this task; nothing is pushed", "identifier": "cancel"}
+RETRY = {"label": "Retry", "description": "Ask again from the same base", "identifier": "retry"}
+CONTINUE = {"label": "Continue", "description": "Keep working on the pushed head",
+            "identifier": "continue"}
+
+
+def queued(task: Task, *, head_sha: str, details_url: str | None) -> dict[str, Any]:
+    fields = {"name": NAME, "head_sha": head_sha, "external_id": task.id, "status": "queued",
+              "output": {"title": "Queued", "summary": f"Task `{task.id[:8]}` waits for a slot."},
+              "actions": [CANCEL]}
+    if details_url:
+        fields["details_url"] = details_url
+    return fields
+
+
+def in_progress(turns: int, last_tool: str | None, seconds: float) -> dict[str, Any]:
+    detail = f"turn {turns}" + (f", last tool {code_span(last_tool)}" if last_tool else "") if turns else "starting"
+    return {"status": "in_progress",
+            "output": {"title": f"Running: {detail}"[:TITLE_LIMIT],
+                       "summary": f"Running for {format_duration(seconds)}: {detail}."},
+            "actions": [CANCEL]}
+
+
+def finished(conclusion: str, *, title: str, summary: str, text: str = "",
+             actions: list[dict[str, str]] | None = None,
+             github_host: str = DEFAULT_GITHUB_HOST) -> dict[str, Any]:
+    """A completed check run. `title`, `summary` and `text` may hold untrusted text: they are
+    made inert here and cut to GitHub's limits."""
+    output = {"title": short_title(neutralise(title, github_host=github_host), TITLE_LIMIT) or conclusion,
+              "summary": fit_body(neutralise(summary, github_host=github_host), limit=TEXT_LIMIT)}
+    if text:
+        output["text"] = fit_body(neutralise(text, github_host=github_host), limit=TEXT_LIMIT)
+    return {"status": "completed", "conclusion": conclusion, "output": output,
+            "actions": actions if actions is not None else [RETRY]}
+
+
+def change_summary(*, files: list[tuple[str, int | None, int | None]], seconds: float, turns: int,
+                   tokens: int, answer: str, left_out: int = 0) -> str:
+    """What changed (a table of files with +/− lines), how long it took, what it cost."""
+    rows = [f"| {code_span(path)} | {'+' + str(added) if added is not None else 'binary'} | "
+            f"{'−' + str(deleted) if deleted is not None else ''} |"
+            for path, added, deleted in files[:FILES_SHOWN]]
+    more = f"\n\n…and {len(files) - FILES_SHOWN} more files." if len(files) > FILES_SHOWN else ""
+    table = "| File | Added | Deleted |\n|---|---|---|\n" + "\n".join(rows) + more if files else ""
+    left = f"\n\n{left_out:,} path(s) were left out." if left_out else ""
+    return "\n\n".join(part for part in (
+        _quoted(answer), table + left, _figures(seconds, turns, tokens)) if part)
+
+
+def answer_summary(answer: str, *, seconds: float, turns: int, tokens: int) -> str:
+    return "\n\n".join(part for part in (_quoted(answer or "(no answer)"),
+                                         _figures(seconds, turns, tokens)) if part)
+
+
+def transcript_excerpt(transcript: list[dict[str, Any]] | None) -> str:
+    """The tool calls the agent made and how each ended, one line each."""
+    calls: dict[str, str] = {}
+    lines: list[str] = []
+    for message in transcript or []:
+        content = message.get("content")
+        if not isinstance(content, list):
+            continue
+        for block in content:
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "tool_use":
+                calls[str(block.get("id"))] = _describe_call(block)
+            elif block.get("type") == "tool_result":
+                call = calls.pop(str(block.get("tool_use_id")), "a tool call")
+                lines.append(f"- {call}: {_ending(block)}")
+    if not lines:
+        return ""
+    shown = lines[:CALLS_SHOWN]
+    if len(lines) > CALLS_SHOWN:
+        shown.append(f"- …{len(lines) - CALLS_SHOWN} more")
+    return "Tool calls:\n\n" + "\n".join(shown)
+
+
+def _describe_call(block: dict[str, Any]) -> str:
+    name, arguments = str(block.get("name")), block.get("input") or {}
+    if name == "bash" and isinstance(arguments, dict):
+        command = " ".join(str(arguments.get("command", "")).split())
+        return f"`bash` {code_span(command[:200] + ('…' if len(command) > 200 else ''))}"
+    if isinstance(arguments, dict) and "path" in arguments:
+        return f"`{name}` {arguments.get('command', '')} {code_span(str(arguments['path'])[:200])}"
+    return code_span(name[:64])
+
+
+def _ending(block: dict[str, Any]) -> str:
+    content = block.get("content")
+    first = content.split("\n", 1)[0] if isinstance(content, str) else ""
+    if first.startswith("exit code "):
+        return first
+    return "error" if block.get("is_error") else "ok"
+
+
+def _quoted(text: str) -> str:
+    text = text.strip()
+    return "\n".join("> " + line for line in text.splitlines()) if text else ""
+
+
+def _figures(seconds: float, turns: int, tokens: int) -> str:
+    return f"{format_duration(seconds)} · {turns} turn{'s' if turns != 1 else ''} · {tokens:,} tokens"
+
+
+class CheckRun:
+    """One task's check run: throttled progress, final updates that always go through. GitHub
+    failing here never fails the task: the status comment says the same."""
+
+    def __init__(self, client: RepoClient, task: Task, check_run_id: int | None, *,
+                 interval: float = PROGRESS_INTERVAL, clock: Callable[[], float] | None = None):
+        self._client, self._task = client, task
+        self.check_run_id = check_run_id
+        kwargs = {"interval": interval} | ({"clock": clock} if clock else {})
+        self._updates = (StatusComment(client.update_check_run, check_run_id, **kwargs)
+                         if check_run_id else None)
+
+    def progress(self, fields: dict[str, Any]) -> None:
+        self._send(lambda: self._updates.progress(fields))
+
+    def final(self, fields: dict[str, Any]) -> None:
+        self._send(lambda: self._updates.final(fields))
+
+    def _send(self, update: Callable[[], Any]) -> None:
+        if self._updates is None:
+            return
+        try:
+            update()
+        except GitHubError as error:
+            log.warning("task %s: could not update check run %s: %s", self._task.id,
+                        self.check_run_id, error)
+
+
+def create(client: RepoClient, task: Task, fields: dict[str, Any]) -> int | None:
+    """A new check run; None (and a log line) when GitHub refuses it."""
+    try:
+        return client.create_check_run(fields)
+    except GitHubError as error:
+        log.warning("task %s: could not create its check run: %s", task.id, error)
+        return None
