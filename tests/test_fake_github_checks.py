@@ -7,6 +7,7 @@ import pytest
 from githubkit import AppAuthStrategy, GitHub, TokenAuthStrategy
 from githubkit.cache import MemCacheStrategy
 from githubkit.exception import RequestFailed
+from githubkit.webhooks import parse_obj
 
 from tests.fakes.github import FakeGitHub
 from tests.fakes.keys import generate_app_key
@@ -358,3 +359,93 @@ def test_an_archived_repository_takes_no_check_runs(fake: FakeGitHub, github: Gi
         github.rest.checks.create("acme", "attic", name="async-code", head_sha=sha)
 
     assert status_of(refused) == (403, "Repository was archived so is read-only.")
+
+
+def test_a_button_click_arrives_as_github_sends_it(fake: FakeGitHub, github: GitHub):
+    number = fake.add_pull(REPO, head="bigger", files={"src/widget.py": "SIZE = 2\n"})
+    head = bare_git(fake, REPO, "rev-parse", "bigger")
+    run = github.rest.checks.create(
+        "acme", "widgets", name="async-code", head_sha=head, external_id="task-17",
+        details_url="https://tasks.example/17", conclusion="failure", actions=BUTTONS,
+        output={"title": "Failed", "summary": "The tests failed."}).parsed_data
+
+    payload = fake.check_run_event(run.id, "requested_action", sender_login="dora",
+                                   identifier="retry")
+    event = parse_obj("check_run", payload)
+
+    assert (payload["action"], payload["requested_action"]) == (
+        "requested_action", {"identifier": "retry"})
+    check_run = payload["check_run"]
+    assert (check_run["id"], check_run["name"], check_run["head_sha"],
+            check_run["external_id"], check_run["details_url"]) == (
+        run.id, "async-code", head, "task-17", "https://tasks.example/17")
+    assert (check_run["status"], check_run["conclusion"]) == ("completed", "failure")
+    assert (check_run["app"]["id"], check_run["app"]["slug"]) == (APP_ID, "async-code")
+    suite = check_run["check_suite"]
+    assert (suite["id"], suite["head_branch"], suite["head_sha"]) == (
+        run.check_suite.id, "bigger", head)
+    assert (suite["status"], suite["conclusion"]) == ("completed", "failure")
+    pull = check_run["pull_requests"][0]
+    assert (pull["number"], pull["head"]["ref"], pull["head"]["sha"],
+            pull["head"]["repo"]["name"], pull["base"]["ref"]) == (
+        number, "bigger", head, "widgets", "main")
+    assert payload["repository"]["full_name"] == REPO
+    assert payload["installation"]["id"] == INSTALLATION_ID
+    assert payload["sender"]["login"] == "dora"
+    assert event.requested_action.identifier == "retry"
+    assert event.check_run.pull_requests[0].number == number
+
+
+def test_a_re_run_request_queues_the_suite_and_leaves_the_run(fake: FakeGitHub,
+                                                              github: GitHub):
+    sha = main_sha(fake)
+    run_id = github.rest.checks.create("acme", "widgets", name="async-code", head_sha=sha,
+                                       conclusion="success").parsed_data.id
+
+    payload = fake.check_run_event(run_id, "rerequested", sender_login="dora")
+    event = parse_obj("check_run", payload)
+
+    assert "requested_action" not in payload
+    assert (payload["check_run"]["status"], payload["check_run"]["conclusion"]) == (
+        "completed", "success")
+    assert (payload["check_run"]["check_suite"]["status"],
+            payload["check_run"]["check_suite"]["conclusion"],
+            payload["check_run"]["check_suite"]["head_branch"]) == ("queued", None, "main")
+    assert payload["check_run"]["pull_requests"] == []
+    assert event.action == "rerequested"
+    assert len(fake.check_run(run_id)["history"]) == 1
+
+
+def test_events_only_github_could_send(fake: FakeGitHub, github: GitHub):
+    sha = main_sha(fake)
+    running = github.rest.checks.create("acme", "widgets", name="async-code", head_sha=sha,
+                                        status="in_progress", actions=BUTTONS).parsed_data.id
+    done = github.rest.checks.create("acme", "widgets", name="async-code", head_sha=sha,
+                                     conclusion="success", actions=BUTTONS).parsed_data.id
+    theirs = fake.add_check_run(REPO, sha, "tests", app_slug="ci")
+
+    refusals = {}
+    for name, build in {
+        "in progress": lambda: fake.check_run_event(running, "requested_action",
+                                                    sender_login="dora", identifier="cancel"),
+        "no such button": lambda: fake.check_run_event(done, "requested_action",
+                                                       sender_login="dora",
+                                                       identifier="continue"),
+        "another app's run": lambda: fake.check_run_event(theirs, "rerequested",
+                                                          sender_login="dora"),
+        "a button on a re-run": lambda: fake.check_run_event(done, "rerequested",
+                                                             sender_login="dora",
+                                                             identifier="retry"),
+        "created": lambda: fake.check_run_event(done, "created", sender_login="dora"),
+        "no such run": lambda: fake.check_run_event(999, "rerequested", sender_login="dora"),
+    }.items():
+        with pytest.raises(ValueError) as refused:
+            build()
+        refusals[name] = str(refused.value)
+
+    assert "only after it completes" in refusals["in progress"]
+    assert "has no button 'continue'" in refusals["no such button"]
+    assert "belongs to ci" in refusals["another app's run"]
+    assert refusals["a button on a re-run"] == "only a requested_action event names a button"
+    assert refusals["created"].startswith("action must be")
+    assert refusals["no such run"] == "no check run 999"

@@ -143,6 +143,8 @@ CHECK_CONCLUSIONS = frozenset(
 APP_CHECK_STATUSES = ["queued", "in_progress", "completed"]
 APP_CHECK_CONCLUSIONS = ["success", "failure", "neutral", "cancelled", "timed_out",
                          "action_required", "skipped"]
+SUITE_CONCLUSION_RANK = ["action_required", "cancelled", "timed_out", "failure", "neutral",
+                         "skipped", "success"]
 # What a check run's history keeps of each state it was in.
 CHECK_RUN_TRACKED = ("name", "status", "conclusion", "title", "summary", "text", "details_url",
                      "external_id", "actions", "started_at", "completed_at")
@@ -704,6 +706,48 @@ class FakeGitHub:
             if run is None:
                 raise ValueError(f"no check run {run_id}")
             return copy.deepcopy(run)
+
+    def check_run_event(self, run_id: int, action: str, *, sender_login: str,
+                        identifier: str | None = None) -> dict[str, Any]:
+        """The `check_run` webhook payload GitHub sends when `sender_login` clicks one of the run's
+        buttons (`requested_action`, naming the button's `identifier`) or asks for it to be run
+        again (`rerequested`). GitHub sends either only to the app that made the run, shows the
+        buttons only once the run is completed, and changes nothing in the run itself."""
+        if action not in ("requested_action", "rerequested"):
+            raise ValueError(f"action must be requested_action or rerequested, not {action!r}")
+        run = self.check_run(run_id)
+        if run["app_slug"] != self.app_slug:
+            raise ValueError(f"check run {run_id} belongs to {run['app_slug']}; GitHub sends its "
+                             f"events to that app, not to {self.app_slug}")
+        if action == "requested_action":
+            identifiers = [each["identifier"] for each in run["actions"]]
+            if identifier not in identifiers:
+                raise ValueError(f"check run {run_id} has no button {identifier!r}; "
+                                 f"it has {identifiers}")
+            if run["status"] != "completed":
+                raise ValueError(f"check run {run_id} is {run['status']}; GitHub displays a "
+                                 "run's buttons only after it completes")
+        elif identifier is not None:
+            raise ValueError("only a requested_action event names a button")
+        repo = self._known_repo(run["repo"])
+        with self._lock:
+            installation = next((each for each in self._installations.values()
+                                 if repo.full_name in each.repos), None)
+        if installation is None:
+            raise ValueError(f"no installation covers {repo.full_name}")
+        self._ensure_account(sender_login)
+        check_run = self._check_run_payload(run)
+        # Webhooks carry the whole suite; re-running one of its runs queues the suite again.
+        check_run["check_suite"] = self._check_suite_payload(run, queued=action == "rerequested")
+        payload: dict[str, Any] = {"action": action, "check_run": check_run}
+        if action == "requested_action":
+            payload["requested_action"] = {"identifier": identifier}
+        payload.update(
+            repository=self._repo_payload(repo),
+            installation={"id": installation.id, "node_id": f"IN_fake{installation.id}"},
+            sender=self._user_payload(self._account(sender_login)),
+        )
+        return payload
 
     def _store_check_run(self, fields: dict[str, Any], app_slug: str) -> int:
         with self._lock:
@@ -1847,6 +1891,49 @@ class FakeGitHub:
             "app": self._integration_payload(run["app_slug"], run["app_id"]),
             "pull_requests": self._check_run_pulls(run["repo"], run["head_sha"]),
         }
+
+    def _check_suite_payload(self, run: dict[str, Any], *, queued: bool) -> dict[str, Any]:
+        """The check suite as webhooks give it, its state summed up from its runs."""
+        api = f"{self.base_url}/repos/{run['repo']}"
+        with self._lock:
+            runs = [each for each in self._check_runs
+                    if each["check_suite_id"] == run["check_suite_id"]]
+        statuses = {each["status"] for each in runs}
+        if queued or statuses == {"queued"}:
+            status, conclusion = "queued", None
+        elif statuses == {"completed"}:
+            # The suite takes its runs' most pressing conclusion.
+            status = "completed"
+            conclusion = min((each["conclusion"] for each in runs), key=SUITE_CONCLUSION_RANK.index)
+        else:
+            status, conclusion = "in_progress", None
+        return {
+            "id": run["check_suite_id"],
+            "node_id": f"CS_fake{run['check_suite_id']}",
+            "head_branch": self._suite_head_branch(run["repo"], run["head_sha"]),
+            "head_sha": run["head_sha"],
+            "status": status,
+            "conclusion": conclusion,
+            "url": f"{api}/check-suites/{run['check_suite_id']}",
+            "before": None,
+            "after": run["head_sha"],
+            "pull_requests": self._check_run_pulls(run["repo"], run["head_sha"]),
+            "app": self._integration_payload(run["app_slug"], run["app_id"]),
+            "created_at": min(each["started_at"] for each in runs),
+            "updated_at": _timestamp(_now()),
+        }
+
+    def _suite_head_branch(self, full_name: str, sha: str) -> str | None:
+        """The branch a suite's commit is the tip of: the repository's own, default first, else
+        the head branch of a pull request into it."""
+        repo = self._find_repo(full_name)
+        branches = _run_git(self.repo_path(full_name), "for-each-ref", f"--points-at={sha}",
+                            "--format=%(refname:short)", "refs/heads").split()
+        if branches:
+            return repo.default_branch if repo.default_branch in branches else sorted(branches)[0]
+        with self._lock:
+            pulls = [pull for pull in self.pulls if pull["repo"] == full_name]
+        return next((pull["head"] for pull in pulls if self._pull_shas(pull)[0] == sha), None)
 
     def _check_run_pulls(self, full_name: str, sha: str) -> list[dict[str, Any]]:
         """Open pull requests whose head is this commit; GitHub leaves out those from forks."""
