@@ -12,6 +12,7 @@ models require, so `.parsed_data` works.
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import json
 import os
@@ -137,6 +138,79 @@ CHECK_STATUSES = frozenset(
 CHECK_CONCLUSIONS = frozenset(
     {"success", "failure", "neutral", "cancelled", "skipped", "timed_out", "action_required"}
 )
+# What an app may set through the API, in the order GitHub lists them when it refuses a value:
+# waiting, requested and pending are GitHub Actions' own, stale is set by GitHub alone.
+APP_CHECK_STATUSES = ["queued", "in_progress", "completed"]
+APP_CHECK_CONCLUSIONS = ["success", "failure", "neutral", "cancelled", "timed_out",
+                         "action_required", "skipped"]
+SUITE_CONCLUSION_RANK = ["action_required", "cancelled", "timed_out", "failure", "neutral",
+                         "skipped", "success"]
+# What a check run's history keeps of each state it was in.
+CHECK_RUN_TRACKED = ("name", "status", "conclusion", "title", "summary", "text", "details_url",
+                     "external_id", "actions", "started_at", "completed_at")
+SCHEMA_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,), "object": (dict,), "array": (list,), "integer": (int,)}
+MAX_CHECK_OUTPUT = 65535  # characters to the schema, bytes to the model behind it
+MAX_CHECK_ACTIONS = 3
+MAX_CHECK_ANNOTATIONS = 50  # per request; they add up over updates
+ANNOTATION_LEVELS = ["notice", "warning", "failure"]
+DATE_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})", re.IGNORECASE)
+_CHECK_OUTPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "title": {"type": "string"},
+        "summary": {"type": "string", "maxLength": MAX_CHECK_OUTPUT},
+        "text": {"type": "string", "maxLength": MAX_CHECK_OUTPUT},
+        "annotations": {"type": "array", "maxItems": MAX_CHECK_ANNOTATIONS, "items": {
+            "type": "object",
+            "properties": {
+                "path": {"type": "string"},
+                "start_line": {"type": "integer"},
+                "end_line": {"type": "integer"},
+                "start_column": {"type": "integer"},
+                "end_column": {"type": "integer"},
+                "annotation_level": {"type": "string", "enum": ANNOTATION_LEVELS},
+                "message": {"type": "string"},
+                "title": {"type": "string"},
+                "raw_details": {"type": "string"},
+            },
+            "required": ["path", "start_line", "end_line", "annotation_level", "message"],
+        }},
+        "images": {"type": "array", "items": {
+            "type": "object",
+            "properties": {"alt": {"type": "string"}, "image_url": {"type": "string"},
+                           "caption": {"type": "string"}},
+            "required": ["alt", "image_url"],
+        }},
+    },
+    # The update docs mark title **Required** too, though their schema lists only summary.
+    "required": ["title", "summary"],
+}
+# The request body of creating and of updating a check run, as far as GitHub's schema checks it.
+_CHECK_RUN_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "head_sha": {"type": "string"},
+        "details_url": {"type": "string"},
+        "external_id": {"type": "string"},
+        "status": {"type": "string", "enum": APP_CHECK_STATUSES},
+        "started_at": {"type": "string", "format": "date-time"},
+        "conclusion": {"type": "string", "enum": APP_CHECK_CONCLUSIONS},
+        "completed_at": {"type": "string", "format": "date-time"},
+        "output": _CHECK_OUTPUT_SCHEMA,
+        "actions": {"type": "array", "maxItems": MAX_CHECK_ACTIONS, "items": {
+            "type": "object",
+            "properties": {
+                "label": {"type": "string", "maxLength": 20},
+                "description": {"type": "string", "maxLength": 40},
+                "identifier": {"type": "string", "maxLength": 20},
+            },
+            "required": ["label", "description", "identifier"],
+        }},
+    },
+}
 NO_COMMIT = "0" * 40
 GIT_DIFF_STATUS = {"A": "added", "D": "removed", "M": "modified", "R": "renamed", "C": "copied",
                    "T": "changed"}
@@ -595,8 +669,11 @@ class FakeGitHub:
     def add_check_run(self, full_name: str, head_sha: str, name: str, *, status: str = "completed",
                       conclusion: str | None = "failure", title: str | None = None,
                       summary: str | None = None, text: str | None = None,
-                      app_slug: str = "ci") -> int:
-        """A check run some app (`app_slug`) reported on a commit; returns its id."""
+                      app_slug: str = "ci", external_id: str = "",
+                      actions: list[dict[str, str]] | None = None) -> int:
+        """A check run some app (`app_slug`) reported on a commit; returns its id.
+
+        With `app_slug` the fake's own, it is a run the App made earlier, which it may update."""
         self._known_repo(full_name)
         if status not in CHECK_STATUSES:
             raise ValueError(f"unknown check run status {status!r}")
@@ -605,21 +682,91 @@ class FakeGitHub:
         elif conclusion not in CHECK_CONCLUSIONS:
             raise ValueError(f"unknown check run conclusion {conclusion!r}")
         now = _timestamp(_now())
+        return self._store_check_run({
+            "repo": full_name, "head_sha": head_sha, "name": name, "status": status,
+            "conclusion": conclusion, "title": title, "summary": summary, "text": text,
+            "details_url": None, "external_id": external_id,
+            "actions": [dict(action) for action in actions or []],
+            "started_at": now, "completed_at": now if status == "completed" else None,
+        }, app_slug)
+
+    def check_runs_of(self, full_name: str, head_sha: str | None = None,
+                      app_slug: str | None = None) -> list[dict[str, Any]]:
+        """Check runs on the repository, oldest first, each with its `history`: the run as it
+        stood after its creation and after each update."""
+        with self._lock:
+            return [copy.deepcopy(run) for run in self._check_runs if run["repo"] == full_name
+                    and head_sha in (None, run["head_sha"])
+                    and app_slug in (None, run["app_slug"])]
+
+    def check_run(self, run_id: int) -> dict[str, Any]:
+        """One check run's record, with its `history`."""
+        with self._lock:
+            run = self._check_run_record(run_id)
+            if run is None:
+                raise ValueError(f"no check run {run_id}")
+            return copy.deepcopy(run)
+
+    def check_run_event(self, run_id: int, action: str, *, sender_login: str,
+                        identifier: str | None = None) -> dict[str, Any]:
+        """The `check_run` webhook payload GitHub sends when `sender_login` clicks one of the run's
+        buttons (`requested_action`, naming the button's `identifier`) or asks for it to be run
+        again (`rerequested`). GitHub sends either only to the app that made the run, shows the
+        buttons only once the run is completed, and changes nothing in the run itself."""
+        if action not in ("requested_action", "rerequested"):
+            raise ValueError(f"action must be requested_action or rerequested, not {action!r}")
+        run = self.check_run(run_id)
+        if run["app_slug"] != self.app_slug:
+            raise ValueError(f"check run {run_id} belongs to {run['app_slug']}; GitHub sends its "
+                             f"events to that app, not to {self.app_slug}")
+        if action == "requested_action":
+            identifiers = [each["identifier"] for each in run["actions"]]
+            if identifier not in identifiers:
+                raise ValueError(f"check run {run_id} has no button {identifier!r}; "
+                                 f"it has {identifiers}")
+            if run["status"] != "completed":
+                raise ValueError(f"check run {run_id} is {run['status']}; GitHub displays a "
+                                 "run's buttons only after it completes")
+        elif identifier is not None:
+            raise ValueError("only a requested_action event names a button")
+        repo = self._known_repo(run["repo"])
+        with self._lock:
+            installation = next((each for each in self._installations.values()
+                                 if repo.full_name in each.repos), None)
+        if installation is None:
+            raise ValueError(f"no installation covers {repo.full_name}")
+        self._ensure_account(sender_login)
+        check_run = self._check_run_payload(run)
+        # Webhooks carry the whole suite; re-running one of its runs queues the suite again.
+        check_run["check_suite"] = self._check_suite_payload(run, queued=action == "rerequested")
+        payload: dict[str, Any] = {"action": action, "check_run": check_run}
+        if action == "requested_action":
+            payload["requested_action"] = {"identifier": identifier}
+        payload.update(
+            repository=self._repo_payload(repo),
+            installation={"id": installation.id, "node_id": f"IN_fake{installation.id}"},
+            sender=self._user_payload(self._account(sender_login)),
+        )
+        return payload
+
+    def _store_check_run(self, fields: dict[str, Any], app_slug: str) -> int:
         with self._lock:
             run_id = self._next_check_run_id
             self._next_check_run_id += 1
-            suite = self._check_suites.setdefault((full_name, head_sha, app_slug),
+            suite = self._check_suites.setdefault((fields["repo"], fields["head_sha"], app_slug),
                                                   5_200_000 + len(self._check_suites))
             other_app_id = 3_300_000 + len(self._check_apps)
             app_id = self._check_apps.setdefault(
                 app_slug, self.app_id if app_slug == self.app_slug else other_app_id)
-            self._check_runs.append({
-                "id": run_id, "repo": full_name, "head_sha": head_sha, "name": name,
-                "status": status, "conclusion": conclusion, "title": title, "summary": summary,
-                "text": text, "app_slug": app_slug, "app_id": app_id, "check_suite_id": suite,
-                "started_at": now, "completed_at": now if status == "completed" else None,
-            })
+            run = {"id": run_id, "annotations": [], "images": [], **fields,
+                   "app_slug": app_slug, "app_id": app_id, "check_suite_id": suite}
+            run["history"] = [_check_run_state(run)]
+            self._check_runs.append(run)
         return run_id
+
+    def _check_run_record(self, run_id: int) -> dict[str, Any] | None:
+        """The stored run; the caller holds the lock."""
+        return next((run for run in self._check_runs if run["id"] == run_id), None)
 
     def add_review_comment(self, full_name: str, pull_number: int, comment_id: int, login: str,
                            body: str, *, path: str | None = None, line: int | None = None,
@@ -1065,6 +1212,9 @@ class FakeGitHub:
             # Branch names and refs may hold "/".
             ("/repos/<owner>/<repo>/branches/<path:branch>", "GET", self._get_branch),
             ("/repos/<owner>/<repo>/commits/<path:ref>/check-runs", "GET", self._list_check_runs),
+            ("/repos/<owner>/<repo>/check-runs", "POST", self._create_check_run),
+            ("/repos/<owner>/<repo>/check-runs/<int:run_id>", "GET", self._get_check_run),
+            ("/repos/<owner>/<repo>/check-runs/<int:run_id>", "PATCH", self._update_check_run),
             ("/users/<login>", "GET", self._get_user),
             ("/user/<int:user_id>", "GET", self._get_user_by_id),
             ("/git/<owner>/<repo_dir>/<path:git_path>", "GET", self._serve_git),
@@ -1721,10 +1871,10 @@ class FakeGitHub:
             "id": run["id"],
             "head_sha": run["head_sha"],
             "node_id": f"CR_fake{run['id']}",
-            "external_id": "",
+            "external_id": run["external_id"],
             "url": f"{api}/check-runs/{run['id']}",
             "html_url": html_url,
-            "details_url": html_url,
+            "details_url": run["details_url"] or html_url,
             "status": run["status"],
             "conclusion": run["conclusion"],
             "started_at": run["started_at"],
@@ -1733,7 +1883,7 @@ class FakeGitHub:
                 "title": run["title"],
                 "summary": run["summary"],
                 "text": run["text"],
-                "annotations_count": 0,
+                "annotations_count": len(run["annotations"]),
                 "annotations_url": f"{api}/check-runs/{run['id']}/annotations",
             },
             "name": run["name"],
@@ -1741,6 +1891,49 @@ class FakeGitHub:
             "app": self._integration_payload(run["app_slug"], run["app_id"]),
             "pull_requests": self._check_run_pulls(run["repo"], run["head_sha"]),
         }
+
+    def _check_suite_payload(self, run: dict[str, Any], *, queued: bool) -> dict[str, Any]:
+        """The check suite as webhooks give it, its state summed up from its runs."""
+        api = f"{self.base_url}/repos/{run['repo']}"
+        with self._lock:
+            runs = [each for each in self._check_runs
+                    if each["check_suite_id"] == run["check_suite_id"]]
+        statuses = {each["status"] for each in runs}
+        if queued or statuses == {"queued"}:
+            status, conclusion = "queued", None
+        elif statuses == {"completed"}:
+            # The suite takes its runs' most pressing conclusion.
+            status = "completed"
+            conclusion = min((each["conclusion"] for each in runs), key=SUITE_CONCLUSION_RANK.index)
+        else:
+            status, conclusion = "in_progress", None
+        return {
+            "id": run["check_suite_id"],
+            "node_id": f"CS_fake{run['check_suite_id']}",
+            "head_branch": self._suite_head_branch(run["repo"], run["head_sha"]),
+            "head_sha": run["head_sha"],
+            "status": status,
+            "conclusion": conclusion,
+            "url": f"{api}/check-suites/{run['check_suite_id']}",
+            "before": None,
+            "after": run["head_sha"],
+            "pull_requests": self._check_run_pulls(run["repo"], run["head_sha"]),
+            "app": self._integration_payload(run["app_slug"], run["app_id"]),
+            "created_at": min(each["started_at"] for each in runs),
+            "updated_at": _timestamp(_now()),
+        }
+
+    def _suite_head_branch(self, full_name: str, sha: str) -> str | None:
+        """The branch a suite's commit is the tip of: the repository's own, default first, else
+        the head branch of a pull request into it."""
+        repo = self._find_repo(full_name)
+        branches = _run_git(self.repo_path(full_name), "for-each-ref", f"--points-at={sha}",
+                            "--format=%(refname:short)", "refs/heads").split()
+        if branches:
+            return repo.default_branch if repo.default_branch in branches else sorted(branches)[0]
+        with self._lock:
+            pulls = [pull for pull in self.pulls if pull["repo"] == full_name]
+        return next((pull["head"] for pull in pulls if self._pull_shas(pull)[0] == sha), None)
 
     def _check_run_pulls(self, full_name: str, sha: str) -> list[dict[str, Any]]:
         """Open pull requests whose head is this commit; GitHub leaves out those from forks."""
@@ -2277,6 +2470,8 @@ class FakeGitHub:
         sha = self._branch_sha(found, ref) or self._commit_sha(found, f"refs/tags/{ref}")
         if sha is None and re.fullmatch(r"[0-9a-fA-F]{7,40}", ref):
             sha = self._commit_sha(found, ref)
+        if sha is None and self._checkable_commit(found, ref):
+            sha = ref
         if sha is None:
             raise _Rejection(422, f"No commit found for SHA: {ref}")
         with self._lock:
@@ -2301,6 +2496,90 @@ class FakeGitHub:
              "check_runs": [self._check_run_payload(run) for run in page]},
             headers,
         )
+
+    def _checkable_commit(self, repo: _Repo, sha: str) -> bool:
+        """Whether `sha` (in full) is a commit of the repository, or of the head repository of a
+        pull request into it, which GitHub keeps reachable as refs/pull/N/head."""
+        if not re.fullmatch(r"[0-9a-f]{40}", sha):
+            return False
+        if self._commit_sha(repo, sha) == sha:
+            return True
+        with self._lock:
+            heads = {pull["head_repo"] for pull in self.pulls
+                     if pull["repo"] == repo.full_name and pull["head_repo"] != repo.full_name}
+        return any(self._commit_sha(each, sha) == sha for each in self._known_repos(sorted(heads)))
+
+    def _check_run_body(self, *, creating: bool) -> dict[str, Any]:
+        """The request's check run fields, refused as GitHub refuses them."""
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise _Rejection(400, "Problems parsing JSON")
+        problems = _check_run_body_problems(body, creating=creating)
+        if not problems and "completed_at" in body and "conclusion" not in body:
+            # The docs require a conclusion with completed_at, which the schema does not say.
+            problems = ['"conclusion" wasn\'t supplied.']
+        if problems:
+            raise _Rejection(422, "Invalid request.\n\n" + "\n".join(problems))
+        return body
+
+    def _stored_check_run(self, full_name: str, run_id: int) -> dict[str, Any]:
+        """A copy of the run, which must be on this repository."""
+        with self._lock:
+            run = self._check_run_record(run_id)
+            if run is None or run["repo"] != full_name:
+                raise _Rejection(404, "Not Found")
+            return copy.deepcopy(run)
+
+    def _create_check_run(self, owner: str, repo: str) -> Response:
+        full_name = f"{owner}/{repo}"
+        self._authenticate_installation(full_name, "checks", "write")
+        found = self._find_repo(full_name)
+        self._refuse_if_archived(found)
+        body = self._check_run_body(creating=True)
+        if not self._checkable_commit(found, body["head_sha"]):
+            raise _Rejection(422, f"No commit found for SHA: {body['head_sha']}")
+        errors = _check_output_size_errors(body.get("output") or {})
+        if errors:
+            raise _Rejection(422, "Validation Failed", errors=errors)
+        now = _timestamp(_now())
+        run = {
+            "repo": full_name, "head_sha": body["head_sha"], "name": body["name"],
+            "status": "queued", "conclusion": None, "title": None, "summary": None,
+            "text": None, "external_id": "", "actions": [], "annotations": [], "images": [],
+            # Without one, GitHub links the run to the App's homepage.
+            "details_url": self._integration_payload(self.app_slug, self.app_id)["external_url"],
+            "started_at": now, "completed_at": None,
+        }
+        _apply_check_run_body(run, body, now)
+        run_id = self._store_check_run(run, self.app_slug)
+        return _json_response(201, self._check_run_payload(self._stored_check_run(full_name,
+                                                                                  run_id)))
+
+    def _get_check_run(self, owner: str, repo: str, run_id: int) -> Response:
+        full_name = f"{owner}/{repo}"
+        self._authenticate_installation(full_name, "checks", "read")
+        return _json_response(200, self._check_run_payload(self._stored_check_run(full_name,
+                                                                                  run_id)))
+
+    def _update_check_run(self, owner: str, repo: str, run_id: int) -> Response:
+        full_name = f"{owner}/{repo}"
+        self._authenticate_installation(full_name, "checks", "write")
+        self._refuse_if_archived(self._find_repo(full_name))
+        run = self._stored_check_run(full_name, run_id)
+        if run["app_id"] != self.app_id:
+            raise self._deny(403, NOT_ACCESSIBLE,
+                             f"check run {run_id} belongs to app {run['app_slug']}")
+        body = self._check_run_body(creating=False)
+        errors = _check_output_size_errors(body.get("output") or {})
+        if errors:
+            raise _Rejection(422, "Validation Failed", errors=errors)
+        with self._lock:
+            stored = self._check_run_record(run_id)
+            assert stored is not None
+            _apply_check_run_body(stored, body, _timestamp(_now()))
+            stored["history"].append(_check_run_state(stored))
+            updated = copy.deepcopy(stored)
+        return _json_response(200, self._check_run_payload(updated))
 
     def _graphql(self) -> Response:
         """GitHub's GraphQL API, as far as one query goes: a pull request's review threads."""
@@ -2555,6 +2834,158 @@ def _invalid_field(resource: str, field_name: str) -> _Rejection:
 
 def _is_pull(record: dict[str, Any]) -> bool:
     return "head" in record
+
+
+def _check_run_state(run: dict[str, Any]) -> dict[str, Any]:
+    """What a check run's history keeps of each of its states."""
+    return copy.deepcopy({key: run[key] for key in CHECK_RUN_TRACKED})
+
+
+def _ruby_inspect(value: Any) -> str:
+    """A JSON value as GitHub's (Ruby) validator quotes it in its messages."""
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_ruby_inspect(each) for each in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_ruby_inspect(key)}=>{_ruby_inspect(each)}"
+                               for key, each in value.items()) + "}"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _ruby_text(value: Any) -> str:
+    """A value as Ruby interpolates it: strings bare, nil empty."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else _ruby_inspect(value)
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return one if count == 1 else many
+
+
+def _schema_problems(value: Any, schema: dict[str, Any], pointer: str) -> list[str]:
+    """What GitHub's JSON schema validator says of `value`, one message a problem."""
+    kind = schema.get("type")
+    if kind is not None and (not isinstance(value, SCHEMA_TYPES[kind])
+                             or isinstance(value, bool)):
+        article = "an" if kind[0] in "aeiou" else "a"
+        return [f"For '{pointer}', {_ruby_inspect(value)} is not {article} {kind}."]
+    problems = []
+    if "enum" in schema and value not in schema["enum"]:
+        problems.append(f"{_ruby_text(value)} is not a member of {_ruby_inspect(schema['enum'])}.")
+    if kind == "string":
+        limit = schema.get("maxLength")
+        if limit is not None and len(value) > limit:
+            problems.append(f"Only {limit} character{_plural(limit, ' is', 's are')} allowed; "
+                            f"{len(value)} {_plural(len(value), 'was', 'were')} supplied.")
+        if schema.get("format") == "date-time" and not _is_date_time(value):
+            problems.append(f"{value} is not a valid date-time.")
+    elif kind == "array":
+        limit = schema.get("maxItems")
+        if limit is not None and len(value) > limit:
+            problems.append(f"No more than {limit} item{_plural(limit, ' is', 's are')} allowed; "
+                            f"{len(value)} {_plural(len(value), 'was', 'were')} supplied.")
+        for item in value:
+            problems += _schema_problems(item, schema["items"], f"{pointer}/items")
+    elif kind == "object":
+        for key, subschema in schema.get("properties", {}).items():
+            if key in value:
+                prefix = f"{pointer}/" if pointer else ""
+                problems += _schema_problems(value[key], subschema, f"{prefix}properties/{key}")
+        missing = sorted(set(schema.get("required", ())) - value.keys())
+        if missing:
+            names = '", "'.join(missing)
+            verb = _plural(len(missing), "wasn't", "weren't")
+            problems.append(f'"{names}" {verb} supplied.')
+    return problems
+
+
+def _check_status_problems(body: dict[str, Any]) -> list[str]:
+    """GitHub checks status and conclusion against two alternatives (anyOf): completed with a
+    conclusion, or queued / in_progress. Their messages when neither fits, or none."""
+    status = body.get("status")
+    completed = []
+    if "status" in body and status != "completed":
+        completed.append(f'{_ruby_text(status)} is not a member of ["completed"].')
+    if "conclusion" not in body:
+        completed.append('"conclusion" wasn\'t supplied.')
+    still_open = []
+    if "status" in body and status not in ("queued", "in_progress"):
+        still_open.append(f'{_ruby_text(status)} is not a member of ["queued", "in_progress"].')
+    return completed + still_open if completed and still_open else []
+
+
+def _check_run_body_problems(body: dict[str, Any], *, creating: bool) -> list[str]:
+    """Everything GitHub's schema finds wrong with a check run request body, in its order:
+    an unmatched anyOf first, then the fields, then each alternative's complaints."""
+    schema = dict(_CHECK_RUN_SCHEMA)
+    if creating:
+        schema["required"] = ["name", "head_sha"]
+    else:
+        schema["properties"] = {key: value for key, value in schema["properties"].items()
+                                if key != "head_sha"}  # a run's commit never changes
+    alternatives = _check_status_problems(body)
+    problems = (['No subschema in "anyOf" matched.'] if alternatives else [])
+    return problems + _schema_problems(body, schema, "") + alternatives
+
+
+def _check_output_size_errors(output: dict[str, Any]) -> list[dict[str, str]]:
+    """The model behind the schema counts UTF-8 bytes, so text within the schema's character
+    limit can still be refused."""
+    return [
+        {"resource": "CheckRun", "code": "custom", "field": field_name,
+         "message": f"{field_name} exceeds a maximum bytesize of {MAX_CHECK_OUTPUT}"}
+        for field_name in ("title", "summary", "text")
+        if isinstance(output.get(field_name), str)
+        and len(output[field_name].encode("utf-8")) > MAX_CHECK_OUTPUT
+    ]
+
+
+def _apply_check_run_body(run: dict[str, Any], body: dict[str, Any], now: str) -> None:
+    """Change a run as a valid create or update body asks; fields left out stay as they are."""
+    for key in ("name", "details_url", "external_id"):
+        if key in body:
+            run[key] = body[key]
+    if "started_at" in body:
+        run["started_at"] = _normal_time(body["started_at"])
+    if body.get("status") in ("queued", "in_progress"):
+        # An app may take a completed run back; it then has no conclusion any more.
+        run.update(status=body["status"], conclusion=None, completed_at=None)
+    if "conclusion" in body:
+        # A conclusion completes the run, whatever status came with it.
+        completed_at = body.get("completed_at")
+        run.update(status="completed", conclusion=body["conclusion"],
+                   completed_at=_normal_time(completed_at) if completed_at
+                   else run["completed_at"] or now)
+    if "output" in body:
+        output = body["output"]
+        run.update(title=output["title"], summary=output["summary"], text=output.get("text"))
+        run["annotations"] += copy.deepcopy(output.get("annotations", []))
+        if "images" in output:
+            run["images"] = copy.deepcopy(output["images"])
+    if "actions" in body:
+        # The buttons are replaced, never added to.
+        run["actions"] = [{key: action[key] for key in ("label", "description", "identifier")}
+                          for action in body["actions"]]
+
+
+def _is_date_time(value: str) -> bool:
+    if not DATE_TIME.fullmatch(value):
+        return False
+    try:
+        _normal_time(value)
+    except ValueError:  # the shape of a time, but no such day or hour
+        return False
+    return True
+
+
+def _normal_time(value: str) -> str:
+    """An ISO 8601 time as GitHub gives it back: UTC, whole seconds."""
+    moment = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    return _timestamp(moment)
 
 
 def _diff_position(patch: str | None, line: int, side: str) -> tuple[str, int] | None:
