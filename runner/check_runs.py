@@ -19,8 +19,10 @@ from runner.text import DEFAULT_GITHUB_HOST, code_span, fit_body, neutralise, sh
 log = logging.getLogger(__name__)
 
 NAME = "async-code"
-OUTPUT_LIMIT = 65_535  # characters GitHub takes in a check run's title, summary and text each
-TEXT_LIMIT = 60_000  # leaves room for what neutralising adds
+# GitHub takes 65,535 characters in a check run's title, summary and text each, and counts
+# bytes of UTF-8 too: an output of emoji within the character limit is still refused.
+OUTPUT_LIMIT = 65_535
+TEXT_LIMIT = 60_000  # characters before neutralising, which adds a few
 TITLE_LIMIT = 200
 FILES_SHOWN = 100
 CALLS_SHOWN = 200
@@ -55,11 +57,21 @@ def finished(conclusion: str, *, title: str, summary: str, text: str = "",
     """A completed check run. `title`, `summary` and `text` may hold untrusted text: they are
     made inert here and cut to GitHub's limits."""
     output = {"title": short_title(neutralise(title, github_host=github_host), TITLE_LIMIT) or conclusion,
-              "summary": fit_body(neutralise(summary, github_host=github_host), limit=TEXT_LIMIT)}
+              "summary": _fit(neutralise(summary, github_host=github_host))}
     if text:
-        output["text"] = fit_body(neutralise(text, github_host=github_host), limit=TEXT_LIMIT)
+        output["text"] = _fit(neutralise(text, github_host=github_host))
     return {"status": "completed", "conclusion": conclusion, "output": output,
             "actions": actions if actions is not None else [RETRY]}
+
+
+def _fit(text: str, limit: int = OUTPUT_LIMIT) -> str:
+    """`text` within `limit` characters and `limit` bytes of UTF-8."""
+    text = fit_body(text, limit=min(limit, TEXT_LIMIT))
+    chars = len(text)
+    while len(text.encode()) > limit:
+        chars = chars * limit // len(text.encode()) - 16
+        text = fit_body(text, limit=max(chars, 0))
+    return text
 
 
 def change_summary(*, files: list[tuple[str, int | None, int | None]], seconds: float, turns: int,

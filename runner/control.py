@@ -86,7 +86,7 @@ def _announce_cancelled(cancelled: Task, client: RepoClient, by: str) -> None:
                                               status.cancelled(cancelled.id, by))
         if cancelled.check_run_id:
             client.update_check_run(cancelled.check_run_id, check_runs.finished(
-                "cancelled", title=f"Cancelled by @{by}", summary="Cancelled before it started."))
+                "cancelled", title=f"Cancelled by {by}", summary="Cancelled before it started."))
         if cancelled.label:
             client.remove_label(cancelled.number, cancelled.label)
     except GitHubError as error:

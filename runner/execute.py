@@ -72,7 +72,7 @@ def execute(task: Task, services: Services) -> None:
     except TaskCancelled as cancel:
         log.info("task %s cancelled by %s", task.id, cancel.by)
         run.report(status.cancelled(task.id, cancel.by), final=True)
-        run.conclude("cancelled", f"Cancelled by @{cancel.by}", "Nothing was pushed.")
+        run.conclude("cancelled", f"Cancelled by {cancel.by}", "Nothing was pushed.")
         run.end(CANCELLED, error=str(cancel))
     except NoLongerAllowed as refusal:
         log.info("task %s refused: %s", task.id, refusal)

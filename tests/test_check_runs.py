@@ -69,3 +69,12 @@ def test_the_transcript_excerpt_lists_tool_calls_and_how_they_ended():
     assert "- `bash` `pytest -q -x`: exit code 1" in excerpt
     assert "- `edit_file` view `cli.py`: ok" in excerpt
     assert check_runs.transcript_excerpt([]) == ""
+
+
+def test_output_fits_githubs_byte_limit_too():
+    # 60,000 characters of a four-byte emoji are 240,000 bytes: GitHub refuses that.
+    fields = check_runs.finished("success", title="t", summary="\U0001F680" * 60_000,
+                                 text="é" * 65_000)
+    for key in ("summary", "text"):
+        assert len(fields["output"][key].encode()) <= check_runs.OUTPUT_LIMIT, key
+        assert fields["output"][key].endswith("…(truncated)")
