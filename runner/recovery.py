@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 from app.store import FAILED, Task
-from runner import replies, status, workspace
+from runner import check_runs, replies, status, workspace
 from runner.services import Services
 from runner.github import ACKNOWLEDGE_PERMISSIONS, GitHubError
 from runner.sandbox import remove_task_containers, task_ids_with_containers
@@ -95,11 +95,16 @@ def recover(services: Services, *, starting: bool) -> None:
 
 def _fail_interrupted(services: Services, task: Task) -> None:
     log.warning("task %s was left running by a process that is gone; marking it failed", task.id)
-    if task.status_comment_id:
+    if task.status_comment_id or task.check_run_id:
         try:
             client = services.github.repo_client(task.installation_id, task.repo,
                                                  ACKNOWLEDGE_PERMISSIONS)
-            replies.editor(client, task)(task.status_comment_id, status.failed(task.id, INTERRUPTED))
+            if task.status_comment_id:
+                replies.editor(client, task)(task.status_comment_id,
+                                             status.failed(task.id, INTERRUPTED))
+            if task.check_run_id:
+                client.update_check_run(task.check_run_id, check_runs.finished(
+                    "failure", title="Interrupted", summary=INTERRUPTED))
         except GitHubError as error:
-            log.warning("task %s: could not update its status comment: %s", task.id, error)
+            log.warning("task %s: could not say it was interrupted: %s", task.id, error)
     services.store.finish(task.id, FAILED, error=INTERRUPTED)

@@ -176,3 +176,24 @@ def test_an_interrupted_review_thread_task_says_so_in_its_thread(services, githu
 
     assert services.store.get(task.id).status == FAILED
     assert "interrupted by a restart" in github.review_comments[reply_id]["body"]
+
+
+def test_an_interrupted_task_concludes_its_check_run(services, github):
+    import subprocess
+
+    number = github.add_pull(REPO, head="feature", files={"cli.py": "print('hi')\n"})
+    task_id = services.store.record_delivery("g-pr", "issue_comment", "created", NewTask(
+        trigger="pr_comment", repo=REPO, installation_id=INSTALLATION_ID, number=number,
+        comment_id=900, instruction="x", requested_by="alice", requested_by_id=9)).id
+    services.store.update(task_id, status=RUNNING, claimed_by=f"{HERE}:999999", started_at=LONG_AGO)
+    head = subprocess.run(["git", "--git-dir", str(github.repo_path(REPO)), "rev-parse", "feature"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    client = services.github.repo_client(INSTALLATION_ID, REPO, {"checks": "write"})
+    run_id = client.create_check_run({"name": "async-code", "head_sha": head,
+                                      "external_id": task_id, "status": "in_progress"})
+    services.store.update(task_id, check_run_id=run_id)
+
+    recovery.recover(services, starting=False)
+
+    run = github.check_run(run_id)
+    assert (run["status"], run["conclusion"], run["title"]) == ("completed", "failure", "Interrupted")
