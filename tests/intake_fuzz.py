@@ -1,17 +1,21 @@
-"""Hostile webhook deliveries, each with the answer intake must give, and the real service to
-send them to. Used by tests/test_intake_fuzz.py and bench/intake_fuzz.py.
+"""Hostile webhook deliveries, each with the answer intake must give and what the store must
+then hold, and the real service to send them to. Used by tests/test_intake_fuzz.py and
+bench/intake_fuzz.py.
 
-Deliveries start from the shapes GitHub sends (an `issue_comment` with the fields of a real
-payload, and other events the App receives) and are then damaged: fields of the wrong type,
-missing or null, huge strings and numbers, deep nesting, odd Unicode including escaped lone
-surrogates, wrong actions and events, comments on pull requests, broken bodies and headers,
+Deliveries start from the shapes GitHub sends (tests/intake_fuzz_events.py: comments on issues
+and pull requests with commands and options, review comments, labels on issues and pull
+requests, installation and repository changes, and events the App does not act on) and are then
+damaged: fields of the wrong type, missing or null, huge strings and numbers, deep nesting, odd
+Unicode including escaped lone surrogates, wrong actions and events, broken bodies and headers,
 redeliveries and replays. The generator decides each damage knowing what it does to the
-delivery, so every delivery carries its expected answer and whether it must create a task.
-A seeded random.Random makes a run reproducible from its seed.
+delivery, and keeps a model of the store (which tasks wait, which installation changes finish
+them), so every delivery carries its expected answer and the store's expected contents are known
+after each one. A seeded random.Random makes a run reproducible from its seed.
 """
 
 from __future__ import annotations
 
+import copy
 import http.client
 import json
 import os
@@ -24,10 +28,16 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tests.intake_fuzz_events import (
+    BROKEN, COMMANDS, INSTALLATION, ISSUE_COMMENT, ISSUE_LABEL, KINDS, LONE_SURROGATES, MISSING, NOTHING_ASKED,
+    ODD_TEXT, PULL_REQUEST_LABEL, REPOSITORIES, REPOSITORIES_ADDED, REPOSITORIES_REMOVED, REVIEW_COMMENT, UNIQUE_ID,
+    VALID, ExpectedChange, ExpectedTask, FieldTable, Kind, Make, installation, installation_repositories,
+    issue_comment, issue_payload, labeled, pull_request_payload, repository_payload, review_comment, shown,
+    user_payload)
 from tests.payloads import sign
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +52,7 @@ class Expected:
 
 
 TASK = Expected(202, "task recorded")
+RECORDED = Expected(200, "recorded")  # an installation change
 IGNORED = Expected(200, "ignored")
 MALFORMED = Expected(200, "ignored", reason=True)
 PONG = Expected(200, "pong")
@@ -60,191 +71,50 @@ class Delivery:
     body: bytes
     expected: Expected
     signature: str | None = None  # None: sign the body with the service's secret
-    task: tuple[str, int] | None = None  # (repository, comment id) of the task it creates
+    task: tuple[str, int | None] | None = None  # (repository, comment id) of the task it creates
+    stored: ExpectedTask | ExpectedChange | None = None  # what it records, as first recorded
+    kind: str = ""  # the Kind it was built from, if any
 
     @property
     def guid(self) -> str | bytes | None:
         return self.headers.get("X-GitHub-Delivery")
 
 
-# Removes a field instead of setting it.
-MISSING = object()
-
-# Comment bodies the mention grammar reads as a command, and ones it does not.
-COMMANDS = [
-    "@async-code add a --version flag",
-    "@async-code",
-    "@async-code: fix the typo in README",
-    "@ASYNC-CODE please add tests",
-    "@async-code make it \U0001F680 faster",
-    "@async-code rename \u202eevil\u202c to good",
-    "@async-code\r\nsecond line of the instruction",
-    "Some context first.\n\n@async-code do the thing",
-    "@async-code, keep the \x00 byte",
-    "  @async-code three spaces are fine",
-    "@async-code e\u0301\u200d\ufeff\uffff\U0010ffff\u2028 odd but valid",
-    "@async-code " + "x" * (65_536 - len("@async-code ")),  # GitHub's longest body
-]
-NOT_COMMANDS = [
-    "looks good to me", "thanks @async-code!", "> @async-code do it", "```\n@async-code do it\n```",
-    "    @async-code indented code", "@async-codex do it", "<!-- @async-code do it -->", "",
-    "`@async-code` do it", "@async-code-bot do it", "@async-code/team do it", "- @async-code in a list",
-]
-ODD_TEXT = ["\u202e", "\u200d", "e\u0301", "\ufeff", "\uffff", "\U0010ffff", "\U0001F680", "\u2028",
-            "\x00", "\x7f", "\u03a9", "\u4e2d\u6587", "\\", '"', "\n\r\t", "</script>", "%00", "../"]
-LONE_SURROGATES = ["\ud800", "\udfff", "\ude00\ud83d", "x\udc80y"]
-
-# The fields task_from_comment reads, and their ancestors; damage anywhere else must not matter.
-READ_PATHS = {
-    "action", "issue", "issue.number", "issue.title", "issue.body", "issue.pull_request",
-    "comment", "comment.id", "comment.body", "comment.user", "comment.user.login",
-    "comment.user.type", "sender", "sender.login", "sender.id", "sender.type", "repository",
-    "repository.full_name", "installation", "installation.id",
-}
-OBJECTS_READ = ["issue", "comment", "comment.user", "sender", "repository", "installation"]
-
-VALID, NOT_A_COMMAND, BROKEN = "valid", "not a command", "malformed"
-
-NOT_IDS = [0, -1, -(2**63), 2**63, 2**64, 10**39, True, False, 1.5, 7.0, 1e300, "7", "", None,
-           [], {}, [7], {"id": 7}, MISSING]
-NOT_OBJECTS = [5, "x", [], [{"id": 1}], None, True, MISSING]
-NOT_TEXT = [5, 0, True, [], ["x"], {}, {"text": "x"}]
-UNIQUE_ID = object()  # stands for a valid comment id no other delivery uses
-
-# For the fields task_from_comment reads: how often to change one, and values with what each
-# does to a command.
-READ_FIELD_VALUES: list[tuple[int, list[str], list[tuple[Any, str]]]] = [
-    (12, ["action"], [
-        ("created", VALID), ("edited", NOT_A_COMMAND), ("deleted", NOT_A_COMMAND),
-        ("pinned", NOT_A_COMMAND), (None, NOT_A_COMMAND), (MISSING, NOT_A_COMMAND),
-        ("Created", BROKEN), ("created ", BROKEN), ("", BROKEN), ("c" * 65, BROKEN), (1, BROKEN),
-        (True, BROKEN), ([], BROKEN), ({}, BROKEN), (["created"], BROKEN), ({"created": True}, BROKEN),
-        ("created\ud800", BROKEN), ("cr\u0435ated", BROKEN)]),
-    (4, ["comment.id"], [(UNIQUE_ID, VALID)] + [(value, BROKEN) for value in NOT_IDS]),
-    (8, ["installation.id", "issue.number", "sender.id"],
-     [(value, VALID) for value in (1, 2**31, 2**53 + 1, 2**63 - 1)] + [(value, BROKEN) for value in NOT_IDS]),
-    (8, OBJECTS_READ, [(value, BROKEN) for value in NOT_OBJECTS]),
-    (16, ["comment.body"],
-     [(body, VALID) for body in COMMANDS] + [(body, NOT_A_COMMAND) for body in NOT_COMMANDS]
-     + [(None, NOT_A_COMMAND), (MISSING, NOT_A_COMMAND)] + [(value, BROKEN) for value in NOT_TEXT]
-     + [("@async-code fix " + s, BROKEN) for s in LONE_SURROGATES]
-     + [("@async-code " + "x" * 65_536, BROKEN)]),
-    (12, ["issue.title", "issue.body"],
-     [(None, VALID), (MISSING, VALID), ("", VALID), ("x" * 65_536, VALID)]
-     + [("title " + s, VALID) for s in ODD_TEXT] + [(value, BROKEN) for value in NOT_TEXT]
-     + [("text " + s, BROKEN) for s in LONE_SURROGATES] + [("x" * 65_537, BROKEN)]),
-    (10, ["sender.login", "comment.user.login"], [
-        ("alice", VALID), ("alice_acme", VALID), ("Bob-2", VALID), ("dependabot[bot]", NOT_A_COMMAND),
-        ("async-code[bot]", NOT_A_COMMAND), ("", BROKEN), ("../admin", BROKEN), ("a/b", BROKEN),
-        ("al ice", BROKEN), ("alice\n", BROKEN), ("al\ud800", BROKEN), ("x" * 70_000, BROKEN),
-        (None, BROKEN), (MISSING, BROKEN), (5, BROKEN), (["alice"], BROKEN)]),
-    (8, ["sender.type", "comment.user.type"], [
-        ("User", VALID), ("Organization", VALID), ("Mannequin", VALID), (None, VALID), (MISSING, VALID),
-        ("Bot", NOT_A_COMMAND), (5, BROKEN), ([], BROKEN), (True, BROKEN), ("Us\ud800er", BROKEN)]),
-    (10, ["repository.full_name"], [
-        ("acme/widgets", VALID), ("acme/.github", VALID), ("Acme-Corp/widgets_2.0", VALID), ("o/r", VALID),
-        ("acme", BROKEN), ("acme/widgets/issues", BROKEN), ("acme/..", BROKEN), ("../widgets", BROKEN),
-        ("./widgets", BROKEN), ("", BROKEN), ("acme/wid gets", BROKEN), ("acme/widgets\x00", BROKEN),
-        ("acme/\ud800", BROKEN), (5, BROKEN), (None, BROKEN), (MISSING, BROKEN), (["acme/widgets"], BROKEN)]),
-    # Any value but null marks a comment on a pull request, which asks for work on its branch.
-    (12, ["issue.pull_request"], [
-        (None, VALID), (MISSING, VALID), ({"url": "https://api.github.com/repos/acme/widgets/pulls/7"},
-                                          VALID),
-        ({}, VALID), ("", VALID), (0, VALID), (False, VALID), ([], VALID)]),
-]
-
-
-def _user(login: str, user_id: int, kind: str = "User") -> dict[str, Any]:
-    return {"login": login, "id": user_id, "node_id": f"MDQ6VXNlcj{user_id}",
-            "avatar_url": f"https://avatars.githubusercontent.com/u/{user_id}?v=4", "gravatar_id": "",
-            "url": f"https://api.github.com/users/{login}", "html_url": f"https://github.com/{login}",
-            "type": kind, "site_admin": False}
-
-
-def _repository(full_name: str = "acme/widgets") -> dict[str, Any]:
-    owner, name = full_name.split("/")
-    api = f"https://api.github.com/repos/{full_name}"
-    return {"id": 186853002, "node_id": "MDEwOlJlcG9zaXRvcnkxODY4NTMwMDI=", "name": name,
-            "full_name": full_name, "private": False, "owner": _user(owner, 38302899, "Organization"),
-            "html_url": f"https://github.com/{full_name}", "description": None, "fork": False,
-            "url": api, "issues_url": api + "/issues{/number}", "pulls_url": api + "/pulls{/number}",
-            "created_at": "2026-05-15T15:19:25Z", "pushed_at": "2026-11-20T10:20:13Z",
-            "clone_url": f"https://github.com/{full_name}.git", "homepage": None, "size": 0,
-            "stargazers_count": 0, "language": "Python", "has_issues": True, "forks_count": 0,
-            "archived": False, "disabled": False, "open_issues_count": 1, "license": None,
-            "default_branch": "main", "topics": [], "visibility": "public"}
-
-
-def _reactions(url: str) -> dict[str, Any]:
-    return {"url": url + "/reactions", "total_count": 0, "+1": 0, "-1": 0, "laugh": 0, "hooray": 0,
-            "confused": 0, "heart": 0, "rocket": 0, "eyes": 0}
-
-
-def _issue(number: int, *, pull_request: bool = False) -> dict[str, Any]:
-    url = f"https://api.github.com/repos/acme/widgets/issues/{number}"
-    issue = {"url": url, "html_url": f"https://github.com/acme/widgets/issues/{number}",
-             "id": 444500041, "node_id": "MDU6SXNzdWU0NDQ1MDAwNDE=", "number": number,
-             "title": "The CLI cannot tell its version", "user": _user("reporter", 1),
-             "labels": [{"id": 1362934389, "name": "bug", "color": "d73a4a", "default": True,
-                         "description": "Something isn't working"}],
-             "state": "open", "locked": False, "assignee": None, "assignees": [], "milestone": None,
-             "comments": 1, "created_at": "2026-11-20T15:20:18Z", "updated_at": "2026-11-20T15:20:21Z",
-             "closed_at": None, "author_association": "OWNER", "active_lock_reason": None,
-             "body": "Running `widgets --version` prints nothing.", "reactions": _reactions(url)}
-    if pull_request:
-        issue["pull_request"] = {"url": url.replace("/issues/", "/pulls/"), "diff_url": None,
-                                 "merged_at": None}
-    return issue
-
-
-def issue_comment(action: str, comment_id: int, body: str, *, pull_request: bool = False) -> dict[str, Any]:
-    """An `issue_comment` delivery with the fields GitHub sends (a trimmed real payload)."""
-    issue = _issue(7, pull_request=pull_request)
-    url = f"https://api.github.com/repos/acme/widgets/issues/comments/{comment_id}"
-    author = _user("alice", 9)
-    return {
-        "action": action,
-        "issue": issue,
-        "comment": {"url": url, "html_url": issue["html_url"] + f"#issuecomment-{comment_id}",
-                    "issue_url": issue["url"], "id": comment_id, "node_id": "MDEyOklzc3VlQ29tbWVudA==",
-                    "user": author, "created_at": "2026-11-20T15:20:21Z",
-                    "updated_at": "2026-11-20T15:20:21Z", "author_association": "MEMBER",
-                    "performed_via_github_app": None, "body": body, "reactions": _reactions(url)},
-        "repository": _repository(),
-        "organization": {"login": "acme", "id": 38302899, "url": "https://api.github.com/orgs/acme",
-                         "description": ""},
-        "installation": {"id": 77, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uNzc="},
-        "sender": json.loads(json.dumps(author)),
-    }
-
-
 def other_event(rng: random.Random, comment_id: int) -> tuple[str, dict[str, Any]]:
     """An event intake receives but does not act on."""
-    kind = rng.choice(["issues", "pull_request", "installation", "push", "ping", "edited", "deleted"])
+    kind = rng.choice(["issues", "pull_request", "installation", "push", "ping", "edited", "deleted",
+                       "review edited", "unlabeled", "label"])
     if kind == "issues":
-        return "issues", {"action": "opened", "issue": _issue(8), "repository": _repository(),
-                          "installation": {"id": 77}, "sender": _user("alice", 9)}
+        return "issues", {"action": "opened", "issue": issue_payload(8), "repository": repository_payload(),
+                          "installation": {"id": 77}, "sender": user_payload("alice", 9)}
     if kind == "pull_request":
-        return "pull_request", {"action": "opened", "number": 9,
-                                "pull_request": {**_issue(9, pull_request=True), "draft": False,
-                                                 "head": {"ref": "feature", "sha": "a" * 40},
-                                                 "base": {"ref": "main", "sha": "b" * 40}},
-                                "repository": _repository(), "installation": {"id": 77},
-                                "sender": _user("alice", 9)}
+        return "pull_request", {"action": "opened", "number": 9, "pull_request": pull_request_payload(9),
+                                "repository": repository_payload(), "installation": {"id": 77},
+                                "sender": user_payload("alice", 9)}
     if kind == "installation":
-        return "installation", {"action": "new_permissions_accepted", "installation": {"id": 78, "account": _user("acme", 3)},
-                                "repositories": [{"id": 1, "name": "widgets", "full_name": "acme/widgets",
-                                                  "private": False}], "sender": _user("alice", 9)}
+        payload = installation("created", 78)
+        return "installation", {**payload, "action": "new_permissions_accepted"}
     if kind == "push":
         return "push", {"ref": "refs/heads/main", "before": "0" * 40, "after": "1" * 40,
                         "commits": [{"id": "1" * 40, "message": "@async-code do it", "added": []}],
-                        "repository": _repository(), "installation": {"id": 77},
+                        "repository": repository_payload(), "installation": {"id": 77},
                         "pusher": {"name": "alice", "email": "alice@example.invalid"}}
     if kind == "ping":
         return "ping", {"zen": "Keep it logically awesome.", "hook_id": 123,
                         "hook": {"type": "App", "id": 123, "events": ["issue_comment"], "active": True}}
+    if kind == "review edited":
+        payload = review_comment(comment_id, rng.choice(COMMANDS))
+        return "pull_request_review_comment", {**payload, "action": "edited",
+                                               "changes": {"body": {"from": "typo"}}}
+    if kind == "unlabeled":
+        subject = rng.choice(["issue", "pull_request"])
+        payload = labeled(subject, 7)
+        return "issues" if subject == "issue" else "pull_request", {**payload, "action": "unlabeled"}
+    if kind == "label":
+        return "label", {"action": "created", "label": labeled("issue", 7)["label"],
+                         "repository": repository_payload(), "installation": {"id": 77},
+                         "sender": user_payload("alice", 9)}
     return "issue_comment", issue_comment(kind, comment_id, rng.choice(COMMANDS))
-
 
 def junk(rng: random.Random, depth: int = 0) -> Any:
     """Any JSON value GitHub would never send, within what strict JSON allows."""
@@ -313,13 +183,6 @@ def _set(payload: dict[str, Any], path: str, value: Any) -> bool:
     return True
 
 
-def _short(value: Any) -> str:
-    if value is MISSING:
-        return "<removed>"
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:40]}...<{len(text)} chars>"
-
-
 @dataclass
 class DamagedPayload:
     """A payload with the changes made to it and what each did, so its answer can be told."""
@@ -327,59 +190,92 @@ class DamagedPayload:
     payload: dict[str, Any]
     changes: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
-    action_label: str = VALID  # VALID ("created"), NOT_A_COMMAND (another or none), BROKEN
+    action_label: str = VALID  # VALID (a handled action), NOTHING_ASKED (another or none), BROKEN
 
     def change(self, path: str, value: Any, label: str) -> None:
         if not _set(self.payload, path, value):
             return  # an earlier change removed or replaced what holds this field
-        self.changes.append(f"{path} = {_short(value)} ({label})")
+        self.changes.append(f"{path} = {shown(value)} ({label})")
         if path == "action":
             self.action_label = label
         else:
             self.labels[path] = label
 
-    def expected(self, event: str) -> Expected:
-        if event == "ping":
-            return PONG
-        if self.action_label == BROKEN:
-            return MALFORMED
-        if event == "pull_request_review_comment" and self.action_label == VALID:
-            return MALFORMED  # its handler reads a pull_request object this payload lacks
-        if event != "issue_comment" or self.action_label == NOT_A_COMMAND:
-            return IGNORED
-        if BROKEN in self.labels.values():
-            return MALFORMED
-        if NOT_A_COMMAND in self.labels.values():
-            return IGNORED
+    def outcome(self, kind: Kind) -> str:
+        """What the handler of `kind` makes of the payload: VALID, NOTHING_ASKED or BROKEN."""
+        if self.action_label != VALID:
+            return self.action_label  # no handler for it, or an action that cannot choose one
+        unread = kind.unread(self.payload)
+        read = [label for path, label in self.labels.items() if path not in unread]
+        if BROKEN in read:
+            return BROKEN  # every handler reads all it needs before it decides anything
+        return NOTHING_ASKED if NOTHING_ASKED in read else VALID
+
+
+@dataclass
+class StoreModel:
+    """What the store must hold after the deliveries so far, each answered as expected."""
+
+    tasks: dict[str, ExpectedTask] = field(default_factory=dict)  # by delivery id
+    installation_rows: list[tuple[str, int, str | None, str]] = field(default_factory=list)
+
+    def label_waiting(self, repo: str, number: int) -> bool:
+        """Whether a label already asked for work on this issue or pull request that still waits."""
+        return any(task.asked_by_label and task.status == "pending" and (task.repo, task.number) == (repo, number)
+                   for task in self.tasks.values())
+
+    def record(self, guid: str, result: ExpectedTask | ExpectedChange) -> Expected:
+        """Record what a valid delivery asks for; the answer it gets."""
+        if isinstance(result, ExpectedChange):
+            self.installation_rows.extend(result.rows(guid))
+            for task_guid, task in self.tasks.items():
+                error = result.finishes(task)
+                if error is not None:
+                    self.tasks[task_guid] = replace(task, status="failed", error=error)
+            return RECORDED
+        if result.asked_by_label and self.label_waiting(result.repo, result.number):
+            return DUPLICATE
+        self.tasks[guid] = result
         return TASK
 
 
+# Kinds of delivery and how often each comes, out of about 100.
+RANDOM_KINDS = [(26, ISSUE_COMMENT), (12, REVIEW_COMMENT), (9, ISSUE_LABEL), (9, PULL_REQUEST_LABEL),
+                (5, INSTALLATION), (3, REPOSITORIES_ADDED), (4, REPOSITORIES_REMOVED)]
+
+
 class DeliveryGenerator:
-    """Deliveries for one seed; each knows its answer given the ones before it."""
+    """Deliveries for one seed; each knows its answer given the ones before it.
+
+    A fixed story comes first in every run (`scenario`), then random deliveries.
+    """
 
     def __init__(self, seed: int):
         self.seed = seed
         self.rng = random.Random(seed)
         self.index = 0
+        self.model = StoreModel()
         self.recorded_guids: list[str] = []  # GUIDs of deliveries answered 2xx
-        self.task_bodies: list[bytes] = []  # bodies of deliveries that created a task
+        # Valid bodies that asked for something, with what: replayed under new delivery ids.
+        self.replayable: list[tuple[str, bytes, ExpectedTask | ExpectedChange]] = []
+        self.script = self.scenario()
 
     def __iter__(self) -> Iterator[Delivery]:
         return self
 
     def __next__(self) -> Delivery:
         self.index += 1
-        kinds: list[tuple[float, Callable[[], Delivery]]] = [
-            (55, self.comment), (14, self.other_event), (11, self.broken_body), (8, self.broken_headers),
-            (3, self.not_an_object), (3, self.redelivery), (3, self.replay), (2, self.bad_signature),
-            (1, self.oversized_guid_at_bound),
-        ]
-        make = self.rng.choices([k for _, k in kinds], weights=[w for w, _ in kinds])[0]
-        delivery = make()
+        delivery = next(self.script, None)
+        if delivery is None:
+            kinds: list[tuple[float, Callable[[], Delivery]]] = [
+                *((weight, lambda kind=kind: self.handled(kind)) for weight, kind in RANDOM_KINDS),
+                (8, self.other_event), (9, self.broken_body), (6, self.broken_headers), (2, self.not_an_object),
+                (3, self.redelivery), (6, self.replay), (2, self.bad_signature), (1, self.oversized_guid_at_bound),
+            ]
+            make = self.rng.choices([k for _, k in kinds], weights=[w for w, _ in kinds])[0]
+            delivery = make()
         if delivery.expected.status in (200, 202) and isinstance(delivery.guid, str):
             self.recorded_guids.append(delivery.guid)
-        if delivery.expected is TASK:
-            self.task_bodies.append(delivery.body)
         return delivery
 
     def new_guid(self) -> str:
@@ -403,42 +299,76 @@ class DeliveryGenerator:
                 pass  # a lone surrogate can only travel escaped
         return json.dumps(payload).encode()
 
-    def damaged_comment(self) -> tuple[str, DamagedPayload]:
-        """A command, then changes to fields the handler reads and noise in fields it does not."""
-        rng = self.rng
-        damaged = DamagedPayload(issue_comment("created", self.comment_id(), rng.choice(COMMANDS)))
-        for _ in range(rng.choice([0, 0, 1, 1, 1, 2, 3])):
-            self.change_read_field(damaged)
-        for _ in range(rng.choice([0, 1, 1, 2, 3, 6])):
-            self.add_noise(damaged)
-        event = "issue_comment"
-        if rng.random() < 0.04:
-            event = rng.choice(["issues", "ping", "pull_request_review_comment", "Issue_Comment"])
-            damaged.changes.append(f"X-GitHub-Event = {event!r}")
-        return event, damaged
+    def valid_payload(self) -> tuple[str, dict[str, Any]]:
+        """A payload as GitHub sends it for any event intake acts on."""
+        kind = self.rng.choice(KINDS)
+        return kind.event, kind.build(self.rng, self.comment_id())
 
-    def change_read_field(self, damaged: DamagedPayload) -> None:
-        weights = [weight for weight, _, _ in READ_FIELD_VALUES]
-        _, paths, values = self.rng.choices(READ_FIELD_VALUES, weights=weights)[0]
+    # Deliveries intake acts on
+
+    def settle(self, kind: Kind, event: str, guid: str, body: bytes, payload: dict[str, Any], outcome: str,
+               description: str) -> Delivery:
+        """The delivery of a payload whose handler makes `outcome` of it, and what it records."""
+        result = kind.result(payload) if outcome == VALID else None
+        if outcome == BROKEN:
+            expected = MALFORMED
+        elif outcome == NOTHING_ASKED:
+            expected = IGNORED
+        elif outcome == "ping":
+            expected = PONG
+        else:
+            expected = self.model.record(guid, result)
+            self.replayable.append((event, body, result))
+        task = (result.repo, result.comment_id) if expected is TASK else None
+        return self.delivery(f"{kind.name}: {description}", event, guid, body, expected, task=task,
+                             stored=result if expected in (TASK, RECORDED) else None, kind=kind.name)
+
+    def handled(self, kind: Kind) -> Delivery:
+        """A valid payload of `kind`, then changes to fields its handler reads and noise in
+        fields it does not."""
+        rng = self.rng
+        damaged = DamagedPayload(kind.build(rng, self.comment_id()))
+        for _ in range(rng.choice([0, 0, 1, 1, 1, 2, 3])):
+            self.change_read_field(damaged, kind.fields)
+        for _ in range(rng.choice([0, 1, 1, 2, 3, 6])):
+            self.add_noise(damaged, kind.read_paths)
+        outcome = damaged.outcome(kind)
+        event = kind.event
+        if damaged.action_label == VALID and rng.random() < 0.04:
+            event, outcome = rng.choice(kind.swaps + (("ping", "ping"),))
+            damaged.changes.append(f"X-GitHub-Event = {event!r}")
+        guid = self.new_guid()
+        if rng.random() < 0.05:
+            guid = (guid + "-" * 200)[:200]  # the longest delivery id intake accepts
+            damaged.changes.append("a 200-character delivery id")
+        return self.settle(kind, event, guid, self.serialise(damaged.payload), damaged.payload, outcome,
+                           "; ".join(damaged.changes) or "as sent")
+
+    def change_read_field(self, damaged: DamagedPayload, table: FieldTable) -> None:
+        _, paths, values = self.rng.choices(table, weights=[weight for weight, _, _ in table])[0]
         path = self.rng.choice(paths)
         value, label = self.rng.choice(values)
         if value is UNIQUE_ID:
             value = 2**63 - 1 - self.index  # as large as SQLite allows, and no two comments share it
+        elif isinstance(value, Make):
+            value = value.build(self.rng)
+        elif value is not MISSING:
+            value = copy.deepcopy(value)  # noise may change it in the payload; the table must stay as it is
         damaged.change(path, value, label)
 
-    def add_noise(self, damaged: DamagedPayload) -> None:
+    def add_noise(self, damaged: DamagedPayload, read_paths: frozenset[str]) -> None:
         """Damage a field the handler does not read, or add one."""
         rng = self.rng
-        unread = [p for p in _paths(damaged.payload) if p not in READ_PATHS]
+        unread = [p for p in _paths(damaged.payload) if p not in read_paths]
         if rng.random() < 0.3 or not unread:
             objects = [""] + [p for p in _paths(damaged.payload)
-                              if isinstance(_get(damaged.payload, p), dict) and p not in READ_PATHS]
+                              if isinstance(_get(damaged.payload, p), dict) and p not in read_paths]
             holder = rng.choice(objects)
             key = rng.choice(["extra", "x-\u00e9", "", " ", "\ud800", "__proto__", "constructor", "0"])
             path = f"{holder}.{key}" if holder else key
         else:
             path = rng.choice(unread)
-        if path in READ_PATHS:
+        if path in read_paths:
             return
         roll = rng.random()
         if roll < 0.02:
@@ -448,25 +378,110 @@ class DeliveryGenerator:
         else:
             value = junk(rng)
         if _set(damaged.payload, path, value):
-            damaged.changes.append(f"{path} = {_short(value)} (noise)")
+            damaged.changes.append(f"{path} = {shown(value)} (noise)")
 
-    def comment(self) -> Delivery:
-        event, damaged = self.damaged_comment()
-        expected = damaged.expected(event)
-        task = ((damaged.payload["repository"]["full_name"], damaged.payload["comment"]["id"])
-                if expected is TASK else None)
-        guid: str = self.new_guid()
-        if self.rng.random() < 0.05:
-            guid = (guid + "-" * 200)[:200]  # the longest delivery id intake accepts
-            damaged.changes.append("a 200-character delivery id")
-        description = "comment: " + ("; ".join(damaged.changes) or "a plain command")
-        return self.delivery(description, event, guid, self.serialise(damaged.payload), expected, task=task)
+    def replay(self) -> Delivery:
+        """The body of an earlier valid delivery under a new delivery id: a comment that has a
+        task gets none, a label gets one only when the first no longer waits, and an
+        installation change is recorded again."""
+        if not self.replayable:
+            return self.handled(ISSUE_COMMENT)
+        event, body, result = self.rng.choice(self.replayable)
+        guid = self.new_guid()
+        if isinstance(result, ExpectedTask) and not result.asked_by_label:
+            expected = DUPLICATE
+        else:
+            expected = self.model.record(guid, result)
+        return self.delivery(f"{event} body replayed under a new delivery id", event, guid, body, expected,
+                             task=(result.repo, result.comment_id) if expected is TASK else None,
+                             stored=result if expected in (TASK, RECORDED) else None)
+
+    # The story every run tells first
+
+    def scenario(self) -> Iterator[Delivery]:
+        """Labels, commands and options on issues and pull requests and in a review thread, then
+        installation changes that finish some of their tasks and leave the others waiting, and
+        a label replayed while its task waits and after it finished."""
+        a, b = REPOSITORIES
+        label = yield from self.scripted("the trigger label on an issue", ISSUE_LABEL,
+                                         labeled("issue", 7, repo=a, installation_id=77))
+        yield from self.scripted_replay("the label replayed while its task waits", label, DUPLICATE)
+        pr_label = yield from self.scripted(
+            "the trigger label in capitals on a pull request", PULL_REQUEST_LABEL,
+            labeled("pull_request", 8, repo=a, installation_id=77, label="ASYNC-CODE"))
+        other_repo = yield from self.scripted(
+            "the label on the same number in another repository", PULL_REQUEST_LABEL,
+            labeled("pull_request", 8, repo=b, installation_id=78))
+        cancel = yield from self.scripted("`cancel` on a pull request", ISSUE_COMMENT, issue_comment(
+            "created", 101, "@async-code cancel", pull_request=True, repo=b, installation_id=78, number=9))
+        options_pr = yield from self.scripted("issue options on a pull request", ISSUE_COMMENT, issue_comment(
+            "created", 102, "@async-code --base x --draft do it", pull_request=True, repo=b, installation_id=78,
+            number=9))
+        options_issue = yield from self.scripted("the same options on an issue", ISSUE_COMMENT, issue_comment(
+            "created", 103, "@async-code --base x --draft do it", repo=a, installation_id=77, number=15))
+        unknown = yield from self.scripted("an unknown option", ISSUE_COMMENT, issue_comment(
+            "created", 104, "@async-code --force do it", pull_request=True, repo=a, installation_id=77, number=9))
+        quote = yield from self.scripted("an unterminated quote", ISSUE_COMMENT, issue_comment(
+            "created", 105, "@async-code --base 'x do it", repo=b, installation_id=78, number=15))
+        review = yield from self.scripted("a command with an option in a review thread", REVIEW_COMMENT,
+                                          review_comment(106, "@async-code --draft cancel", number=9, repo=b,
+                                                         installation_id=78, reply_to=100))
+        on_a = [label, pr_label, options_issue, unknown]
+        on_b = [other_repo, cancel, options_pr, quote, review]
+        yield from self.scripted(f"{a} removed from installation 77", REPOSITORIES_REMOVED,
+                                 installation_repositories("removed", [a], 77), RECORDED)
+        self.check_finished(on_a + on_b, on_a)
+        relabel = yield from self.scripted_replay("the label replayed after its task finished", label, TASK)
+        yield from self.scripted("installation 78 suspended", INSTALLATION, installation("suspend", 78), RECORDED)
+        self.check_finished(on_b + [relabel], on_b)
+        yield from self.scripted("installation 78 unsuspended", INSTALLATION, installation("unsuspend", 78),
+                                 RECORDED)
+        yield from self.scripted("installation 79 deleted", INSTALLATION, installation("deleted", 79), RECORDED)
+        self.check_finished([relabel], [])
+        yield from self.scripted("installation 77 deleted", INSTALLATION, installation("deleted", 77), RECORDED)
+        self.check_finished([relabel], [relabel])
+        yield from self.scripted("installation 77 created", INSTALLATION, installation("created", 77), RECORDED)
+        yield from self.scripted("both repositories added to installation 77", REPOSITORIES_ADDED,
+                                 installation_repositories("added", [a, b], 77), RECORDED)
+        yield from self.scripted("no repositories removed", REPOSITORIES_REMOVED,
+                                 installation_repositories("removed", [], 77), IGNORED, outcome=NOTHING_ASKED)
+
+    # The story's answers are written out; each must also be the model's, which checks the model.
+
+    def scripted(self, description: str, kind: Kind, payload: dict[str, Any], expected: Expected = TASK,
+                 outcome: str = VALID) -> Iterator[Delivery]:
+        """An undamaged delivery of `kind`, whose answer the story knows."""
+        delivery = self.settle(kind, kind.event, self.new_guid(), json.dumps(payload).encode(), payload, outcome,
+                               f"scenario: {description}")
+        assert delivery.expected is expected, f"{delivery.description}: the model expects {delivery.expected}"
+        yield delivery
+        return delivery
+
+    def scripted_replay(self, description: str, of: Delivery, expected: Expected) -> Iterator[Delivery]:
+        """The body of a scripted label delivery under a new delivery id."""
+        assert isinstance(of.stored, ExpectedTask) and of.stored.asked_by_label
+        event = of.headers["X-GitHub-Event"]
+        replayed = self.new_guid()
+        answer = self.model.record(replayed, of.stored)
+        assert answer is expected, f"scenario: {description}: the model expects {answer}"
+        delivery = self.delivery(f"scenario: {description}", event, replayed, of.body, answer,
+                                 task=(of.stored.repo, None) if answer is TASK else None,
+                                 stored=of.stored if answer is TASK else None, kind=of.kind)
+        yield delivery
+        return delivery
+
+    def check_finished(self, deliveries: list[Delivery], finished: list[Delivery]) -> None:
+        """Which of the scripted tasks the model has finished."""
+        found = {d.description for d in deliveries if self.model.tasks[d.guid].status != "pending"}
+        assert found == {d.description for d in finished}, f"the model finished {found}, not {finished}"
+
+    # Deliveries intake refuses or does not act on
 
     def other_event(self) -> Delivery:
         event, payload = other_event(self.rng, self.comment_id())
         damaged = DamagedPayload(payload)
         for _ in range(self.rng.choice([0, 1, 2, 4])):
-            self.add_noise(damaged)
+            self.add_noise(damaged, frozenset({"action"}))
         description = f"{event}/{payload.get('action')}: "
         expected = PONG if event == "ping" else IGNORED
         if self.rng.random() < 0.2 and event != "ping":
@@ -476,9 +491,9 @@ class DeliveryGenerator:
         return self.delivery(description, event, self.new_guid(), self.serialise(damaged.payload), expected)
 
     def broken_body(self) -> Delivery:
-        """A body that is not strict JSON, built around a command that would create a task."""
+        """A body that is not strict JSON, built around a valid request."""
         rng = self.rng
-        payload = issue_comment("created", self.comment_id(), rng.choice(COMMANDS))
+        event, payload = self.valid_payload()
         text = json.dumps(payload).encode()
 
         def member(raw: bytes) -> bytes:
@@ -491,7 +506,7 @@ class DeliveryGenerator:
             body = member(rng.choice([b"%s", b"[1, %s]", b'{"a": %s}']) % name.encode())
             message = f"body has {name}, which is not JSON"
         elif kind == "duplicate":
-            key = rng.choice([b"action", b"comment", b"installation"])
+            key = rng.choice([b"action", b"installation", b"sender"])  # every acted-on payload has them
             body = text[:-1] + b', "%s": "created"}' % key
             message = "body has an object with a duplicate key"
         elif kind == "duplicate nested":
@@ -522,13 +537,13 @@ class DeliveryGenerator:
             message = "body is not JSON"
         else:
             body, message = b"", "body is not JSON"
-        return self.delivery(f"broken body ({kind})", "issue_comment", self.new_guid(), body,
-                             refused(message))
+        return self.delivery(f"broken body ({kind}) of {event}", event, self.new_guid(), body, refused(message))
 
     def broken_headers(self) -> Delivery:
         rng = self.rng
-        body = json.dumps(issue_comment("created", self.comment_id(), rng.choice(COMMANDS))).encode()
-        event: str | bytes | None = "issue_comment"
+        kind_event, payload = self.valid_payload()
+        body = json.dumps(payload).encode()
+        event: str | bytes | None = kind_event
         guid: str | bytes | None = self.new_guid()
         kind = rng.choice(["no event", "empty event", "no guid", "long event", "long guid",
                            "odd event", "odd guid", "control character"])
@@ -537,7 +552,7 @@ class DeliveryGenerator:
         elif kind == "no guid":
             guid, message = rng.choice([None, ""]), "missing X-GitHub-Delivery header"
         elif kind == "long event":
-            event = "issue_comment" + "x" * rng.randint(88, 5_000)
+            event = kind_event + "x" * (101 - len(kind_event) + rng.randint(0, 4_900))
             message = "X-GitHub-Event is longer than 100 characters"
         elif kind == "long guid":
             guid = str(guid) + "-" * rng.randint(165, 100_000)
@@ -554,45 +569,39 @@ class DeliveryGenerator:
             # The HTTP server refuses these itself, before intake sees them.
             guid = str(guid).encode() + rng.choice([b"\x00", b"\x01", b"\x7f", b"\x1b"]) + b"x"
             message = None
-        return self.delivery(f"broken headers ({kind})", event, guid, body, refused(message))
+        return self.delivery(f"broken headers ({kind}) of {kind_event}", event, guid, body, refused(message))
 
     def not_an_object(self) -> Delivery:
-        command = issue_comment("created", self.comment_id(), COMMANDS[0])
-        value = self.rng.choice([[], [command], "@async-code do it", 5, None, True, 1.5])
-        return self.delivery(f"not an object: {_short(value)}", "issue_comment", self.new_guid(),
+        event, payload = self.valid_payload()
+        value = self.rng.choice([[], [payload], "@async-code do it", 5, None, True, 1.5])
+        return self.delivery(f"not an object: {shown(value)}", event, self.new_guid(),
                              self.serialise(value), refused("body is not a JSON object"))
 
     def redelivery(self) -> Delivery:
-        """A new command under the delivery id of an earlier delivery."""
+        """A new request under the delivery id of an earlier delivery."""
         if not self.recorded_guids:
-            return self.comment()
+            return self.handled(ISSUE_COMMENT)
         guid = self.rng.choice(self.recorded_guids)
-        body = json.dumps(issue_comment("created", self.comment_id(), COMMANDS[0])).encode()
-        return self.delivery(f"a new command under the used delivery id {guid}", "issue_comment", guid, body,
-                             DUPLICATE)
-
-    def replay(self) -> Delivery:
-        """The body of an earlier command that created a task, under a new delivery id."""
-        if not self.task_bodies:
-            return self.comment()
-        body = self.rng.choice(self.task_bodies)
-        return self.delivery("a command's body replayed under a new delivery id", "issue_comment",
-                             self.new_guid(), body, DUPLICATE)
+        event, payload = self.valid_payload()
+        return self.delivery(f"a new {event} under the used delivery id {guid}", event, guid,
+                             json.dumps(payload).encode(), DUPLICATE)
 
     def bad_signature(self) -> Delivery:
-        body = json.dumps(issue_comment("created", self.comment_id(), COMMANDS[0])).encode()
+        event, payload = self.valid_payload()
+        body = json.dumps(payload).encode()
         signature = self.rng.choice(["", "sha256=" + "0" * 64, "sha256=\u00e9" + "0" * 63,
                                      sign(b"other bytes", "secret"), "sha1=" + "0" * 40])
         expected = Expected(401, SIGNATURE_REFUSED)
-        return self.delivery(f"signature {signature[:20]!r}", "issue_comment", self.new_guid(), body,
-                             expected, signature=signature)
+        return self.delivery(f"signature {signature[:20]!r}", event, self.new_guid(), body, expected,
+                             signature=signature)
 
     def oversized_guid_at_bound(self) -> Delivery:
-        """One character over the delivery id's bound, on a command."""
-        body = json.dumps(issue_comment("created", self.comment_id(), COMMANDS[0])).encode()
+        """One character over the delivery id's bound, on a valid request."""
+        event, payload = self.valid_payload()
         guid = (self.new_guid() + "-" * 201)[:201]
-        return self.delivery("a 201-character delivery id", "issue_comment", guid, body,
+        return self.delivery("a 201-character delivery id", event, guid, json.dumps(payload).encode(),
                              refused("X-GitHub-Delivery is longer than 200 characters"))
+
 
 
 @dataclass(frozen=True)
