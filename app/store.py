@@ -100,12 +100,14 @@ CREATE TABLE IF NOT EXISTS installation_events (
     received_at     TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS installation_events_by_id ON installation_events (installation_id, repo);
--- Each button of each check run works once: a redelivered or replayed press starts nothing.
-CREATE TABLE IF NOT EXISTS button_presses (
-    check_run_id  INTEGER NOT NULL,
+-- Each button of a task works once, whichever of its check runs shows it: a redelivered or
+-- replayed press starts nothing. A refused press is taken back, so it uses up nothing.
+CREATE TABLE IF NOT EXISTS pressed_buttons (
+    task_id       TEXT NOT NULL,
     action        TEXT NOT NULL,
-    delivery_guid TEXT NOT NULL REFERENCES deliveries(guid),
-    PRIMARY KEY (check_run_id, action)
+    check_run_id  INTEGER NOT NULL,
+    command_task  TEXT NOT NULL,
+    PRIMARY KEY (task_id, action)
 );
 """
 
@@ -127,7 +129,7 @@ class Duplicate(enum.Enum):
     DELIVERY = "delivery seen before"
     COMMENT = "comment already has a task"
     LABEL = "the label already has a task waiting or running"
-    BUTTON = "the check run's button was pressed before"
+    BUTTON = "the task's button was pressed before"
 
 
 def utcnow() -> str:
@@ -217,6 +219,9 @@ _TASK_COLUMNS = [f.name for f in fields(Task)]
 PULL_REQUEST_TRIGGERS = frozenset({"pr_comment", "pr_label", "review_comment", "continue"})
 
 
+REMOVED = " was removed from the App's installation"
+
+
 def installation_refusal(events: list[tuple[str | None, str]], repo: str) -> str | None:
     """Why work on `repo` is refused after these installation events, oldest first; each is
     (repo, action) with repo None for the whole installation. None: nothing refuses it."""
@@ -231,7 +236,7 @@ def installation_refusal(events: list[tuple[str | None, str]], repo: str) -> str
     if installation == "suspend":
         return "the App's installation is suspended"
     if repository == "removed":
-        return f"{repo} was removed from the App's installation"
+        return repo + REMOVED
     return None
 
 
@@ -318,8 +323,9 @@ class Store:
                 return Duplicate.LABEL
             return self._insert_task(db, guid, task)
 
-    def _insert_task(self, db: sqlite3.Connection, guid: str, task: NewTask) -> Task:
-        row = {"id": uuid.uuid4().hex, "delivery_guid": guid, "status": PENDING,
+    def _insert_task(self, db: sqlite3.Connection, guid: str, task: NewTask,
+                     task_id: str | None = None) -> Task:
+        row = {"id": task_id or uuid.uuid4().hex, "delivery_guid": guid, "status": PENDING,
                "created_at": utcnow(), **{f.name: getattr(task, f.name) for f in fields(task)}}
         stored = {k: json.dumps(v) if k in _JSON_COLUMNS and v is not None else v
                   for k, v in row.items()}
@@ -329,34 +335,49 @@ class Store:
 
     def _record_button_press(self, db: sqlite3.Connection, guid: str,
                              press: ButtonPress) -> Task | Duplicate | None:
-        """A command task for the press, acting on the check run's task; None when that task is
-        not one of this store's tasks on that repository."""
-        target = db.execute("SELECT number, installation_id FROM tasks WHERE id = ? AND repo = ? "
-                            "AND command IS NULL", (press.task_id, press.repo)).fetchone()
-        if target is None or target["installation_id"] != press.installation_id:
+        """A command task for the press, acting on the check run's task; None when the check run
+        is not one of that task's (or the task is not one of this store's on that repository)."""
+        target = db.execute("SELECT number, installation_id, check_run_id, pushed_check_run_id "
+                            "FROM tasks WHERE id = ? AND repo = ? AND command IS NULL",
+                            (press.task_id, press.repo)).fetchone()
+        if (target is None or target["installation_id"] != press.installation_id
+                or press.check_run_id not in (target["check_run_id"], target["pushed_check_run_id"])):
             return None
-        pressed = db.execute("INSERT OR IGNORE INTO button_presses (check_run_id, action, "
-                             "delivery_guid) VALUES (?, ?, ?)", (press.check_run_id, press.action, guid))
-        if pressed.rowcount == 0:
-            return Duplicate.BUTTON
-        return self._insert_task(db, guid, NewTask(
+        command = NewTask(
             trigger="check_run", repo=press.repo, installation_id=press.installation_id,
             number=target["number"], comment_id=None, instruction="", command=press.action,
             requested_by=press.requested_by, requested_by_id=press.requested_by_id,
-            target_task=press.task_id))
+            target_task=press.task_id)
+        row_id = uuid.uuid4().hex
+        pressed = db.execute("INSERT OR IGNORE INTO pressed_buttons (task_id, action, check_run_id, "
+                             "command_task) VALUES (?, ?, ?, ?)",
+                             (press.task_id, press.action, press.check_run_id, row_id))
+        if pressed.rowcount == 0:
+            return Duplicate.BUTTON
+        return self._insert_task(db, guid, command, task_id=row_id)
+
+    def release_button(self, command_task_id: str) -> None:
+        """Take back a press that was refused, so the button still works for a writer."""
+        with self._connect(immediate=True) as db:
+            db.execute("DELETE FROM pressed_buttons WHERE command_task = ?", (command_task_id,))
 
     def _record_installation_change(self, db: sqlite3.Connection, guid: str,
                                     change: InstallationChange, now: str) -> None:
-        for repo in change.repos or (None,):
-            db.execute("INSERT INTO installation_events (delivery_guid, installation_id, repo, action, "
-                       "received_at) VALUES (?, ?, ?, ?, ?)",
-                       (guid, change.installation_id, repo, change.action, now))
-            reason = installation_refusal([(repo, change.action)], repo or "")
-            if reason is not None:
-                # Queued work can no longer be done, nor answered on GitHub: say so here.
-                db.execute("UPDATE tasks SET status = ?, finished_at = ?, error = ? WHERE status = ? "
-                           "AND installation_id = ? AND (? IS NULL OR repo = ?)",
-                           (FAILED, now, reason, PENDING, change.installation_id, repo, repo))
+        db.executemany("INSERT INTO installation_events (delivery_guid, installation_id, repo, "
+                       "action, received_at) VALUES (?, ?, ?, ?, ?)",
+                       [(guid, change.installation_id, repo, change.action, now)
+                        for repo in change.repos or (None,)])
+        # Queued work can no longer be done, nor answered on GitHub: say so here. One statement
+        # whatever the number of repositories: an installation can list a hundred thousand.
+        if change.repos and change.action == "removed":
+            db.execute("UPDATE tasks SET status = ?, finished_at = ?, error = repo || ? "
+                       "WHERE status = ? AND installation_id = ? "
+                       "AND repo IN (SELECT value FROM json_each(?))",
+                       (FAILED, now, REMOVED, PENDING, change.installation_id,
+                        json.dumps(list(change.repos))))
+        elif not change.repos and (reason := installation_refusal([(None, change.action)], "")):
+            db.execute("UPDATE tasks SET status = ?, finished_at = ?, error = ? WHERE status = ? "
+                       "AND installation_id = ?", (FAILED, now, reason, PENDING, change.installation_id))
 
     def installation_refusal(self, installation_id: int, repo: str) -> str | None:
         """Why the App may no longer work on `repo`, from the installation events recorded;

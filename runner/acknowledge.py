@@ -84,6 +84,7 @@ def acknowledge(task: Task, *, github: GitHubApp, store: Store, slug: str, max_q
         else:
             log.info("task %s: %s (%s) pressed `%s` on a check run and may not write; nothing runs",
                      task.id, task.requested_by, permission, task.command)
+            store.release_button(task.id)  # the button still works for someone who may write
             store.finish(task.id, REJECTED, error="not allowed", acknowledged_at=utcnow())
         return
     if task.command is not None and permission in WRITE_PERMISSIONS and task.problem is None:

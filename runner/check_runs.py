@@ -13,7 +13,8 @@ from typing import Any
 
 from app.store import Task
 from runner.github import GitHubError, RepoClient
-from runner.status import PROGRESS_INTERVAL, StatusComment, format_duration
+from runner.pull_request import shown_path
+from runner.status import PROGRESS_INTERVAL, StatusComment, format_duration, shown_tool
 from runner.text import DEFAULT_GITHUB_HOST, code_span, fit_body, neutralise, short_title
 
 log = logging.getLogger(__name__)
@@ -26,10 +27,13 @@ TEXT_LIMIT = 60_000  # characters before neutralising, which adds a few
 TITLE_LIMIT = 200
 FILES_SHOWN = 100
 CALLS_SHOWN = 200
+# What a check run shows of the agent's answer, and all a Continue task is handed of it: the
+# writer who presses Continue has read exactly this much.
+ANSWER_SHOWN = 20_000
 
 # GitHub shows at most three; label ≤ 20, description ≤ 40, identifier ≤ 20 characters.
 CANCEL = {"label": "Cancel", "description": "Stop this task; nothing is pushed", "identifier": "cancel"}
-RETRY = {"label": "Retry", "description": "Ask again from the same base", "identifier": "retry"}
+RETRY = {"label": "Retry", "description": "Run the same request again", "identifier": "retry"}
 CONTINUE = {"label": "Continue", "description": "Keep working on the pushed head",
             "identifier": "continue"}
 
@@ -44,9 +48,10 @@ def queued(task: Task, *, head_sha: str, details_url: str | None) -> dict[str, A
 
 
 def in_progress(turns: int, last_tool: str | None, seconds: float) -> dict[str, Any]:
-    detail = f"turn {turns}" + (f", last tool {code_span(last_tool)}" if last_tool else "") if turns else "starting"
+    last_tool = shown_tool(last_tool)  # the model names it: only a plain name is shown
+    detail = f"turn {turns}" + (f", last tool `{last_tool}`" if last_tool else "") if turns else "starting"
     return {"status": "in_progress",
-            "output": {"title": f"Running: {detail}"[:TITLE_LIMIT],
+            "output": {"title": f"Running: {detail}",
                        "summary": f"Running for {format_duration(seconds)}: {detail}."},
             "actions": [CANCEL]}
 
@@ -76,19 +81,32 @@ def _fit(text: str, limit: int = OUTPUT_LIMIT) -> str:
 
 def change_summary(*, files: list[tuple[str, int | None, int | None]], seconds: float, turns: int,
                    tokens: int, answer: str, left_out: int = 0) -> str:
-    """What changed (a table of files with +/− lines), how long it took, what it cost."""
-    rows = [f"| {code_span(path)} | {'+' + str(added) if added is not None else 'binary'} | "
+    """What changed (a table of files with +/− lines), how long it took, what it cost, and the
+    agent's answer in the room that is left: no answer can push the files out of view."""
+    rows = [f"| {_cell(path)} | {'+' + str(added) if added is not None else 'binary'} | "
             f"{'−' + str(deleted) if deleted is not None else ''} |"
             for path, added, deleted in files[:FILES_SHOWN]]
     more = f"\n\n…and {len(files) - FILES_SHOWN} more files." if len(files) > FILES_SHOWN else ""
     table = "| File | Added | Deleted |\n|---|---|---|\n" + "\n".join(rows) + more if files else ""
     left = f"\n\n{left_out:,} path(s) were left out." if left_out else ""
-    return "\n\n".join(part for part in (
-        _quoted(answer), table + left, _figures(seconds, turns, tokens)) if part)
+    facts = "\n\n".join(part for part in (table + left, _figures(seconds, turns, tokens)) if part)
+    room = TEXT_LIMIT - len(facts) - 100
+    return "\n\n".join(part for part in (_quoted(fit_body(shown_answer(answer), limit=max(room, 0))),
+                                         facts) if part)
+
+
+def shown_answer(answer: str) -> str:
+    """The part of the agent's answer a check run shows, and a Continue task is handed."""
+    return fit_body(answer.strip(), limit=ANSWER_SHOWN)
+
+
+def _cell(path: str) -> str:
+    # A table cell ends at "|", even inside a code span, unless it is escaped.
+    return code_span(shown_path(path)).replace("|", "\\|")
 
 
 def answer_summary(answer: str, *, seconds: float, turns: int, tokens: int) -> str:
-    return "\n\n".join(part for part in (_quoted(answer or "(no answer)"),
+    return "\n\n".join(part for part in (_quoted(shown_answer(answer) or "(no answer)"),
                                          _figures(seconds, turns, tokens)) if part)
 
 
@@ -117,13 +135,19 @@ def transcript_excerpt(transcript: list[dict[str, Any]] | None) -> str:
 
 
 def _describe_call(block: dict[str, Any]) -> str:
-    name, arguments = str(block.get("name")), block.get("input") or {}
+    """One line: the model chose every part of it, so none may hold a line break."""
+    name, arguments = shown_tool(str(block.get("name"))), block.get("input") or {}
     if name == "bash" and isinstance(arguments, dict):
-        command = " ".join(str(arguments.get("command", "")).split())
-        return f"`bash` {code_span(command[:200] + ('…' if len(command) > 200 else ''))}"
+        return f"`bash` {code_span(_one_line(str(arguments.get('command', '')), 200))}"
     if isinstance(arguments, dict) and "path" in arguments:
-        return f"`{name}` {arguments.get('command', '')} {code_span(str(arguments['path'])[:200])}"
-    return code_span(name[:64])
+        return (f"`{name}` {code_span(_one_line(str(arguments.get('command', '')), 20))} "
+                f"{code_span(shown_path(_one_line(str(arguments['path']), 200)))}")
+    return f"`{name}`"
+
+
+def _one_line(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text[:limit] + ("…" if len(text) > limit else "")
 
 
 def _ending(block: dict[str, Any]) -> str:

@@ -48,8 +48,9 @@ def run_command(task: Task, *, client: RepoClient, store: Store, slug: str, trig
 def run_button(task: Task, *, client: RepoClient, store: Store) -> None:
     """Carry out a button pressed on a task's check run; the check run itself shows the result."""
     target = store.get(task.target_task) if task.target_task else None
-    if target is None:
-        log.info("task %s: the check run's task is gone", task.id)
+    if target is None or target.status_comment_id is None:
+        # Only requests that were accepted: a refused one may be someone else's words.
+        log.info("task %s: the check run's task is gone or was never accepted", task.id)
     elif task.command == "cancel":
         waiting, _running = store.request_cancel(target.repo, target.number, task.requested_by,
                                                  task_id=target.id)
@@ -58,14 +59,31 @@ def run_button(task: Task, *, client: RepoClient, store: Store) -> None:
     elif task.command == "retry":
         store.record_retry(target, guid=task.delivery_guid, requested_by=task.requested_by,
                            requested_by_id=task.requested_by_id)
-    elif target.commit_sha and target.pr_number:  # continue: only after a push
+    elif _can_continue(target, client):
         store.record_continue(target, guid=task.delivery_guid, requested_by=task.requested_by,
                               requested_by_id=task.requested_by_id)
-    else:
-        log.info("task %s: nothing to continue, task %s pushed nothing", task.id, target.id)
     store.finish(task.id, COMPLETED, acknowledged_at=utcnow())
     log.info("task %s: button `%s` on task %s by %s done", task.id, task.command,
              task.target_task, task.requested_by)
+
+
+def _can_continue(target: Task, client: RepoClient) -> bool:
+    """Continue works on the head the task pushed, and only while the pull request's head is
+    still that commit: after someone else's push, the previous summary describes another tree."""
+    if not (target.commit_sha and target.pr_number):
+        log.info("nothing to continue: task %s pushed nothing", target.id)
+        return False
+    try:
+        head = client.pull_request(target.pr_number)["head"]["sha"]
+    except (GitHubError, KeyError, TypeError) as error:
+        log.warning("could not read the head of #%s to continue task %s: %s", target.pr_number,
+                    target.id, error)
+        return False
+    if head != target.commit_sha:
+        log.info("not continuing task %s: the head of #%s moved past its commit", target.id,
+                 target.pr_number)
+        return False
+    return True
 
 
 def _cancel(task: Task, *, client: RepoClient, store: Store, where: str) -> str:
@@ -80,17 +98,22 @@ def _cancel(task: Task, *, client: RepoClient, store: Store, where: str) -> str:
 
 
 def _announce_cancelled(cancelled: Task, client: RepoClient, by: str) -> None:
-    try:
-        if cancelled.status_comment_id:
-            replies.editor(client, cancelled)(cancelled.status_comment_id,
-                                              status.cancelled(cancelled.id, by))
-        if cancelled.check_run_id:
-            client.update_check_run(cancelled.check_run_id, check_runs.finished(
-                "cancelled", title=f"Cancelled by {by}", summary="Cancelled before it started."))
-        if cancelled.label:
-            client.remove_label(cancelled.number, cancelled.label)
-    except GitHubError as error:
-        log.warning("task %s: could not say it was cancelled: %s", cancelled.id, error)
+    """Each place that shows the task is told on its own: one failing leaves the others right."""
+    updates = []
+    if cancelled.status_comment_id:
+        updates.append(("status comment", lambda: replies.editor(client, cancelled)(
+            cancelled.status_comment_id, status.cancelled(cancelled.id, by))))
+    if cancelled.check_run_id:
+        updates.append(("check run", lambda: client.update_check_run(
+            cancelled.check_run_id, check_runs.finished(
+                "cancelled", title=f"Cancelled by {by}", summary="Cancelled before it started."))))
+    if cancelled.label:
+        updates.append(("label", lambda: client.remove_label(cancelled.number, cancelled.label)))
+    for what, update in updates:
+        try:
+            update()
+        except GitHubError as error:
+            log.warning("task %s: could not update its %s: %s", cancelled.id, what, error)
 
 
 def _retry(task: Task, *, store: Store, where: str) -> str | None:

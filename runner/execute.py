@@ -144,6 +144,10 @@ class _TaskRun:
             fields["details_url"] = self.details_url
         run_id = check_runs.create(self.client, self.task, fields)
         self.services.store.update(self.task.id, pushed_check_run_id=run_id)
+        if run_id is None:
+            # The run on the head the task started from keeps the whole story and the buttons.
+            self.checks.final({key: value for key, value in fields.items() if key != "head_sha"})
+            return
         # The run on the head the task started from points at the new one; its buttons move too.
         self.checks.final(check_runs.finished(
             "success", title=f"Superseded by {sha[:7]}", actions=[],

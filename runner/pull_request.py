@@ -39,7 +39,8 @@ def _details(answer: str) -> str:
     return "\n".join(lines[1:]).strip() if len(lines) > 1 else ""
 
 
-def _shown_path(path: str) -> str:
+def shown_path(path: str) -> str:
+    """A file name as one line that shows what it is: no control or direction characters."""
     path = _UNSHOWABLE_IN_PATH.sub("\ufffd", path)
     if len(path) <= PATH_SHOWN:
         return path
@@ -53,7 +54,7 @@ def _file_list(files: list[tuple[str, int | None, int | None]], github_host: str
     for path, added, deleted in files[:FILES_SHOWN]:
         # Neutralised even inside code: a disagreement with GitHub about where the span
         # ends must not turn a file name into a mention or a closing keyword.
-        line = neutralise(f"- {code_span(_shown_path(path))} "
+        line = neutralise(f"- {code_span(shown_path(path))} "
                           f"(+{added if added is not None else '?'} "
                           f"−{deleted if deleted is not None else '?'})", github_host=github_host)
         if used + len(line) + 1 > FILES_LIMIT:
@@ -68,7 +69,7 @@ def _file_list(files: list[tuple[str, int | None, int | None]], github_host: str
 def left_out_list(left_out: list[tuple[str, str]], total: int, *,
                   github_host: str = DEFAULT_GITHUB_HOST) -> str:
     """What the agent wrote that is not proposed, one line each, with the reason."""
-    lines = [neutralise(f"- {code_span(_shown_path(path))}: {reason}", github_host=github_host)
+    lines = [neutralise(f"- {code_span(shown_path(path))}: {reason}", github_host=github_host)
              for path, reason in left_out[:LEFT_OUT_SHOWN]]
     if hidden := total - len(lines):
         lines.append(f"- … and {hidden:,} more")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.store import Task
+from runner.check_runs import shown_answer
 from runner.github import GitHubError, RepoClient
 from runner.shown_text import shown_line, shown_text, without_invisible
 
@@ -140,8 +141,9 @@ def render(context: PullRequestContext) -> str:
                                  or "(no description)")]
     if context.previous is not None:
         task_id, answer = context.previous
+        # Only what its check run showed: the writer who pressed Continue read exactly that.
         parts.append(f"## What the previous task (`{task_id[:8]}`) said it did\n"
-                     + (_clip(shown_text(answer), DESCRIPTION_LIMIT) or "(nothing)"))
+                     + (shown_text(shown_answer(answer)) or "(nothing)"))
     if context.review is not None:
         parts.append(_review_part(context.review))
     # Only threads a writer opened are requests; anyone can comment on a public pull request.

@@ -18,6 +18,11 @@ PROGRESS_INTERVAL = 10.0  # seconds between progress edits; GitHub rate-limits c
 _TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
+def shown_tool(name: str | None) -> str | None:
+    """A tool name the model gave, if it is one the Messages API could accept; else "unknown"."""
+    return name if name is None or _TOOL_NAME.fullmatch(name) else "unknown"
+
+
 def _footer(task_id: str) -> str:
     return f"\n\n<sub>async-code task `{task_id[:8]}`</sub>"
 
@@ -37,8 +42,7 @@ def cancelled(task_id: str, by: str) -> str:
 
 
 def running(task_id: str, turns: int = 0, last_tool: str | None = None) -> str:
-    if last_tool is not None and not _TOOL_NAME.fullmatch(last_tool):
-        last_tool = "unknown"
+    last_tool = shown_tool(last_tool)
     detail = f" turn {turns}" + (f", last tool `{last_tool}`" if last_tool else "") if turns else " starting"
     return f"⚙️ **async-code** running:{detail}." + _footer(task_id)
 

@@ -67,7 +67,7 @@ def test_the_transcript_excerpt_lists_tool_calls_and_how_they_ended():
     ]
     excerpt = check_runs.transcript_excerpt(transcript)
     assert "- `bash` `pytest -q -x`: exit code 1" in excerpt
-    assert "- `edit_file` view `cli.py`: ok" in excerpt
+    assert "- `edit_file` `view` `cli.py`: ok" in excerpt
     assert check_runs.transcript_excerpt([]) == ""
 
 

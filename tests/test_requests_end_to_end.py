@@ -113,7 +113,8 @@ def test_a_label_on_a_pull_request_addresses_open_threads_and_failing_checks(ser
     assert task.status == "completed", (task.error, service.logs())
     seen = first_message(model, PR_LABEL_REQUEST)
     assert "Add an exclamation mark here." in seen and "Old nit" not in seen
-    assert "unit tests: failure — 1 test failed" in seen and "expected an exclamation mark" in seen
+    assert "unit tests (reported by ci): failure — 1 test failed" in seen
+    assert "expected an exclamation mark" in seen
     assert "lint" not in seen  # only failing checks
     head = git(github.repo_path(REPO), "rev-parse", "feature")
     assert git(github.repo_path(REPO), "rev-parse", f"{head}^") == head_before

@@ -280,11 +280,12 @@ def test_losing_the_installation_finishes_its_waiting_tasks(tmp_path):
     assert store.installation_refusal(1, "acme/other") is None
 
 
-def test_each_button_of_a_check_run_works_once(tmp_path):
+def test_each_button_of_a_task_works_once(tmp_path):
     from app.buttons import ButtonPress
 
     store = make_store(tmp_path)
     target, = acknowledged(store, 1)
+    store.update(target, check_run_id=555, pushed_check_run_id=556)
 
     def press(guid, action="retry", check_run_id=555, task_id=target, repo="acme/widgets"):
         return store.record_delivery(guid, "check_run", "requested_action", button=ButtonPress(
@@ -295,8 +296,11 @@ def test_each_button_of_a_check_run_works_once(tmp_path):
     assert (command.command, command.target_task, command.number, command.trigger) == (
         "retry", target, 1, "check_run")
     assert press("b2") is Duplicate.BUTTON  # replayed under a new delivery id
-    assert press("b3", action="continue").command == "continue"  # another button
-    assert press("b4", check_run_id=556).command == "retry"  # another check run
-    assert press("b5", task_id="f" * 32) is None  # not a task of this store
-    assert press("b6", repo="acme/other", check_run_id=557) is None  # not on that repository
-    assert press("b7", task_id=command.id, check_run_id=558) is None  # commands have no buttons
+    assert press("b3", check_run_id=556) is Duplicate.BUTTON  # the task's other check run
+    assert press("b4", action="continue").command == "continue"  # another button
+    assert press("b5", action="cancel", check_run_id=557) is None  # not one of the task's runs
+    assert press("b6", task_id="f" * 32) is None  # not a task of this store
+    assert press("b7", repo="acme/other") is None  # not on that repository
+    assert press("b8", task_id=command.id) is None  # commands have no buttons
+    store.release_button(command.id)  # refused: the button works again
+    assert press("b9").command == "retry"
