@@ -51,7 +51,7 @@ def test_a_pull_request_task_is_followed_from_queued_to_completed(service, githu
     assert (on_pushed["status"], on_pushed["conclusion"]) == ("completed", "success")
     assert on_pushed["external_id"] == task.id and on_pushed["title"] == "Louder greeting"
     assert "| `cli.py` | +1 | −1 |" in on_pushed["summary"]
-    assert "`edit_file` str_replace `cli.py`: ok" in on_pushed["text"]
+    assert "`edit_file` `str_replace` `cli.py`: ok" in on_pushed["text"]
     assert [a["identifier"] for a in on_pushed["actions"]] == ["retry", "continue"]
 
 
