@@ -98,6 +98,9 @@ def serve(host: str, port: int, workers: int) -> None:
             log.exception("start-up recovery failed; it is retried every %d s", RECOVERY_INTERVAL)
         runner = Runner(services, workers)
         runner.start()
+        for name in settings.missing_for_tasks():
+            log.warning("%s is not set: each request is answered with a comment saying so, "
+                        "and nothing runs until it is set and the service restarted", name)
 
     import waitress
 

@@ -149,6 +149,11 @@ class Settings:
     def max_queue_per_repo(self) -> int:
         return int(self.max_queue)
 
+    def missing_for_tasks(self) -> list[str]:
+        """Settings a task needs that are not set. The service still serves without them and
+        answers each request by naming them; a set but invalid value is a start-up problem."""
+        return [] if self.anthropic_api_key else ["ANTHROPIC_API_KEY"]
+
     def private_key_pem(self) -> str:
         if self.github_private_key:
             # Many hosting panels cannot hold newlines; accept "\n" escapes.
@@ -208,9 +213,8 @@ class Settings:
         return found
 
     def _agent_problems(self) -> list[str]:
+        # A missing ANTHROPIC_API_KEY is not among them: see missing_for_tasks.
         found = []
-        if not self.anthropic_api_key:
-            found.append("ANTHROPIC_API_KEY is not set: the agent needs a key for the Messages API")
         if self.anthropic_base_url and not re.match(r"^https?://", self.anthropic_base_url):
             found.append(f"ANTHROPIC_BASE_URL={self.anthropic_base_url!r} must be an http(s) URL")
         # The sandbox user is never root (uid 0).

@@ -57,7 +57,6 @@ def test_secrets_stay_out_of_repr():
          "github", "cannot be read"),
         ("bad slug", {"GITHUB_APP_SLUG": "my app"}, "github", "GITHUB_APP_SLUG"),
         ("bad api url", {"GITHUB_API_URL": "api.github.com"}, "github", "GITHUB_API_URL"),
-        ("no anthropic key", {"ANTHROPIC_API_KEY": ""}, "agent", "ANTHROPIC_API_KEY"),
         ("bad anthropic url", {"ANTHROPIC_BASE_URL": "localhost:9"}, "agent", "ANTHROPIC_BASE_URL"),
         ("timeout not a number", {"ASYNC_CODE_TASK_TIMEOUT": "30m"}, "agent", "ASYNC_CODE_TASK_TIMEOUT"),
         ("zero turns", {"ASYNC_CODE_MAX_TURNS": "0"}, "agent", "ASYNC_CODE_MAX_TURNS"),
@@ -81,6 +80,17 @@ def test_each_bad_setting_is_named(case, change, needs, expected):
     problems = settings.problems(**{needs: True})
     assert len(problems) == 1, problems
     assert expected in problems[0]
+
+
+@pytest.mark.parametrize(("env", "missing"), [
+    ({}, ["ANTHROPIC_API_KEY"]), ({"ANTHROPIC_API_KEY": "  "}, ["ANTHROPIC_API_KEY"]),
+    ({"ANTHROPIC_API_KEY": "sk-x"}, []),
+])
+def test_a_missing_model_key_is_not_a_start_up_problem(env, missing):
+    settings = Settings.from_env({**GOOD, **env} if env else
+                                 {k: v for k, v in GOOD.items() if k != "ANTHROPIC_API_KEY"})
+    assert settings.missing_for_tasks() == missing
+    assert settings.problems(webhooks=True, github=True, agent=True) == []
 
 
 def test_tasks_needs_only_the_store_settings():
@@ -107,8 +117,9 @@ def base_env(tmp_path):
 def test_serve_without_settings_lists_every_problem_and_no_traceback(tmp_path):
     result = run_cli("serve", env=base_env(tmp_path), cwd=tmp_path)
     assert result.returncode != 0
-    for name in ("GITHUB_WEBHOOK_SECRET", "GITHUB_APP_ID", "GITHUB_PRIVATE_KEY_PATH", "ANTHROPIC_API_KEY"):
+    for name in ("GITHUB_WEBHOOK_SECRET", "GITHUB_APP_ID", "GITHUB_PRIVATE_KEY_PATH"):
         assert name in result.stderr
+    assert "ANTHROPIC_API_KEY" not in result.stderr  # missing, not wrong: requests are told
     assert "Traceback" not in result.stderr
 
 
