@@ -483,3 +483,22 @@ def test_without_the_model_key_each_request_is_answered_with_its_name(first_run,
     assert docker_client.containers.list(all=True, filters={
         "label": f"async-code.task={task.id}"}) == []
     assert "ANTHROPIC_API_KEY is not set" in service.logs()
+
+
+def test_a_copy_of_env_example_is_filled_in_where_it_has_the_settings(first_run, github, app_key,
+                                                                      workdir):
+    example = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
+    (workdir / ".env").write_text(example)
+    service = first_run()
+    code = github.plan_manifest_code(app_key[0])
+    assert Browser().register(service)[0] == 303
+    text = (workdir / ".env").read_text()
+    for name in ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY_PATH", "GITHUB_WEBHOOK_SECRET",
+                 "GITHUB_APP_SLUG"):
+        assert text.count(f"\n{name}=") == 1, name
+    assert text.splitlines()[:2] == example.splitlines()[:2]
+    assert [line for line in text.splitlines() if line.startswith("#")] == [
+        line for line in example.splitlines() if line.startswith("#")]  # no heading: none added
+    values = dotenv_values(workdir / ".env")
+    assert values["GITHUB_WEBHOOK_SECRET"] == github.planned_webhook_secret(code)
+    assert values["ASYNC_CODE_MAX_QUEUE"] == "10" and healthz(service)["status"] == "ok"
