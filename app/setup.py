@@ -51,9 +51,9 @@ MAX_SECRET_CHARS = 1024
 MAX_NAME_CHARS = 100
 NOTHING_WRITTEN = "Nothing was written."
 START_AGAIN = "Start again from the setup page."
-DELETE_THE_APP = ("If GitHub created the App anyway, delete it (on GitHub: Settings → Developer "
-                  "settings → GitHub Apps → the App → Advanced → Delete) before registering "
-                  "again.")
+DELETE_STEPS = "on GitHub: Settings → Developer settings → GitHub Apps → the App → Advanced → Delete"
+DELETE_THE_APP = (f"If GitHub created the App anyway, delete it ({DELETE_STEPS}) before "
+                  "registering again.")
 
 setup_blueprint = Blueprint("setup", __name__)
 status_blueprint = Blueprint("status", __name__)
@@ -457,6 +457,11 @@ def setup_callback():
             log.warning("setup: the registration failed: %s", failure)
             return _message(502, "GitHub did not complete the registration",
                             f"{failure}. {NOTHING_WRITTEN}", f"{DELETE_THE_APP} {START_AGAIN}")
+        except Exception:
+            log.exception("setup: exchanging the registration code failed")
+            return _message(502, "GitHub did not complete the registration",
+                            f"Exchanging the code GitHub sent failed unexpectedly (the service's "
+                            f"log says how). {NOTHING_WRITTEN}", f"{DELETE_THE_APP} {START_AGAIN}")
         try:
             key_path = setup.save(registration)
         except (OSError, DotenvError) as error:
@@ -500,7 +505,10 @@ def callback_after_registration():
 def _already_registered(slug: str):
     return _message(400, "Already registered",
                     f"async-code is registered as @{slug} already; this registration link is no "
-                    f"longer accepted. {NOTHING_WRITTEN}", back_text="See the App")
+                    f"longer accepted. {NOTHING_WRITTEN}",
+                    "If GitHub created another App just now, this service does not use it: "
+                    f"delete it ({DELETE_STEPS}).",
+                    back_text="See the App")
 
 
 def _registered_page(settings: Settings, done: JustRegistered | None):
