@@ -5,6 +5,9 @@
 #       -v /var/run/docker.sock:/var/run/docker.sock \
 #       -v /var/lib/async-code:/var/lib/async-code async-code
 #
+# A .env written by setup mode quotes its values, which --env-file keeps: the README's
+# "Running in Docker" shows how to pass it.
+#
 # Sandboxes bind-mount work trees from the data directory by host path, so the
 # data directory must be mounted at the same path inside and outside (a named
 # or anonymous volume does not work).

@@ -1,8 +1,9 @@
 """The `async-code` command: `serve` runs the service, `tasks` lists what it recorded.
 
-This is the one place that puts the parts together: the webhook app from `app/` and, for
-`serve` with workers, the runner from `runner/` (imported only then, so `tasks` and
-`--workers 0` never load Docker or the model SDK).
+This is the one place that puts the parts together: the webhook app from `app/` (or, before a
+GitHub App is registered, setup mode) and, for `serve` with workers, the runner from `runner/`
+(imported only then, so `tasks`, setup mode and `--workers 0` never load Docker or the model
+SDK).
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ import json
 import logging
 import signal
 import sys
+from dataclasses import replace
+from pathlib import Path
 
 import click
 
+from app import Handover, create_app, create_setup_app
 from app.settings import Settings, SettingsError, load_settings
+from app.setup import ConversionFailed, JustRegistered, Setup
 from app.store import Store
 
 log = logging.getLogger(__name__)
@@ -57,7 +62,10 @@ def _interrupt(*_signal_args) -> None:
 
 
 def _settings_for(**needs: bool) -> Settings:
-    settings = load_settings()
+    return _checked(load_settings(), **needs)
+
+
+def _checked(settings: Settings, **needs: bool) -> Settings:
     problems = settings.problems(**needs)
     if problems:
         raise click.ClickException(str(SettingsError(problems)))
@@ -76,48 +84,156 @@ def cli() -> None:
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(0, 64),
               help="Task execution slots; 0 records deliveries without acting on them.")
 def serve(host: str, port: int, workers: int) -> None:
-    """Receive webhooks and run tasks."""
-    settings = _settings_for(webhooks=True, github=workers > 0, agent=workers > 0)
+    """Receive webhooks and run tasks; with no GitHub App yet, register one first."""
+    dotenv_path = Path.cwd() / ".env"
+    settings = load_settings(dotenv_path=str(dotenv_path))
+    setting_up = settings.app_unregistered
+    if setting_up:
+        # A first run: setup mode needs neither Docker nor the model key, but a value that is
+        # set and wrong is reported now rather than after registering.
+        settings = _checked(settings, setup=True, agent=workers > 0)
+    else:
+        problems = settings.problems(webhooks=True, github=workers > 0, agent=workers > 0)
+        if problems and not settings.app_credentials_complete:
+            problems.append("or, to register a new GitHub App from a setup page instead, unset "
+                            "GITHUB_APP_ID, GITHUB_PRIVATE_KEY_PATH, GITHUB_PRIVATE_KEY and "
+                            "GITHUB_WEBHOOK_SECRET")
+        if problems:
+            raise click.ClickException(str(SettingsError(problems)))
     configure_logging(settings)
     store = Store(settings.database_path)
     store.initialise()
-
-    runner = None
-    if workers:
-        from runner.services import ServiceUnavailable, build_services
-        from runner.recovery import RECOVERY_INTERVAL, recover
-        from runner.worker import Runner
-
-        try:
-            services = build_services(settings, store)
-        except ServiceUnavailable as error:
-            raise click.ClickException(str(error)) from None
-        try:
-            recover(services, starting=True)
-        except Exception:  # the recovery loop retries it; serving matters more
-            log.exception("start-up recovery failed; it is retried every %d s", RECOVERY_INTERVAL)
-        runner = Runner(services, workers)
-        runner.start()
+    service = _Service(store, workers, dotenv_path)
 
     import waitress
 
-    from app import create_app
+    if setting_up:
+        service.web = Handover(create_setup_app(service.setup(settings)))
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
+        local = f"http://{shown}:{port}/"
+        log.info("setup mode: no GitHub App is configured; open %s in a browser to register one "
+                 "(deliveries are refused until then)",
+                 settings.public_url.rstrip("/") + "/" if settings.public_url else local)
+    else:
+        try:
+            service.start(settings)
+        except ServiceUnavailable as error:
+            raise click.ClickException(str(error)) from None
+        log.info("listening on http://%s:%d with %d execution slot(s); data in %s", host, port,
+                 workers, settings.database_path)
 
     _return_freed_buffers_to_the_system()
     # waitress exits on SIGINT; make SIGTERM (docker stop, systemd) do the same.
     signal.signal(signal.SIGTERM, _interrupt)
-    log.info("listening on http://%s:%d with %d execution slot(s); data in %s", host, port,
-             workers, settings.database_path)
     try:
-        wake_runner = runner.task_recorded if runner else (lambda: None)
-        waitress.serve(create_app(settings, store, on_task_recorded=wake_runner), host=host, port=port, threads=8,
-                       ident="async-code", _quiet=True)
+        waitress.serve(service.web, host=host, port=port, threads=8, ident="async-code",
+                       _quiet=True)
     except KeyboardInterrupt:
         pass
     finally:
-        if runner:
-            runner.stop(timeout=5)
+        service.stop()
         log.info("stopped")
+
+
+class ServiceUnavailable(RuntimeError):
+    """Something the runner needs (Docker) is not there; the message says what to do."""
+
+
+class _Service:
+    """What `serve` runs: the web app and, with workers, the runner (loaded only then, so setup
+    mode and `--workers 0` never load Docker or the model SDK). Setup mode hands over to it
+    once the App is registered."""
+
+    def __init__(self, store: Store, workers: int, dotenv_path: Path):
+        self.store, self.workers, self.dotenv_path = store, workers, dotenv_path
+        self.runner = None
+        self.web: Handover | None = None
+
+    def setup(self, settings: Settings) -> Setup:
+        from app.manifest import app_yml_path
+
+        return Setup(settings=settings, dotenv_path=self.dotenv_path,
+                     app_yml=app_yml_path(Path.cwd()),
+                     convert=_manifest_conversion(settings.github_api_url),
+                     registered=self.take_over)
+
+    def start(self, settings: Settings, just_registered: JustRegistered | None = None) -> None:
+        """Start the runner (raises ServiceUnavailable) and serve webhooks."""
+        if self.workers:
+            from runner.recovery import RECOVERY_INTERVAL, recover
+            from runner.services import ServiceUnavailable as RunnerUnavailable
+            from runner.services import build_services
+            from runner.worker import Runner
+
+            try:
+                services = build_services(settings, self.store)
+            except RunnerUnavailable as error:
+                raise ServiceUnavailable(str(error)) from None
+            try:
+                recover(services, starting=True)
+            except Exception:  # the recovery loop retries it; serving matters more
+                log.exception("start-up recovery failed; it is retried every %d s", RECOVERY_INTERVAL)
+            self.runner = Runner(services, self.workers)
+            self.runner.start()
+            for name in settings.missing_for_tasks():
+                log.warning("%s is not set: each request is answered with a comment saying so, "
+                            "and nothing runs until it is set and the service restarted", name)
+        self._serve(create_app(settings, self.store, on_task_recorded=self._task_recorded,
+                               just_registered=just_registered))
+
+    def take_over(self, just_registered: JustRegistered) -> list[str]:
+        """Setup mode registered the App and saved its settings: serve with them, no restart.
+        Returns what kept that from happening, for the setup page to show."""
+        settings = load_settings(dotenv_path=str(self.dotenv_path))
+        problems = settings.problems(webhooks=True, github=True, agent=self.workers > 0)
+        if problems:
+            log.error("the registered App's settings cannot be used: %s", "; ".join(problems))
+            return [f"The saved settings cannot be used yet: {'; '.join(problems)}. Fix them and "
+                    "restart async-code serve."]
+        configure_logging(settings)  # the new webhook secret joins the redacted values
+        notices = []
+        registered_slug = just_registered.registration.slug
+        if settings.github_app_slug != registered_slug:
+            notices.append(f"GITHUB_APP_SLUG={settings.github_app_slug} in the environment "
+                           f"overrides the registered @{registered_slug} from .env: mentions of "
+                           f"@{registered_slug} start nothing until it is unset.")
+        try:
+            self.start(settings, replace(just_registered, problems=tuple(notices)))
+        except ServiceUnavailable as error:
+            log.error("the runner cannot start, so tasks are recorded but not run: %s", error)
+            notices.append(f"Tasks are recorded but not run until async-code serve is restarted "
+                           f"with this fixed: {error}")
+            self._serve(create_app(settings, self.store,
+                                   just_registered=replace(just_registered, problems=tuple(notices))))
+        log.info("serving webhooks as the GitHub App %s", settings.github_app_slug)
+        return []
+
+    def _serve(self, app) -> None:
+        if self.web is None:
+            self.web = Handover(app)
+        else:
+            self.web.switch_to(app)
+
+    def _task_recorded(self) -> None:
+        if self.runner is not None:
+            self.runner.task_recorded()
+
+    def stop(self) -> None:
+        if self.runner is not None:
+            self.runner.stop(timeout=5)
+
+
+def _manifest_conversion(api_url: str):
+    """The setup page's edge to GitHub: a code in, GitHub's answer out, or ConversionFailed."""
+    from runner.github import GitHubError, convert_manifest_code
+
+    def convert(code: str):
+        try:
+            return convert_manifest_code(api_url, code)
+        except GitHubError as error:
+            raise ConversionFailed(str(error)) from None
+
+    return convert
 
 
 def _return_freed_buffers_to_the_system() -> None:

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DEFAULT_MODEL = "claude-sonnet-4-6"
 DEFAULT_API_URL = "https://api.github.com"
@@ -65,6 +66,8 @@ class Settings:
     max_changed_files: str = "1000"
     max_queue: str = "10"
     trigger_label: str = "async-code"
+    public_url: str = ""
+    webhook_proxy_url: str = ""
 
     _ENV = {
         "github_app_id": "GITHUB_APP_ID",
@@ -90,6 +93,8 @@ class Settings:
         "max_changed_files": "ASYNC_CODE_MAX_CHANGED_FILES",
         "max_queue": "ASYNC_CODE_MAX_QUEUE",
         "trigger_label": "ASYNC_CODE_TRIGGER_LABEL",
+        "public_url": "ASYNC_CODE_PUBLIC_URL",
+        "webhook_proxy_url": "ASYNC_CODE_WEBHOOK_PROXY_URL",
     }
 
     @classmethod
@@ -149,6 +154,24 @@ class Settings:
     def max_queue_per_repo(self) -> int:
         return int(self.max_queue)
 
+    @property
+    def app_unregistered(self) -> bool:
+        """No GitHub App credential is set at all: `serve` starts in setup mode to register one.
+
+        Some set and others missing or wrong is a mistake to report, not a first run."""
+        return not (self.github_app_id or self.github_private_key or self.github_private_key_path
+                    or self.github_webhook_secret)
+
+    @property
+    def app_credentials_complete(self) -> bool:
+        return bool(self.github_app_id and (self.github_private_key or self.github_private_key_path)
+                    and self.github_webhook_secret)
+
+    def missing_for_tasks(self) -> list[str]:
+        """Settings a task needs that are not set. The service still serves without them and
+        answers each request by naming them; a set but invalid value is a start-up problem."""
+        return [] if self.anthropic_api_key else ["ANTHROPIC_API_KEY"]
+
     def private_key_pem(self) -> str:
         if self.github_private_key:
             # Many hosting panels cannot hold newlines; accept "\n" escapes.
@@ -156,15 +179,18 @@ class Settings:
         return Path(self.github_private_key_path).expanduser().read_text()
 
     def problems(self, *, store: bool = True, webhooks: bool = False, github: bool = False,
-                 agent: bool = False) -> list[str]:
+                 agent: bool = False, setup: bool = False) -> list[str]:
         """What is wrong with the settings a command needs, each with how to fix it."""
         found: list[str] = []
         if store:
             found += self._store_problems()
+        if setup:
+            found += self._setup_problems()
         if webhooks and not self.github_webhook_secret:
             found.append("GITHUB_WEBHOOK_SECRET is not set: use the webhook secret you entered when "
                          "creating the GitHub App (deliveries are never accepted unsigned)")
-        if webhooks and not (0 < len(self.trigger_label) <= 50 and self.trigger_label.isprintable()):
+        if (webhooks or setup) and not (0 < len(self.trigger_label) <= 50
+                                        and self.trigger_label.isprintable()):
             found.append(f"ASYNC_CODE_TRIGGER_LABEL={self.trigger_label!r} must be a label name "
                          "GitHub accepts: 1 to 50 printable characters")
         if github:
@@ -207,10 +233,22 @@ class Settings:
                          f"e.g. {DEFAULT_API_URL} or https://ghe.example.com/api/v3")
         return found
 
-    def _agent_problems(self) -> list[str]:
+    def _setup_problems(self) -> list[str]:
         found = []
-        if not self.anthropic_api_key:
-            found.append("ANTHROPIC_API_KEY is not set: the agent needs a key for the Messages API")
+        for attribute, example in (("public_url", "https://async-code.example.com"),
+                                   ("webhook_proxy_url", "https://smee.io/AbCd1234")):
+            value = getattr(self, attribute)
+            if value and not _is_base_url(value):
+                found.append(f"{self.env_name(attribute)}={value!r} must be an http(s) URL "
+                             f"without a query or fragment, like {example}")
+        if not _is_base_url(self.github_api_url):
+            found.append(f"GITHUB_API_URL={self.github_api_url!r} must be an http(s) URL, "
+                         f"e.g. {DEFAULT_API_URL} or https://ghe.example.com/api/v3")
+        return found
+
+    def _agent_problems(self) -> list[str]:
+        # A missing ANTHROPIC_API_KEY is not among them: see missing_for_tasks.
+        found = []
         if self.anthropic_base_url and not re.match(r"^https?://", self.anthropic_base_url):
             found.append(f"ANTHROPIC_BASE_URL={self.anthropic_base_url!r} must be an http(s) URL")
         # The sandbox user is never root (uid 0).
@@ -234,6 +272,19 @@ class Settings:
         if not self.sandbox_image:
             found.append("ASYNC_CODE_SANDBOX_IMAGE must name a Docker image")
         return found
+
+
+def _is_base_url(text: str) -> bool:
+    """An absolute http(s) URL with a host, no credentials, and nothing after its path."""
+    if not text.isprintable() or any(c.isspace() for c in text) or "?" in text or "#" in text:
+        return False
+    try:
+        parts = urlsplit(text)
+        port_ok = parts.port is None or parts.port > 0  # .port raises for one that is no number
+    except ValueError:
+        return False
+    return (parts.scheme in ("http", "https") and port_ok and "@" not in parts.netloc
+            and bool(re.fullmatch(r"[a-z0-9._-]+|[0-9a-f:.]+", parts.hostname or "")))
 
 
 def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | None = ".env") -> Settings:

@@ -15,6 +15,7 @@ from app.store import FAILED, PENDING, RUNNING, Store, Task
 from runner.acknowledge import acknowledge
 from runner.execute import INTERNAL_ERROR, execute
 from runner.services import Services
+from runner import unconfigured
 from runner.text import github_web_url
 from runner.recovery import HEARTBEAT_INTERVAL, RECOVERY_INTERVAL, recover, worker_identity
 
@@ -104,6 +105,9 @@ class Runner:
             if task is None:
                 self._queued.wait(self._poll)
                 self._queued.clear()
+                continue
+            if missing := self._services.settings.missing_for_tasks():
+                self._guard(task, lambda t=task: unconfigured.decline(t, self._services, missing))
                 continue
             log.info("task %s started on %s", task.id, threading.current_thread().name)
             self._guard(task, lambda t=task: execute(t, self._services))

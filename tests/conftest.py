@@ -128,6 +128,7 @@ class Service:
     github: FakeGitHub | None = None  # told about each comment delivered, as GitHub would know it
     port: int = field(default_factory=_free_port)
     process: subprocess.Popen | None = None
+    workdir: Path | None = None  # where it runs and finds .env; the data directory by default
 
     @property
     def url(self) -> str:
@@ -141,7 +142,7 @@ class Service:
         log = open(self.log_path, "a")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "app", "serve", "--port", str(self.port), "--workers", str(workers)],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir)
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir or self.data_dir)
         log.close()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -169,11 +170,13 @@ class Service:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
     def deliver(self, payload: dict[str, Any], *, event: str = "issue_comment",
-                guid: str | None = None) -> tuple[int, dict]:
+                guid: str | None = None, secret: str | None = None) -> tuple[int, dict]:
+        """`secret` signs instead of the one in the environment, such as one setup mode saved."""
         body = json.dumps(payload).encode()
         request = urllib.request.Request(self.url + "/webhooks", data=body, method="POST", headers={
             "Content-Type": "application/json", "X-GitHub-Event": event,
-            "X-GitHub-Delivery": guid or str(uuid.uuid4()), "X-Hub-Signature-256": sign(body, self.secret)})
+            "X-GitHub-Delivery": guid or str(uuid.uuid4()),
+            "X-Hub-Signature-256": sign(body, secret or self.secret)})
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 return response.status, json.loads(response.read())

@@ -57,7 +57,6 @@ def test_secrets_stay_out_of_repr():
          "github", "cannot be read"),
         ("bad slug", {"GITHUB_APP_SLUG": "my app"}, "github", "GITHUB_APP_SLUG"),
         ("bad api url", {"GITHUB_API_URL": "api.github.com"}, "github", "GITHUB_API_URL"),
-        ("no anthropic key", {"ANTHROPIC_API_KEY": ""}, "agent", "ANTHROPIC_API_KEY"),
         ("bad anthropic url", {"ANTHROPIC_BASE_URL": "localhost:9"}, "agent", "ANTHROPIC_BASE_URL"),
         ("timeout not a number", {"ASYNC_CODE_TASK_TIMEOUT": "30m"}, "agent", "ASYNC_CODE_TASK_TIMEOUT"),
         ("zero turns", {"ASYNC_CODE_MAX_TURNS": "0"}, "agent", "ASYNC_CODE_MAX_TURNS"),
@@ -73,6 +72,15 @@ def test_secrets_stay_out_of_repr():
         ("bad max queue", {"ASYNC_CODE_MAX_QUEUE": "none"}, "agent", "ASYNC_CODE_MAX_QUEUE"),
         ("postgres url", {"DATABASE_URL": "postgresql://db/x"}, "store", "DATABASE_URL"),
         ("relative sqlite url", {"DATABASE_URL": "sqlite:///x.db"}, "store", "DATABASE_URL"),
+        ("public url without scheme", {"ASYNC_CODE_PUBLIC_URL": "async-code.example.com"}, "setup",
+         "ASYNC_CODE_PUBLIC_URL"),
+        ("public url with a query", {"ASYNC_CODE_PUBLIC_URL": "https://x.example?a=1"}, "setup",
+         "ASYNC_CODE_PUBLIC_URL"),
+        ("proxy url not http", {"ASYNC_CODE_WEBHOOK_PROXY_URL": "ftp://smee.io/x"}, "setup",
+         "ASYNC_CODE_WEBHOOK_PROXY_URL"),
+        ("api url for setup", {"GITHUB_API_URL": "github.com"}, "setup", "GITHUB_API_URL"),
+        ("empty label for setup", {"ASYNC_CODE_TRIGGER_LABEL": "x" * 51}, "setup",
+         "ASYNC_CODE_TRIGGER_LABEL"),
     ],
     ids=lambda value: value if isinstance(value, str) and " " in value else "",
 )
@@ -81,6 +89,51 @@ def test_each_bad_setting_is_named(case, change, needs, expected):
     problems = settings.problems(**{needs: True})
     assert len(problems) == 1, problems
     assert expected in problems[0]
+
+
+@pytest.mark.parametrize(("env", "unregistered", "complete"), [
+    ({}, True, False),
+    ({"GITHUB_APP_SLUG": "mine", "ANTHROPIC_API_KEY": "k"}, True, False),
+    ({"GITHUB_APP_ID": "1"}, False, False),
+    ({"GITHUB_PRIVATE_KEY_PATH": "/k.pem"}, False, False),
+    ({"GITHUB_PRIVATE_KEY": FAKE_PEM}, False, False),
+    ({"GITHUB_WEBHOOK_SECRET": "s"}, False, False),
+    ({"GITHUB_APP_ID": " "}, True, False),  # blank is unset
+    (GOOD, False, True),
+    ({**GOOD, "GITHUB_APP_ID": "not a number"}, False, True),  # set but wrong: reported
+])
+def test_setup_mode_is_for_a_service_with_no_app_setting_at_all(env, unregistered, complete):
+    settings = Settings.from_env(env)
+    assert (settings.app_unregistered, settings.app_credentials_complete) == (unregistered, complete)
+
+
+@pytest.mark.parametrize(("env", "missing"), [
+    ({}, ["ANTHROPIC_API_KEY"]), ({"ANTHROPIC_API_KEY": "  "}, ["ANTHROPIC_API_KEY"]),
+    ({"ANTHROPIC_API_KEY": "sk-x"}, []),
+])
+def test_a_missing_model_key_is_not_a_start_up_problem(env, missing):
+    settings = Settings.from_env({**GOOD, **env} if env else
+                                 {k: v for k, v in GOOD.items() if k != "ANTHROPIC_API_KEY"})
+    assert settings.missing_for_tasks() == missing
+    assert settings.problems(webhooks=True, github=True, agent=True) == []
+
+
+@pytest.mark.parametrize("url", ["https://async-code.example.com", "http://127.0.0.1:8080",
+                                 "https://example.com/prefix/", "https://smee.io/AbC-12_x",
+                                 "http://[::1]:8080"])
+def test_good_public_urls(url):
+    settings = Settings.from_env({"ASYNC_CODE_PUBLIC_URL": url, "ASYNC_CODE_WEBHOOK_PROXY_URL": url})
+    assert settings.problems(setup=True) == []
+
+
+@pytest.mark.parametrize("url", ["example.com", "https://", "https://a.example#x", "https://a b.c",
+                                 "https://user:pw@example.com", "https://example.com:99999",
+                                 "https://example.com:port", "javascript:alert(1)", "https://\x00a",
+                                 "https://a\\b.example",
+                                 "file:///etc/passwd"])
+def test_bad_public_urls(url):
+    problems = Settings.from_env({"ASYNC_CODE_PUBLIC_URL": url}).problems(setup=True)
+    assert len(problems) == 1 and problems[0].startswith("ASYNC_CODE_PUBLIC_URL=")
 
 
 def test_tasks_needs_only_the_store_settings():
@@ -104,19 +157,23 @@ def base_env(tmp_path):
     return {**keep, "ASYNC_CODE_DATA_DIR": str(tmp_path / "data")}
 
 
-def test_serve_without_settings_lists_every_problem_and_no_traceback(tmp_path):
-    result = run_cli("serve", env=base_env(tmp_path), cwd=tmp_path)
+def test_serve_with_some_app_settings_lists_the_missing_ones_and_no_traceback(tmp_path):
+    env = {**base_env(tmp_path), "GITHUB_APP_ID": "123"}
+    result = run_cli("serve", env=env, cwd=tmp_path)
     assert result.returncode != 0
-    for name in ("GITHUB_WEBHOOK_SECRET", "GITHUB_APP_ID", "GITHUB_PRIVATE_KEY_PATH", "ANTHROPIC_API_KEY"):
+    for name in ("GITHUB_WEBHOOK_SECRET", "GITHUB_PRIVATE_KEY_PATH"):
         assert name in result.stderr
+    assert "unset GITHUB_APP_ID" in result.stderr  # or register a new App from the setup page
+    assert "ANTHROPIC_API_KEY" not in result.stderr  # missing, not wrong: requests are told
     assert "Traceback" not in result.stderr
 
 
 def test_serve_with_workers_0_needs_only_the_webhook_secret(tmp_path):
-    result = run_cli("serve", "--workers", "0", env=base_env(tmp_path), cwd=tmp_path)
+    env = {**base_env(tmp_path), "GITHUB_APP_ID": "123"}
+    result = run_cli("serve", "--workers", "0", env=env, cwd=tmp_path)
     assert result.returncode != 0
     assert "GITHUB_WEBHOOK_SECRET" in result.stderr
-    assert "GITHUB_APP_ID" not in result.stderr and "ANTHROPIC_API_KEY" not in result.stderr
+    assert "GITHUB_APP_ID must" not in result.stderr and "ANTHROPIC_API_KEY" not in result.stderr
 
 
 def test_tasks_runs_with_no_settings_at_all(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from app.settings import Settings
 from app.store import COMPLETED, Store
 from runner import worker
@@ -24,8 +26,9 @@ def test_a_crashing_task_does_not_stop_its_slot(tmp_path, monkeypatch):
         store.finish(task.id, COMPLETED)
 
     monkeypatch.setattr(worker, "execute", execute)
-    services = Services(settings=Settings(), store=store, github=None, docker=None, anthropic=None,
-                        instance="worker-test", sandbox=SandboxUser("61000:61000", (61000, 61000)))
+    services = Services(settings=Settings(anthropic_api_key="sk-test"), store=store, github=None,
+                        docker=None, anthropic=None, instance="worker-test",
+                        sandbox=SandboxUser("61000:61000", (61000, 61000)))
     runner = worker.Runner(services, slots=1, poll_interval=0.02)
     runner.start()
     try:
@@ -46,8 +49,9 @@ def test_the_runner_beats_for_its_tasks_and_runs_recovery(tmp_path, monkeypatch)
     monkeypatch.setattr(worker, "RECOVERY_INTERVAL", 0.05)
     monkeypatch.setattr(worker, "recover", lambda services, starting: recovered.append(starting))
     monkeypatch.setattr(worker, "execute", lambda task, services: None)  # holds it as running
-    services = Services(settings=Settings(), store=store, github=None, docker=None, anthropic=None,
-                        instance="worker-test", sandbox=SandboxUser("61000:61000", (61000, 61000)))
+    services = Services(settings=Settings(anthropic_api_key="sk-test"), store=store, github=None,
+                        docker=None, anthropic=None, instance="worker-test",
+                        sandbox=SandboxUser("61000:61000", (61000, 61000)))
     runner = worker.Runner(services, slots=1, poll_interval=0.02)
     store.update(task_id, heartbeat_at=None)
     runner.start()
@@ -59,3 +63,26 @@ def test_the_runner_beats_for_its_tasks_and_runs_recovery(tmp_path, monkeypatch)
     finally:
         runner.stop(timeout=5)
     assert set(recovered) == {False}
+
+
+def test_without_the_model_key_tasks_are_declined_not_run(tmp_path, monkeypatch):
+    store = Store(tmp_path / "t.db")
+    store.initialise()
+    [task_id] = acknowledged(store, 1)
+    declined = []
+
+    def decline(task, services, missing):
+        declined.append((task.id, missing))
+        store.finish(task.id, "failed", error="declined")
+
+    monkeypatch.setattr(worker, "execute", lambda task, services: pytest.fail("a task ran"))
+    monkeypatch.setattr(worker.unconfigured, "decline", decline)
+    services = Services(settings=Settings(), store=store, github=None, docker=None, anthropic=None,
+                        instance="worker-test", sandbox=SandboxUser("61000:61000", (61000, 61000)))
+    runner = worker.Runner(services, slots=1, poll_interval=0.02)
+    runner.start()
+    try:
+        wait_until(lambda: store.get(task_id).status == "failed", 10, "the task to be declined")
+    finally:
+        runner.stop(timeout=5)
+    assert declined == [(task_id, ["ANTHROPIC_API_KEY"])]

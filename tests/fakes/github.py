@@ -4,9 +4,10 @@ It serves the REST endpoints the app uses, one GraphQL query (a pull request's r
 threads), checks app JWTs and installation tokens the way GitHub does, each endpoint with
 the permission GitHub's tables name for it, and serves git smart HTTP from real bare
 repositories through `git http-backend`. Tests set the scene with helpers (add_issue,
-add_pull, push_commit, add_review_comment, add_check_run, ...), and everything the fake is
-asked to do is recorded for them to assert on. Responses carry every field githubkit's
-models require, so `.parsed_data` works.
+add_pull, push_commit, add_review_comment, add_check_run, plan_manifest_code, ...), and
+everything the fake is asked to do is recorded for them to assert on. Responses carry every
+field githubkit's models require, so `.parsed_data` works. For the App manifest flow it also
+plays the browser's side: GitHub's "new GitHub App" page with its button pressed.
 """
 
 from __future__ import annotations
@@ -217,6 +218,8 @@ GIT_DIFF_STATUS = {"A": "added", "D": "removed", "M": "modified", "R": "renamed"
 DEFAULT_PER_PAGE = 30
 MAX_PER_PAGE = 100
 LABEL_NOT_FOUND = "Label does not exist"
+# GitHub's answer to a manifest code it does not know, has converted already, or let expire.
+MANIFEST_CODE_REFUSED = "Validation Failed"
 
 
 class _Rejection(Exception):
@@ -304,6 +307,19 @@ class _PlannedFailure:
     status: int
     body: Any
     headers: dict[str, str]
+
+
+@dataclass
+class _PlannedApp:
+    """An App GitHub creates from a manifest, and what converting its code answers."""
+
+    code: str
+    pem: str
+    webhook_secret: str | None
+    slug: str
+    manifest: dict[str, Any] | None = None  # what the browser posted, once it has
+    owner: str | None = None  # the organisation that owns it, when created under one
+    converted: bool = False
 
 
 def _timestamp(moment: datetime) -> str:
@@ -462,6 +478,10 @@ class FakeGitHub:
         self._resolved_threads: set[int] = set()  # by the id of the thread's top comment
         self._next_review_id = 6_300_000
         self._app_owner = _Account("async-code-dev", 9_000_001, "Organization")
+        # The manifest flow: codes planned by tests, manifests browsers posted, conversions made.
+        self._planned_apps: list[_PlannedApp] = []
+        self.manifests_posted: list[dict[str, Any]] = []
+        self.conversions: list[dict[str, Any]] = []
         self.add_user(self.bot_login, bot_user_id, type="Bot")
 
         self._custom_roles: dict[tuple[str, str], str | None] = {}
@@ -867,6 +887,26 @@ class FakeGitHub:
         with self._lock:
             self.minted_tokens[token]["expires_at"] = _now() - timedelta(seconds=1)
 
+    def plan_manifest_code(self, private_key_pem: str, *, code: str | None = None,
+                           webhook_secret: str | None = "", slug: str | None = None) -> str:
+        """Someone will create an App from a manifest; returns the one-time code GitHub hands
+        back for it. Converting the code (POST /app-manifests/{code}/conversions) answers with
+        the App: this fake's app id, `slug` (the fake's own by default), `private_key_pem`, and
+        `webhook_secret` (a new random one for "", or None as GitHub's schema allows). The next
+        manifest a browser posts to .../settings/apps/new is the one the code stands for."""
+        planned = _PlannedApp(code=code or secrets.token_hex(10), pem=private_key_pem,
+                              webhook_secret=(secrets.token_hex(20) if webhook_secret == ""
+                                              else webhook_secret),
+                              slug=slug or self.app_slug)
+        with self._lock:
+            self._planned_apps.append(planned)
+        return planned.code
+
+    def planned_webhook_secret(self, code: str) -> str | None:
+        """The webhook secret converting `code` hands out."""
+        with self._lock:
+            return next(each.webhook_secret for each in self._planned_apps if each.code == code)
+
     def _commit_initial_files(self, path: Path, files: dict[str, str], branch: str,
                               submodules: dict[str, str]) -> None:
         index = path / "initial-commit-index"
@@ -1215,6 +1255,11 @@ class FakeGitHub:
             ("/repos/<owner>/<repo>/check-runs", "POST", self._create_check_run),
             ("/repos/<owner>/<repo>/check-runs/<int:run_id>", "GET", self._get_check_run),
             ("/repos/<owner>/<repo>/check-runs/<int:run_id>", "PATCH", self._update_check_run),
+            ("/app-manifests/<code>/conversions", "POST", self._convert_manifest_code),
+            # The browser's side of the manifest flow: GitHub's "new GitHub App" page, with the
+            # owner's click on "Create GitHub App" already made.
+            ("/settings/apps/new", "POST", self._create_app_from_manifest),
+            ("/organizations/<org>/settings/apps/new", "POST", self._create_app_from_manifest),
             ("/users/<login>", "GET", self._get_user),
             ("/user/<int:user_id>", "GET", self._get_user_by_id),
             ("/git/<owner>/<repo_dir>/<path:git_path>", "GET", self._serve_git),
@@ -1980,6 +2025,74 @@ class FakeGitHub:
                 "installations_count": installations_count,
             },
         )
+
+    def _create_app_from_manifest(self, org: str | None = None) -> Response:
+        """GitHub shows the manifest, the owner clicks "Create GitHub App", and GitHub sends the
+        browser to the manifest's redirect_url with a one-time code and the state it was given."""
+        try:
+            manifest = json.loads(request.form.get("manifest", ""))
+        except ValueError:
+            return Response("Invalid GitHub App configuration: the manifest is not JSON",
+                            status=422, mimetype="text/plain")
+        problems = _manifest_problems(manifest)
+        if problems:
+            return Response("Invalid GitHub App configuration: " + "; ".join(problems),
+                            status=422, mimetype="text/plain")
+        with self._lock:
+            self.manifests_posted.append({"manifest": manifest, "org": org,
+                                          "state": request.args.get("state")})
+            planned = next((each for each in self._planned_apps if each.manifest is None), None)
+            if planned is not None:
+                planned.manifest, planned.owner = manifest, org
+        if planned is None:
+            raise RuntimeError("a manifest was posted but no code was planned: call "
+                               "plan_manifest_code first")
+        if "redirect_url" not in manifest:
+            return Response(f"Created {manifest['name']}", status=200, mimetype="text/plain")
+        query = {"code": planned.code}
+        if request.args.get("state") is not None:
+            query["state"] = request.args["state"]
+        separator = "&" if "?" in manifest["redirect_url"] else "?"
+        return Response(status=302, headers={
+            "Location": f"{manifest['redirect_url']}{separator}{urlencode(query)}"})
+
+    def _convert_manifest_code(self, code: str) -> Response:
+        # The code is the credential: the endpoint takes no authentication, and ignores none given.
+        if "Authorization" in request.headers:
+            self._authenticate_any()
+        with self._lock:
+            planned = next((each for each in self._planned_apps if each.code == code), None)
+            refused = planned is None or planned.converted
+            if not refused:
+                planned.converted = True
+            self.conversions.append({"code": code, "refused": refused})
+        if refused:
+            raise _Rejection(422, MANIFEST_CODE_REFUSED, errors=[
+                {"resource": "Integration", "code": "invalid", "field": "code",
+                 "message": "The code is invalid or has expired"}])
+        manifest = planned.manifest or {}
+        owner = (_Account(planned.owner, 9_000_002, "Organization") if planned.owner
+                 else self._app_owner)
+        permissions = {"metadata": "read", **manifest.get("default_permissions", {})}
+        now = _timestamp(_now())
+        return _json_response(201, {
+            "id": self.app_id,
+            "slug": planned.slug,
+            "node_id": f"A_fake{self.app_id}",
+            "client_id": f"Iv23.fake{self.app_id}",
+            "owner": self._user_payload(owner),
+            "name": manifest.get("name", planned.slug),
+            "description": manifest.get("description", ""),
+            "external_url": manifest.get("url", self.base_url),
+            "html_url": f"{self.base_url}/apps/{planned.slug}",
+            "created_at": now,
+            "updated_at": now,
+            "permissions": permissions,
+            "events": list(manifest.get("default_events", [])),
+            "client_secret": secrets.token_hex(20),
+            "webhook_secret": planned.webhook_secret,
+            "pem": planned.pem,
+        })
 
     def _create_access_token(self, installation_id: int) -> Response:
         self._authenticate_app()
@@ -2830,6 +2943,25 @@ def _invalid_field(resource: str, field_name: str) -> _Rejection:
         "Validation Failed",
         errors=[{"resource": resource, "field": field_name, "code": "invalid"}],
     )
+
+
+def _manifest_problems(manifest: Any) -> list[str]:
+    """What GitHub's "new GitHub App" page refuses in a manifest."""
+    if not isinstance(manifest, dict):
+        return ["the manifest must be a JSON object"]
+    problems = []
+    for name in ("name", "url"):
+        if not isinstance(manifest.get(name), str) or not manifest[name]:
+            problems.append(f"{name} is required")
+    hook = manifest.get("hook_attributes")
+    if not isinstance(hook, dict) or not isinstance(hook.get("url"), str) or not hook["url"]:
+        problems.append("hook_attributes.url is required")
+    for name, kind, described in (("default_permissions", dict, "an object"),
+                                  ("default_events", list, "an array"),
+                                  ("redirect_url", str, "a string")):
+        if name in manifest and not isinstance(manifest[name], kind):
+            problems.append(f"{name} must be {described}")
+    return problems
 
 
 def _is_pull(record: dict[str, Any]) -> bool:

@@ -1,0 +1,205 @@
+"""Setup mode's decisions, case by case: the callback's query, the one-time states, and GitHub's
+answer to the code conversion."""
+
+from __future__ import annotations
+
+import random
+import string
+from pathlib import Path
+
+import pytest
+
+from app.setup import (CallbackRefused, ConversionProblem, Registration, States,
+                       callback_arguments, registration_from, settings_written)
+from tests.fakes.keys import generate_app_key
+
+
+@pytest.fixture(scope="module")
+def pem() -> str:
+    return generate_app_key()[0]
+
+
+GOOD_CODE, GOOD_STATE = "a180b1a3d263c81bc6441d7b990bae27d4c10679", "Zm9v_YmFy-" + "x" * 30
+
+
+@pytest.mark.parametrize(("pairs", "raw", "expected"), [
+    ([], "", "has no code"),
+    ([("code", GOOD_CODE)], "", "has no state"),
+    ([("state", GOOD_STATE)], "", "has no code"),
+    ([("code", GOOD_CODE), ("code", GOOD_CODE), ("state", GOOD_STATE)], "", "more than one code"),
+    ([("code", GOOD_CODE), ("state", GOOD_STATE), ("state", "x")], "", "more than one state"),
+    ([("code", ""), ("state", GOOD_STATE)], "", "code in the address is not"),
+    ([("code", "../app"), ("state", GOOD_STATE)], "", "code in the address is not"),
+    ([("code", "a/b"), ("state", GOOD_STATE)], "", "code in the address is not"),
+    ([("code", "a" * 201), ("state", GOOD_STATE)], "", "code in the address is not"),
+    ([("code", "abc\x00"), ("state", GOOD_STATE)], "", "code in the address is not"),
+    ([("code", "ab\u00e9"), ("state", GOOD_STATE)], "", "code in the address is not"),
+    ([("code", GOOD_CODE), ("state", "s" * 101)], "", "state in the address is not"),
+    ([("code", GOOD_CODE), ("state", "a b")], "", "state in the address is not"),
+    ([("code", GOOD_CODE), ("state", "\ufffd")], "", "state in the address is not"),
+    ([("code", GOOD_CODE), ("state", GOOD_STATE)], "x" * 2001, "longer than 2000"),
+])
+def test_every_malformed_callback_is_refused(pairs, raw, expected):
+    with pytest.raises(CallbackRefused, match=expected):
+        callback_arguments(pairs, raw)
+
+
+def test_a_good_callback_and_its_extra_parameters():
+    pairs = [("installation_id", "5"), ("code", GOOD_CODE), ("state", GOOD_STATE)]
+    assert callback_arguments(pairs, "") == (GOOD_CODE, GOOD_STATE)
+
+
+def test_random_queries_are_refused_or_read_exactly():
+    rng = random.Random(7)
+    alphabet = string.ascii_letters + string.digits + "-_./%&=\x00\u00e9 "
+    for _ in range(3000):
+        pairs = [(rng.choice(["code", "state", "x"]),
+                  "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 120))))
+                 for _ in range(rng.randint(0, 4))]
+        try:
+            code, state = callback_arguments(pairs, "")
+        except CallbackRefused:
+            continue
+        assert [v for k, v in pairs if k == "code"] == [code]
+        assert [v for k, v in pairs if k == "state"] == [state]
+        assert all(c in string.ascii_letters + string.digits + "-_" for c in code + state)
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_state_is_good_once():
+    states = States()
+    state = states.issue()
+    assert len(state) >= 40 and states.valid(state)
+    assert states.take(state) is True
+    assert states.take(state) is False and not states.valid(state)
+
+
+def test_states_are_unguessable_and_distinct():
+    states = States(limit=1000)
+    issued = {states.issue() for _ in range(500)}
+    assert len(issued) == 500
+    assert not states.take("A" * 43)
+
+
+def test_a_state_expires_after_an_hour():
+    clock = Clock()
+    states = States(clock=clock)
+    state = states.issue()
+    clock.now += 3599
+    assert states.valid(state)
+    clock.now += 2
+    assert not states.take(state)
+
+
+def test_only_the_newest_states_are_kept():
+    states = States(limit=3)
+    first, *rest = [states.issue() for _ in range(4)]
+    assert not states.valid(first)
+    assert all(states.valid(state) for state in rest)
+
+
+def test_after_registering_no_state_is_good():
+    states = States()
+    state = states.issue()
+    states.close()
+    assert not states.take(state)
+    assert not states.take(states.issue())
+
+
+def good_answer(pem: str) -> dict:
+    return {"id": 4242, "slug": "async-code", "node_id": "A_1", "name": "async-code",
+            "owner": {"login": "alice"}, "html_url": "https://github.com/apps/async-code",
+            "webhook_secret": "e340154128314309424b7c8e90325147d99fdafa", "pem": pem,
+            "client_id": "Iv23.x", "client_secret": "1726be16"}
+
+
+def test_a_complete_answer(pem):
+    registration = registration_from(good_answer(pem))
+    assert registration == Registration(app_id=4242, slug="async-code", name="async-code",
+                                        html_url="https://github.com/apps/async-code", pem=pem,
+                                        webhook_secret="e340154128314309424b7c8e90325147d99fdafa")
+    assert pem not in repr(registration) and "e3401541" not in repr(registration)
+    assert "1726be16" not in str(settings_written(registration, Path("/k.pem")))
+
+
+PUBLIC_KEY = ("-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n"
+              "-----END PUBLIC KEY-----\n")
+
+
+@pytest.mark.parametrize(("field", "value", "expected"), [
+    ("id", None, "no App id"), ("id", "4242", "no App id"), ("id", True, "no App id"),
+    ("id", 0, "no App id"), ("id", 2**53, "no App id"), ("id", 1.0, "no App id"),
+    ("slug", None, "no valid App slug"), ("slug", "", "no valid App slug"),
+    ("slug", "-x", "no valid App slug"), ("slug", "a b", "no valid App slug"),
+    ("slug", "a/../b", "no valid App slug"), ("slug", "x" * 101, "no valid App slug"),
+    ("name", "", "no valid App name"), ("name", " ", "no valid App name"),
+    ("name", "a\nGITHUB_APP_ID=1", "no valid App name"), ("name", 5, "no valid App name"),
+    ("html_url", None, "html_url"), ("html_url", "javascript:alert(1)", "html_url"),
+    ("html_url", "https://", "html_url"), ("html_url", "https://a b", "html_url"),
+    ("webhook_secret", None, "no webhook secret"), ("webhook_secret", "", "no webhook secret"),
+    ("webhook_secret", " padded ", "no webhook secret"),
+    ("webhook_secret", "a\nb", "no webhook secret"),
+    ("webhook_secret", "x" * 1025, "no webhook secret"), ("webhook_secret", 12, "no webhook secret"),
+    ("pem", None, "no usable private key"), ("pem", "", "no usable private key"),
+    ("pem", "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n",
+     "no usable private key"),
+    ("pem", PUBLIC_KEY, "no usable private key"),
+    ("pem", "x" * 40000, "no usable private key"),
+])
+def test_each_missing_or_wrong_field_is_named(pem, field, value, expected):
+    with pytest.raises(ConversionProblem, match=expected):
+        registration_from({**good_answer(pem), field: value})
+
+
+@pytest.mark.parametrize("answer", [None, [], "x", 1, {"message": "Not Found"}])
+def test_an_answer_that_is_no_app(answer):
+    with pytest.raises(ConversionProblem):
+        registration_from(answer)
+
+
+def _random_json(rng: random.Random, depth: int = 0):
+    kinds = ["null", "bool", "int", "float", "str"] + (["list", "dict"] if depth < 3 else [])
+    kind = rng.choice(kinds)
+    if kind == "null":
+        return None
+    if kind == "bool":
+        return rng.random() < 0.5
+    if kind == "int":
+        return rng.choice([0, -1, 1, 4242, 2**63, rng.randint(-10**6, 10**6)])
+    if kind == "float":
+        return rng.choice([0.5, -1e300, float(rng.randint(0, 9))])
+    if kind == "str":
+        alphabet = string.printable + "\u00e9\u202e\x00"
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+    if kind == "list":
+        return [_random_json(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+    return {rng.choice(["id", "slug", "pem", "x"]): _random_json(rng, depth + 1)
+            for _ in range(rng.randint(0, 3))}
+
+
+def test_answers_of_any_shape_are_refused_with_a_reason_or_read_exactly(pem):
+    rng = random.Random(2024)
+    good = good_answer(pem)
+    for _ in range(500):  # each accepted answer's key is loaded, which takes a while
+        answer = dict(good)
+        for field in rng.sample(list(good), rng.randint(1, 3)):
+            if rng.random() < 0.3:
+                del answer[field]
+            else:
+                answer[field] = _random_json(rng)
+        if rng.random() < 0.05:
+            answer = _random_json(rng)
+        try:
+            registration = registration_from(answer)
+        except ConversionProblem:
+            continue
+        # Whatever was accepted is what was sent, and usable.
+        assert registration.app_id == answer["id"] and registration.pem == answer["pem"]
+        assert registration.webhook_secret == answer["webhook_secret"]
