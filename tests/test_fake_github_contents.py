@@ -1,5 +1,5 @@
 """Reading a file through the contents API: the fake answers as GitHub does, from the real bare
-repository at the asked ref."""
+repository at the asked ref, and the runner's client reads the default branch only."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from githubkit import AppAuthStrategy, GitHub, TokenAuthStrategy
 from githubkit.exception import RequestFailed
 
+from runner.github import GitHubApp, GitHubError
 from tests.fakes.github import MAX_INLINE_CONTENT_BYTES, NOT_ACCESSIBLE, FakeGitHub
 from tests.test_fake_github import APP_ID, INSTALLATION_ID, bare_git, client, mint_token, status_of
 
@@ -148,3 +149,78 @@ def test_a_file_over_a_megabyte_comes_without_content(fake: FakeGitHub, github: 
     body = get(github, "big.bin").json()
     assert (body["encoding"], body["content"], body["size"]) == (
         "none", "", MAX_INLINE_CONTENT_BYTES + 1)
+
+
+# The runner's client
+
+@pytest.fixture
+def app(fake: FakeGitHub, app_key: tuple[str, str]) -> GitHubApp:
+    return GitHubApp(app_id=str(APP_ID), private_key=app_key[0], api_url=fake.base_url,
+                     slug="async-code")
+
+
+def reader(app: GitHubApp, repo: str = REPO):
+    return app.repo_client(INSTALLATION_ID, repo, READ_CONTENTS)
+
+
+def test_the_client_reads_the_file_on_the_default_branch(fake: FakeGitHub, app: GitHubApp):
+    assert reader(app).file_on_default_branch(CONFIG, max_bytes=1024) == "timeout: 20m\n"
+    contents = [r for r in fake.requests if "/contents/" in r["path"]]
+    assert [(r["path"], r["query"]) for r in contents] == [
+        (f"/repos/{REPO}/contents/{CONFIG}", "ref=main")]
+
+
+def test_the_client_never_reads_a_pull_requests_head(fake: FakeGitHub, app: GitHubApp):
+    fake.add_pull(REPO, head="raise-limits", files={CONFIG: "timeout: 9h\n"})
+    assert reader(app).file_on_default_branch(CONFIG, max_bytes=1024) == "timeout: 20m\n"
+
+
+def test_the_client_follows_the_repositorys_own_default_branch(fake: FakeGitHub, app: GitHubApp):
+    assert reader(app, TRUNK_REPO).file_on_default_branch(CONFIG, max_bytes=1024) == "draft: true\n"
+    assert [r["query"] for r in fake.requests if "/contents/" in r["path"]] == ["ref=trunk"]
+
+
+def test_no_file_and_an_empty_repository_read_as_none(app: GitHubApp):
+    assert reader(app).file_on_default_branch(".github/other.yml", max_bytes=1024) is None
+    assert reader(app, EMPTY_REPO).file_on_default_branch(CONFIG, max_bytes=1024) is None
+
+
+def test_a_file_over_the_cap_is_refused_before_it_is_decoded(fake: FakeGitHub, app: GitHubApp):
+    fake.push_commit(REPO, "main", {CONFIG: "# padding\n" * 200})
+    with pytest.raises(GitHubError, match=r"`\.github/async-code\.yml` on the default branch is "
+                                          r"2,000 bytes; the most read is 1,024"):
+        reader(app).file_on_default_branch(CONFIG, max_bytes=1024)
+
+
+def test_a_file_over_a_megabyte_is_refused_too(fake: FakeGitHub, app: GitHubApp):
+    fake.push_commit(REPO, "main", {CONFIG: "#" * (MAX_INLINE_CONTENT_BYTES + 1)})
+    with pytest.raises(GitHubError, match="did not send the content"):
+        reader(app).file_on_default_branch(CONFIG, max_bytes=2 * MAX_INLINE_CONTENT_BYTES)
+
+
+@pytest.mark.parametrize("path", ["src", "vendor/lib"])
+def test_a_directory_or_a_submodule_is_not_a_file(app: GitHubApp, path):
+    with pytest.raises(GitHubError, match=f"`{path}` on the default branch is not a file"):
+        reader(app).file_on_default_branch(path, max_bytes=1024)
+
+
+def test_text_that_is_not_utf8_is_refused(fake: FakeGitHub, app: GitHubApp):
+    latin1 = "draft: tr\xe8s\n".encode("latin-1")
+    body = {"type": "file", "encoding": "base64", "size": len(latin1), "name": "async-code.yml",
+            "path": CONFIG, "content": base64.b64encode(latin1).decode()}
+    fake.fail_next("GET", r"/contents/", 200, body)
+    with pytest.raises(GitHubError, match="is not UTF-8 text"):
+        reader(app).file_on_default_branch(CONFIG, max_bytes=1024)
+
+
+def test_without_the_contents_permission_the_client_says_github_refused(app: GitHubApp):
+    issues_only = app.repo_client(INSTALLATION_ID, REPO, {"issues": "write", "metadata": "read"})
+    with pytest.raises(GitHubError) as refused:
+        issues_only.file_on_default_branch(CONFIG, max_bytes=1024)
+    assert refused.value.status == 403
+
+
+def test_the_text_comes_back_byte_for_byte(fake: FakeGitHub, app: GitHubApp):
+    text = "instructions: |\n  Keep\ttabs, “quotes” and CRLF.\r\n  ✓\n"
+    fake.push_commit(REPO, "main", {CONFIG: text})
+    assert reader(app).file_on_default_branch(CONFIG, max_bytes=1024) == text
