@@ -19,6 +19,10 @@ DEFAULT_API_URL = "https://api.github.com"
 _MEMORY = re.compile(r"^\d+(\.\d+)?[bkmg]?$", re.IGNORECASE)
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)([kmgt]?)$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+# A Docker image reference or a model id as an operator writes it in a list: no spaces, no commas.
+_LIST_ITEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]*")
+_TOKENS = re.compile(r"[0-9]{1,15}")
+_USD = re.compile(r"[0-9]{1,9}(\.[0-9]{1,6})?")
 
 
 def size_in_bytes(text: str) -> int | None:
@@ -68,6 +72,10 @@ class Settings:
     trigger_label: str = "async-code"
     public_url: str = ""
     webhook_proxy_url: str = ""
+    allowed_images: str = ""
+    allowed_models: str = ""
+    budget_tokens: str = ""
+    budget_usd: str = ""
 
     _ENV = {
         "github_app_id": "GITHUB_APP_ID",
@@ -95,6 +103,10 @@ class Settings:
         "trigger_label": "ASYNC_CODE_TRIGGER_LABEL",
         "public_url": "ASYNC_CODE_PUBLIC_URL",
         "webhook_proxy_url": "ASYNC_CODE_WEBHOOK_PROXY_URL",
+        "allowed_images": "ASYNC_CODE_ALLOWED_IMAGES",
+        "allowed_models": "ASYNC_CODE_ALLOWED_MODELS",
+        "budget_tokens": "ASYNC_CODE_BUDGET_TOKENS",
+        "budget_usd": "ASYNC_CODE_BUDGET_USD",
     }
 
     @classmethod
@@ -171,6 +183,26 @@ class Settings:
         """Settings a task needs that are not set. The service still serves without them and
         answers each request by naming them; a set but invalid value is a start-up problem."""
         return [] if self.anthropic_api_key else ["ANTHROPIC_API_KEY"]
+
+    @property
+    def allowed_image_names(self) -> tuple[str, ...]:
+        """Images a repository's config may choose; empty means it may not choose one."""
+        return _list_items(self.allowed_images)
+
+    @property
+    def allowed_model_names(self) -> tuple[str, ...]:
+        """Models a repository's config may choose; unset means the default model only."""
+        return _list_items(self.allowed_models) or (self.model,)
+
+    @property
+    def budget_token_ceiling(self) -> int | None:
+        """Most tokens one task may use; None when the operator set no ceiling."""
+        return int(self.budget_tokens) if self.budget_tokens else None
+
+    @property
+    def budget_usd_ceiling(self) -> float | None:
+        """Most US dollars one task may cost; None when the operator set no ceiling."""
+        return float(self.budget_usd) if self.budget_usd else None
 
     def private_key_pem(self) -> str:
         if self.github_private_key:
@@ -271,6 +303,28 @@ class Settings:
                              "like 512m or 10g")
         if not self.sandbox_image:
             found.append("ASYNC_CODE_SANDBOX_IMAGE must name a Docker image")
+        return found + self._repository_ceiling_problems()
+
+    def _repository_ceiling_problems(self) -> list[str]:
+        """The lists and budgets that bound what a repository's config may ask for."""
+        found = []
+        for attribute, example in (("allowed_images", "python:3.12-bookworm,node:22-bookworm"),
+                                   ("allowed_models", "claude-sonnet-4-6,claude-haiku-4-5")):
+            value = getattr(self, attribute)
+            if not all(_LIST_ITEM.fullmatch(item) for item in _list_items(value)):
+                found.append(f"{self.env_name(attribute)}={value!r} must be a comma-separated list "
+                             f"of names without spaces, e.g. {example}")
+        listed_models = _list_items(self.allowed_models)
+        if listed_models and self.model not in listed_models:
+            found.append(f"ASYNC_CODE_MODEL={self.model!r} is not in ASYNC_CODE_ALLOWED_MODELS: "
+                         "add it there, since tasks use it whenever a repository names no model")
+        tokens = self.budget_tokens
+        if tokens and not (_TOKENS.fullmatch(tokens) and int(tokens) >= 1):
+            found.append(f"ASYNC_CODE_BUDGET_TOKENS={tokens!r} must be a whole number "
+                         "of tokens ≥ 1, or unset for no ceiling")
+        if self.budget_usd and not (_USD.fullmatch(self.budget_usd) and float(self.budget_usd) > 0):
+            found.append(f"ASYNC_CODE_BUDGET_USD={self.budget_usd!r} must be a positive amount of "
+                         "US dollars like 5 or 2.50, or unset for no ceiling")
         return found
 
 
@@ -285,6 +339,9 @@ def _is_base_url(text: str) -> bool:
         return False
     return (parts.scheme in ("http", "https") and port_ok and "@" not in parts.netloc
             and bool(re.fullmatch(r"[a-z0-9._-]+|[0-9a-f:.]+", parts.hostname or "")))
+def _list_items(text: str) -> tuple[str, ...]:
+    """The items of a comma-separated setting; blank items (a trailing comma) are dropped."""
+    return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
 def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | None = ".env") -> Settings:

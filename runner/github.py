@@ -7,6 +7,8 @@ and never stored or logged. Callers get a `RepoClient` bound to one repository.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import threading
 from dataclasses import dataclass
@@ -226,6 +228,41 @@ class RepoClient:
         return self.call("POST", f"/repos/{self.repo}/pulls",
                          json={"title": title, "body": body, "head": head, "base": base,
                                "draft": draft})
+
+    def file_on_default_branch(self, path: str, *, max_bytes: int) -> str | None:
+        """The text of the file at `path` on the default branch; None when there is none.
+
+        Never a pull request's head: what a pull request changes must not change how the
+        service treats it. Needs contents:read. A file over `max_bytes`, a path that is not a
+        file (a directory, a submodule) or text that is not UTF-8 raises GitHubError saying so.
+        """
+        default_branch = self.repository()["default_branch"]
+        try:
+            found = self.call("GET", f"/repos/{self.repo}/contents/{quote(path, safe='/')}",
+                              params={"ref": default_branch})
+        except GitHubError as error:
+            if error.status == 404:  # no such file, or an empty repository
+                return None
+            raise
+        where = f"`{path}` on the default branch"
+        if not isinstance(found, dict) or found.get("type") != "file":
+            raise GitHubError(f"{where} is not a file")
+        size = int(found.get("size") or 0)
+        if size > max_bytes:
+            raise GitHubError(f"{where} is {size:,} bytes; the most read is {max_bytes:,}")
+        # Over 1 MB GitHub sends no content (encoding "none"); the base64 comes in lines,
+        # whose breaks b64decode skips.
+        content = found.get("content") if found.get("encoding") == "base64" else None
+        try:
+            data = base64.b64decode(content) if isinstance(content, str) else None
+        except binascii.Error:
+            data = None
+        if data is None or len(data) != size:
+            raise GitHubError(f"GitHub did not send the content of {where}")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise GitHubError(f"{where} is not UTF-8 text") from None
 
     # Pull requests, labels and review threads
 

@@ -70,6 +70,21 @@ def test_secrets_stay_out_of_repr():
         ("no changed files", {"ASYNC_CODE_MAX_CHANGED_FILES": "0"}, "agent", "ASYNC_CODE_MAX_CHANGED_FILES"),
         ("sandbox user not a number", {"ASYNC_CODE_SANDBOX_UID": "nobody"}, "agent", "ASYNC_CODE_SANDBOX_UID"),
         ("bad max queue", {"ASYNC_CODE_MAX_QUEUE": "none"}, "agent", "ASYNC_CODE_MAX_QUEUE"),
+        ("images separated by spaces", {"ASYNC_CODE_ALLOWED_IMAGES": "python:3.12 node:22"}, "agent",
+         "ASYNC_CODE_ALLOWED_IMAGES"),
+        ("a model name with a space", {"ASYNC_CODE_ALLOWED_MODELS": "claude-sonnet-4-6, ,a b"},
+         "agent", "ASYNC_CODE_ALLOWED_MODELS"),
+        ("default model not allowed", {"ASYNC_CODE_ALLOWED_MODELS": "claude-haiku-4-5"}, "agent",
+         "ASYNC_CODE_MODEL='claude-sonnet-4-6' is not in ASYNC_CODE_ALLOWED_MODELS"),
+        ("token budget not a number", {"ASYNC_CODE_BUDGET_TOKENS": "1e6"}, "agent",
+         "ASYNC_CODE_BUDGET_TOKENS"),
+        ("zero token budget", {"ASYNC_CODE_BUDGET_TOKENS": "0"}, "agent", "ASYNC_CODE_BUDGET_TOKENS"),
+        ("unicode digits as a token budget", {"ASYNC_CODE_BUDGET_TOKENS": "١٠٠"}, "agent",
+         "ASYNC_CODE_BUDGET_TOKENS"),
+        ("dollar sign in the usd budget", {"ASYNC_CODE_BUDGET_USD": "$5"}, "agent",
+         "ASYNC_CODE_BUDGET_USD"),
+        ("zero usd budget", {"ASYNC_CODE_BUDGET_USD": "0.00"}, "agent", "ASYNC_CODE_BUDGET_USD"),
+        ("infinite usd budget", {"ASYNC_CODE_BUDGET_USD": "inf"}, "agent", "ASYNC_CODE_BUDGET_USD"),
         ("postgres url", {"DATABASE_URL": "postgresql://db/x"}, "store", "DATABASE_URL"),
         ("relative sqlite url", {"DATABASE_URL": "sqlite:///x.db"}, "store", "DATABASE_URL"),
         ("public url without scheme", {"ASYNC_CODE_PUBLIC_URL": "async-code.example.com"}, "setup",
@@ -134,6 +149,26 @@ def test_good_public_urls(url):
 def test_bad_public_urls(url):
     problems = Settings.from_env({"ASYNC_CODE_PUBLIC_URL": url}).problems(setup=True)
     assert len(problems) == 1 and problems[0].startswith("ASYNC_CODE_PUBLIC_URL=")
+def test_repository_ceilings_default_to_the_default_model_no_images_and_no_budget():
+    settings = Settings.from_env({})
+    assert settings.allowed_image_names == ()
+    assert settings.allowed_model_names == (DEFAULT_MODEL,)
+    assert (settings.budget_token_ceiling, settings.budget_usd_ceiling) == (None, None)
+
+
+def test_repository_ceilings_are_read_from_the_environment():
+    settings = Settings.from_env({
+        **GOOD,
+        "ASYNC_CODE_ALLOWED_IMAGES": " python:3.12-bookworm, ghcr.io/acme/build@sha256:" + "a" * 64 + ",",
+        "ASYNC_CODE_MODEL": "claude-haiku-4-5",
+        "ASYNC_CODE_ALLOWED_MODELS": "claude-haiku-4-5,claude-sonnet-4-6",
+        "ASYNC_CODE_BUDGET_TOKENS": "2000000",
+        "ASYNC_CODE_BUDGET_USD": "7.50",
+    })
+    assert settings.problems(agent=True) == []
+    assert settings.allowed_image_names == ("python:3.12-bookworm", "ghcr.io/acme/build@sha256:" + "a" * 64)
+    assert settings.allowed_model_names == ("claude-haiku-4-5", "claude-sonnet-4-6")
+    assert (settings.budget_token_ceiling, settings.budget_usd_ceiling) == (2_000_000, 7.5)
 
 
 def test_tasks_needs_only_the_store_settings():

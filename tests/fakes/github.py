@@ -133,6 +133,7 @@ done
 exit 0
 """
 MAX_PULL_TITLE_LENGTH = 256
+MAX_INLINE_CONTENT_BYTES = 1024 * 1024  # larger files come without their content
 CHECK_STATUSES = frozenset(
     {"queued", "in_progress", "completed", "waiting", "requested", "pending"}
 )
@@ -1251,6 +1252,8 @@ class FakeGitHub:
             ("/graphql", "POST", self._graphql),
             # Branch names and refs may hold "/".
             ("/repos/<owner>/<repo>/branches/<path:branch>", "GET", self._get_branch),
+            ("/repos/<owner>/<repo>/contents", "GET", self._get_contents),
+            ("/repos/<owner>/<repo>/contents/<path:path>", "GET", self._get_contents),
             ("/repos/<owner>/<repo>/commits/<path:ref>/check-runs", "GET", self._list_check_runs),
             ("/repos/<owner>/<repo>/check-runs", "POST", self._create_check_run),
             ("/repos/<owner>/<repo>/check-runs/<int:run_id>", "GET", self._get_check_run),
@@ -2574,6 +2577,90 @@ class FakeGitHub:
         if sha is None:
             raise _Rejection(404, "Branch not found")
         return _json_response(200, self._branch_payload(found, branch, sha))
+
+    def _get_contents(self, owner: str, repo: str, path: str = "") -> Response:
+        """A file as GitHub sends it (base64 in `content`), or a directory's entries, at `ref`
+        (a branch, tag or commit; the default branch when absent)."""
+        full_name = f"{owner}/{repo}"
+        self._authenticate_installation(full_name, "contents", "read")
+        found = self._find_repo(full_name)
+        if not self._has_commits(found):
+            raise _Rejection(404, "This repository is empty.")
+        ref = request.args.get("ref") or found.default_branch
+        sha = self._branch_sha(found, ref) or self._commit_sha(found, f"refs/tags/{ref}")
+        if sha is None and re.fullmatch(r"[0-9a-fA-F]{7,40}", ref):
+            sha = self._commit_sha(found, ref)
+        if sha is None:
+            raise _Rejection(404, f"No commit found for the ref {ref}")
+        path = path.strip("/")
+        if path and any(part in ("", ".", "..") for part in path.split("/")):
+            raise _Rejection(404, "Not Found")
+        if not path:
+            return _json_response(200, self._directory_entries(found, sha, ref, ""))
+        entries = self._tree_entries(found, sha, path)
+        if not entries:
+            raise _Rejection(404, "Not Found")
+        entry = entries[0]
+        if entry["type"] == "dir":
+            return _json_response(200, self._directory_entries(found, sha, ref, path))
+        return _json_response(200, self._content_payload(found, ref, entry, with_content=True))
+
+    def _tree_entries(self, repo: _Repo, sha: str, pathspec: str | None) -> list[dict[str, Any]]:
+        """`git ls-tree` of one path, of a directory's contents (a trailing "/"), or of the root
+        (None)."""
+        listing = _run_git(self.repo_path(repo.full_name), "ls-tree", "-z", "--long", sha, "--",
+                           *([pathspec] if pathspec else []), GIT_LITERAL_PATHSPECS="1")
+        entries = []
+        for line in filter(None, listing.split("\0")):
+            meta, _, entry_path = line.partition("\t")
+            mode, kind, object_id, size = meta.split()
+            entries.append({
+                "path": entry_path, "sha": object_id, "size": 0 if size == "-" else int(size),
+                "type": {"tree": "dir", "commit": "submodule"}.get(kind, "symlink" if mode == "120000"
+                                                                    else "file"),
+            })
+        return entries
+
+    def _directory_entries(self, repo: _Repo, sha: str, ref: str, path: str) -> list[dict[str, Any]]:
+        entries = self._tree_entries(repo, sha, f"{path}/" if path else None)
+        return [self._content_payload(repo, ref, entry, with_content=False) for entry in entries]
+
+    def _content_payload(self, repo: _Repo, ref: str, entry: dict[str, Any], *,
+                         with_content: bool) -> dict[str, Any]:
+        api = f"{self.base_url}/repos/{repo.full_name}"
+        html = f"{self.base_url}/{repo.full_name}"
+        path, kind = entry["path"], entry["type"]
+        quoted_path, quoted_ref = quote(path), quote(ref, safe="")
+        url = f"{api}/contents/{quoted_path}?ref={quoted_ref}"
+        git_url = f"{api}/git/{'trees' if kind == 'dir' else 'blobs'}/{entry['sha']}"
+        html_url = f"{html}/{'tree' if kind == 'dir' else 'blob'}/{quoted_ref}/{quoted_path}"
+        payload: dict[str, Any] = {
+            # A directory listing calls a submodule a file, for compatibility (GitHub's docs).
+            "type": "file" if kind == "submodule" and not with_content else kind,
+            "size": entry["size"],
+            "name": path.rsplit("/", 1)[-1],
+            "path": path,
+            "sha": entry["sha"],
+            "url": url,
+            "git_url": None if kind == "submodule" else git_url,
+            "html_url": None if kind == "submodule" else html_url,
+            "download_url": f"{html}/raw/{quoted_ref}/{quoted_path}" if kind == "file" else None,
+            "_links": {"self": url, "git": None if kind == "submodule" else git_url,
+                       "html": None if kind == "submodule" else html_url},
+        }
+        if with_content and kind == "submodule":
+            payload["submodule_git_url"] = f"{self.base_url}/git/unknown/submodule.git"
+        if with_content and kind == "file":
+            if entry["size"] > MAX_INLINE_CONTENT_BYTES:
+                # Over 1 MB GitHub leaves the content out and says so with encoding "none".
+                payload.update(content="", encoding="none")
+            else:
+                data = _run_git_bytes(self.repo_path(repo.full_name), "cat-file", "blob", entry["sha"])
+                encoded = base64.b64encode(data).decode()
+                # GitHub wraps the base64 at 60 characters, as Ruby's Base64.encode64 does.
+                lines = [encoded[at:at + 60] + "\n" for at in range(0, len(encoded), 60)]
+                payload.update(content="".join(lines), encoding="base64")
+        return payload
 
     def _list_check_runs(self, owner: str, repo: str, ref: str) -> Response:
         full_name = f"{owner}/{repo}"
