@@ -13,6 +13,7 @@ import logging
 
 from app.commands import grammar_help
 from app.labels import is_trigger_label
+from app.settings import Settings
 from app.store import FAILED, REJECTED, Store, Task, utcnow
 from runner import check_runs, control, pull_request_rules, replies, status
 from runner.github import ACKNOWLEDGE_PERMISSIONS, GitHubApp, GitHubError, RepoClient
@@ -60,7 +61,8 @@ def refusal(admission: Admission, task: Task, slug: str, max_queue: int,
 
 
 def acknowledge(task: Task, *, github: GitHubApp, store: Store, slug: str, max_queue: int,
-                trigger_label: str = "async-code", web_url: str = "https://github.com") -> None:
+                trigger_label: str = "async-code", web_url: str = "https://github.com",
+                settings: Settings | None = None) -> None:
     refused = store.installation_refusal(task.installation_id, task.repo)
     if refused is not None:
         # No GitHub call: it would fail, and there is no one to tell there.
@@ -89,7 +91,7 @@ def acknowledge(task: Task, *, github: GitHubApp, store: Store, slug: str, max_q
         return
     if task.command is not None and permission in WRITE_PERMISSIONS and task.problem is None:
         control.run_command(task, client=client, store=store, slug=slug,
-                            trigger_label=trigger_label, web_url=web_url)
+                            trigger_label=trigger_label, web_url=web_url, settings=settings)
         return
     admission = admit(permission, task.instruction, store.queued_for_repo(task.repo), max_queue,
                       task.problem)

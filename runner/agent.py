@@ -128,9 +128,15 @@ title (imperative mood, under 72 characters); the rest explains what changed and
 request only needs an explanation and no change, answer it without editing any file."""
 
 
-def system_prompt(*, repo: str, number: int, on_pull_request: bool) -> str:
+def system_prompt(*, repo: str, number: int, on_pull_request: bool, instructions: str = "") -> str:
+    """`instructions` come from the repository's .github/async-code.yml on its default branch,
+    which only people who may write there can change."""
     template = PULL_REQUEST_SYSTEM_PROMPT if on_pull_request else SYSTEM_PROMPT
-    return template.format(repo=repo, number=number, mount_point=MOUNT_POINT)
+    prompt = template.format(repo=repo, number=number, mount_point=MOUNT_POINT)
+    if instructions.strip():
+        prompt += ("\n\nThe repository's maintainers give these instructions for all work on it "
+                   f"(from .github/async-code.yml on its default branch):\n\n{instructions.strip()}")
+    return prompt
 
 
 def pull_request_task_request(instruction: str, *, number: int, context_block: str) -> str:
@@ -209,11 +215,13 @@ class ClaudeAgent:
 
     def run(self, *, request: str, repo: str, number: int, runtime: Runtime,
             editor: FileEditor, deadline: float, on_pull_request: bool = False,
+            instructions: str = "",
             on_progress: Callable[[int, str], None] = lambda turn, tool: None) -> AgentResult:
         """Run until the model answers, the turn budget is spent, or `deadline` (monotonic) passes."""
         messages: list[dict[str, Any]] = [{"role": "user", "content": request}]
         result = AgentResult(answer="", turns=0, transcript=[{"role": "user", "content": request}])
-        system = system_prompt(repo=repo, number=number, on_pull_request=on_pull_request)
+        system = system_prompt(repo=repo, number=number, on_pull_request=on_pull_request,
+                               instructions=instructions)
         while True:
             if result.turns >= self._max_turns:
                 result.stop = "max_turns"

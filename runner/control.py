@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 
 from app.commands import grammar_help
+from app.repo_config import CONFIG_PATH, MAX_FILE_BYTES, ConfigError, describe, effective_config
+from app.settings import Settings
 from app.store import CANCELLED, COMPLETED, PENDING, RUNNING, Store, Task, utcnow
 from runner import check_runs, replies, status
 from runner.github import GitHubError, RepoClient
@@ -20,7 +22,7 @@ STATUS_SHOWN = 20  # most recent tasks listed by `status`
 
 
 def run_command(task: Task, *, client: RepoClient, store: Store, slug: str, trigger_label: str,
-                web_url: str) -> None:
+                web_url: str, settings: Settings | None = None) -> None:
     """Carry out the command `task` holds and answer it; the command task then completes."""
     where = "pull request" if task.on_pull_request else "issue"
     if task.command == "cancel":
@@ -34,6 +36,8 @@ def run_command(task: Task, *, client: RepoClient, store: Store, slug: str, trig
                                           for t in tasks if t.status == PENDING})
     else:
         answer = grammar_help(slug, trigger_label)
+        if settings is not None:
+            answer += "\n\n" + _repository_config(client, settings)
     try:
         replies.react(client, task, "eyes")
         if answer:
@@ -43,6 +47,18 @@ def run_command(task: Task, *, client: RepoClient, store: Store, slug: str, trig
     store.finish(task.id, COMPLETED, acknowledged_at=utcnow())
     log.info("task %s: `%s` on %s#%s by %s done", task.id, task.command, task.repo, task.number,
              task.requested_by)
+
+
+def _repository_config(client: RepoClient, settings: Settings) -> str:
+    """What `help` says of the repository's .github/async-code.yml: its effective values, or why
+    it cannot be used."""
+    try:
+        text = client.file_on_default_branch(CONFIG_PATH, max_bytes=MAX_FILE_BYTES)
+        return describe(effective_config(text, settings))
+    except ConfigError as error:
+        return str(error)
+    except GitHubError as error:
+        return f"`{CONFIG_PATH}` could not be read: {error}"
 
 
 def run_button(task: Task, *, client: RepoClient, store: Store) -> None:

@@ -19,13 +19,15 @@ from runner import (check_runs, pull_request, pull_request_context, pull_request
 from runner.acknowledge import WRITE_PERMISSIONS
 from runner.agent import (AgentError, AgentResult, AgentTimeout, ClaudeAgent,
                           pull_request_task_request, task_request)
+from app.repo_config import CONFIG_PATH, MAX_FILE_BYTES, ConfigError, EffectiveConfig, effective_config
 from runner.cancel_watch import CancelWatch
 from runner.disk_watch import DiskWatch
 from runner.files import FileEditor
 from runner.github import EXECUTE_PERMISSIONS, GitHubError, RepoClient
-from runner.sandbox import MOUNT_POINT, TASK_LABEL, DockerDeployment, SandboxError, SandboxLimits
+from runner.sandbox import (MOUNT_POINT, TASK_LABEL, DockerDeployment, SandboxError, SandboxGone,
+                            SandboxLimits)
 from runner.services import Services
-from runner.text import github_web_host, github_web_url
+from runner.text import fenced, github_web_host, github_web_url
 
 log = logging.getLogger(__name__)
 
@@ -171,20 +173,24 @@ class _TaskRun:
         # The login now, from the id: trust in the conversation follows the person, not a name.
         self.requester_login = _require_write_access(self.client, task)
         repository = _checked_repository(self.client)
+        self.config = self._repository_config()
+        # The repository may shorten the task's time; the clock started when the task did.
+        self.deadline = self.started + self.config.timeout_seconds
         pull = None
         if task.on_pull_request:
             pull = self._pull_request_to_work_on(repository)
             start, branch = pull["head"]["ref"], pull["head"]["ref"]
         else:
             start = task.base_branch or repository["default_branch"]
-            branch = pull_request.branch_name(task.number, task.id)
+            branch = pull_request.branch_name(task.number, task.id, self.config.branch_prefix)
         store.update(task.id, branch=branch, base_branch=pull["base"]["ref"] if pull else start)
         ws = self._prepare_workspace(repository, start, branch, self.services.sandbox.host_owner)
         sandbox_gone = False
         try:
             store.update(task.id, start_sha=workspace.start_commit(ws))
             request = self._first_message(pull)
-            result = _run_agent(task, self.services, ws.tree, self.deadline, request, self.progress)
+            result = _run_agent(task, self.services, self.config, ws.tree, self.deadline, request,
+                                self.progress)
             _require_sandbox_gone(self.services.docker, task)
             sandbox_gone = True
             if (by := store.cancel_requested(task.id)) is not None:
@@ -215,6 +221,18 @@ class _TaskRun:
             else:
                 log.warning("task %s: its sandbox may still be running; its work tree is left "
                             "for recovery to remove", task.id)
+
+    def _repository_config(self) -> EffectiveConfig:
+        """.github/async-code.yml from the default branch, never a pull request's head: what a
+        pull request changes must not change how it is treated."""
+        try:
+            text = self.client.file_on_default_branch(CONFIG_PATH, max_bytes=MAX_FILE_BYTES)
+        except GitHubError as error:
+            raise TaskFailed(f"{CONFIG_PATH} could not be read ({error}); nothing was run.") from None
+        try:
+            return effective_config(text, self.services.settings)
+        except ConfigError as error:
+            raise TaskFailed(str(error)) from None
 
     def _pull_request_to_work_on(self, repository: dict) -> dict:
         """The pull request, read now: still open, not a fork's, and its head a branch
@@ -274,8 +292,8 @@ class _TaskRun:
     def _finish_without_changes(self, result: AgentResult, changes: workspace.Changes,
                                 outcome: dict) -> dict:
         if result.stop == "max_turns":
-            raise TaskFailed(f"the agent used all {self.services.settings.max_turn_count} turns "
-                             "(ASYNC_CODE_MAX_TURNS) without changing a file or answering.")
+            raise TaskFailed(f"the agent used all {self.config.max_turns} turns without changing a "
+                             "file or answering.")
         left_out = pull_request.left_out_list(_left_out_pairs(changes), changes.left_out_count,
                                               github_host=self.github_host)
         self.report(status.no_changes(self.task.id, result.answer, github_host=self.github_host,
@@ -357,7 +375,7 @@ class _TaskRun:
         self._push(ws, repository)
         try:
             pr = client.open_pull_request(
-                title=title, head=ws.branch, base=base, draft=task.draft,
+                title=title, head=ws.branch, base=base, draft=task.draft or self.config.draft,
                 body=pull_request.body(answer=result.answer, instruction=task.instruction,
                                        number=task.number, requested_by=task.requested_by,
                                        task_id=task.id, files=files,
@@ -443,11 +461,11 @@ def _issue_author_trusted(client: RepoClient, task: Task) -> bool:
         return False
 
 
-def _run_agent(task: Task, services: Services, tree: Path, deadline: float, request: str,
-               on_progress) -> AgentResult:
+def _run_agent(task: Task, services: Services, config: EffectiveConfig, tree: Path,
+               deadline: float, request: str, on_progress) -> AgentResult:
     settings, store = services.settings, services.store
     deployment = DockerDeployment(
-        services.docker, image=settings.sandbox_image, work_tree=tree, task_id=task.id,
+        services.docker, image=config.image, work_tree=tree, task_id=task.id,
         instance=services.instance, user=services.sandbox.container_user, mount_point=MOUNT_POINT,
         limits=SandboxLimits(memory=settings.sandbox_memory, cpus=float(settings.sandbox_cpus),
                              pids=int(settings.sandbox_pids), tmp_bytes=settings.sandbox_tmp_bytes))
@@ -466,13 +484,14 @@ def _run_agent(task: Task, services: Services, tree: Path, deadline: float, requ
         watchdog.start()
         disk.start()
         cancel.start()
-        agent = ClaudeAgent(services.anthropic, model=settings.model,
-                            max_turns=settings.max_turn_count)
+        _run_setup(config.setup, runtime, deadline, cancel)
+        agent = ClaudeAgent(services.anthropic, model=config.model, max_turns=config.max_turns)
         editor = FileEditor(tree, owner=services.sandbox.host_owner, mount_point=MOUNT_POINT)
         try:
             result = agent.run(request=request, repo=task.repo, number=task.number,
                                runtime=runtime, editor=editor, deadline=deadline,
-                               on_pull_request=task.on_pull_request, on_progress=on_progress)
+                               on_pull_request=task.on_pull_request, on_progress=on_progress,
+                               instructions=config.instructions)
         except (AgentTimeout, AgentError) as error:
             # A cancel stops the sandbox under the agent, which then fails: the cancel is the news.
             if cancel.check() is not None:
@@ -480,9 +499,8 @@ def _run_agent(task: Task, services: Services, tree: Path, deadline: float, requ
             if isinstance(error, AgentError):
                 raise TaskFailed(str(error)) from None
             if disk.problem is None:
-                raise TimedOut(f"the task ran out of time ({status.format_duration(settings.timeout_seconds)}, "
-                                 "ASYNC_CODE_TASK_TIMEOUT). Ask for a smaller change or raise the "
-                                 "limit.") from None
+                raise TimedOut(f"the task ran out of time ({status.format_duration(config.timeout_seconds)}). "
+                               "Ask for a smaller change or raise the limit.") from None
         if cancel.check() is not None:
             raise TaskCancelled(cancel.cancelled_by)
         disk.stop()
@@ -497,3 +515,28 @@ def _run_agent(task: Task, services: Services, tree: Path, deadline: float, requ
         disk.stop()
         cancel.stop()
         deployment.stop()
+
+
+SETUP_OUTPUT_SHOWN = 2_000  # the end of a failed setup command's output, in the status comment
+
+
+def _run_setup(commands: tuple[str, ...], runtime, deadline: float, cancel: CancelWatch) -> None:
+    """The repository's `setup` commands, in the sandbox before the agent starts, each within
+    the task's time. The sandbox has no network here: setup works from what the image holds."""
+    for number, command in enumerate(commands, 1):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimedOut("the task ran out of time during its setup commands.")
+        try:
+            ran = runtime.run(command, timeout=remaining, max_output=SETUP_OUTPUT_SHOWN * 4)
+        except SandboxGone:
+            if cancel.check() is not None:
+                raise TaskCancelled(cancel.cancelled_by) from None
+            raise TimedOut("the task ran out of time during its setup commands.") from None
+        if ran.timed_out:
+            raise TimedOut(f"setup command {number} did not finish in the task's time.")
+        if ran.exit_code != 0:
+            tail = ran.output[-SETUP_OUTPUT_SHOWN:]
+            raise TaskFailed(f"setup command {number} of {CONFIG_PATH} failed with exit code "
+                             f"{ran.exit_code}; the agent did not start. Its output ends:\n\n"
+                             + fenced(tail))

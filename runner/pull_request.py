@@ -22,8 +22,8 @@ INSTRUCTION_LIMIT = 4_000
 _UNSHOWABLE_IN_PATH = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
-def branch_name(number: int, task_id: str) -> str:
-    return f"async-code/{number}-{task_id[:8]}"
+def branch_name(number: int, task_id: str, prefix: str = "async-code/") -> str:
+    return f"{prefix}{number}-{task_id[:8]}"
 
 
 def title(answer: str, instruction: str, *, github_host: str = DEFAULT_GITHUB_HOST) -> str:

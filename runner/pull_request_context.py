@@ -18,6 +18,7 @@ from app.store import Task
 from runner.check_runs import shown_answer
 from runner.github import GitHubError, RepoClient
 from runner.shown_text import shown_line, shown_text, without_invisible
+from runner.text import fenced
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ def _review_part(review: dict[str, Any]) -> str:
     side = "the old version (left side)" if review.get("side") == "LEFT" else "the new version"
     hunk = _clip(without_invisible(str(review.get("diff_hunk") or "")), HUNK_LIMIT)
     return (f"## The review comment that asked for this\nOn {_shown_path(review.get('path'))}, "
-            f"{lines} of {side}. The diff hunk it was left on:\n{_fenced(hunk, 'diff')}")
+            f"{lines} of {side}. The diff hunk it was left on:\n{fenced(hunk, 'diff')}")
 
 
 def _threads_part(threads: list[Thread], heading: str) -> str:
@@ -222,7 +223,7 @@ def _files_part(files: list[dict[str, Any]]) -> str:
             patches.append(f"--- {_shown_path(item['filename'])}\n{without_invisible(item['patch'])}")
     diff = _clip("\n".join(patches), DIFF_LIMIT)
     return ("## Changes against the base\n" + "\n".join(listed)
-            + ("\n\nThe diff:\n" + _fenced(diff, "diff") if diff else ""))
+            + ("\n\nThe diff:\n" + fenced(diff, "diff") if diff else ""))
 
 
 def _thread(node: dict[str, Any], is_writer: Callable[[str], bool], own: set[str]) -> Thread:
@@ -245,19 +246,6 @@ def _who(comment: Comment) -> str:
 
 def _shown_path(path: Any) -> str:
     return shown_line(str(path or "")) or "(unnamed file)"
-
-
-def _fenced(text: str, language: str) -> str:
-    fence = "`" * max(3, _longest_backtick_run(text) + 1)
-    return f"{fence}{language}\n{text}\n{fence}"
-
-
-def _longest_backtick_run(text: str) -> int:
-    longest = run = 0
-    for char in text:
-        run = run + 1 if char == "`" else 0
-        longest = max(longest, run)
-    return longest
 
 
 def _indented(text: str, prefix: str) -> str:

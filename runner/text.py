@@ -363,3 +363,11 @@ def code_span(text: str) -> str:
     edges = text[:1] + text[-1:]
     pad = " " if text.strip(" ") and ("`" in edges or " " in edges) else ""
     return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def fenced(text: str, language: str = "") -> str:
+    """`text` as a fenced code block no line inside can close: the fence is longer than any
+    run of backticks in it."""
+    longest = max(map(len, _BACKTICK_RUN.findall(text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{language}\n{text}\n{fence}"

@@ -91,7 +91,7 @@ class Runner:
             self._guard(task, lambda t=task: acknowledge(
                 t, github=self._services.github, store=store, slug=settings.github_app_slug,
                 max_queue=settings.max_queue_per_repo, trigger_label=settings.trigger_label,
-                web_url=github_web_url(settings.github_api_url)))
+                web_url=github_web_url(settings.github_api_url), settings=settings))
             self._queued.set()
 
     def _slot_loop(self) -> None:
