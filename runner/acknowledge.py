@@ -91,7 +91,8 @@ def acknowledge(task: Task, *, github: GitHubApp, store: Store, slug: str, max_q
         return
     if task.command is not None and permission in WRITE_PERMISSIONS and task.problem is None:
         control.run_command(task, client=client, store=store, slug=slug,
-                            trigger_label=trigger_label, web_url=web_url, settings=settings)
+                            trigger_label=trigger_label, web_url=web_url, settings=settings,
+                            github=github)
         return
     admission = admit(permission, task.instruction, store.queued_for_repo(task.repo), max_queue,
                       task.problem)

@@ -14,7 +14,7 @@ from app.repo_config import CONFIG_PATH, MAX_FILE_BYTES, ConfigError, describe, 
 from app.settings import Settings
 from app.store import CANCELLED, COMPLETED, PENDING, RUNNING, Store, Task, utcnow
 from runner import check_runs, replies, status
-from runner.github import GitHubError, RepoClient
+from runner.github import CONFIG_READ_PERMISSIONS, GitHubApp, GitHubError, RepoClient
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,8 @@ STATUS_SHOWN = 20  # most recent tasks listed by `status`
 
 
 def run_command(task: Task, *, client: RepoClient, store: Store, slug: str, trigger_label: str,
-                web_url: str, settings: Settings | None = None) -> None:
+                web_url: str, settings: Settings | None = None,
+                github: GitHubApp | None = None) -> None:
     """Carry out the command `task` holds and answer it; the command task then completes."""
     where = "pull request" if task.on_pull_request else "issue"
     if task.command == "cancel":
@@ -36,8 +37,8 @@ def run_command(task: Task, *, client: RepoClient, store: Store, slug: str, trig
                                           for t in tasks if t.status == PENDING})
     else:
         answer = grammar_help(slug, trigger_label)
-        if settings is not None:
-            answer += "\n\n" + _repository_config(client, settings)
+        if settings is not None and github is not None:
+            answer += "\n\n" + _repository_config(task, github, settings)
     try:
         replies.react(client, task, "eyes")
         if answer:
@@ -49,11 +50,12 @@ def run_command(task: Task, *, client: RepoClient, store: Store, slug: str, trig
              task.requested_by)
 
 
-def _repository_config(client: RepoClient, settings: Settings) -> str:
+def _repository_config(task: Task, github: GitHubApp, settings: Settings) -> str:
     """What `help` says of the repository's .github/async-code.yml: its effective values, or why
-    it cannot be used."""
+    it cannot be used. Read with a token of its own, minted only for a writer's `help`."""
     try:
-        text = client.file_on_default_branch(CONFIG_PATH, max_bytes=MAX_FILE_BYTES)
+        reader = github.repo_client(task.installation_id, task.repo, CONFIG_READ_PERMISSIONS)
+        text = reader.file_on_default_branch(CONFIG_PATH, max_bytes=MAX_FILE_BYTES)
         return describe(effective_config(text, settings))
     except ConfigError as error:
         return str(error)

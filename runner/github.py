@@ -23,10 +23,12 @@ log = logging.getLogger(__name__)
 
 # What each stage of a task may do, and nothing more.
 # Acknowledging reads a pull request (is it a fork's? still open?), may answer in its review
-# threads (pull_requests:write), opens the task's check run (checks:write) and, for `help`,
-# reads the repository's .github/async-code.yml (contents:read).
+# threads (pull_requests:write) and opens the task's check run (checks:write). It never reads
+# code: a request from someone who may not write is answered without contents access.
 ACKNOWLEDGE_PERMISSIONS = {"issues": "write", "pull_requests": "write", "checks": "write",
-                           "contents": "read", "metadata": "read"}
+                           "metadata": "read"}
+# `help` shows the repository's .github/async-code.yml, read with a token of its own.
+CONFIG_READ_PERMISSIONS = {"contents": "read", "metadata": "read"}
 # checks: the agent sees a pull request's failing checks; the task reports on its check run.
 EXECUTE_PERMISSIONS = {"contents": "write", "issues": "write", "pull_requests": "write",
                        "checks": "write", "metadata": "read"}

@@ -152,6 +152,11 @@ BODIES: Values = ([(body, VALID) for body in COMMANDS + list(REQUESTS)]
 TEXTS: Values = ([(None, VALID), (MISSING, VALID), ("", VALID), ("x" * 65_536, VALID)]
                  + [("title " + s, VALID) for s in ODD_TEXT] + [(value, BROKEN) for value in NOT_TEXT]
                  + [("text " + s, BROKEN) for s in LONE_SURROGATES] + [("x" * 65_537, BROKEN)])
+# A review comment's hunk may be long (one near the end of a large new file): intake keeps its
+# last 20,000 characters.
+HUNK_KEPT_CHARS = 20_000
+HUNKS: Values = [(value, VALID if value == "x" * 65_537 else label) for value, label in TEXTS] + [
+    ("@@ -0,0 +1,9000 @@\n" + "+line\n" * 30_000, VALID)]
 LOGINS: Values = [
     ("alice", VALID), ("alice_acme", VALID), ("Bob-2", VALID), ("dependabot[bot]", NOTHING_ASKED),
     ("async-code[bot]", NOTHING_ASKED), ("", BROKEN), ("../admin", BROKEN), ("a/b", BROKEN),
@@ -532,7 +537,8 @@ def _review_task(payload: dict[str, Any]) -> ExpectedTask:
     line = comment.get("line") or comment.get("original_line")
     start = comment.get("start_line") or comment.get("original_start_line")
     context = {"path": comment["path"], "line": line, "start_line": start if start != line else None,
-               "side": comment.get("side") or "RIGHT", "diff_hunk": _text(comment.get("diff_hunk")),
+               "side": comment.get("side") or "RIGHT",
+               "diff_hunk": _text(comment.get("diff_hunk"))[-HUNK_KEPT_CHARS:],
                "thread_id": comment.get("in_reply_to_id") or comment["id"]}
     return ExpectedTask(
         trigger="review_comment", repo=payload["repository"]["full_name"],
@@ -618,7 +624,8 @@ REVIEW_FIELDS: FieldTable = [
     (8, ["installation.id", "pull_request.number", "sender.id"], IDS),
     (8, ["pull_request", "comment", "comment.user", "sender", "repository", "installation"], OBJECTS),
     (14, ["comment.body"], BODIES),
-    (8, ["pull_request.title", "pull_request.body", "comment.diff_hunk"], TEXTS),
+    (8, ["pull_request.title", "pull_request.body"], TEXTS),
+    (4, ["comment.diff_hunk"], HUNKS),
     *_user_fields("sender", "comment.user"),
     (8, ["repository.full_name"], REPO_NAMES),
     (8, ["comment.path"], PATHS),

@@ -105,8 +105,7 @@ def test_a_comment_becomes_a_pull_request(service, github, model, docker_client,
         assert set(request["body"]["permissions"]) <= {"contents", "issues", "pull_requests", "checks",
                                                        "metadata"}
     assert {tuple(sorted(r["body"]["permissions"].items())) for r in github.token_requests} == {
-        (("checks", "write"), ("contents", "read"), ("issues", "write"), ("metadata", "read"),
-         ("pull_requests", "write")),
+        (("checks", "write"), ("issues", "write"), ("metadata", "read"), ("pull_requests", "write")),
         (("checks", "write"), ("contents", "write"), ("issues", "write"), ("metadata", "read"),
          ("pull_requests", "write"))}
 
