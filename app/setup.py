@@ -35,8 +35,8 @@ from markupsafe import Markup
 from app.manifest import (CALLBACK_PATH, ManifestError, app_html_url, install_url, is_loopback,
                           manifest_for, new_app_url, organisation_problem, read_app_yml)
 from app.private_files import DotenvError, dotenv_with, read_text_if_any, write_private
-from app.settings import Settings
-from runner.text import github_web_url
+from app.settings import DEFAULT_API_URL, Settings
+from runner.text import github_web_host, github_web_url
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ _CODE = re.compile(r"[A-Za-z0-9_-]{1,200}")  # it becomes part of an API path
 _STATE = re.compile(r"[A-Za-z0-9_-]{1,100}")
 _SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,99}")
 MAX_PEM_CHARS = 32 * 1024
+MIN_KEY_BITS = 2048  # GitHub signs App keys with RS256; it hands out 2048-bit RSA keys
 MAX_SECRET_CHARS = 1024
 MAX_NAME_CHARS = 100
 NOTHING_WRITTEN = "Nothing was written."
@@ -158,8 +159,9 @@ def callback_arguments(pairs: Iterable[tuple[str, str]], raw_query: str = "") ->
     return found["code"][0], found["state"][0]
 
 
-def registration_from(answer: Any) -> Registration:
-    """What the service keeps of GitHub's answer to the conversion, checked field by field."""
+def registration_from(answer: Any, api_url: str = DEFAULT_API_URL) -> Registration:
+    """What the service keeps of GitHub's answer to the conversion, checked field by field.
+    `api_url` is the GitHub it came from: the App's page must be on that GitHub's web host."""
     if not isinstance(answer, dict):
         raise ConversionProblem("GitHub's answer is not a JSON object")
     app_id = answer.get("id")
@@ -175,14 +177,19 @@ def registration_from(answer: Any) -> Registration:
     html_url = answer.get("html_url")
     if not isinstance(html_url, str) or not _is_web_address(html_url):
         raise ConversionProblem("GitHub's answer has no address of the App's page (html_url)")
+    if not _is_on_github(html_url, api_url):
+        # The install link is made from it: it must not lead to a look-alike site.
+        raise ConversionProblem(f"GitHub's answer gives the App's page (html_url) on another "
+                                f"site than {github_web_url(api_url)}")
     secret = answer.get("webhook_secret")
     if (not isinstance(secret, str) or not 0 < len(secret) <= MAX_SECRET_CHARS
             or not secret.isprintable() or secret != secret.strip()):
         raise ConversionProblem("GitHub's answer has no webhook secret, so deliveries could not "
                                 "be verified")
     pem = answer.get("pem")
-    if not isinstance(pem, str) or len(pem) > MAX_PEM_CHARS or not _loads_as_private_key(pem):
-        raise ConversionProblem("GitHub's answer has no usable private key (pem)")
+    if not isinstance(pem, str) or len(pem) > MAX_PEM_CHARS or not _is_app_signing_key(pem):
+        raise ConversionProblem(f"GitHub's answer has no usable private key (pem): an App's key "
+                                f"is RSA of at least {MIN_KEY_BITS} bits")
     return Registration(app_id=app_id, slug=slug, name=name, html_url=html_url.rstrip("/"),
                         pem=pem, webhook_secret=secret)
 
@@ -197,16 +204,30 @@ def _is_web_address(text: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname) and "@" not in parts.netloc
 
 
-def _loads_as_private_key(pem: str) -> bool:
+def _is_on_github(url: str, api_url: str) -> bool:
+    """Whether `url` is on the web host of the GitHub whose API is at `api_url`, by the same
+    scheme (no http for an https GitHub)."""
+    parts, api = urlsplit(url), urlsplit(api_url.strip())
+    try:
+        host = parts.hostname + (f":{parts.port}" if parts.port is not None else "")
+    except (TypeError, ValueError):  # no host, or a port that is no number
+        return False
+    return parts.scheme == (api.scheme or "https") and host == github_web_host(api_url)
+
+
+def _is_app_signing_key(pem: str) -> bool:
+    """An unencrypted RSA private key GitHub would accept for RS256: any other kind loads, but
+    every call to GitHub would fail with it."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     if "PRIVATE KEY-----" not in pem or not pem.isascii():
         return False
     try:
-        load_pem_private_key(pem.encode("ascii"), password=None)
+        key = load_pem_private_key(pem.encode("ascii"), password=None)
     except (ValueError, TypeError):
         return False
-    return True
+    return isinstance(key, rsa.RSAPrivateKey) and key.key_size >= MIN_KEY_BITS
 
 
 def settings_written(registration: Registration, key_path: Path) -> dict[str, str]:
@@ -452,7 +473,7 @@ def setup_callback():
                             back=request.full_path, back_text="Reload")
         setup.states.take(state)
         try:
-            registration = registration_from(setup.convert(code))
+            registration = registration_from(setup.convert(code), setup.settings.github_api_url)
         except (ConversionFailed, ConversionProblem) as failure:
             log.warning("setup: the registration failed: %s", failure)
             return _message(502, "GitHub did not complete the registration",

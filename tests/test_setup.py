@@ -8,6 +8,8 @@ import string
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
 from app.setup import (CallbackRefused, ConversionProblem, Registration, States,
                        callback_arguments, registration_from, settings_written)
@@ -156,6 +158,65 @@ PUBLIC_KEY = ("-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\
 def test_each_missing_or_wrong_field_is_named(pem, field, value, expected):
     with pytest.raises(ConversionProblem, match=expected):
         registration_from({**good_answer(pem), field: value})
+
+
+def _pem_of(key, encryption=None) -> str:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             encryption or serialization.NoEncryption()).decode("ascii")
+
+
+@pytest.mark.parametrize(("make_key", "encryption"), [
+    (lambda: rsa.generate_private_key(65537, 1024), None),
+    (lambda: rsa.generate_private_key(65537, 2047), None),
+    (lambda: ec.generate_private_key(ec.SECP256R1()), None),
+    (lambda: ec.generate_private_key(ec.SECP384R1()), None),
+    (ed25519.Ed25519PrivateKey.generate, None),
+    (ed448.Ed448PrivateKey.generate, None),
+    (lambda: dsa.generate_private_key(2048), None),
+    (lambda: rsa.generate_private_key(65537, 2048),
+     serialization.BestAvailableEncryption(b"passphrase")),
+], ids=["rsa-1024", "rsa-2047", "p256", "p384", "ed25519", "ed448", "dsa", "rsa-encrypted"])
+def test_only_an_rsa_key_of_2048_bits_or_more_is_taken(pem, make_key, encryption):
+    """GitHub Apps sign with RS256: any other key loads, but no call to GitHub would work."""
+    with pytest.raises(ConversionProblem, match="RSA of at least 2048 bits"):
+        registration_from({**good_answer(pem), "pem": _pem_of(make_key(), encryption)})
+
+
+@pytest.mark.parametrize("bits", [2048, 3072])
+def test_rsa_keys_in_either_pem_form_are_taken(pem, bits):
+    key = rsa.generate_private_key(65537, bits)
+    for text in (_pem_of(key), key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption()).decode("ascii")):
+        assert registration_from({**good_answer(pem), "pem": text}).pem == text
+
+
+@pytest.mark.parametrize(("api_url", "html_url", "taken"), [
+    ("https://api.github.com", "https://github.com/apps/async-code", True),
+    ("https://api.github.com", "https://GitHub.com/apps/async-code", True),
+    ("https://api.github.com/", "https://github.com/apps/async-code/", True),
+    ("https://api.github.com", "https://github.com.evil.example/apps/async-code", False),
+    ("https://api.github.com", "https://evil.example/github.com/apps/async-code", False),
+    ("https://api.github.com", "https://api.github.com/apps/async-code", False),
+    ("https://api.github.com", "https://gist.github.com/apps/async-code", False),
+    ("https://api.github.com", "http://github.com/apps/async-code", False),
+    ("https://api.github.com", "https://github.com:8443/apps/async-code", False),
+    ("https://api.github.com", "https://github.com:x/apps/async-code", False),
+    ("https://ghe.example.com/api/v3", "https://ghe.example.com/github-apps/ac", True),
+    ("https://ghe.example.com/api/v3", "https://github.com/apps/ac", False),
+    ("https://api.octo.ghe.com", "https://octo.ghe.com/apps/ac", True),
+    ("https://api.octo.ghe.com", "https://other.ghe.com/apps/ac", False),
+    ("http://127.0.0.1:8765", "http://127.0.0.1:8765/apps/ac", True),
+    ("http://127.0.0.1:8765", "http://127.0.0.1:8766/apps/ac", False),
+])
+def test_the_apps_page_is_on_the_githubs_web_host(pem, api_url, html_url, taken):
+    """The install link is made from html_url: it must not lead to a look-alike site."""
+    answer = {**good_answer(pem), "html_url": html_url}
+    if taken:
+        assert registration_from(answer, api_url).html_url == html_url.rstrip("/")
+    else:
+        with pytest.raises(ConversionProblem, match="html_url"):
+            registration_from(answer, api_url)
 
 
 @pytest.mark.parametrize("answer", [None, [], "x", 1, {"message": "Not Found"}])
