@@ -284,13 +284,17 @@ class Setup:
     def save(self, registration: Registration) -> Path:
         """The key file, then `.env`; if `.env` cannot be written the key file goes again."""
         key_path = self.settings.data_path / key_file_name(registration.app_id)
+        if key_path.is_symlink():
+            log.warning("setup: %s was a symlink; it is replaced by the key file, not followed",
+                        key_path)
         write_private(key_path, registration.pem)
         try:
             existing = read_text_if_any(Path(os.path.realpath(self.dotenv_path)))
             heading = (f"The GitHub App {registration.name} (@{registration.slug}), registered "
                        f"by async-code serve on {datetime.now(timezone.utc):%Y-%m-%d}.")
             write_private(self.dotenv_path, dotenv_with(
-                existing, settings_written(registration, key_path), heading=heading))
+                existing, settings_written(registration, key_path), heading=heading),
+                follow_symlink=True)
         except BaseException:
             key_path.unlink(missing_ok=True)
             raise
