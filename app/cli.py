@@ -20,7 +20,7 @@ import click
 
 from app import Handover, create_app, create_setup_app
 from app.settings import Settings, SettingsError, load_settings
-from app.setup import ConversionFailed, JustRegistered, Setup
+from app.setup import ConversionFailed, JustRegistered, OperatorAccess, Setup, new_setup_token
 from app.store import Store
 
 log = logging.getLogger(__name__)
@@ -46,10 +46,11 @@ class _RedactSecrets(logging.Filter):
         return True
 
 
-def configure_logging(settings: Settings) -> None:
+def configure_logging(settings: Settings, also_redact: tuple[str, ...] = ()) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s"))
-    handler.addFilter(_RedactSecrets([settings.github_webhook_secret, settings.anthropic_api_key]))
+    handler.addFilter(_RedactSecrets([settings.github_webhook_secret, settings.anthropic_api_key,
+                                      *also_redact]))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
@@ -108,12 +109,15 @@ def serve(host: str, port: int, workers: int) -> None:
     import waitress
 
     if setting_up:
-        service.web = Handover(create_setup_app(service.setup(settings)))
+        token = new_setup_token()
+        service.web = Handover(create_setup_app(service.setup(settings, host, token)))
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
-        local = f"http://{shown}:{port}/"
-        log.info("setup mode: no GitHub App is configured; open %s in a browser to register one "
-                 "(deliveries are refused until then)",
-                 settings.public_url.rstrip("/") + "/" if settings.public_url else local)
+        base = settings.public_url.rstrip("/") if settings.public_url else f"http://{shown}:{port}"
+        # The one place the token is shown: whoever opens the page owns the App it registers.
+        log.info("setup mode: no GitHub App is configured; open %s/?token=%s in a browser to "
+                 "register one (the address works once; deliveries are refused until then)",
+                 base, token)
+        configure_logging(settings, also_redact=(token,))  # and never again
     else:
         try:
             service.start(settings)
@@ -149,13 +153,14 @@ class _Service:
         self.runner = None
         self.web: Handover | None = None
 
-    def setup(self, settings: Settings) -> Setup:
+    def setup(self, settings: Settings, listen_host: str, token: str) -> Setup:
         from app.manifest import app_yml_path
 
         return Setup(settings=settings, dotenv_path=self.dotenv_path,
                      app_yml=app_yml_path(Path.cwd()),
                      convert=_manifest_conversion(settings.github_api_url),
-                     registered=self.take_over)
+                     registered=self.take_over, access=OperatorAccess(token),
+                     listen_host=listen_host)
 
     def start(self, settings: Settings, just_registered: JustRegistered | None = None) -> None:
         """Start the runner (raises ServiceUnavailable) and serve webhooks."""

@@ -7,14 +7,24 @@ slug, private key and webhook secret (`POST /app-manifests/{code}/conversions`: 
 only credential). The key goes to a 0600 file in the data directory, the rest into `.env`, and
 `serve` hands over to the webhook service without a restart.
 
-Nothing is written unless the state is one this page handed out, unused and under an hour
-old, and GitHub's answer holds everything the service needs. Until then deliveries get a 503.
-The private key, the webhook secret and the client secret are never logged or shown.
+Whoever registers the App owns the service, so only the operator may: the page opens only
+from the address in the service's log, whose token works once and becomes a session cookie
+in that browser, and a state is good only in the session it was handed to. Setup mode answers
+only to this machine's loopback names and the public URL's host, so a page that rebinds its
+own DNS name to this machine can neither read the page nor put its name in the manifest.
+
+Nothing is written unless the state is one this page handed out to this browser, unused and
+under an hour old, and GitHub's answer holds everything the service needs. Until then
+deliveries get a 503. The private key, the webhook secret, the client secret and the setup
+token are never logged (the token only in the one line that says where to open the page) or
+shown.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import ipaddress
 import json
 import logging
 import os
@@ -23,13 +33,14 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, jsonify, redirect, render_template_string, request
+from flask import (Blueprint, current_app, jsonify, make_response, redirect,
+                   render_template_string, request)
 from markupsafe import Markup
 
 from app.manifest import (CALLBACK_PATH, ManifestError, app_html_url, install_url, is_loopback,
@@ -41,7 +52,15 @@ from runner.text import github_web_host, github_web_url
 log = logging.getLogger(__name__)
 
 STATE_LIFETIME = 3600.0  # seconds; GitHub's codes last an hour too
-MAX_PENDING_STATES = 50  # page views waiting for their callback; older ones are dropped
+# Page views waiting for their callback; older ones are dropped. Only the operator's session
+# gets states, so no one else can push the operator's out.
+MAX_STATES_PER_SESSION = 20
+MAX_PENDING_STATES = 50
+SESSION_COOKIE = "async_code_setup"
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "::1", "localhost"})
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,100}")
+# A Host header: a name or IPv4 address, or an IPv6 address in brackets, and any port.
+_HOST_HEADER = re.compile(r"(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9._-]+))(?::[0-9]{1,5})?")
 MAX_QUERY_CHARS = 2000
 _CODE = re.compile(r"[A-Za-z0-9_-]{1,200}")  # it becomes part of an API path
 _STATE = re.compile(r"[A-Za-z0-9_-]{1,100}")
@@ -89,55 +108,177 @@ class JustRegistered:
     key_path: Path
     dotenv_path: Path
     problems: tuple[str, ...] = ()
+    operator_session: str | None = field(default=None, repr=False)  # the session's key
+
+    def shown_to(self, cookie: str | None) -> bool:
+        """Whether the browser with this session cookie registered the App, and so may see
+        where its settings were saved and what went wrong."""
+        return (self.operator_session is not None and bool(cookie)
+                and hmac.compare_digest(_digest(cookie), self.operator_session))
+
+
+def new_setup_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class OperatorAccess:
+    """Who may use setup mode: the browser that opened the address in the service's log.
+
+    The token in that address is good once: it becomes a session, kept in that browser's
+    cookie. Only digests are kept, compared in constant time. A second use of the token fails,
+    so a copy of the address (the browser's history, a proxy's access log) is worth nothing,
+    and an operator who finds it spent knows someone else used it."""
+
+    def __init__(self, token: str):
+        self._token = _digest(token)
+        self._spent = False
+        self._session: str | None = None
+        self._lock = threading.Lock()
+
+    def exchange(self, token: str) -> str | None:
+        """A new session cookie for the token, the first time it is shown; None otherwise."""
+        if not _TOKEN.fullmatch(token):
+            return None
+        with self._lock:
+            if self._spent or not hmac.compare_digest(_digest(token), self._token):
+                return None
+            self._spent = True
+            cookie = secrets.token_urlsafe(32)
+            self._session = _digest(cookie)
+        return cookie
+
+    def session_of(self, cookie: str | None) -> str | None:
+        """The key of the session `cookie` stands for, or None when it stands for none."""
+        with self._lock:
+            session = self._session
+        if not cookie or session is None or len(cookie) > 100:
+            return None
+        key = _digest(cookie)
+        return key if hmac.compare_digest(key, session) else None
 
 
 class States:
-    """One-time `state` values for the form: each is good for one callback within the hour.
+    """One-time `state` values for the form: each is good for one callback within the hour,
+    in the session it was handed to.
 
-    Only digests are kept, so the values themselves are nowhere but in the pages handed out."""
+    Only digests are kept, so the values themselves are nowhere but in the pages handed out.
+    A session keeps its newest `per_session`; all sessions together the newest `limit`."""
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic,
-                 lifetime: float = STATE_LIFETIME, limit: int = MAX_PENDING_STATES):
-        self._clock, self._lifetime, self._limit = clock, lifetime, limit
-        self._expiry: dict[str, float] = {}
+                 lifetime: float = STATE_LIFETIME, per_session: int = MAX_STATES_PER_SESSION,
+                 limit: int = MAX_PENDING_STATES):
+        self._clock, self._lifetime = clock, lifetime
+        self._per_session, self._limit = per_session, limit
+        # state's digest → (session, expiry), oldest first
+        self._pending: dict[str, tuple[str, float]] = {}
         self._closed = False
         self._lock = threading.Lock()
 
-    def issue(self) -> str:
+    def issue(self, session: str) -> str:
         state = secrets.token_urlsafe(32)
         with self._lock:
             self._forget_expired()
-            while len(self._expiry) >= self._limit:
-                self._expiry.pop(next(iter(self._expiry)))  # the oldest
+            own = [key for key, (owner, _) in self._pending.items() if owner == session]
+            for key in own[:max(0, len(own) - self._per_session + 1)]:
+                del self._pending[key]
+            while len(self._pending) >= self._limit:
+                self._pending.pop(next(iter(self._pending)))
             if not self._closed:
-                self._expiry[_digest(state)] = self._clock() + self._lifetime
+                self._pending[_digest(state)] = (session, self._clock() + self._lifetime)
         return state
 
-    def valid(self, state: str) -> bool:
+    def valid(self, state: str, session: str) -> bool:
         with self._lock:
-            self._forget_expired()
-            return _digest(state) in self._expiry
+            return self._holds(state, session)
 
-    def take(self, state: str) -> bool:
-        """Use `state` up: True once for each value `issue` handed out, if still in time."""
+    def take(self, state: str, session: str) -> bool:
+        """Use `state` up: True once for each value `issue` handed out to `session`, if still
+        in time."""
         with self._lock:
-            self._forget_expired()
-            return self._expiry.pop(_digest(state), None) is not None
+            if not self._holds(state, session):
+                return False
+            del self._pending[_digest(state)]
+            return True
+
+    def _holds(self, state: str, session: str) -> bool:
+        self._forget_expired()
+        found = self._pending.get(_digest(state))
+        return found is not None and found[0] == session
 
     def close(self) -> None:
         """The App is registered: no state is good any more."""
         with self._lock:
             self._closed = True
-            self._expiry.clear()
+            self._pending.clear()
 
     def _forget_expired(self) -> None:
         now = self._clock()
-        for key in [key for key, expiry in self._expiry.items() if expiry <= now]:
-            del self._expiry[key]
+        for key in [key for key, (_, expiry) in self._pending.items() if expiry <= now]:
+            del self._pending[key]
 
 
-def _digest(state: str) -> str:
-    return hashlib.sha256(state.encode("utf-8", "surrogatepass")).hexdigest()
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def host_name(header: str) -> str | None:
+    """The host a Host header names, lower case and without its port (an IPv6 address
+    without brackets, in its short form); None when it is no host name."""
+    match = _HOST_HEADER.fullmatch(header)
+    if not match:
+        return None
+    if match[1] is not None:
+        try:
+            return str(ipaddress.IPv6Address(match[1]))
+        except ValueError:
+            return None
+    return match[2].lower()
+
+
+def setup_hosts(public_url: str, listen_host: str = "") -> frozenset[str]:
+    """The names setup mode answers to: this machine's loopback names, the host of
+    ASYNC_CODE_PUBLIC_URL, and the address `serve` listens on when it names one. A browser
+    sends another name when a page rebound that name to this machine (DNS rebinding), or a
+    proxy passed on a name the operator did not choose."""
+    names = set(LOOPBACK_NAMES)
+    public = urlsplit(public_url).hostname if public_url else None
+    for name in (public, listen_host.strip("[]")):
+        if not name:
+            continue
+        try:
+            address = ipaddress.ip_address(name)
+        except ValueError:
+            names.add(name.lower())
+            continue
+        if not address.is_unspecified:  # 0.0.0.0 and :: are no address to open
+            names.add(str(address))
+    return frozenset(names)
+
+
+def host_allowed(header: str, hosts: frozenset[str]) -> bool:
+    return host_name(header) in hosts
+
+
+def service_url(public_url: str, scheme: str, host_header: str,
+                hosts: frozenset[str]) -> str | None:
+    """Where GitHub and browsers reach this service: ASYNC_CODE_PUBLIC_URL, else the address
+    the page was opened on when its host is one of `hosts`; None for any other Host, so a name
+    someone else chose never goes into the manifest."""
+    if public_url:
+        return public_url.rstrip("/")
+    if scheme not in ("http", "https") or not host_allowed(host_header, hosts):
+        return None
+    return f"{scheme}://{host_header}"
+
+
+def opened_over_https(scheme: str, host_header: str, public_url: str) -> bool:
+    """Whether the browser is on https: directly, or through the proxy at an https
+    ASYNC_CODE_PUBLIC_URL, which speaks plain http to this service."""
+    if scheme == "https":
+        return True
+    public = urlsplit(public_url)
+    return (public.scheme == "https" and host_name(public.netloc) is not None
+            and host_name(host_header) == host_name(public.netloc))
 
 
 def callback_arguments(pairs: Iterable[tuple[str, str]], raw_query: str = "") -> tuple[str, str]:
@@ -255,9 +396,16 @@ class Setup:
     app_yml: Path | None
     convert: Callable[[str], Any]
     registered: Callable[[JustRegistered], list[str]]
+    # Without the token `serve` logs, no browser gets in.
+    access: OperatorAccess = field(default_factory=lambda: OperatorAccess(new_setup_token()))
+    listen_host: str = ""  # serve's --host
     states: States = field(default_factory=States)
     lock: threading.Lock = field(default_factory=threading.Lock)
     done: JustRegistered | None = None  # with the problems that kept it from handing over
+
+    @property
+    def hosts(self) -> frozenset[str]:
+        return setup_hosts(self.settings.public_url, self.listen_host)
 
     def write_problem(self) -> str | None:
         """Why the App's settings could not be saved, found before GitHub is asked anything."""
@@ -361,8 +509,8 @@ registered. Next, install it on the repositories it may work on:</p>
 <p>On GitHub, pick the account, then <em>All repositories</em> or <em>Only select
 repositories</em>, and click <strong>Install</strong>. Then, on an issue in one of them, comment
 <code>@{{ slug }} make the CLI print its version with --version</code>.</p>
-{% if done %}<p>Its private key is saved in <code>{{ done.key_path }}</code> and its other
-settings in <code>{{ done.dotenv_path }}</code>. Keep both private.</p>
+{% if done and details %}<p>Its private key is saved in <code>{{ done.key_path }}</code> and its
+other settings in <code>{{ done.dotenv_path }}</code>. Keep both private.</p>
 {% for problem in done.problems %}<p class="error">{{ problem }}</p>{% endfor %}{% endif %}
 {{ missing }}
 """
@@ -373,7 +521,7 @@ _MISSING = """{% if missing %}<h2>Still missing</h2><ul>{% for name, why in miss
 _MESSAGE_PAGE = """{% for paragraph in paragraphs -%}
 <p{% if loop.first %} class="error"{% endif %}>{{ paragraph }}</p>
 {% endfor %}
-<p><a href="{{ back }}">{{ back_text }}</a></p>"""
+{% if back %}<p><a href="{{ back }}">{{ back_text }}</a></p>{% endif %}"""
 
 
 def _render(status: int, title: str, body_template: str, **values: Any):
@@ -394,7 +542,7 @@ def _missing_block(settings: Settings, *, app: bool) -> Markup:
     return Markup(render_template_string(_MISSING, missing=missing))
 
 
-def _message(status: int, title: str, *paragraphs: str, back: str = "/",
+def _message(status: int, title: str, *paragraphs: str, back: str | None = "/",
              back_text: str = "Back to the setup page"):
     return _render(status, title, _MESSAGE_PAGE, paragraphs=paragraphs, back=back,
                    back_text=back_text)
@@ -404,8 +552,27 @@ def _web_url(settings: Settings) -> str:
     return github_web_url(settings.github_api_url)
 
 
-def _public_url(settings: Settings) -> str:
-    return (settings.public_url or request.host_url).rstrip("/")
+def _service_url(setup: Setup) -> str | None:
+    return service_url(setup.settings.public_url, request.scheme,
+                       request.environ.get("HTTP_HOST", ""), setup.hosts)
+
+
+def _session_cookie() -> str | None:
+    return request.cookies.get(SESSION_COOKIE)
+
+
+@setup_blueprint.before_app_request
+def _only_this_services_names():
+    # DNS rebinding: a page whose name now resolves to this machine is another origin to the
+    # browser, but without this it could read the setup page and send GitHub its own name.
+    # /healthz says nothing and is asked by probes under any name.
+    setup: Setup = current_app.config["SETUP"]
+    if request.path != "/healthz" and not host_allowed(request.environ.get("HTTP_HOST", ""),
+                                                       setup.hosts):
+        return ("421 Misdirected Request: async-code's setup page does not answer to this host "
+                "name. Open the address in the service's log.\n", 421,
+                {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"})
+    return None
 
 
 @setup_blueprint.after_request
@@ -428,6 +595,37 @@ def _page_headers(response):
 @setup_blueprint.get("/")
 def setup_page():
     setup: Setup = current_app.config["SETUP"]
+    session = setup.access.session_of(_session_cookie())
+    new_cookie = None
+    if session is None:
+        token = request.args.get("token")
+        if token is None:
+            return _message(403, "Open the address in the service's log",
+                            "This page registers the service's GitHub App, so it opens only "
+                            "from the address async-code serve logged when it started (it ends "
+                            "in ?token=…), in the browser that will finish the registration.",
+                            back=None)
+        new_cookie = setup.access.exchange(token)
+        if new_cookie is None:
+            return _message(403, "This setup link is not valid",
+                            "The address in the service's log works once, in one browser, until "
+                            "the service restarts; this one was used already or is from an "
+                            "earlier start. Restart async-code serve and open the address it logs "
+                            "now. If you did not open it before, someone else did: finish the "
+                            "setup before you publish the service's address.", back=None)
+        session = setup.access.session_of(new_cookie)
+    response = make_response(_setup_page(setup, session))
+    if new_cookie is not None:
+        response.set_cookie(SESSION_COOKIE, new_cookie, path="/", httponly=True, samesite="Lax",
+                            secure=opened_over_https(request.scheme,
+                                                     request.environ.get("HTTP_HOST", ""),
+                                                     setup.settings.public_url))
+    if "token" in request.args:
+        response.headers["Refresh"] = "0; url=/"  # the token leaves the address bar
+    return response
+
+
+def _setup_page(setup: Setup, session: str):
     settings = setup.settings
     if setup.done is not None:
         return _registered_page(settings, setup.done)
@@ -438,12 +636,16 @@ def setup_page():
         return _message(500, "app.yml is missing", "No app.yml was found in the working directory "
                         "or beside the installed package, so there is no manifest to register. "
                         "Run async-code serve from the checkout, which has one.")
+    base = _service_url(setup)
+    if base is None:  # the Host check comes first; never a manifest for another name
+        return _message(421, "Not this service's address", "Open the address in the service's "
+                        "log.", back=None)
     try:
-        manifest = manifest_for(read_app_yml(setup.app_yml), _public_url(settings),
+        manifest = manifest_for(read_app_yml(setup.app_yml), base,
                                 settings.webhook_proxy_url or None)
     except ManifestError as error:
         return _message(500, "app.yml cannot be used", f"{error}. Fix it and reload this page.")
-    state = setup.states.issue()
+    state = setup.states.issue(session)
     return _render(
         200, "Register async-code on GitHub", _SETUP_PAGE, manifest=manifest,
         manifest_json=json.dumps(manifest), name=manifest["name"], org=org,
@@ -455,6 +657,7 @@ def setup_page():
 @setup_blueprint.get(CALLBACK_PATH)
 def setup_callback():
     setup: Setup = current_app.config["SETUP"]
+    session = setup.access.session_of(_session_cookie())
     try:
         code, state = callback_arguments(request.args.items(multi=True),
                                          request.query_string.decode("latin-1"))
@@ -464,18 +667,20 @@ def setup_callback():
     with setup.lock:
         if setup.done is not None:
             return _already_registered(setup.done.registration.slug)
-        if not setup.states.valid(state):
-            log.warning("setup: refused a callback with an unknown, used or expired state")
+        if session is None or not setup.states.valid(state, session):
+            log.warning("setup: refused a callback with a state not handed to this browser, "
+                        "used or expired")
             return _message(400, "Registration link not accepted",
-                            "This registration link was not handed out by this service, was used "
-                            f"already, or is more than an hour old. {NOTHING_WRITTEN} {START_AGAIN}")
+                            "This registration link was not handed out by this service to this "
+                            "browser, was used already, or is more than an hour old. "
+                            f"{NOTHING_WRITTEN} {START_AGAIN}")
         if (problem := setup.write_problem()) is not None:
             # The state stays good: fixing this and reloading the page finishes the registration.
             return _message(500, "The App's settings cannot be saved",
                             f"{problem[0].upper()}{problem[1:]}.", "Nothing was sent to GitHub "
                             "yet. Fix this and reload this page within the hour to finish.",
                             back=request.full_path, back_text="Reload")
-        setup.states.take(state)
+        setup.states.take(state, session)
         try:
             registration = registration_from(setup.convert(code), setup.settings.github_api_url)
         except (ConversionFailed, ConversionProblem) as failure:
@@ -494,7 +699,8 @@ def setup_callback():
             return _message(500, "The App's settings cannot be saved",
                             f"GitHub registered the App, but saving it failed: {error}. "
                             f"{NOTHING_WRITTEN}", f"{DELETE_THE_APP} {START_AGAIN}")
-        done = JustRegistered(registration, key_path, setup.dotenv_path)
+        done = JustRegistered(registration, key_path, setup.dotenv_path,
+                              operator_session=session)
         setup.done = done
         setup.states.close()
     log.info("setup: registered the GitHub App %s (id %d); its key is in %s and its settings in %s",
@@ -506,15 +712,15 @@ def setup_callback():
         problems = ["The App is registered and saved, but the service could not start with it "
                     "(its log says why). Restart async-code serve."]
     if problems:  # still in setup mode: the page says why
-        setup.done = JustRegistered(registration, key_path, setup.dotenv_path, tuple(problems))
+        setup.done = replace(done, problems=tuple(problems))
     return redirect("/", code=303)
 
 
 @setup_blueprint.post("/webhooks")
 def setup_refuses_deliveries():
-    settings = current_app.config["SETTINGS"]
     return jsonify({"message": "async-code is not set up yet: no GitHub App is registered. Open "
-                               f"{_public_url(settings)}/ in a browser to register one."}), 503
+                               "the address in the service's log in a browser to register "
+                               "one."}), 503
 
 
 @status_blueprint.get("/")
@@ -548,4 +754,5 @@ def _registered_page(settings: Settings, done: JustRegistered | None):
         app_id, page = settings.github_app_id, app_html_url(_web_url(settings), slug)
     return _render(200, "async-code is registered on GitHub", _REGISTERED_PAGE, name=name,
                    slug=slug, app_id=app_id, install=install_url(page), done=done,
+                   details=done is not None and done.shown_to(_session_cookie()),
                    missing=_missing_block(settings, app=False))

@@ -11,8 +11,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
-from app.setup import (CallbackRefused, ConversionProblem, Registration, States,
-                       callback_arguments, registration_from, settings_written)
+from app.setup import (CallbackRefused, ConversionProblem, JustRegistered, OperatorAccess,
+                       Registration, States, callback_arguments, host_allowed, host_name,
+                       opened_over_https, registration_from, service_url, settings_written,
+                       setup_hosts)
 from tests.fakes.keys import generate_app_key
 
 
@@ -75,44 +77,188 @@ class Clock:
         return self.now
 
 
+OPERATOR, OTHER = "session-of-the-operator", "session-of-someone-else"
+
+
 def test_a_state_is_good_once():
     states = States()
-    state = states.issue()
-    assert len(state) >= 40 and states.valid(state)
-    assert states.take(state) is True
-    assert states.take(state) is False and not states.valid(state)
+    state = states.issue(OPERATOR)
+    assert len(state) >= 40 and states.valid(state, OPERATOR)
+    assert states.take(state, OPERATOR) is True
+    assert states.take(state, OPERATOR) is False and not states.valid(state, OPERATOR)
+
+
+def test_a_state_is_good_only_in_the_session_it_was_handed_to():
+    states = States()
+    state = states.issue(OPERATOR)
+    assert not states.valid(state, OTHER) and states.take(state, OTHER) is False
+    assert states.take(state, OPERATOR) is True  # the failed attempt did not spend it
 
 
 def test_states_are_unguessable_and_distinct():
-    states = States(limit=1000)
-    issued = {states.issue() for _ in range(500)}
+    states = States(per_session=1000, limit=1000)
+    issued = {states.issue(OPERATOR) for _ in range(500)}
     assert len(issued) == 500
-    assert not states.take("A" * 43)
+    assert not states.take("A" * 43, OPERATOR)
 
 
 def test_a_state_expires_after_an_hour():
     clock = Clock()
     states = States(clock=clock)
-    state = states.issue()
+    state = states.issue(OPERATOR)
     clock.now += 3599
-    assert states.valid(state)
+    assert states.valid(state, OPERATOR)
     clock.now += 2
-    assert not states.take(state)
+    assert not states.take(state, OPERATOR)
 
 
-def test_only_the_newest_states_are_kept():
-    states = States(limit=3)
-    first, *rest = [states.issue() for _ in range(4)]
-    assert not states.valid(first)
-    assert all(states.valid(state) for state in rest)
+def test_a_session_keeps_only_its_newest_states():
+    states = States(per_session=3, limit=10)
+    first, *rest = [states.issue(OPERATOR) for _ in range(4)]
+    assert not states.valid(first, OPERATOR)
+    assert all(states.valid(state, OPERATOR) for state in rest)
+
+
+def test_other_sessions_do_not_push_out_a_sessions_states():
+    states = States(per_session=3, limit=10)
+    mine = states.issue(OPERATOR)
+    for _ in range(50):
+        states.issue(OTHER)
+    assert states.valid(mine, OPERATOR)
+
+
+def test_all_sessions_together_keep_only_the_newest_states():
+    states = States(per_session=3, limit=4)
+    first = states.issue(OPERATOR)
+    later = [states.issue(f"session-{n}") for n in range(4)]
+    assert not states.valid(first, OPERATOR)
+    assert all(states.valid(state, f"session-{n}") for n, state in enumerate(later))
 
 
 def test_after_registering_no_state_is_good():
     states = States()
-    state = states.issue()
+    state = states.issue(OPERATOR)
     states.close()
-    assert not states.take(state)
-    assert not states.take(states.issue())
+    assert not states.take(state, OPERATOR)
+    assert not states.take(states.issue(OPERATOR), OPERATOR)
+
+
+def test_the_setup_token_opens_one_session_once():
+    access = OperatorAccess("the-token-in-the-log")
+    assert access.session_of(None) is None and access.session_of("anything") is None
+    cookie = access.exchange("the-token-in-the-log")
+    assert cookie is not None and cookie != "the-token-in-the-log" and len(cookie) >= 40
+    session = access.session_of(cookie)
+    assert session is not None and cookie not in session  # only a digest is kept
+    assert access.exchange("the-token-in-the-log") is None  # spent: a copy is worth nothing
+    assert access.session_of(cookie) == session
+
+
+@pytest.mark.parametrize("token", ["", "the-token-in-the-lo", "the-token-in-the-log ",
+                                   "THE-TOKEN-IN-THE-LOG", "the-token-in-the-log\x00", "x" * 101,
+                                   "the-token-in-the-log" * 6])
+def test_only_the_setup_token_opens_a_session(token):
+    access = OperatorAccess("the-token-in-the-log")
+    assert access.exchange(token) is None
+    assert access.exchange("the-token-in-the-log") is not None  # wrong ones do not spend it
+
+
+@pytest.mark.parametrize("cookie", [None, "", "x", "x" * 1000, "\udcff"])
+def test_a_session_cookie_that_stands_for_nothing(cookie):
+    access = OperatorAccess("token")
+    access.exchange("token")
+    assert access.session_of(cookie) is None
+
+
+def test_only_the_operators_browser_sees_where_the_settings_went():
+    access = OperatorAccess("token")
+    cookie = access.exchange("token")
+    done = JustRegistered(Registration(1, "a", "a", "https://github.com/apps/a", "", ""),
+                          Path("/k.pem"), Path("/.env"), operator_session=access.session_of(cookie))
+    assert done.shown_to(cookie)
+    assert not done.shown_to(None) and not done.shown_to("") and not done.shown_to("other")
+    assert "operator_session" not in repr(done) or done.operator_session not in repr(done)
+    nobody = JustRegistered(done.registration, done.key_path, done.dotenv_path)
+    assert not nobody.shown_to(cookie) and not nobody.shown_to("")
+
+
+PUBLIC = "https://async-code.example.com"
+
+
+@pytest.mark.parametrize(("header", "name"), [
+    ("127.0.0.1", "127.0.0.1"), ("127.0.0.1:8080", "127.0.0.1"), ("LocalHost:1", "localhost"),
+    ("[::1]", "::1"), ("[::1]:8080", "::1"), ("[0:0:0:0:0:0:0:1]:80", "::1"),
+    ("async-code.example.com", "async-code.example.com"), ("my_host:8080", "my_host"),
+    ("", None), (":8080", None), ("::1", None), ("[::1", None), ("[nope]:80", None),
+    ("127.0.0.1:", None), ("127.0.0.1:123456", None), ("127.0.0.1:x", None),
+    ("user@127.0.0.1", None), ("127.0.0.1 ", None), ("127.0.0.1/x", None),
+    ("127.0.0.1\r\nX: y", None), ("l\u043ecalhost", None),
+])
+def test_host_names(header, name):
+    assert host_name(header) == name
+
+
+@pytest.mark.parametrize(("public_url", "listen", "expected"), [
+    ("", "127.0.0.1", {"127.0.0.1", "::1", "localhost"}),
+    ("", "0.0.0.0", {"127.0.0.1", "::1", "localhost"}),
+    ("", "::", {"127.0.0.1", "::1", "localhost"}),
+    ("", "", {"127.0.0.1", "::1", "localhost"}),
+    ("", "192.168.1.5", {"127.0.0.1", "::1", "localhost", "192.168.1.5"}),
+    ("", "fe80:0::1", {"127.0.0.1", "::1", "localhost", "fe80::1"}),
+    ("", "My-Host", {"127.0.0.1", "::1", "localhost", "my-host"}),
+    (PUBLIC + "/", "0.0.0.0", {"127.0.0.1", "::1", "localhost", "async-code.example.com"}),
+    ("https://AC.example.com:8443", "", {"127.0.0.1", "::1", "localhost", "ac.example.com"}),
+    ("https://[2001:db8::0:1]", "", {"127.0.0.1", "::1", "localhost", "2001:db8::1"}),
+])
+def test_the_names_setup_mode_answers_to(public_url, listen, expected):
+    assert setup_hosts(public_url, listen) == expected
+
+
+@pytest.mark.parametrize(("header", "public_url", "allowed"), [
+    ("127.0.0.1:8080", "", True), ("localhost:8080", "", True), ("[::1]:8080", "", True),
+    ("localhost", PUBLIC, True), ("async-code.example.com", PUBLIC, True),
+    ("async-code.example.com:443", PUBLIC, True),
+    ("async-code.example.com", "", False),  # no public URL: not a name of this service
+    ("rebind.attacker.example:8080", "", False), ("attacker.example", PUBLIC, False),
+    ("async-code.example.com.attacker.example", PUBLIC, False),
+    ("127.0.0.2:8080", "", False), ("0.0.0.0:8080", "", False), ("localhost.:8080", "", False),
+    ("app.localhost:8080", "", False), ("2130706433:8080", "", False), ("", "", False),
+])
+def test_which_host_headers_setup_mode_answers(header, public_url, allowed):
+    assert host_allowed(header, setup_hosts(public_url, "127.0.0.1")) == allowed
+
+
+LOOPBACK = setup_hosts("", "127.0.0.1")
+
+
+@pytest.mark.parametrize(("public_url", "scheme", "header", "expected"), [
+    ("", "http", "127.0.0.1:8080", "http://127.0.0.1:8080"),
+    ("", "http", "localhost:8080", "http://localhost:8080"),
+    ("", "http", "[::1]:8080", "http://[::1]:8080"),
+    ("", "http", "attacker.example", None),
+    ("", "http", "attacker.example:8080", None),
+    ("", "http", "127.0.0.1@attacker.example", None),
+    ("", "http", "", None),
+    ("", "javascript", "127.0.0.1", None),
+    (PUBLIC + "/", "http", "127.0.0.1:8080", PUBLIC),
+    (PUBLIC, "http", "attacker.example", PUBLIC),  # never the Host's name
+])
+def test_where_github_is_sent_never_comes_from_another_host(public_url, scheme, header, expected):
+    assert service_url(public_url, scheme, header, setup_hosts(public_url, "127.0.0.1")) == expected
+
+
+@pytest.mark.parametrize(("scheme", "header", "public_url", "secure"), [
+    ("http", "127.0.0.1:8080", "", False),
+    ("https", "127.0.0.1:8080", "", True),
+    ("http", "async-code.example.com", PUBLIC, True),  # through the proxy
+    ("http", "Async-Code.example.com:443", PUBLIC, True),
+    ("http", "127.0.0.1:8080", PUBLIC, False),  # directly, around the proxy
+    ("http", "async-code.example.com", "http://async-code.example.com", False),
+    ("http", "other.example", PUBLIC, False),
+])
+def test_the_cookie_is_secure_when_the_page_was_opened_over_https(scheme, header, public_url,
+                                                                   secure):
+    assert opened_over_https(scheme, header, public_url) == secure
 
 
 def good_answer(pem: str) -> dict:
