@@ -14,13 +14,15 @@ import logging
 import signal
 import sys
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import click
 
 from app import Handover, create_app, create_setup_app
 from app.settings import Settings, SettingsError, load_settings
-from app.setup import ConversionFailed, JustRegistered, OperatorAccess, Setup, new_setup_token
+from app.setup import (JustRegistered, OperatorAccess, Setup, convert_manifest_code,
+                       new_setup_token)
 from app.store import Store
 
 log = logging.getLogger(__name__)
@@ -158,7 +160,7 @@ class _Service:
 
         return Setup(settings=settings, dotenv_path=self.dotenv_path,
                      app_yml=app_yml_path(Path.cwd()),
-                     convert=_manifest_conversion(settings.github_api_url),
+                     convert=partial(convert_manifest_code, settings.github_api_url),
                      registered=self.take_over, access=OperatorAccess(token),
                      listen_host=listen_host)
 
@@ -226,19 +228,6 @@ class _Service:
     def stop(self) -> None:
         if self.runner is not None:
             self.runner.stop(timeout=5)
-
-
-def _manifest_conversion(api_url: str):
-    """The setup page's edge to GitHub: a code in, GitHub's answer out, or ConversionFailed."""
-    from runner.github import GitHubError, convert_manifest_code
-
-    def convert(code: str):
-        try:
-            return convert_manifest_code(api_url, code)
-        except GitHubError as error:
-            raise ConversionFailed(str(error)) from None
-
-    return convert
 
 
 def _return_freed_buffers_to_the_system() -> None:

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 from flask import (Blueprint, current_app, jsonify, make_response, redirect,
                    render_template_string, request)
 from markupsafe import Markup
@@ -69,6 +70,8 @@ MAX_PEM_CHARS = 32 * 1024
 MIN_KEY_BITS = 2048  # GitHub signs App keys with RS256; it hands out 2048-bit RSA keys
 MAX_SECRET_CHARS = 1024
 MAX_NAME_CHARS = 100
+MAX_ANSWER_BYTES = 256 * 1024  # GitHub's answer is a few KiB: the App, its owner and its key
+CONVERSION_TIMEOUT = 30.0  # seconds; githubkit waits forever by default
 NOTHING_WRITTEN = "Nothing was written."
 START_AGAIN = "Start again from the setup page."
 DELETE_STEPS = "on GitHub: Settings → Developer settings → GitHub Apps → the App → Advanced → Delete"
@@ -386,6 +389,103 @@ class ConversionFailed(RuntimeError):
     """GitHub did not convert the code; the message says what it answered."""
 
 
+class AnswerRefused(Exception):
+    """The answer is not read: larger than the limit, or compressed although asked not to be."""
+
+
+def answer_problem(encoding: str | None, length: str | None, limit: int) -> str | None:
+    """Why an answer with these headers is not read, or None to read it (up to `limit`)."""
+    encoding = (encoding or "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        return f"compressed ({one_line(encoding, 40)})"
+    if length is not None and not re.fullmatch(r"\s*[0-9]{1,20}\s*", length):
+        return "of a length that is no number"
+    if length is not None and int(length) > limit:
+        return f"larger than {limit // 1024} KiB"
+    return None
+
+
+class CappedTransport(httpx.BaseTransport):
+    """An httpx transport that stops reading an answer past `limit` bytes, so whatever answers
+    at GITHUB_API_URL cannot make the service hold an answer of any size. The answer is asked
+    for uncompressed: a small compressed one could still unpack to any size."""
+
+    def __init__(self, limit: int, inner: httpx.BaseTransport | None = None):
+        self._limit = limit
+        self._inner = inner or httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.headers["Accept-Encoding"] = "identity"
+        response = self._inner.handle_request(request)
+        problem = answer_problem(response.headers.get("Content-Encoding"),
+                                 response.headers.get("Content-Length"), self._limit)
+        if problem:
+            response.close()
+            raise AnswerRefused(problem)
+        response.stream = _CappedStream(response.stream, self._limit)
+        return response
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _CappedStream(httpx.SyncByteStream):
+    def __init__(self, stream: Any, limit: int):
+        self._stream, self._limit = stream, limit
+
+    def __iter__(self):
+        read = 0
+        for chunk in self._stream:
+            read += len(chunk)
+            if read > self._limit:
+                raise AnswerRefused(f"larger than {self._limit // 1024} KiB")
+            yield chunk
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def convert_manifest_code(api_url: str, code: str, *,
+                          transport: httpx.BaseTransport | None = None) -> Any:
+    """Exchange the one-time code GitHub hands a new App's creator for the App's credentials
+    (POST /app-manifests/{code}/conversions; the code is the call's only credential). Returns
+    GitHub's answer as JSON, unchecked; ConversionFailed says why there is none."""
+    from githubkit import GitHub
+    from githubkit.exception import GitHubException, RequestError, RequestFailed
+
+    try:
+        with GitHub(base_url=api_url.rstrip("/") + "/", timeout=CONVERSION_TIMEOUT,
+                    http_cache=False,
+                    transport=transport or CappedTransport(MAX_ANSWER_BYTES)) as client:
+            response = client.rest.apps.create_from_manifest(code)
+    except GitHubException as error:
+        if isinstance(error, RequestError) and isinstance(error.exc, AnswerRefused):
+            raise ConversionFailed(f"GitHub's answer to the registration code is {error.exc}, "
+                                   "so it was not read") from None
+        if isinstance(error, RequestFailed):
+            status = error.response.status_code
+            try:
+                said = str(error.response.json().get("message", ""))[:200]
+            except (ValueError, AttributeError):
+                said = ""
+            raise ConversionFailed(f"GitHub refused the registration code ({status}"
+                                   f"{': ' + said if said else ''})") from None
+        raise ConversionFailed(f"GitHub could not be reached to finish the registration "
+                               f"({type(error).__name__})") from None
+    try:
+        return response.json()
+    except ValueError:
+        raise ConversionFailed("GitHub's answer to the registration code is not JSON") from None
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    """`text` as one line of a log or a page: every character that is not printable (a line
+    break, a terminal escape, a bidi override) written as its escape, so text GitHub sent
+    cannot start a line that looks like the service's own."""
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return shown if len(shown) <= limit else shown[:limit] + "…"
+
+
 @dataclass
 class Setup:
     """Setup mode's state and its edges to the world: GitHub (`convert`), the files, and the
@@ -684,9 +784,10 @@ def setup_callback():
         try:
             registration = registration_from(setup.convert(code), setup.settings.github_api_url)
         except (ConversionFailed, ConversionProblem) as failure:
-            log.warning("setup: the registration failed: %s", failure)
+            said = one_line(str(failure))  # it may quote GitHub's own words
+            log.warning("setup: the registration failed: %s", said)
             return _message(502, "GitHub did not complete the registration",
-                            f"{failure}. {NOTHING_WRITTEN}", f"{DELETE_THE_APP} {START_AGAIN}")
+                            f"{said}. {NOTHING_WRITTEN}", f"{DELETE_THE_APP} {START_AGAIN}")
         except Exception:
             log.exception("setup: exchanging the registration code failed")
             return _message(502, "GitHub did not complete the registration",

@@ -3,18 +3,22 @@ answer to the code conversion."""
 
 from __future__ import annotations
 
+import gzip
 import random
+import re
 import string
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
-from app.setup import (CallbackRefused, ConversionProblem, JustRegistered, OperatorAccess,
-                       Registration, States, callback_arguments, host_allowed, host_name,
-                       opened_over_https, registration_from, service_url, settings_written,
-                       setup_hosts)
+from app.setup import (AnswerRefused, CallbackRefused, CappedTransport, ConversionFailed,
+                       ConversionProblem, JustRegistered, OperatorAccess, Registration, States,
+                       answer_problem, callback_arguments, convert_manifest_code, host_allowed,
+                       host_name, one_line, opened_over_https, registration_from, service_url,
+                       settings_written, setup_hosts)
 from tests.fakes.keys import generate_app_key
 
 
@@ -410,3 +414,77 @@ def test_answers_of_any_shape_are_refused_with_a_reason_or_read_exactly(pem):
         # Whatever was accepted is what was sent, and usable.
         assert registration.app_id == answer["id"] and registration.pem == answer["pem"]
         assert registration.webhook_secret == answer["webhook_secret"]
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("GitHub refused the registration code (422: Validation Failed)",
+     "GitHub refused the registration code (422: Validation Failed)"),
+    ("a\nb", "a\\nb"), ("a\r\n2099-01-01 INFO forged", "a\\r\\n2099-01-01 INFO forged"),
+    ("\x1b[31mred", "\\x1b[31mred"), ("\u2028", "\\u2028"), ("\u202eevil", "\\u202eevil"),
+    ("tab\there", "tab\\there"), ("\x00", "\\x00"), ("ünïcode ✓", "ünïcode ✓"),
+    ("back\\slash 'quoted'", "back\\slash 'quoted'"), ("x" * 600, "x" * 500 + "…"),
+])
+def test_text_from_github_is_shown_on_one_line(text, shown):
+    assert one_line(text) == shown
+    assert one_line(text).isprintable()
+
+
+@pytest.mark.parametrize(("encoding", "length", "problem"), [
+    (None, None, None), (None, "1000", None), ("identity", "262144", None), ("", "0", None),
+    (None, " 12 ", None),
+    (None, "262145", "larger than 256 KiB"), (None, "9" * 30, "no number"),
+    (None, "-1", "no number"), (None, "12, 12", "no number"), (None, "\u00b2", "no number"),
+    ("gzip", "10", "compressed (gzip)"), ("br", None, "compressed (br)"),
+    ("GZIP", None, "compressed (gzip)"), ("x\ny", None, "compressed (x\\ny)"),
+])
+def test_which_answers_are_read(encoding, length, problem):
+    found = answer_problem(encoding, length, 256 * 1024)
+    assert found == problem or (problem and problem in found), found
+
+
+def _transport(handler) -> CappedTransport:
+    return CappedTransport(1024, inner=httpx.MockTransport(handler))
+
+
+def test_an_answer_of_no_stated_length_is_read_up_to_the_limit():
+    def endless(request):
+        assert request.headers["Accept-Encoding"] == "identity"
+        return httpx.Response(201, content=(b"x" * 100 for _ in range(100)))
+
+    with httpx.Client(transport=_transport(endless)) as client:
+        with pytest.raises(AnswerRefused, match="larger than 1 KiB"):
+            client.post("https://api.github.com/app-manifests/c/conversions")
+
+    def small(request):
+        return httpx.Response(201, content=(b"{}" for _ in range(1)))
+
+    with httpx.Client(transport=_transport(small)) as client:
+        assert client.post("https://api.github.com/x").json() == {}
+
+
+@pytest.mark.parametrize(("answer", "expected"), [
+    (lambda: httpx.Response(201, content=b"x" * 2048), "larger than 1 KiB, so it was not read"),
+    (lambda: httpx.Response(201, content=gzip.compress(b"{}"),
+                            headers={"Content-Encoding": "gzip"}), "compressed (gzip)"),
+    (lambda: httpx.Response(201, content=(b"x" * 512 for _ in range(3))), "larger than 1 KiB"),
+    (lambda: httpx.Response(201, content=b"not json"), "not JSON"),
+    (lambda: httpx.Response(422, json={"message": "Validation Failed"}),
+     "GitHub refused the registration code (422: Validation Failed)"),
+    (lambda: httpx.Response(404, content=b"x" * 4096), "larger than 1 KiB"),
+], ids=["long", "compressed", "endless", "not-json", "refused", "long-refusal"])
+def test_what_the_conversion_says_when_it_gets_no_app(answer, expected):
+    with pytest.raises(ConversionFailed, match=re.escape(expected)):
+        convert_manifest_code("https://api.github.com", "code",
+                              transport=_transport(lambda request: answer()))
+
+
+def test_the_conversion_asks_github_and_returns_its_answer():
+    asked = []
+
+    def github(request):
+        asked.append((request.method, request.url.path, "Authorization" in request.headers))
+        return httpx.Response(201, json={"id": 1})
+
+    assert convert_manifest_code("https://ghe.example.com/api/v3", "abc",
+                                 transport=_transport(github)) == {"id": 1}
+    assert asked == [("POST", "/api/v3/app-manifests/abc/conversions", False)]

@@ -327,6 +327,38 @@ def test_setup_mode_answers_only_to_its_own_names(first_run):
     assert manifest["redirect_url"] == f"http://localhost:{service.port}/setup/callback"
 
 
+def test_githubs_words_cannot_forge_a_log_line(first_run, github, app_key, workdir):
+    """GitHub's error message goes into a log line and the page: escaped, on one line."""
+    service = first_run()
+    forged = "2099-01-01 00:00:00,000 INFO app.setup [waitress-0] setup: registered the GitHub App"
+    github.plan_manifest_code(app_key[0])
+    github.fail_next("POST", r"^/app-manifests/", 422,
+                     {"message": f"Bad\r\n{forged} evil\u2028\x1b[2J\u202eend"})
+    status, _, page = signed_in(service).register(service)
+    assert status == 502 and "Nothing was written" in page
+    assert "Bad\\r\\n2099-01-01" in page and "\x1b" not in page and "\u202e" not in page
+    lines = service.logs().splitlines()
+    assert not [line for line in lines if line.startswith("2099-01-01")], lines
+    [refused] = [line for line in lines if "the registration failed" in line]
+    assert "Bad\\r\\n2099" in refused and "\\x1b[2J" in refused and "\\u202e" in refused
+    assert written(service, workdir) == []
+
+
+def test_an_answer_too_large_to_read_writes_nothing(first_run, github, app_key, workdir):
+    """Whatever answers at GITHUB_API_URL cannot make the service hold an answer of any size."""
+    service = first_run()
+    operator = signed_in(service)
+    github.plan_manifest_code(app_key[0])
+    big = {**_answer_without("client_secret", app_key[0], github), "padding": "x" * 300_000}
+    github.fail_next("POST", r"^/app-manifests/", 201, big)
+    status, _, page = operator.register(service)
+    assert status == 502 and "larger than 256 KiB" in page and "Nothing was written" in page
+    assert written(service, workdir) == []
+    # The next, ordinary answer registers.
+    github.plan_manifest_code(app_key[0])
+    assert operator.register(service)[0] == 303
+
+
 def test_the_public_url_and_a_forwarder_are_what_github_is_given(first_run):
     service = first_run(ASYNC_CODE_PUBLIC_URL="https://async-code.example.com/",
                         ASYNC_CODE_WEBHOOK_PROXY_URL="https://smee.io/AbCdEf123")
