@@ -14,13 +14,15 @@ import logging
 import signal
 import sys
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import click
 
 from app import Handover, create_app, create_setup_app
 from app.settings import Settings, SettingsError, load_settings
-from app.setup import ConversionFailed, JustRegistered, Setup
+from app.setup import (JustRegistered, OperatorAccess, Setup, convert_manifest_code,
+                       new_setup_token)
 from app.store import Store
 
 log = logging.getLogger(__name__)
@@ -46,10 +48,11 @@ class _RedactSecrets(logging.Filter):
         return True
 
 
-def configure_logging(settings: Settings) -> None:
+def configure_logging(settings: Settings, also_redact: tuple[str, ...] = ()) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s"))
-    handler.addFilter(_RedactSecrets([settings.github_webhook_secret, settings.anthropic_api_key]))
+    handler.addFilter(_RedactSecrets([settings.github_webhook_secret, settings.anthropic_api_key,
+                                      *also_redact]))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
@@ -108,12 +111,15 @@ def serve(host: str, port: int, workers: int) -> None:
     import waitress
 
     if setting_up:
-        service.web = Handover(create_setup_app(service.setup(settings)))
+        token = new_setup_token()
+        service.web = Handover(create_setup_app(service.setup(settings, host, token)))
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
-        local = f"http://{shown}:{port}/"
-        log.info("setup mode: no GitHub App is configured; open %s in a browser to register one "
-                 "(deliveries are refused until then)",
-                 settings.public_url.rstrip("/") + "/" if settings.public_url else local)
+        base = settings.public_url.rstrip("/") if settings.public_url else f"http://{shown}:{port}"
+        # The one place the token is shown: whoever opens the page owns the App it registers.
+        log.info("setup mode: no GitHub App is configured; open %s/?token=%s in a browser to "
+                 "register one (the address works once; deliveries are refused until then)",
+                 base, token)
+        configure_logging(settings, also_redact=(token,))  # and never again
     else:
         try:
             service.start(settings)
@@ -149,13 +155,14 @@ class _Service:
         self.runner = None
         self.web: Handover | None = None
 
-    def setup(self, settings: Settings) -> Setup:
+    def setup(self, settings: Settings, listen_host: str, token: str) -> Setup:
         from app.manifest import app_yml_path
 
         return Setup(settings=settings, dotenv_path=self.dotenv_path,
                      app_yml=app_yml_path(Path.cwd()),
-                     convert=_manifest_conversion(settings.github_api_url),
-                     registered=self.take_over)
+                     convert=partial(convert_manifest_code, settings.github_api_url),
+                     registered=self.take_over, access=OperatorAccess(token),
+                     listen_host=listen_host)
 
     def start(self, settings: Settings, just_registered: JustRegistered | None = None) -> None:
         """Start the runner (raises ServiceUnavailable) and serve webhooks."""
@@ -221,19 +228,6 @@ class _Service:
     def stop(self) -> None:
         if self.runner is not None:
             self.runner.stop(timeout=5)
-
-
-def _manifest_conversion(api_url: str):
-    """The setup page's edge to GitHub: a code in, GitHub's answer out, or ConversionFailed."""
-    from runner.github import GitHubError, convert_manifest_code
-
-    def convert(code: str):
-        try:
-            return convert_manifest_code(api_url, code)
-        except GitHubError as error:
-            raise ConversionFailed(str(error)) from None
-
-    return convert
 
 
 def _return_freed_buffers_to_the_system() -> None:

@@ -2,9 +2,11 @@
 
 Each is written whole to a new file that only its owner may read (mode 0600 from the moment
 it exists), then renamed over the old one, so no reader ever sees a half-written file or a
-moment where the secret is readable by others. `.env` keeps every line it had; `dotenv_with`
-(pure) changes only the settings it is given, and proves the result reads back exactly with
-python-dotenv, the reader `load_settings` uses, before anything is written.
+moment where the secret is readable by others. The rename replaces the name itself, not what
+a symlink there points to, unless the caller asks to follow it (`.env`, which may be kept
+elsewhere). `.env` keeps every line it had; `dotenv_with` (pure) changes only the settings it
+is given, and proves the result reads back exactly with python-dotenv, the reader
+`load_settings` uses, before anything is written.
 """
 
 from __future__ import annotations
@@ -79,10 +81,12 @@ def _check_reads_back(before: str, after: str, values: dict[str, str], hint: str
         raise DotenvError(f".env cannot be updated without changing its other settings{hint}")
 
 
-def write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str, *, follow_symlink: bool = False) -> None:
     """Replace `path` with `text`, readable and writable by the owner only. A symlink at `path`
-    is followed, so a `.env` kept elsewhere stays where it is."""
-    target = Path(os.path.realpath(path))
+    is replaced, so a link planted at a predictable name (the key file's) cannot send the secret
+    elsewhere; with `follow_symlink=True` it is followed, so a `.env` kept elsewhere stays where
+    it is."""
+    target = Path(os.path.realpath(path)) if follow_symlink else Path(path)
     # mkstemp creates the file with O_EXCL and mode 0600; fchmod makes it exactly 0600 whatever
     # the umask.
     fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".new")

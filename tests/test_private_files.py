@@ -90,14 +90,32 @@ def test_a_private_file_is_0600_from_the_start_whatever_the_umask(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["key.pem"]  # no temporary file left
 
 
-def test_a_private_file_replaces_the_old_one_and_follows_a_symlink(tmp_path):
+def test_a_private_file_replaces_the_old_one_and_follows_a_symlink_when_asked(tmp_path):
     real = tmp_path / "elsewhere.env"
     real.write_text("A=1\n")
     real.chmod(0o644)
     (tmp_path / ".env").symlink_to(real)
-    write_private(tmp_path / ".env", "A=2\n")
+    write_private(tmp_path / ".env", "A=2\n", follow_symlink=True)
     assert (tmp_path / ".env").is_symlink() and real.read_text() == "A=2\n"
     assert stat.S_IMODE(real.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("target_exists", [False, True], ids=["dangling", "to-a-file"])
+def test_a_symlink_at_a_private_file_is_replaced_not_followed(tmp_path, target_exists):
+    """The key file: a link planted at its name must not carry the key out of the directory."""
+    data, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    data.mkdir()
+    elsewhere.mkdir()
+    target = elsewhere / "collected.pem"
+    if target_exists:
+        target.write_text("theirs")
+    (data / "key.pem").symlink_to(target)
+    write_private(data / "key.pem", "secret")
+    assert not (data / "key.pem").is_symlink()
+    assert (data / "key.pem").read_text() == "secret"
+    assert stat.S_IMODE((data / "key.pem").stat().st_mode) == 0o600
+    assert (target.read_text() == "theirs") if target_exists else not target.exists()
+    assert [p.name for p in data.iterdir()] == ["key.pem"]
 
 
 def test_a_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
