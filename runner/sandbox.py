@@ -217,8 +217,8 @@ class DockerDeployment:
         work_tree = self._work_tree.resolve()
         if not work_tree.is_dir():
             raise SandboxError(f"work tree {work_tree} is not a directory")
+        network_mode = self._network_mode()  # first: a missing network fails before any pull
         self._ensure_image()  # may take long: not under the lock, so stop() is not held up
-        network_mode = self._network_mode()
         with self._lock:
             if self._stopped.is_set():
                 raise SandboxGone("the sandbox was stopped before it started")

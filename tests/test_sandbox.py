@@ -356,12 +356,15 @@ def test_a_sandbox_without_a_setup_network_is_offline_from_the_start(sandbox):
     assert offline_problem(state) is None
 
 
-def test_a_setup_network_that_does_not_exist_creates_no_container(make_deployment):
+def test_a_setup_network_that_does_not_exist_fails_before_any_pull(make_deployment, caplog):
     missing = "async-code-test-missing-" + uuid.uuid4().hex[:8]
-    deployment = make_deployment(setup_network=missing)
-    with pytest.raises(SetupNetworkNotFound) as raised:
-        deployment.start()
+    deployment = make_deployment(setup_network=missing,
+                                 image="127.0.0.1:9/async-code-test/missing:latest")
+    with caplog.at_level(logging.INFO, logger="runner.sandbox"):
+        with pytest.raises(SetupNetworkNotFound) as raised:
+            deployment.start()
     assert raised.value.network == missing and deployment.container_id is None
+    assert not any("pulling" in message for message in caplog.messages)
 
 
 def test_networks_a_container_cannot_leave_are_refused_by_name_or_id(docker_client, make_deployment):
