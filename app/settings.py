@@ -23,6 +23,8 @@ _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _LIST_ITEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]*")
 _TOKENS = re.compile(r"[0-9]{1,15}")
 _USD = re.compile(r"[0-9]{1,9}(\.[0-9]{1,6})?")
+# A Docker network's name as Docker accepts it (or its id).
+_NETWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 def size_in_bytes(text: str) -> int | None:
@@ -76,6 +78,7 @@ class Settings:
     allowed_models: str = ""
     budget_tokens: str = ""
     budget_usd: str = ""
+    setup_network: str = ""
 
     _ENV = {
         "github_app_id": "GITHUB_APP_ID",
@@ -107,6 +110,7 @@ class Settings:
         "allowed_models": "ASYNC_CODE_ALLOWED_MODELS",
         "budget_tokens": "ASYNC_CODE_BUDGET_TOKENS",
         "budget_usd": "ASYNC_CODE_BUDGET_USD",
+        "setup_network": "ASYNC_CODE_SETUP_NETWORK",
     }
 
     @classmethod
@@ -203,6 +207,11 @@ class Settings:
     def budget_usd_ceiling(self) -> float | None:
         """Most US dollars one task may cost; None when the operator set no ceiling."""
         return float(self.budget_usd) if self.budget_usd else None
+
+    @property
+    def setup_network_name(self) -> str | None:
+        """The Docker network a repository's `setup` commands run on; None: they run offline."""
+        return self.setup_network or None
 
     def private_key_pem(self) -> str:
         if self.github_private_key:
@@ -303,7 +312,22 @@ class Settings:
                              "like 512m or 10g")
         if not self.sandbox_image:
             found.append("ASYNC_CODE_SANDBOX_IMAGE must name a Docker image")
-        return found + self._repository_ceiling_problems()
+        return found + self._setup_network_problems() + self._repository_ceiling_problems()
+
+    def _setup_network_problems(self) -> list[str]:
+        name = self.setup_network
+        if not name:
+            return []
+        # These two are not networks a container can be disconnected from.
+        if name in ("host", "none"):
+            return [f"ASYNC_CODE_SETUP_NETWORK={name!r} cannot be taken away from a sandbox after "
+                    "its setup: name a bridge network you created (docker network create ...), "
+                    "or unset it so that setup runs offline"]
+        if not _NETWORK_NAME.fullmatch(name):
+            return [f"ASYNC_CODE_SETUP_NETWORK={name!r} is not a Docker network name: letters, "
+                    "digits, '_', '.' and '-', starting with a letter or digit, like "
+                    "async-code-setup"]
+        return []
 
     def _repository_ceiling_problems(self) -> list[str]:
         """The lists and budgets that bound what a repository's config may ask for."""

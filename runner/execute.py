@@ -24,8 +24,9 @@ from runner.cancel_watch import CancelWatch
 from runner.disk_watch import DiskWatch
 from runner.files import FileEditor
 from runner.github import EXECUTE_PERMISSIONS, GitHubError, RepoClient
-from runner.sandbox import (MOUNT_POINT, TASK_LABEL, DockerDeployment, SandboxError, SandboxGone,
-                            SandboxLimits)
+from runner.sandbox import (MOUNT_POINT, TASK_LABEL, Deployment, DockerDeployment, SandboxError,
+                            SandboxGone, SandboxLimits, SetupNetworkNotFound, offline_problem,
+                            sandbox_network)
 from runner.services import Services
 from runner.text import fenced, github_web_host, github_web_url
 
@@ -468,7 +469,8 @@ def _run_agent(task: Task, services: Services, config: EffectiveConfig, tree: Pa
         services.docker, image=config.image, work_tree=tree, task_id=task.id,
         instance=services.instance, user=services.sandbox.container_user, mount_point=MOUNT_POINT,
         limits=SandboxLimits(memory=settings.sandbox_memory, cpus=float(settings.sandbox_cpus),
-                             pids=int(settings.sandbox_pids), tmp_bytes=settings.sandbox_tmp_bytes))
+                             pids=int(settings.sandbox_pids), tmp_bytes=settings.sandbox_tmp_bytes),
+        setup_network=sandbox_network(config.setup, settings.setup_network_name))
     # The wall clock, the tree's size and a `cancel` are enforced from outside: removing the
     # container ends whatever runs in it.
     watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), deployment.stop)
@@ -478,13 +480,18 @@ def _run_agent(task: Task, services: Services, config: EffectiveConfig, tree: Pa
     try:
         try:
             runtime = deployment.start()
+        except SetupNetworkNotFound as error:
+            raise TaskFailed(f"{settings.env_name('setup_network')} names the Docker network "
+                             f"{error.network!r}, which does not exist on the Docker engine: create "
+                             "it, or unset the setting so that setup runs offline. Nothing was "
+                             "run.") from None
         except SandboxError as error:
             raise TaskFailed(f"the sandbox could not start: {error}") from None
         store.update(task.id, container_id=deployment.container_id)
         watchdog.start()
         disk.start()
         cancel.start()
-        _run_setup(config.setup, runtime, deadline, cancel)
+        _run_setup(config.setup, deployment, runtime, deadline, cancel)
         agent = ClaudeAgent(services.anthropic, model=config.model, max_turns=config.max_turns)
         editor = FileEditor(tree, owner=services.sandbox.host_owner, mount_point=MOUNT_POINT)
         try:
@@ -520,9 +527,12 @@ def _run_agent(task: Task, services: Services, config: EffectiveConfig, tree: Pa
 SETUP_OUTPUT_SHOWN = 2_000  # the end of a failed setup command's output, in the status comment
 
 
-def _run_setup(commands: tuple[str, ...], runtime, deadline: float, cancel: CancelWatch) -> None:
+def _run_setup(commands: tuple[str, ...], deployment: Deployment, runtime, deadline: float,
+               cancel: CancelWatch) -> None:
     """The repository's `setup` commands, in the sandbox before the agent starts, each within
-    the task's time. The sandbox has no network here: setup works from what the image holds."""
+    the task's time; then the sandbox goes offline, and is checked to be, before anything else
+    runs. Setup has ASYNC_CODE_SETUP_NETWORK when the sandbox was created on it, and otherwise
+    no network: it works from what the image holds."""
     for number, command in enumerate(commands, 1):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -540,3 +550,16 @@ def _run_setup(commands: tuple[str, ...], runtime, deadline: float, cancel: Canc
             raise TaskFailed(f"setup command {number} of {CONFIG_PATH} failed with exit code "
                              f"{ran.exit_code}; the agent did not start. Its output ends:\n\n"
                              + fenced(tail))
+    try:
+        deployment.disconnect_setup_network()
+        problem = offline_problem(deployment.network_state())
+    except SandboxGone:
+        if cancel.check() is not None:
+            raise TaskCancelled(cancel.cancelled_by) from None
+        raise TimedOut("the task ran out of time during its setup commands.") from None
+    except SandboxError as error:
+        # Fail closed: a sandbox that may still have the network never runs the agent.
+        raise TaskFailed(f"the sandbox could not be taken offline after setup ({error}), so the "
+                         "agent did not start.") from None
+    if problem is not None:
+        raise TaskFailed(f"{problem}, so the agent did not start.")

@@ -5,6 +5,10 @@ stop it) and hands out a `Runtime`, which runs one shell command at a time with 
 timeout and returns a typed `CommandResult`. Everything the agent runs is untrusted, so the
 container gets no network, no capabilities, no privilege escalation, bounded memory/CPU/processes
 and an environment built from scratch (no host variable, hence no secret, ever reaches it).
+
+The one exception is the operator's setup network: a sandbox created on it has that network for
+the repository's setup commands only. `disconnect_setup_network()` takes it away, and
+`network_state()` with `offline_problem()` confirm that nothing but `lo` is left.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -58,6 +62,19 @@ for round in 1 2 3 4 5; do
 done
 """
 
+# Prints the names in /sys/class/net, one a line, with shell builtins only (any image has `sh`).
+# Interface names hold no whitespace, so the output splits cleanly.
+_LIST_INTERFACES = r"""
+cd /sys/class/net || exit 1
+for name in * .[!.]* ..?*; do
+  if [ -e "$name" ] || [ -L "$name" ]; then printf '%s\n' "$name"; fi
+done
+"""
+_LIST_INTERFACES_TIMEOUT = 30.0
+# Docker's drivers for the host's own network namespace and for no network: neither can be
+# taken away from a container once it runs.
+_PERMANENT_NETWORK_DRIVERS = ("host", "null")
+
 # After a timeout kill, how long the output stream may take to close before it is cut.
 _KILL_GRACE = 3.0
 # The in-container `timeout` only backs up the runner's own deadline (e.g. if the runner dies).
@@ -72,6 +89,48 @@ class SandboxError(RuntimeError):
 
 class SandboxGone(SandboxError):
     """The container no longer exists or no longer runs (it was stopped)."""
+
+
+class SetupNetworkNotFound(SandboxError):
+    """The setup network the deployment was given does not exist on the Docker engine."""
+
+    def __init__(self, network: str):
+        super().__init__(f"the Docker network {network!r} does not exist")
+        self.network = network
+
+
+@dataclass(frozen=True)
+class NetworkState:
+    """A running sandbox's network, as its processes see it and as the engine records it."""
+
+    interfaces: tuple[str, ...]  # the names in /sys/class/net inside the container
+    networks: tuple[str, ...]  # the container's NetworkSettings.Networks
+
+
+def sandbox_network(setup_commands: Sequence[str], setup_network: str | None) -> str | None:
+    """The network a task's sandbox is created on: the operator's setup network when there are
+    setup commands to use it, and no network at all otherwise."""
+    return setup_network if setup_commands and setup_network else None
+
+
+def offline_problem(state: NetworkState) -> str | None:
+    """Why a sandbox in this state is not offline, or None when it is: its only interface is
+    `lo`, and the engine attaches it to no network (`none` is Docker's name for no network)."""
+    problems = []
+    if not state.interfaces:
+        problems.append("its network interfaces could not be listed")
+    elif state.interfaces != ("lo",):
+        others = [name for name in state.interfaces if name != "lo"]
+        problems.append("it has the network interface" + ("s " if len(others) > 1 else " ")
+                        + ", ".join(others) + (" and no `lo`" if "lo" not in state.interfaces
+                                               else " besides `lo`"))
+    attached = [name for name in state.networks if name != "none"]
+    if attached:
+        problems.append("the Docker engine still attaches it to the network"
+                        + ("s " if len(attached) > 1 else " ") + ", ".join(attached))
+    if not problems:
+        return None
+    return "the sandbox is not offline: " + "; ".join(problems)
 
 
 @dataclass(frozen=True)
@@ -96,14 +155,23 @@ class Runtime(Protocol):
 
 class Deployment(Protocol):
     container_id: str | None
+    setup_network: str | None
 
     def start(self) -> Runtime: ...
+
+    def disconnect_setup_network(self) -> None: ...
+
+    def network_state(self) -> NetworkState: ...
 
     def stop(self) -> None: ...
 
 
 class DockerDeployment:
-    """One container per task. `stop()` is idempotent and may be called from any thread."""
+    """One container per task. `stop()` is idempotent and may be called from any thread.
+
+    With `setup_network`, the container is created on that Docker network (a container created
+    without one can never join one later) until `disconnect_setup_network()`.
+    """
 
     def __init__(
         self,
@@ -116,7 +184,7 @@ class DockerDeployment:
         user: str,
         limits: SandboxLimits,
         mount_point: str = MOUNT_POINT,
-        network_mode: str = "none",
+        setup_network: str | None = None,
     ) -> None:
         if not task_id or not instance:
             raise ValueError("task_id and instance must not be empty")
@@ -129,7 +197,9 @@ class DockerDeployment:
         self._user = user
         self._limits = limits
         self._mount_point = mount_point
-        self._network_mode = network_mode
+        self.setup_network = setup_network
+        self._setup_network_id: str | None = None  # set while the container is on it
+        self._runtime: DockerRuntime | None = None
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._started = False
@@ -147,6 +217,7 @@ class DockerDeployment:
         work_tree = self._work_tree.resolve()
         if not work_tree.is_dir():
             raise SandboxError(f"work tree {work_tree} is not a directory")
+        network_mode = self._network_mode()  # first: a missing network fails before any pull
         self._ensure_image()  # may take long: not under the lock, so stop() is not held up
         with self._lock:
             if self._stopped.is_set():
@@ -167,7 +238,7 @@ class DockerDeployment:
                     # except through the work tree, which runner/disk_watch.py measures.
                     read_only=True,
                     tmpfs={"/tmp": f"rw,nosuid,nodev,size={self._limits.tmp_bytes},mode=1777"},
-                    network_mode=self._network_mode,
+                    network_mode=network_mode,
                     cap_drop=["ALL"],
                     security_opt=["no-new-privileges"],
                     mem_limit=self._limits.memory,
@@ -183,10 +254,56 @@ class DockerDeployment:
             except docker.errors.APIError as exc:
                 self._remove()
                 raise SandboxError(f"cannot start sandbox container {self.name}: {_explain(exc)}") from exc
-            log.info("sandbox %s started for task %s (image %s)", self.name, self.task_id, self._image)
-            return DockerRuntime(
+            if self.setup_network is not None:
+                self._setup_network_id = network_mode
+            log.info("sandbox %s started for task %s (image %s, network %s)", self.name,
+                     self.task_id, self._image, self.setup_network or "none")
+            self._runtime = DockerRuntime(
                 self._client, container.id, user=self._user, workdir=self._mount_point, stopped=self._stopped
             )
+            return self._runtime
+
+    def disconnect_setup_network(self) -> None:
+        """Take the setup network away from the running sandbox; nothing to do without one.
+
+        Raises SandboxGone when the sandbox was stopped and SandboxError when the engine refuses:
+        either way nothing may run in the sandbox after it.
+        """
+        with self._lock:
+            if self._setup_network_id is None:
+                return
+            if self._stopped.is_set() or self.container_id is None:
+                raise SandboxGone("the sandbox was stopped")
+            try:
+                self._client.api.disconnect_container_from_network(self.container_id,
+                                                                   self._setup_network_id)
+            except (docker.errors.DockerException, requests.RequestException) as exc:
+                if self._stopped.is_set():
+                    raise SandboxGone("the sandbox was stopped") from exc
+                raise SandboxError(f"cannot disconnect sandbox container {self.name} from the setup "
+                                   f"network {self.setup_network}: {_explain(exc)}") from exc
+            self._setup_network_id = None
+        log.info("sandbox %s disconnected from the setup network %s", self.name, self.setup_network)
+
+    def network_state(self) -> NetworkState:
+        """What the running sandbox can reach: the interfaces its processes see in
+        /sys/class/net, and the networks the engine attaches it to."""
+        if self._runtime is None or self.container_id is None:
+            raise SandboxError("the sandbox was not started")
+        listed = self._runtime.run(_LIST_INTERFACES, timeout=_LIST_INTERFACES_TIMEOUT, max_output=4096)
+        if listed.exit_code != 0 or listed.truncated:
+            raise SandboxError("cannot list the sandbox's network interfaces: "
+                               + ("the listing timed out" if listed.timed_out else
+                                  f"exit code {listed.exit_code}, output {listed.output[:200]!r}"))
+        try:
+            info = self._client.api.inspect_container(self.container_id)
+        except docker.errors.NotFound as exc:
+            raise SandboxGone("the sandbox container no longer exists") from exc
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            raise SandboxError(f"cannot inspect sandbox container {self.name}: {_explain(exc)}") from exc
+        networks = (info.get("NetworkSettings") or {}).get("Networks") or {}
+        return NetworkState(interfaces=tuple(sorted(listed.output.split())),
+                            networks=tuple(sorted(networks)))
 
     def stop(self) -> None:
         """Remove the container; a command running meanwhile raises SandboxGone.
@@ -215,6 +332,23 @@ class DockerDeployment:
             return
         self._removed = True
         log.info("sandbox %s removed", self.name)
+
+    def _network_mode(self) -> str:
+        """`none`, or the id of the setup network, checked to exist and to be one a container
+        can leave again (an id prefix could name the host's own network)."""
+        if self.setup_network is None:
+            return "none"
+        try:
+            network = self._client.api.inspect_network(self.setup_network)
+        except docker.errors.NotFound:
+            raise SetupNetworkNotFound(self.setup_network) from None
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            raise SandboxError(f"cannot inspect the setup network {self.setup_network}: "
+                               f"{_explain(exc)}") from exc
+        if network.get("Driver") in _PERMANENT_NETWORK_DRIVERS:
+            raise SandboxError(f"the setup network {self.setup_network} is Docker's "
+                               f"{network.get('Name')!r} network, which a container cannot leave")
+        return network["Id"]
 
     def _ensure_image(self) -> None:
         try:

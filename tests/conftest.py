@@ -281,3 +281,74 @@ def service_factory(tmp_path, github, model, app_key, sandbox_image) -> Iterator
 @pytest.fixture
 def service(service_factory) -> Service:
     return service_factory().start()
+
+
+@dataclass(frozen=True)
+class IsolatedNetwork:
+    """A Docker network of one test's own, with a busybox httpd on it serving `page`."""
+
+    name: str
+    httpd_name: str
+    httpd_ip: str
+    page: str
+
+    @property
+    def url_by_name(self) -> str:
+        return f"http://{self.httpd_name}:8080/"
+
+    @property
+    def url_by_ip(self) -> str:
+        return f"http://{self.httpd_ip}:8080/"
+
+
+def _fence_rules(bridge: str) -> list[list[str]]:
+    """What Docker's own rules make of an --internal network, which an engine started with
+    --iptables=false leaves out (its containers keep a default route through the host): nothing
+    leaves the bridge, nothing enters it from elsewhere, and the host itself does not answer."""
+    return [["FORWARD", "-i", bridge, "!", "-o", bridge, "-j", "DROP"],
+            ["FORWARD", "!", "-i", bridge, "-o", bridge, "-j", "DROP"],
+            ["INPUT", "-i", bridge, "-j", "DROP"]]
+
+
+@pytest.fixture
+def isolated_network(docker_client, sandbox_image) -> Iterator[IsolatedNetwork]:
+    """An --internal bridge network only this test's containers share, fenced off from the host
+    and the outside, with an httpd on it; the network, the httpd, anything still attached and
+    the fence go afterwards, whatever happened."""
+    iptables = shutil.which("iptables")
+    if os.geteuid() != 0 or iptables is None:
+        pytest.skip("fencing the test's network off from the host needs root and iptables")
+    token = secrets.token_hex(5)
+    name, bridge, page = f"async-code-test-{token}", f"ac-t{token}", f"served by {token}"
+    rules = _fence_rules(bridge)
+    fenced: list[list[str]] = []
+    network = docker_client.networks.create(
+        name, driver="bridge", internal=True, labels={"async-code.test": token},
+        options={"com.docker.network.bridge.name": bridge})
+    httpd = None
+    try:
+        for rule in rules:
+            subprocess.run([iptables, "-w", "-I", *rule], check=True, capture_output=True)
+            fenced.append(rule)
+        httpd = docker_client.containers.run(
+            sandbox_image, ["sh", "-c", f'mkdir /tmp/www && echo "{page}" > /tmp/www/index.html '
+                                        '&& exec httpd -f -p 8080 -h /tmp/www'],
+            name=f"async-code-test-httpd-{token}", network=name, detach=True, read_only=True,
+            tmpfs={"/tmp": "size=1m"}, cap_drop=["ALL"], labels={"async-code.test": token})
+        wait_until(lambda: httpd.exec_run(["wget", "-qO-", "http://127.0.0.1:8080/"]).exit_code == 0,
+                   10, "the test network's httpd to answer")
+        httpd.reload()
+        ip = httpd.attrs["NetworkSettings"]["Networks"][name]["IPAddress"]
+        yield IsolatedNetwork(name=name, httpd_name=httpd.name, httpd_ip=ip, page=page)
+    finally:
+        if httpd is not None:
+            httpd.remove(force=True)
+        try:
+            network.reload()
+            for container in network.containers:
+                network.disconnect(container, force=True)
+            network.remove()
+        except docker.errors.NotFound:
+            pass  # the test removed it itself
+        for rule in fenced:
+            subprocess.run([iptables, "-w", "-D", *rule], check=True, capture_output=True)

@@ -1,5 +1,6 @@
 """The Docker sandbox against a real engine, with the busybox test image (the `docker_client` and
-`sandbox_image` fixtures come from conftest.py) and no network."""
+`sandbox_image` fixtures come from conftest.py) and no network, except the setup network tests':
+an --internal network of their own (`isolated_network`)."""
 
 import logging
 import os
@@ -17,10 +18,13 @@ from runner.sandbox import (
     TASK_LABEL,
     CommandResult,
     DockerDeployment,
+    NetworkState,
     SandboxError,
     SandboxGone,
     SandboxLimits,
     SandboxUser,
+    SetupNetworkNotFound,
+    offline_problem,
     remapped_root,
     remove_task_containers,
     sandbox_user,
@@ -323,6 +327,75 @@ def test_missing_image_that_cannot_be_pulled(docker_client, make_deployment, cap
             deployment.start()
     assert f"pulling sandbox image {image} (first use)" in caplog.messages
     assert deployment.container_id is None
+
+
+def test_a_sandbox_on_a_setup_network_has_it_until_disconnected(make_deployment, isolated_network):
+    deployment = make_deployment(setup_network=isolated_network.name)
+    runtime = deployment.start()
+    try:
+        fetched = runtime.run(f"wget -qO- {isolated_network.url_by_name}", timeout=20)
+        assert (fetched.exit_code, fetched.output.strip()) == (0, isolated_network.page)
+        online = deployment.network_state()
+        assert online.interfaces == ("eth0", "lo") and online.networks == (isolated_network.name,)
+        assert "eth0" in offline_problem(online) and isolated_network.name in offline_problem(online)
+
+        deployment.disconnect_setup_network()
+
+        assert deployment.network_state() == NetworkState(interfaces=("lo",), networks=())
+        cut_off = runtime.run(f"wget -qO- {isolated_network.url_by_ip}", timeout=20)
+        assert cut_off.exit_code != 0 and isolated_network.page not in cut_off.output
+    finally:
+        deployment.stop()
+
+
+def test_a_sandbox_without_a_setup_network_is_offline_from_the_start(sandbox):
+    deployment, _ = sandbox
+    deployment.disconnect_setup_network()  # nothing to take away
+    state = deployment.network_state()
+    assert state == NetworkState(interfaces=("lo",), networks=("none",))
+    assert offline_problem(state) is None
+
+
+def test_a_setup_network_that_does_not_exist_fails_before_any_pull(make_deployment, caplog):
+    missing = "async-code-test-missing-" + uuid.uuid4().hex[:8]
+    deployment = make_deployment(setup_network=missing,
+                                 image="127.0.0.1:9/async-code-test/missing:latest")
+    with caplog.at_level(logging.INFO, logger="runner.sandbox"):
+        with pytest.raises(SetupNetworkNotFound) as raised:
+            deployment.start()
+    assert raised.value.network == missing and deployment.container_id is None
+    assert not any("pulling" in message for message in caplog.messages)
+
+
+def test_networks_a_container_cannot_leave_are_refused_by_name_or_id(docker_client, make_deployment):
+    host_id = docker_client.api.inspect_network("host")["Id"]
+    for network in ("host", host_id[:12], "none"):
+        deployment = make_deployment(setup_network=network)
+        with pytest.raises(SandboxError, match="which a container cannot leave"):
+            deployment.start()
+        assert deployment.container_id is None
+
+
+def test_a_disconnect_the_engine_refuses_is_an_error(docker_client, make_deployment, isolated_network):
+    deployment = make_deployment(setup_network=isolated_network.name)
+    deployment.start()
+    try:
+        # Taken away by someone else first: the engine refuses the deployment's own disconnect.
+        docker_client.api.disconnect_container_from_network(deployment.container_id,
+                                                            isolated_network.name, force=True)
+        with pytest.raises(SandboxError, match="cannot disconnect sandbox container") as raised:
+            deployment.disconnect_setup_network()
+        assert not isinstance(raised.value, SandboxGone)
+    finally:
+        deployment.stop()
+
+
+def test_disconnecting_a_stopped_sandbox_raises_sandbox_gone(make_deployment, isolated_network):
+    deployment = make_deployment(setup_network=isolated_network.name)
+    deployment.start()
+    deployment.stop()
+    with pytest.raises(SandboxGone):
+        deployment.disconnect_setup_network()
 
 
 def test_host_git_waits_for_a_sandbox_that_could_not_be_removed(docker_client, sandbox_image, tmp_path):

@@ -85,6 +85,14 @@ def test_secrets_stay_out_of_repr():
          "ASYNC_CODE_BUDGET_USD"),
         ("zero usd budget", {"ASYNC_CODE_BUDGET_USD": "0.00"}, "agent", "ASYNC_CODE_BUDGET_USD"),
         ("infinite usd budget", {"ASYNC_CODE_BUDGET_USD": "inf"}, "agent", "ASYNC_CODE_BUDGET_USD"),
+        ("host as the setup network", {"ASYNC_CODE_SETUP_NETWORK": "host"}, "agent",
+         "ASYNC_CODE_SETUP_NETWORK='host' cannot be taken away"),
+        ("none as the setup network", {"ASYNC_CODE_SETUP_NETWORK": "none"}, "agent",
+         "unset it so that setup runs offline"),
+        ("container mode as the setup network", {"ASYNC_CODE_SETUP_NETWORK": "container:db"},
+         "agent", "ASYNC_CODE_SETUP_NETWORK='container:db' is not a Docker network name"),
+        ("setup network with a space", {"ASYNC_CODE_SETUP_NETWORK": "setup net"}, "agent",
+         "is not a Docker network name"),
         ("postgres url", {"DATABASE_URL": "postgresql://db/x"}, "store", "DATABASE_URL"),
         ("relative sqlite url", {"DATABASE_URL": "sqlite:///x.db"}, "store", "DATABASE_URL"),
         ("public url without scheme", {"ASYNC_CODE_PUBLIC_URL": "async-code.example.com"}, "setup",
@@ -169,6 +177,16 @@ def test_repository_ceilings_are_read_from_the_environment():
     assert settings.allowed_image_names == ("python:3.12-bookworm", "ghcr.io/acme/build@sha256:" + "a" * 64)
     assert settings.allowed_model_names == ("claude-haiku-4-5", "claude-sonnet-4-6")
     assert (settings.budget_token_ceiling, settings.budget_usd_ceiling) == (2_000_000, 7.5)
+
+
+@pytest.mark.parametrize(("value", "network"), [
+    ("", None), ("  ", None), ("async-code-setup", "async-code-setup"), (" setup_net.1 ", "setup_net.1"),
+    ("bridge", "bridge"),
+])
+def test_the_setup_network_is_optional(value, network):
+    settings = Settings.from_env({**GOOD, "ASYNC_CODE_SETUP_NETWORK": value})
+    assert settings.setup_network_name == network
+    assert settings.problems(agent=True) == []
 
 
 def test_tasks_needs_only_the_store_settings():
