@@ -122,31 +122,6 @@ class GitHubApp:
         return login, f"{user_id}+{login}@users.noreply.github.com"
 
 
-def convert_manifest_code(api_url: str, code: str) -> Any:
-    """Exchange the one-time code GitHub hands a new App's creator for the App's credentials
-    (POST /app-manifests/{code}/conversions; the code is the call's only credential). Returns
-    GitHub's answer as JSON, unchecked; GitHubError says why there is none."""
-    try:
-        with GitHub(base_url=api_url.rstrip("/") + "/", timeout=API_TIMEOUT) as client:
-            response = client.rest.apps.create_from_manifest(code)
-    except GitHubException as error:
-        status = _status(error)
-        said = ""
-        if isinstance(error, RequestFailed):
-            try:
-                said = str(error.response.json().get("message", ""))[:200]
-            except (ValueError, AttributeError):
-                pass
-        raise GitHubError(f"GitHub refused the registration code ({status}"
-                          f"{': ' + said if said else ''})" if status else
-                          f"GitHub could not be reached to finish the registration "
-                          f"({type(error).__name__})", status) from None
-    try:
-        return response.json()
-    except ValueError:
-        raise GitHubError("GitHub's answer to the registration code is not JSON") from None
-
-
 class RepoClient:
     """REST calls on one repository with a narrowed installation token.
 
