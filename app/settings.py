@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from app.budget import Price, parse_prices
+
 DEFAULT_MODEL = "claude-sonnet-4-6"
 DEFAULT_API_URL = "https://api.github.com"
 _MEMORY = re.compile(r"^\d+(\.\d+)?[bkmg]?$", re.IGNORECASE)
@@ -78,6 +80,7 @@ class Settings:
     allowed_models: str = ""
     budget_tokens: str = ""
     budget_usd: str = ""
+    prices: str = ""
     setup_network: str = ""
 
     _ENV = {
@@ -110,6 +113,7 @@ class Settings:
         "allowed_models": "ASYNC_CODE_ALLOWED_MODELS",
         "budget_tokens": "ASYNC_CODE_BUDGET_TOKENS",
         "budget_usd": "ASYNC_CODE_BUDGET_USD",
+        "prices": "ASYNC_CODE_PRICES",
         "setup_network": "ASYNC_CODE_SETUP_NETWORK",
     }
 
@@ -207,6 +211,15 @@ class Settings:
     def budget_usd_ceiling(self) -> float | None:
         """Most US dollars one task may cost; None when the operator set no ceiling."""
         return float(self.budget_usd) if self.budget_usd else None
+
+    @property
+    def model_prices(self) -> dict[str, Price]:
+        """USD per million tokens for each priced model: the defaults, with ASYNC_CODE_PRICES
+        replacing or adding entries."""
+        return parse_prices(self.prices)[0]
+
+    def price_of(self, model: str) -> Price | None:
+        return self.model_prices.get(model)
 
     @property
     def setup_network_name(self) -> str | None:
@@ -349,6 +362,14 @@ class Settings:
         if self.budget_usd and not (_USD.fullmatch(self.budget_usd) and float(self.budget_usd) > 0):
             found.append(f"ASYNC_CODE_BUDGET_USD={self.budget_usd!r} must be a positive amount of "
                          "US dollars like 5 or 2.50, or unset for no ceiling")
+        prices, price_problems = parse_prices(self.prices)
+        found += price_problems
+        if self.budget_usd and not price_problems:
+            unpriced = [model for model in self.allowed_model_names if model not in prices]
+            if unpriced:
+                found.append(f"ASYNC_CODE_BUDGET_USD is set but {', '.join(unpriced)} "
+                             f"{'has' if len(unpriced) == 1 else 'have'} no price, so what a task "
+                             "costs cannot be known: give it in ASYNC_CODE_PRICES")
         return found
 
 

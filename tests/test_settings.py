@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from app.budget import Price
 from app.settings import DEFAULT_MODEL, Settings, load_settings
 
 FAKE_PEM = "-----BEGIN RSA PRIVATE KEY-----\nnot-a-real-key\n-----END RSA PRIVATE KEY-----\n"
@@ -85,6 +86,37 @@ def test_secrets_stay_out_of_repr():
          "ASYNC_CODE_BUDGET_USD"),
         ("zero usd budget", {"ASYNC_CODE_BUDGET_USD": "0.00"}, "agent", "ASYNC_CODE_BUDGET_USD"),
         ("infinite usd budget", {"ASYNC_CODE_BUDGET_USD": "inf"}, "agent", "ASYNC_CODE_BUDGET_USD"),
+        ("prices not json", {"ASYNC_CODE_PRICES": "{sonnet: 3}"}, "agent",
+         "ASYNC_CODE_PRICES is not valid JSON"),
+        ("prices not an object", {"ASYNC_CODE_PRICES": "[3, 15]"}, "agent",
+         "ASYNC_CODE_PRICES must be a JSON object of models"),
+        ("prices empty", {"ASYNC_CODE_PRICES": "{}"}, "agent",
+         "ASYNC_CODE_PRICES must be a JSON object of models"),
+        ("a price list instead of an object", {"ASYNC_CODE_PRICES": '{"claude-sonnet-4-6": [3, 15]}'},
+         "agent", "claude-sonnet-4-6 must map to an object with input, output, cache_write, cache_read"),
+        ("a priced model name with a space", {"ASYNC_CODE_PRICES": '{"claude sonnet": {}}'}, "agent",
+         "'claude sonnet' is not a model name"),
+        ("a price missing", {"ASYNC_CODE_PRICES": '{"m": {"input": 3, "output": 15}}'}, "agent",
+         "m lacks cache_write, cache_read"),
+        ("an unknown price", {"ASYNC_CODE_PRICES":
+                              '{"m": {"input": 3, "output": 15, "cache_write": 3.75, '
+                              '"cache_read": 0.3, "thinking": 1}}'}, "agent",
+         "m has unknown key(s) thinking"),
+        ("a negative price", {"ASYNC_CODE_PRICES":
+                              '{"m": {"input": -3, "output": 15, "cache_write": 3.75, '
+                              '"cache_read": 0.3}}'}, "agent", "m's input must be a number"),
+        ("a price as text", {"ASYNC_CODE_PRICES":
+                             '{"m": {"input": 3, "output": "15", "cache_write": 3.75, '
+                             '"cache_read": 0.3}}'}, "agent", "m's output must be a number"),
+        ("an infinite price", {"ASYNC_CODE_PRICES":
+                               '{"m": {"input": 3, "output": 15, "cache_write": Infinity, '
+                               '"cache_read": 0.3}}'}, "agent", "m's cache_write must be a number"),
+        ("a boolean price", {"ASYNC_CODE_PRICES":
+                             '{"m": {"input": 3, "output": 15, "cache_write": 3.75, '
+                             '"cache_read": true}}'}, "agent", "m's cache_read must be a number"),
+        ("a usd budget for a model with no price",
+         {"ASYNC_CODE_BUDGET_USD": "5", "ASYNC_CODE_MODEL": "claude-opus-4-1"}, "agent",
+         "claude-opus-4-1 has no price"),
         ("host as the setup network", {"ASYNC_CODE_SETUP_NETWORK": "host"}, "agent",
          "ASYNC_CODE_SETUP_NETWORK='host' cannot be taken away"),
         ("none as the setup network", {"ASYNC_CODE_SETUP_NETWORK": "none"}, "agent",
@@ -177,6 +209,20 @@ def test_repository_ceilings_are_read_from_the_environment():
     assert settings.allowed_image_names == ("python:3.12-bookworm", "ghcr.io/acme/build@sha256:" + "a" * 64)
     assert settings.allowed_model_names == ("claude-haiku-4-5", "claude-sonnet-4-6")
     assert (settings.budget_token_ceiling, settings.budget_usd_ceiling) == (2_000_000, 7.5)
+
+
+def test_prices_default_to_the_published_ones_and_the_setting_replaces_or_adds():
+    assert Settings.from_env({}).price_of(DEFAULT_MODEL) == Price(3.0, 15.0, 3.75, 0.30)
+    settings = Settings.from_env({**GOOD, "ASYNC_CODE_BUDGET_USD": "5",
+                                  "ASYNC_CODE_ALLOWED_MODELS": "claude-sonnet-4-6,claude-opus-4-1",
+                                  "ASYNC_CODE_PRICES": (
+        '{"claude-sonnet-4-6": {"input": 2, "output": 10, "cache_write": 2.5, "cache_read": 0},'
+        ' "claude-opus-4-1": {"input": 15, "output": 75, "cache_write": 18.75, "cache_read": 1.5}}')})
+    assert settings.problems(agent=True) == []
+    assert settings.price_of(DEFAULT_MODEL) == Price(2.0, 10.0, 2.5, 0.0)
+    assert settings.price_of("claude-opus-4-1") == Price(15.0, 75.0, 18.75, 1.5)
+    assert settings.price_of("claude-haiku-4-5") == Price(1.0, 5.0, 1.25, 0.10)
+    assert settings.price_of("unknown-model") is None
 
 
 @pytest.mark.parametrize(("value", "network"), [
