@@ -25,7 +25,7 @@ PENDING, RUNNING, COMPLETED, FAILED, REJECTED = "pending", "running", "completed
 CANCELLED = "cancelled"
 FINISHED = (COMPLETED, FAILED, REJECTED, CANCELLED)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -83,7 +83,11 @@ CREATE TABLE IF NOT EXISTS tasks (
     cancel_requested_by TEXT,
     target_task       TEXT,
     check_run_id      INTEGER,
-    pushed_check_run_id INTEGER
+    pushed_check_run_id INTEGER,
+    cache_write_tokens INTEGER,
+    cache_read_tokens INTEGER,
+    cost_usd          REAL,
+    stop_reason       TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_by_status ON tasks (status, created_at);
 -- One task per comment: a replayed delivery under a new GUID cannot start the work again.
@@ -118,6 +122,8 @@ _ADDED_COLUMNS = {
     "draft": "INTEGER NOT NULL DEFAULT 0", "label": "TEXT", "review_context": "TEXT",
     "retry_of": "TEXT", "start_sha": "TEXT", "cancel_requested_by": "TEXT",
     "target_task": "TEXT", "check_run_id": "INTEGER", "pushed_check_run_id": "INTEGER",
+    "cache_write_tokens": "INTEGER", "cache_read_tokens": "INTEGER", "cost_usd": "REAL",
+    "stop_reason": "TEXT",
 }
 
 # Columns holding JSON documents; they are decoded when read.
@@ -201,6 +207,10 @@ class Task(NewTask):
     cancel_requested_by: str | None = None
     check_run_id: int | None = None  # the task's check run on the head it started from
     pushed_check_run_id: int | None = None  # the check run on the commit it pushed
+    cache_write_tokens: int | None = None  # written to the prompt cache
+    cache_read_tokens: int | None = None  # read from the prompt cache
+    cost_usd: float | None = None  # what the model calls cost; None when the model has no price
+    stop_reason: str | None = None  # why the agent stopped: answer, max_turns or budget
 
     @property
     def on_pull_request(self) -> bool:

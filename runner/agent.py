@@ -16,6 +16,8 @@ from typing import Any
 
 import anthropic
 
+from app.budget import (Budget, BudgetState, Price, Usage, budget_state, cost_usd, describe_left,
+                        usage_of)
 from runner.files import FileEditor, ToolError
 from runner.sandbox import MOUNT_POINT, Runtime, SandboxGone
 from runner.shown_text import shown_line, shown_text
@@ -185,16 +187,39 @@ class AgentTimeout(RuntimeError):
 
 @dataclass
 class AgentResult:
-    answer: str
+    answer: str  # the final answer; after a budget stop, the last thing the agent said
     turns: int
     input_tokens: int = 0
     output_tokens: int = 0
-    stop: str = "answer"  # answer | max_turns
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+    cost_usd: float | None = None  # None when the model has no price
+    stop: str = "answer"  # answer | max_turns | budget
     transcript: list[dict[str, Any]] = field(default_factory=list)
 
     @property
+    def usage(self) -> Usage:
+        return Usage(self.input_tokens, self.output_tokens, self.cache_write_tokens,
+                     self.cache_read_tokens)
+
+    @property
     def tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
+        return self.usage.tokens
+
+    def count(self, usage: Usage, price: Price | None) -> None:
+        total = self.usage + usage
+        self.input_tokens, self.output_tokens = total.input_tokens, total.output_tokens
+        self.cache_write_tokens, self.cache_read_tokens = (total.cache_write_tokens,
+                                                           total.cache_read_tokens)
+        self.cost_usd = cost_usd(total, price)
+
+
+def wrap_up_note(budget: Budget, usage: Usage, cost: float | None) -> str:
+    """Said to the agent with the tool results once 80 % of its budget is spent."""
+    return (f"[async-code] This task has used most of its budget: {describe_left(budget, usage, cost)}. "
+            "Wrap up now: finish or undo the edit in progress so the files are consistent, do not "
+            "start anything new, and answer with your summary. When the budget runs out you are "
+            "stopped and whatever the files hold is committed as it is.")
 
 
 def _clip(text: str, limit: int) -> str:
@@ -206,7 +231,9 @@ def _clip(text: str, limit: int) -> str:
 
 class ClaudeAgent:
     def __init__(self, client: anthropic.Anthropic, *, model: str, max_turns: int,
-                 max_tokens: int = MAX_TOKENS, retries: int = MODEL_RETRIES):
+                 max_tokens: int = MAX_TOKENS, retries: int = MODEL_RETRIES,
+                 budget: Budget = Budget(), price: Price | None = None):
+        self._budget, self._price = budget, price
         self._retries = retries
         self._client = client
         self._model = model
@@ -217,21 +244,28 @@ class ClaudeAgent:
             editor: FileEditor, deadline: float, on_pull_request: bool = False,
             instructions: str = "",
             on_progress: Callable[[int, str], None] = lambda turn, tool: None) -> AgentResult:
-        """Run until the model answers, the turn budget is spent, or `deadline` (monotonic) passes."""
+        """Run until the model answers, the turn limit or the budget is spent, or `deadline`
+        (monotonic) passes. At 80 % of the budget the agent is told to wrap up; once it is
+        spent, no further model call is made and the result says stop="budget"."""
         messages: list[dict[str, Any]] = [{"role": "user", "content": request}]
-        result = AgentResult(answer="", turns=0, transcript=[{"role": "user", "content": request}])
+        result = AgentResult(answer="", turns=0, transcript=[{"role": "user", "content": request}],
+                             cost_usd=cost_usd(Usage(), self._price))
         system = system_prompt(repo=repo, number=number, on_pull_request=on_pull_request,
                                instructions=instructions)
+        told_to_wrap_up = False
+        said = ""
         while True:
             if result.turns >= self._max_turns:
                 result.stop = "max_turns"
+                return result
+            if budget_state(self._budget, result.usage, result.cost_usd) is BudgetState.STOP:
+                result.stop, result.answer = "budget", said
                 return result
             if time.monotonic() >= deadline:
                 raise AgentTimeout()
             response = self._ask(system, messages, deadline)
             result.turns += 1
-            result.input_tokens += response.usage.input_tokens
-            result.output_tokens += response.usage.output_tokens
+            result.count(usage_of(response.usage), self._price)
             content = [block.model_dump(exclude_none=True) for block in response.content]
             messages.append({"role": "assistant", "content": content})
             result.transcript.append({"role": "assistant", "content": content})
@@ -240,6 +274,7 @@ class ClaudeAgent:
             if not calls:
                 result.answer = text
                 return result
+            said = text or said
 
             results = []
             for call in calls:
@@ -247,9 +282,15 @@ class ClaudeAgent:
                 on_progress(result.turns, call.name)
                 results.append({"type": "tool_result", "tool_use_id": call.id,
                                 "content": _clip(output, TOOL_OUTPUT_LIMIT), "is_error": is_error})
+            kept = [{**r, "content": _clip(r["content"], TRANSCRIPT_RESULT_LIMIT)} for r in results]
+            if (not told_to_wrap_up and budget_state(self._budget, result.usage, result.cost_usd)
+                    is BudgetState.WRAP_UP):
+                told_to_wrap_up = True
+                note = {"type": "text", "text": wrap_up_note(self._budget, result.usage,
+                                                             result.cost_usd)}
+                results, kept = [*results, note], [*kept, note]
             messages.append({"role": "user", "content": results})
-            result.transcript.append({"role": "user", "content": [
-                {**r, "content": _clip(r["content"], TRANSCRIPT_RESULT_LIMIT)} for r in results]})
+            result.transcript.append({"role": "user", "content": kept})
 
     def _ask(self, system: str, messages: list[dict[str, Any]], deadline: float):
         """One model call, retried on transient errors, never past the task's deadline.

@@ -14,6 +14,7 @@ import time
 import anthropic
 import pytest
 
+from app.budget import DEFAULT_PRICES, Budget
 from app.settings import DEFAULT_MODEL
 from runner.agent import SYSTEM_PROMPT, AgentError, AgentTimeout, ClaudeAgent, task_request
 from runner.files import FileEditor
@@ -44,8 +45,10 @@ def client(model):
     sdk.close()
 
 
-def run(client, tmp_path, request="fix it", *, deadline=30.0, max_turns=10, progress=None):
-    agent = ClaudeAgent(client, model=DEFAULT_MODEL, max_turns=max_turns)
+def run(client, tmp_path, request="fix it", *, deadline=30.0, max_turns=10, progress=None,
+        budget=Budget(), price=None):
+    agent = ClaudeAgent(client, model=DEFAULT_MODEL, max_turns=max_turns, budget=budget,
+                        price=price)
     runtime = LocalRuntime(tmp_path)
     result = agent.run(request=request, repo="acme/widgets", number=7, runtime=runtime,
                        editor=FileEditor(tmp_path), deadline=time.monotonic() + deadline,
@@ -71,6 +74,69 @@ def test_tool_results_answer_each_call_and_usage_adds_up(client, model, tmp_path
     assert (tmp_path / "b.txt").read_text() == "beta\n"
     assert runtime.commands == ["cat a.txt", "exit 3"]
     assert seen == [(1, "bash"), (1, "edit_file"), (2, "bash"), (2, "edit_file")]
+
+
+def used(tokens_in: int, tokens_out: int = 0, cache_write: int = 0, cache_read: int = 0) -> dict:
+    return {"input_tokens": tokens_in, "output_tokens": tokens_out,
+            "cache_creation_input_tokens": cache_write, "cache_read_input_tokens": cache_read}
+
+
+def touch(name: str, usage: dict) -> Turn:
+    return Turn([ToolCall("bash", {"command": f"touch {name}"})], text=f"Touching {name}.",
+                usage=usage)
+
+
+def test_cost_counts_cache_tokens_at_their_prices(client, model, tmp_path):
+    model.add_script("fix it", [touch("a", used(1000, 200, 3000, 50_000)),
+                                Final("Done.", usage=used(2000, 300, 0, 54_000))])
+    result, _ = run(client, tmp_path, price=DEFAULT_PRICES[DEFAULT_MODEL])
+    assert (result.input_tokens, result.output_tokens) == (3000, 500)
+    assert (result.cache_write_tokens, result.cache_read_tokens) == (3000, 104_000)
+    assert result.tokens == 110_500
+    assert result.cost_usd == pytest.approx((3000 * 3 + 500 * 15 + 3000 * 3.75 + 104_000 * 0.3) / 1e6)
+
+
+def test_no_price_means_no_cost(client, model, tmp_path):
+    model.add_script("fix it", [Final("Done.", usage=used(1000, 200))])
+    assert run(client, tmp_path)[0].cost_usd is None
+
+
+def test_at_80_percent_the_agent_is_told_once_to_wrap_up(client, model, tmp_path):
+    wrap_up = "Wrap up now"
+    model.add_script("fix it", [
+        touch("a", used(500)),
+        touch("b", used(300)),  # 800 of 1,000: 80 %
+        Turn([ToolCall("bash", {"command": "true"})], usage=used(50)),
+        Final("Done, wrapped up.", usage=used(100)),
+    ])
+    result, _ = run(client, tmp_path, budget=Budget(tokens=1000))
+    assert model.failures == []
+    notes = [[block["text"] for block in request["json"]["messages"][-1]["content"]
+              if block.get("type") == "text"] for request in model.requests[1:]]
+    assert notes[0] == []
+    assert len(notes[1]) == 1 and wrap_up in notes[1][0] and "200 tokens left" in notes[1][0]
+    assert notes[2] == []  # said once
+    assert (result.stop, result.answer, result.tokens) == ("answer", "Done, wrapped up.", 950)
+    assert any(block.get("type") == "text" and wrap_up in block["text"]
+               for message in result.transcript if isinstance(message["content"], list)
+               for block in message["content"])
+
+
+def test_a_spent_budget_stops_the_agent_before_its_next_model_call(client, model, tmp_path):
+    model.add_script("fix it", [touch("a", used(600, 100)), touch("b", used(200, 150)),
+                                Final("never asked")])
+    result, runtime = run(client, tmp_path, budget=Budget(tokens=1000))
+    assert len(model.requests) == 2 and runtime.commands == ["touch a", "touch b"]
+    assert (result.stop, result.turns, result.tokens) == ("budget", 2, 1050)
+    assert result.answer == "Touching b."  # the last thing it said
+
+
+def test_a_usd_budget_stops_on_cost(client, model, tmp_path):
+    model.add_script("fix it", [touch("a", used(100_000, 10_000)), Final("never asked")])
+    result, _ = run(client, tmp_path, budget=Budget(usd=0.40),
+                    price=DEFAULT_PRICES[DEFAULT_MODEL])  # $0.30 + $0.15
+    assert (result.stop, len(model.requests)) == ("budget", 1)
+    assert result.cost_usd == pytest.approx(0.45)
 
 
 def test_the_turn_budget_ends_the_loop(client, model, tmp_path):

@@ -112,7 +112,19 @@ def test_responses_carry_usage_that_adds_up(fake, client):
     assert fake.total_usage() == {
         "input_tokens": first.usage.input_tokens + final.usage.input_tokens,
         "output_tokens": first.usage.output_tokens + final.usage.output_tokens,
+        "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
     }
+
+
+def test_a_step_can_report_the_usage_it_is_given_cache_tokens_included(fake, client):
+    usage = {"input_tokens": 12, "output_tokens": 34, "cache_creation_input_tokens": 560,
+             "cache_read_input_tokens": 7800}
+    fake.add_script("fix the README", [Final("Done.", usage=usage)])
+    response = ask(client, "fix the README")
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (12, 34)
+    assert response.usage.cache_creation_input_tokens == 560
+    assert response.usage.cache_read_input_tokens == 7800
+    assert fake.total_usage() == usage
 
 
 def test_records_requests_without_the_api_key(fake, client):

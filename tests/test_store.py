@@ -179,7 +179,7 @@ def _store_of_an_older_schema(path, version: int, left_out: set[str]) -> None:
     db.close()
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_an_older_store_gains_the_columns_added_since(tmp_path, version):
     import sqlite3
 
@@ -187,7 +187,8 @@ def test_an_older_store_gains_the_columns_added_since(tmp_path, version):
 
     path = tmp_path / "old.db"
     added = set(store_module._ADDED_COLUMNS)
-    _store_of_an_older_schema(path, version, added if version == 1 else added - {"issue_author"})
+    costs = {"cache_write_tokens", "cache_read_tokens", "cost_usd", "stop_reason"}
+    _store_of_an_older_schema(path, version, {1: added, 2: added - {"issue_author"}, 3: costs}[version])
 
     store = Store(path)
     store.initialise()
@@ -195,6 +196,9 @@ def test_an_older_store_gains_the_columns_added_since(tmp_path, version):
     task = store.get("t1")
     assert task.issue_author == ""
     assert (task.command, task.draft, task.label, task.cancel_requested_by) == (None, False, None, None)
+    assert (task.cost_usd, task.stop_reason) == (None, None)
+    store.update("t1", cost_usd=0.1234, cache_read_tokens=5, stop_reason="budget")
+    assert store.get("t1").summary()["cost_usd"] == 0.1234
     assert store.request_cancel("acme/widgets", 7, by="alice")[0][0].id == "t1"
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == store_module.SCHEMA_VERSION
 

@@ -59,6 +59,9 @@ class Turn:
 
     calls: list[ToolCall]
     text: str = ""
+    # The usage the response reports, e.g. with cache_creation_input_tokens and
+    # cache_read_input_tokens; None: rough counts of the request and the reply.
+    usage: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class Final:
     """An assistant message that ends the conversation (stop_reason "end_turn")."""
 
     text: str
+    usage: dict[str, int] | None = None  # as Turn.usage
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,8 @@ class FakeAnthropic:
         self._scripts: list[_Script] = []
         self._input_tokens = 0
         self._output_tokens = 0
+        self._cache_write_tokens = 0
+        self._cache_read_tokens = 0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._app = self._create_app()
@@ -157,7 +163,9 @@ class FakeAnthropic:
 
     def total_usage(self) -> dict[str, int]:
         with self._lock:
-            return {"input_tokens": self._input_tokens, "output_tokens": self._output_tokens}
+            return {"input_tokens": self._input_tokens, "output_tokens": self._output_tokens,
+                    "cache_creation_input_tokens": self._cache_write_tokens,
+                    "cache_read_input_tokens": self._cache_read_tokens}
 
     def _create_app(self) -> Flask:
         app = Flask(__name__)
@@ -235,14 +243,16 @@ class FakeAnthropic:
 
         content = _content_for(step)
         stop_reason = "tool_use" if isinstance(step, Turn) else "end_turn"
-        usage = {
+        usage = dict(step.usage) if step.usage is not None else {
             "input_tokens": _rough_tokens(body),
             "output_tokens": _rough_tokens(content),
         }
         with self._lock:
             script.sent.setdefault(turn, []).append(_normalize(content))
-            self._input_tokens += usage["input_tokens"]
-            self._output_tokens += usage["output_tokens"]
+            self._input_tokens += usage.get("input_tokens", 0)
+            self._output_tokens += usage.get("output_tokens", 0)
+            self._cache_write_tokens += usage.get("cache_creation_input_tokens") or 0
+            self._cache_read_tokens += usage.get("cache_read_input_tokens") or 0
         message = {
             "id": "msg_" + secrets.token_hex(12),
             "type": "message",
