@@ -15,7 +15,7 @@ import shlex
 from dataclasses import dataclass
 from typing import NoReturn
 
-COMMANDS = ("cancel", "retry", "status", "help")
+COMMANDS = ("cancel", "retry", "continue", "status", "help")
 
 # A valid request has at most three option words ("--base", a branch, "--draft"); past a few
 # more there is surely a problem, and argparse need not see thousands of words to name it.
@@ -93,6 +93,7 @@ def grammar_help(slug: str, trigger_label: str) -> str:
         f"**Commands** are a mention and one word, nothing more: {_code(mention + ' status')}",
         "- `cancel`: stop the work asked for here.",
         "- `retry`: run the last request here again.",
+        "- `continue`: carry on from the last work pushed here, with a fresh budget.",
         "- `status`: say how the work asked for here is going.",
         "- `help`: show this message.",
         "",

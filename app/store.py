@@ -521,6 +521,13 @@ class Store:
         with self._connect(immediate=True) as db:
             return self._insert_task(db, guid, carry_on)
 
+    def pushed_work_on(self, repo: str, number: int) -> list[Task]:
+        """Accepted tasks that pushed to a pull request, asked on issue or pull request `number`
+        or pushing to pull request `number`, oldest first."""
+        return self._select("repo = ? AND (number = ? OR pr_number = ?) AND status_comment_id IS NOT "
+                            "NULL AND commit_sha IS NOT NULL AND pr_number IS NOT NULL "
+                            "ORDER BY created_at, rowid", repo, number, number)
+
     def heartbeat(self, claimed_by: str) -> None:
         """Mark every task this process holds as still cared for."""
         with self._connect(immediate=True) as db:

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from app.budget import format_usd
 from app.store import Task
 from runner.github import GitHubError, RepoClient
 from runner.pull_request import shown_path
@@ -80,7 +81,8 @@ def _fit(text: str, limit: int = OUTPUT_LIMIT) -> str:
 
 
 def change_summary(*, files: list[tuple[str, int | None, int | None]], seconds: float, turns: int,
-                   tokens: int, answer: str, left_out: int = 0) -> str:
+                   tokens: int, answer: str, left_out: int = 0, cost: float | None = None,
+                   note: str = "") -> str:
     """What changed (a table of files with +/− lines), how long it took, what it cost, and the
     agent's answer in the room that is left: no answer can push the files out of view."""
     rows = [f"| {_cell(path)} | {'+' + str(added) if added is not None else 'binary'} | "
@@ -89,10 +91,10 @@ def change_summary(*, files: list[tuple[str, int | None, int | None]], seconds: 
     more = f"\n\n…and {len(files) - FILES_SHOWN} more files." if len(files) > FILES_SHOWN else ""
     table = "| File | Added | Deleted |\n|---|---|---|\n" + "\n".join(rows) + more if files else ""
     left = f"\n\n{left_out:,} path(s) were left out." if left_out else ""
-    facts = "\n\n".join(part for part in (table + left, _figures(seconds, turns, tokens)) if part)
-    room = TEXT_LIMIT - len(facts) - 100
-    return "\n\n".join(part for part in (_quoted(fit_body(shown_answer(answer), limit=max(room, 0))),
-                                         facts) if part)
+    facts = "\n\n".join(part for part in (table + left, _figures(seconds, turns, tokens, cost)) if part)
+    room = TEXT_LIMIT - len(facts) - len(note) - 100
+    return "\n\n".join(part for part in (note, _quoted(fit_body(shown_answer(answer),
+                                                                 limit=max(room, 0))), facts) if part)
 
 
 def shown_answer(answer: str) -> str:
@@ -105,9 +107,10 @@ def _cell(path: str) -> str:
     return code_span(shown_path(path)).replace("|", "\\|")
 
 
-def answer_summary(answer: str, *, seconds: float, turns: int, tokens: int) -> str:
-    return "\n\n".join(part for part in (_quoted(shown_answer(answer) or "(no answer)"),
-                                         _figures(seconds, turns, tokens)) if part)
+def answer_summary(answer: str, *, seconds: float, turns: int, tokens: int,
+                   cost: float | None = None, note: str = "") -> str:
+    return "\n\n".join(part for part in (note, _quoted(shown_answer(answer) or "(no answer)"),
+                                         _figures(seconds, turns, tokens, cost)) if part)
 
 
 def transcript_excerpt(transcript: list[dict[str, Any]] | None) -> str:
@@ -163,8 +166,9 @@ def _quoted(text: str) -> str:
     return "\n".join("> " + line for line in text.splitlines()) if text else ""
 
 
-def _figures(seconds: float, turns: int, tokens: int) -> str:
-    return f"{format_duration(seconds)} · {turns} turn{'s' if turns != 1 else ''} · {tokens:,} tokens"
+def _figures(seconds: float, turns: int, tokens: int, cost: float | None = None) -> str:
+    return (f"{format_duration(seconds)} · {turns} turn{'s' if turns != 1 else ''} · {tokens:,} tokens"
+            + (f" · {format_usd(cost)}" if cost is not None else ""))
 
 
 class CheckRun:

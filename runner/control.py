@@ -1,4 +1,5 @@
-"""The control commands: `cancel`, `retry`, `status` and `help` on an issue or pull request.
+"""The control commands: `cancel`, `retry`, `continue`, `status` and `help` on an issue or pull
+request.
 
 They run when the command is acknowledged (its author's write access already checked), never
 in a sandbox. `cancel` only marks tasks in the store: a waiting task ends at once, a running
@@ -30,6 +31,8 @@ def run_command(task: Task, *, client: RepoClient, store: Store, slug: str, trig
         answer = _cancel(task, client=client, store=store, where=where)
     elif task.command == "retry":
         answer = _retry(task, store=store, where=where)
+    elif task.command == "continue":
+        answer = _continue(task, client=client, store=store, where=where)
     elif task.command == "status":
         tasks = store.work_on(task.repo, task.number)
         answer = status_report(tasks[-STATUS_SHOWN:], where=where, web_url=web_url,
@@ -143,6 +146,21 @@ def _retry(task: Task, *, store: Store, where: str) -> str | None:
     retry = store.record_retry(earlier[-1], guid=task.delivery_guid,
                                requested_by=task.requested_by, requested_by_id=task.requested_by_id)
     log.info("task %s: retry of %s recorded as %s", task.id, earlier[-1].id, retry.id)
+    return None  # the new task answers with its own status comment
+
+
+def _continue(task: Task, *, client: RepoClient, store: Store, where: str) -> str | None:
+    """As the check run's Continue button, for the last task that pushed here."""
+    earlier = store.pushed_work_on(task.repo, task.number)
+    if not earlier:
+        return f"Nothing to continue: no task pushed work for this {where} yet."
+    if not _can_continue(earlier[-1], client):
+        return (f"Nothing to continue: the pull request's head moved past what task "
+                f"`{earlier[-1].id[:8]}` pushed, or is gone. Ask for the work anew instead.")
+    carried = store.record_continue(earlier[-1], guid=task.delivery_guid,
+                                    requested_by=task.requested_by,
+                                    requested_by_id=task.requested_by_id)
+    log.info("task %s: continue of %s recorded as %s", task.id, earlier[-1].id, carried.id)
     return None  # the new task answers with its own status comment
 
 

@@ -19,6 +19,7 @@ from runner import (check_runs, pull_request, pull_request_context, pull_request
 from runner.acknowledge import WRITE_PERMISSIONS
 from runner.agent import (AgentError, AgentResult, AgentTimeout, ClaudeAgent,
                           pull_request_task_request, task_request)
+from app.budget import Budget, Price, describe_use, format_usd
 from app.repo_config import CONFIG_PATH, MAX_FILE_BYTES, ConfigError, EffectiveConfig, effective_config
 from runner.cancel_watch import CancelWatch
 from runner.disk_watch import DiskWatch
@@ -28,7 +29,7 @@ from runner.sandbox import (MOUNT_POINT, TASK_LABEL, Deployment, DockerDeploymen
                             SandboxGone, SandboxLimits, SetupNetworkNotFound, offline_problem,
                             sandbox_network)
 from runner.services import Services
-from runner.text import fenced, github_web_host, github_web_url
+from runner.text import code_span, fenced, github_web_host, github_web_url
 
 log = logging.getLogger(__name__)
 
@@ -133,13 +134,19 @@ class _TaskRun:
 
     def _check_run_on_pushed_commit(self, sha: str, result: AgentResult,
                                     changes: workspace.Changes, title: str) -> None:
-        """The pushed commit's own check run, finished: what changed, and the buttons."""
+        """The pushed commit's own check run, finished: what changed, and the buttons. A task its
+        budget stopped asks for action: Continue carries on with a fresh budget."""
+        stopped = result.stop == "budget"
+        note = (f"Stopped at budget ({self._spent(result)}). What it had done is committed "
+                "and pushed; press Continue to carry on with a fresh budget." if stopped else "")
         fields = check_runs.finished(
-            "success", title=title, github_host=self.github_host,
+            "action_required" if stopped else "success",
+            title=f"Stopped at budget: {title}" if stopped else title, github_host=self.github_host,
             summary=check_runs.change_summary(
                 files=[(f.path, f.added, f.deleted) for f in changes.files],
                 seconds=time.monotonic() - self.started, turns=result.turns, tokens=result.tokens,
-                answer=result.answer, left_out=changes.left_out_count),
+                answer=result.answer, left_out=changes.left_out_count, cost=result.cost_usd,
+                note=note),
             text=check_runs.transcript_excerpt(result.transcript),
             actions=[check_runs.RETRY, check_runs.CONTINUE])
         fields.update(name=check_runs.NAME, head_sha=sha, external_id=self.task.id)
@@ -184,6 +191,12 @@ class _TaskRun:
         else:
             start = task.base_branch or repository["default_branch"]
             branch = pull_request.branch_name(task.number, task.id, self.config.branch_prefix)
+        self.budget = Budget(tokens=self.config.budget_tokens, usd=self.config.budget_usd)
+        price = self.services.settings.price_of(self.config.model)
+        if self.budget.usd is not None and price is None:
+            raise TaskFailed(f"the budget of {format_usd(self.budget.usd)} cannot be kept: "
+                             f"{self.config.model} has no price in ASYNC_CODE_PRICES. Nothing "
+                             "was run.")
         store.update(task.id, branch=branch, base_branch=pull["base"]["ref"] if pull else start)
         ws = self._prepare_workspace(repository, start, branch, self.services.sandbox.host_owner)
         sandbox_gone = False
@@ -191,7 +204,7 @@ class _TaskRun:
             store.update(task.id, start_sha=workspace.start_commit(ws))
             request = self._first_message(pull)
             result = _run_agent(task, self.services, self.config, ws.tree, self.deadline, request,
-                                self.progress)
+                                self.progress, budget=self.budget, price=price)
             _require_sandbox_gone(self.services.docker, task)
             sandbox_gone = True
             if (by := store.cancel_requested(task.id)) is not None:
@@ -208,7 +221,10 @@ class _TaskRun:
             except workspace.GitError as error:
                 raise TaskFailed(f"the agent's work could not be read: {error}") from None
             outcome = dict(output=result.answer, chat_history=result.transcript, exit_code=0,
-                           input_tokens=result.input_tokens, output_tokens=result.output_tokens)
+                           input_tokens=result.input_tokens, output_tokens=result.output_tokens,
+                           cache_write_tokens=result.cache_write_tokens,
+                           cache_read_tokens=result.cache_read_tokens, cost_usd=result.cost_usd,
+                           stop_reason=result.stop)
             if not changes.files:
                 return self._finish_without_changes(result, changes, outcome)
             self._store_changes(changes, outcome)
@@ -295,18 +311,56 @@ class _TaskRun:
         if result.stop == "max_turns":
             raise TaskFailed(f"the agent used all {self.config.max_turns} turns without changing a "
                              "file or answering.")
+        seconds = time.monotonic() - self.started
+        if result.stop == "budget":
+            spent = self._spent(result)
+            self.report(status.stopped_at_budget_unchanged(
+                self.task.id, result.answer, spent=spent, seconds=seconds, tokens=result.tokens,
+                cost=result.cost_usd, github_host=self.github_host), final=True)
+            self.checks.final(check_runs.finished(
+                "action_required", title="Stopped at budget", github_host=self.github_host,
+                summary=check_runs.answer_summary(
+                    result.answer, seconds=seconds, turns=result.turns, tokens=result.tokens,
+                    cost=result.cost_usd,
+                    note=f"Stopped at budget ({spent}) before it changed any file."),
+                text=check_runs.transcript_excerpt(result.transcript)))
+            return outcome
         left_out = pull_request.left_out_list(_left_out_pairs(changes), changes.left_out_count,
                                               github_host=self.github_host)
         self.report(status.no_changes(self.task.id, result.answer, github_host=self.github_host,
-                                      seconds=time.monotonic() - self.started,
-                                      tokens=result.tokens,
+                                      seconds=seconds, tokens=result.tokens, cost=result.cost_usd,
                                       left_out=left_out if changes.left_out_count else ""), final=True)
         self.checks.final(check_runs.finished(
             "neutral", title="No changes", github_host=self.github_host,
-            summary=check_runs.answer_summary(result.answer, seconds=time.monotonic() - self.started,
-                                              turns=result.turns, tokens=result.tokens),
+            summary=check_runs.answer_summary(result.answer, seconds=seconds, turns=result.turns,
+                                              tokens=result.tokens, cost=result.cost_usd),
             text=check_runs.transcript_excerpt(result.transcript)))
         return outcome
+
+    def _spent(self, result: AgentResult) -> str:
+        return describe_use(self.budget, result.usage, result.cost_usd)
+
+    def _title(self, result: AgentResult) -> str:
+        """The commit's or pull request's title: the agent's summary line, or, when its budget
+        stopped it mid-way, the instruction (what it last said is no summary)."""
+        answer = "" if result.stop == "budget" else result.answer
+        return pull_request.title(answer, self.task.instruction, github_host=self.github_host)
+
+    def _summary(self, result: AgentResult) -> str:
+        """The agent's answer for a pull request's body; its first line is the title's."""
+        if result.stop != "budget":
+            return result.answer
+        return (f"Stopped at budget\n\nasync-code stopped at its budget ({self._spent(result)}) "
+                "before it finished: this is work in progress. Press Continue on its check run "
+                f"to carry on with a fresh budget. What it last said:\n\n{result.answer.strip()}")
+
+    def _report_budget_stop(self, result: AgentResult, changes: workspace.Changes,
+                            pushed_to: str) -> None:
+        self.report(status.stopped_at_budget(
+            self.task.id, spent=self._spent(result), pushed_to=pushed_to,
+            files_changed=len(changes.files), seconds=time.monotonic() - self.started,
+            tokens=result.tokens, cost=result.cost_usd, left_out=changes.left_out_count,
+            mention=f"@{self.services.settings.github_app_slug}"), final=True)
 
     def _store_changes(self, changes: workspace.Changes, outcome: dict) -> None:
         self.services.store.update(self.task.id, patches={"diff": changes.diff, "files": [
@@ -346,7 +400,7 @@ class _TaskRun:
                               result: AgentResult, changes: workspace.Changes) -> dict:
         """Commit on the pull request's head and push it there, fast-forward only."""
         task = self.task
-        title = pull_request.title(result.answer, task.instruction, github_host=self.github_host)
+        title = self._title(result)
         sha = self._commit(ws, result, changes, title)
         # Read again: the pull request may have closed, or its branch become protected, while
         # the agent worked.
@@ -356,12 +410,17 @@ class _TaskRun:
                              "was pushed.")
         self._push(ws, repository)
         self._check_run_on_pushed_commit(sha, result, changes, title)
+        if result.stop == "budget":
+            commit_url = f"{repository['html_url']}/commit/{sha}"
+            self._report_budget_stop(result, changes, f"[`{sha[:7]}`]({commit_url}) on "
+                                                      f"{code_span(ws.branch)}")
+            return dict(pr_url=pull["html_url"], pr_number=pull["number"])
         left_out = pull_request.left_out_list(_left_out_pairs(changes), changes.left_out_count,
                                               github_host=self.github_host)
         self.report(status.pushed(
             task.id, branch=ws.branch, sha=sha, commit_url=f"{repository['html_url']}/commit/{sha}",
             summary=title, files_changed=len(changes.files),
-            seconds=time.monotonic() - self.started, tokens=result.tokens,
+            seconds=time.monotonic() - self.started, tokens=result.tokens, cost=result.cost_usd,
             left_out=left_out if changes.left_out_count else "", github_host=self.github_host),
             final=True)
         return dict(pr_url=pull["html_url"], pr_number=pull["number"])
@@ -371,13 +430,13 @@ class _TaskRun:
         """Commit, push the task's branch, open the pull request; returns what to store."""
         task, client = self.task, self.client
         files = [(f.path, f.added, f.deleted) for f in changes.files]
-        title = pull_request.title(result.answer, task.instruction, github_host=self.github_host)
+        title = self._title(result)
         sha = self._commit(ws, result, changes, title)
         self._push(ws, repository)
         try:
             pr = client.open_pull_request(
                 title=title, head=ws.branch, base=base, draft=task.draft or self.config.draft,
-                body=pull_request.body(answer=result.answer, instruction=task.instruction,
+                body=pull_request.body(answer=self._summary(result), instruction=task.instruction,
                                        number=task.number, requested_by=task.requested_by,
                                        task_id=task.id, files=files,
                                        left_out=_left_out_pairs(changes),
@@ -387,9 +446,13 @@ class _TaskRun:
             raise TaskFailed(f"the branch {ws.branch} was pushed but opening the pull request "
                              f"failed: {error}") from None
         self._check_run_on_pushed_commit(sha, result, changes, title)
-        self.report(status.done(task.id, pr_number=pr["number"], pr_url=pr["html_url"],
-                                files_changed=len(files), seconds=time.monotonic() - self.started,
-                                tokens=result.tokens, left_out=changes.left_out_count), final=True)
+        if result.stop == "budget":
+            self._report_budget_stop(result, changes, f"[#{pr['number']}]({pr['html_url']})")
+        else:
+            self.report(status.done(task.id, pr_number=pr["number"], pr_url=pr["html_url"],
+                                    files_changed=len(files), seconds=time.monotonic() - self.started,
+                                    tokens=result.tokens, left_out=changes.left_out_count,
+                                    cost=result.cost_usd), final=True)
         return dict(pr_url=pr["html_url"], pr_number=pr["number"])
 
 
@@ -463,7 +526,8 @@ def _issue_author_trusted(client: RepoClient, task: Task) -> bool:
 
 
 def _run_agent(task: Task, services: Services, config: EffectiveConfig, tree: Path,
-               deadline: float, request: str, on_progress) -> AgentResult:
+               deadline: float, request: str, on_progress, *, budget: Budget = Budget(),
+               price: Price | None = None) -> AgentResult:
     settings, store = services.settings, services.store
     deployment = DockerDeployment(
         services.docker, image=config.image, work_tree=tree, task_id=task.id,
@@ -492,7 +556,8 @@ def _run_agent(task: Task, services: Services, config: EffectiveConfig, tree: Pa
         disk.start()
         cancel.start()
         _run_setup(config.setup, deployment, runtime, deadline, cancel)
-        agent = ClaudeAgent(services.anthropic, model=config.model, max_turns=config.max_turns)
+        agent = ClaudeAgent(services.anthropic, model=config.model, max_turns=config.max_turns,
+                            budget=budget, price=price)
         editor = FileEditor(tree, owner=services.sandbox.host_owner, mount_point=MOUNT_POINT)
         try:
             result = agent.run(request=request, repo=task.repo, number=task.number,

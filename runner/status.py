@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from app.budget import format_usd
 from runner.text import DEFAULT_GITHUB_HOST, code_span, fit_body, neutralise
 
 PROGRESS_INTERVAL = 10.0  # seconds between progress edits; GitHub rate-limits content creation
@@ -47,18 +48,24 @@ def running(task_id: str, turns: int = 0, last_tool: str | None = None) -> str:
     return f"⚙️ **async-code** running:{detail}." + _footer(task_id)
 
 
+def figures(seconds: float, tokens: int, cost: float | None = None) -> str:
+    """How long a task took and what it used: "1m 05s · 12,345 tokens · $0.08"."""
+    line = f"{format_duration(seconds)} · {tokens:,} tokens"
+    return line + (f" · {format_usd(cost)}" if cost is not None else "")
+
+
 def done(task_id: str, *, pr_number: int, pr_url: str, files_changed: int, seconds: float,
-         tokens: int, left_out: int = 0) -> str:
+         tokens: int, left_out: int = 0, cost: float | None = None) -> str:
     files = f"{files_changed} file{'s' if files_changed != 1 else ''} changed"
     if left_out:
         files += f" · {left_out:,} left out (listed in the pull request)"
     return (f"✅ **async-code** done: opened [#{pr_number}]({pr_url}).\n\n"
-            f"{files} · {format_duration(seconds)} · {tokens:,} tokens" + _footer(task_id))
+            f"{files} · {figures(seconds, tokens, cost)}" + _footer(task_id))
 
 
 def pushed(task_id: str, *, branch: str, sha: str, commit_url: str, summary: str,
            files_changed: int, seconds: float, tokens: int, left_out: int = 0,
-           github_host: str = DEFAULT_GITHUB_HOST) -> str:
+           cost: float | None = None, github_host: str = DEFAULT_GITHUB_HOST) -> str:
     """A pull request task's result: the commit it pushed and the agent's one-line summary,
     made inert."""
     files = f"{files_changed} file{'s' if files_changed != 1 else ''} changed"
@@ -66,11 +73,38 @@ def pushed(task_id: str, *, branch: str, sha: str, commit_url: str, summary: str
         files += f" · {left_out:,} left out (listed in the commit message)"
     line = neutralise(summary, github_host=github_host)
     return (f"✅ **async-code** pushed [`{sha[:7]}`]({commit_url}) to {code_span(branch)}: {line}\n\n"
-            f"{files} · {format_duration(seconds)} · {tokens:,} tokens" + _footer(task_id))
+            f"{files} · {figures(seconds, tokens, cost)}" + _footer(task_id))
+
+
+def stopped_at_budget(task_id: str, *, spent: str, pushed_to: str, files_changed: int,
+                      seconds: float, tokens: int, cost: float | None, mention: str,
+                      left_out: int = 0) -> str:
+    """A task whose budget ran out after it changed files: they were committed and pushed.
+    `spent` is the budget's figures and `pushed_to` Markdown naming where the work went, both
+    written by async-code itself."""
+    files = f"{files_changed} file{'s' if files_changed != 1 else ''} changed"
+    if left_out:
+        files += f" · {left_out:,} left out"
+    return (f"⏸️ **async-code** stopped at budget ({spent}). What it had done is committed "
+            f"and pushed: {pushed_to}.\n\nTo carry on with a fresh budget, press **Continue** "
+            f"on its check run or comment `{mention} continue`.\n\n"
+            f"{files} · {figures(seconds, tokens, cost)}" + _footer(task_id))
+
+
+def stopped_at_budget_unchanged(task_id: str, answer: str, *, spent: str, seconds: float,
+                                tokens: int, cost: float | None,
+                                github_host: str = DEFAULT_GITHUB_HOST) -> str:
+    """A task whose budget ran out before it changed a file: its last words, quoted and inert."""
+    quoted = "\n".join("> " + line for line in (answer.strip() or "(nothing)").splitlines())
+    return (f"⏸️ **async-code** stopped at budget ({spent}) before it changed any file. What "
+            "it last said:\n\n" + fit_body(neutralise(quoted, github_host=github_host), limit=60_000)
+            + "\n\nAsk again with a smaller request, or with a larger budget in "
+            "`.github/async-code.yml`.\n\n" + figures(seconds, tokens, cost) + _footer(task_id))
 
 
 def no_changes(task_id: str, answer: str, *, seconds: float, tokens: int,
-               left_out: str = "", github_host: str = DEFAULT_GITHUB_HOST) -> str:
+               left_out: str = "", cost: float | None = None,
+               github_host: str = DEFAULT_GITHUB_HOST) -> str:
     """The agent's answer, quoted and inert; links are kept only to `github_host`. `left_out`
     lists, already inert, what the agent wrote that could not be proposed."""
     quoted = "\n".join("> " + line for line in (answer.strip() or "(no answer)").splitlines())
@@ -78,7 +112,7 @@ def no_changes(task_id: str, answer: str, *, seconds: float, tokens: int,
     if left_out:
         head = ("💬 **async-code** no changes: nothing the agent wrote can be proposed.\n\n"
                 f"Left out:\n{left_out}\n\n")
-    tail = f"\n\n{format_duration(seconds)} · {tokens:,} tokens" + _footer(task_id)
+    tail = f"\n\n{figures(seconds, tokens, cost)}" + _footer(task_id)
     return head + fit_body(neutralise(quoted, github_host=github_host), limit=60_000) + tail
 
 
