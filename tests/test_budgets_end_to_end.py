@@ -15,7 +15,8 @@ from tests.fakes.anthropic import Final, ToolCall, Turn
 from tests.test_checks_end_to_end import app_runs
 from tests.test_end_to_end import INSTRUCTION, NEW_MAIN, OLD_MAIN
 from tests.test_repo_config_end_to_end import with_config
-from tests.test_requests_end_to_end import bot_comments, git, people_pull
+from tests.test_requests_end_to_end import (FRIENDLY_NEW, FRIENDLY_OLD, bot_comments, git,
+                                            people_pull)
 
 LAST_WORDS = "Next I would run the tests."
 
@@ -127,3 +128,25 @@ def test_continue_with_nothing_pushed_says_so(service, github, model):
     service.wait_for_task(service.comment("@async-code continue"))
     assert "Nothing to continue" in bot_comments(github, 7)[-1]["body"]
     assert model.requests == []
+
+
+def test_a_budget_stop_on_a_pull_request_pushes_to_its_head(service_factory, github, model):
+    service = service_factory(ASYNC_CODE_BUDGET_TOKENS="500").start()
+    number = people_pull(github)
+    head = git(github.repo_path(REPO), "rev-parse", "feature")
+    model.add_script("make it louder", [
+        edit("cli.py", FRIENDLY_OLD, FRIENDLY_NEW, used(450, 100), text="Louder; tests next."),
+        Final("never asked")])
+
+    task = service.wait_for_task(service.comment("@async-code make it louder", number=number,
+                                                 pull_request=True))
+
+    assert task.status == "completed" and task.stop_reason == "budget", (task.error, service.logs())
+    assert git(github.repo_path(REPO), "rev-parse", "feature") == task.commit_sha
+    assert git(github.repo_path(REPO), "rev-parse", "feature^") == head
+    status = bot_comments(github, number)[-1]["body"]
+    assert "stopped at budget (550 of 500 tokens · $0.0029)" in status
+    assert f"[`{task.commit_sha[:7]}`]" in status and "`feature`" in status
+    [run] = app_runs(github, task.commit_sha)
+    assert run["conclusion"] == "action_required"
+    assert [a["identifier"] for a in run["actions"]] == ["retry", "continue"]
