@@ -109,8 +109,16 @@ def gather(client: RepoClient, task: Task, pull: dict[str, Any], *, bot_login: s
                             if isinstance(node, dict) and not node.get("isResolved")
                             and (thread := _thread(node, is_writer, own)).comments],
         review=task.review_context if task.trigger == "review_comment" else None,
-        previous=(previous.id, previous.output or "") if previous is not None else None,
+        previous=(previous.id, _previous_answer(previous)) if previous is not None else None,
     )
+
+
+def _previous_answer(previous: Task) -> str:
+    """What a continued task said; one its budget stopped is said to be unfinished."""
+    if previous.stop_reason == "budget":
+        return ("(It was stopped at its budget before it finished; its work so far is on this "
+                f"branch. What it last said:)\n\n{previous.output or ''}")
+    return previous.output or ""
 
 
 def writer_check(client: RepoClient, requester: str, write_permissions: frozenset[str]

@@ -15,8 +15,8 @@ from tests.fakes.anthropic import Final, ToolCall, Turn
 from tests.test_checks_end_to_end import app_runs
 from tests.test_end_to_end import INSTRUCTION, NEW_MAIN, OLD_MAIN
 from tests.test_repo_config_end_to_end import with_config
-from tests.test_requests_end_to_end import (FRIENDLY_NEW, FRIENDLY_OLD, bot_comments, git,
-                                            people_pull)
+from tests.test_requests_end_to_end import (FRIENDLY_NEW, FRIENDLY_OLD, bot_comments, first_message,
+                                            git, people_pull)
 
 LAST_WORDS = "Next I would run the tests."
 
@@ -96,6 +96,7 @@ def test_a_budget_stop_is_pushed_and_reported_and_continue_resumes_with_a_fresh_
     assert git(github.repo_path(REPO), "rev-parse", f"{first.branch}^") == first.commit_sha
     assert "Prints its version." in git(github.repo_path(REPO), "show", f"{first.branch}:README.md")
     assert len(github.pulls) == 1
+    assert "It was stopped at its budget before it finished" in first_message(model, LAST_WORDS)
     [on_head] = app_runs(github, carried.commit_sha)
     assert on_head["conclusion"] == "success"
 
