@@ -59,11 +59,23 @@ class Usage:
                      self.cache_read_tokens + other.cache_read_tokens)
 
 
+# More tokens than any budget allows (budgets stop at 10**12): a figure that cannot be read, or
+# is larger, counts as this, so a hostile or broken usage report stops a budgeted task rather
+# than slipping past it or crashing it.
+UNREADABLE_USAGE = 10**12
+
+
 def usage_of(reported: Any) -> Usage:
     """The usage object of a Messages API response; cache fields may be absent or null."""
     def count(name: str) -> int:
         value = getattr(reported, name, None)
-        return value if isinstance(value, int) and value > 0 else 0
+        if value is None or isinstance(value, bool):
+            return 0
+        if isinstance(value, int):
+            return min(max(value, 0), UNREADABLE_USAGE)
+        if isinstance(value, float) and math.isfinite(value):
+            return min(max(math.ceil(value), 0), UNREADABLE_USAGE)
+        return UNREADABLE_USAGE
     return Usage(count("input_tokens"), count("output_tokens"),
                  count("cache_creation_input_tokens"), count("cache_read_input_tokens"))
 
@@ -89,9 +101,11 @@ def parse_prices(text: str) -> tuple[dict[str, Price], list[str]]:
                '"cache_read": 0.3}}')
     try:
         document = json.loads(text, parse_constant=lambda name: name)  # NaN and Infinity as text
-    except ValueError as error:
+    except json.JSONDecodeError as error:
         return prices, [f"ASYNC_CODE_PRICES is not valid JSON ({error.msg}, at character "
                         f"{error.pos}); give an object like {example}"]
+    except ValueError:  # e.g. an integer longer than Python reads
+        return prices, [f"ASYNC_CODE_PRICES cannot be read as JSON; give an object like {example}"]
     if not isinstance(document, dict) or not document:
         return prices, [f"ASYNC_CODE_PRICES must be a JSON object of models, like {example}"]
     problems = []
@@ -121,8 +135,9 @@ def parse_prices(text: str) -> tuple[dict[str, Price], list[str]]:
 
 
 def _is_price(value: Any) -> bool:
+    # Compared before anything converts it: a huge integer would overflow a float.
     return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value) and 0 <= value <= MAX_PRICE)
+            and 0 <= value <= MAX_PRICE and (isinstance(value, int) or math.isfinite(value)))
 
 
 class BudgetState(enum.Enum):
