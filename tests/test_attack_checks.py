@@ -415,7 +415,8 @@ def test_the_started_runs_buttons_stay_when_the_pushed_commits_run_cannot_be_cre
     run.task, run.client, run.services = task, client, SimpleNamespace(store=store)
     run.github_host, run.details_url, run.started = "github.com", None, 0.0
     run.checks = check_runs.CheckRun(client, task, 100)
-    result = SimpleNamespace(turns=2, tokens=10, answer="Louder greeting", transcript=[])
+    result = SimpleNamespace(turns=2, tokens=10, answer="Louder greeting", transcript=[],
+                             stop="answer", cost_usd=None)
     changes = SimpleNamespace(files=[SimpleNamespace(path="cli.py", added=1, deleted=1)],
                               left_out_count=0)
 
