@@ -147,6 +147,15 @@ def effective_config(file_text: str | None, settings: Settings) -> EffectiveConf
     return _effective(file, limits, file_found=True)
 
 
+def asked_model_problem(model: str, limits: Limits) -> str | None:
+    """Why a request may not work with the model it names (`--model NAME`), or None when it may:
+    a request, like the file, chooses only among the models the operator allows."""
+    if model in limits.models:
+        return None
+    return (f"`--model`: {_code(model)} is not a model this service allows; choose one of "
+            f"{_listed(limits.models)} (ASYNC_CODE_ALLOWED_MODELS)")
+
+
 def describe(config: EffectiveConfig) -> str:
     """Markdown for `help`: the repository's effective config, where each value comes from,
     and what the service allows."""

@@ -6,6 +6,7 @@ task's repository; the sandbox only ever sees the work tree.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -20,7 +21,8 @@ from runner.acknowledge import WRITE_PERMISSIONS
 from runner.agent import (AgentError, AgentResult, AgentTimeout, ClaudeAgent,
                           pull_request_task_request, task_request)
 from app.budget import Budget, Price, describe_use, format_usd
-from app.repo_config import CONFIG_PATH, MAX_FILE_BYTES, ConfigError, EffectiveConfig, effective_config
+from app.repo_config import (CONFIG_PATH, MAX_FILE_BYTES, ConfigError, EffectiveConfig,
+                             asked_model_problem, effective_config)
 from runner.cancel_watch import CancelWatch
 from runner.disk_watch import DiskWatch
 from runner.files import FileEditor
@@ -182,6 +184,12 @@ class _TaskRun:
         self.requester_login = _require_write_access(self.client, task)
         repository = _checked_repository(self.client)
         self.config = self._repository_config()
+        if task.model is not None:
+            # The model the request names, if the operator allows it; the config's otherwise.
+            problem = asked_model_problem(task.model, self.config.limits)
+            if problem is not None:
+                raise TaskFailed(f"{problem}. Nothing was run.")
+            self.config = dataclasses.replace(self.config, model=task.model)
         # The repository may shorten the task's time; the clock started when the task did.
         self.deadline = self.started + self.config.timeout_seconds
         pull = None
