@@ -161,9 +161,12 @@ class _TaskRun:
             self.checks.final({key: value for key, value in fields.items() if key != "head_sha"})
             return
         # The run on the head the task started from points at the new one; its buttons move too.
+        # It concludes as that one does: a budget stop is no success on either head.
         self.checks.final(check_runs.finished(
-            "success", title=f"Superseded by {sha[:7]}", actions=[],
-            summary=f"This task pushed {sha}; the check run on that commit has the details."))
+            fields["conclusion"], title=f"Superseded by {sha[:7]}", actions=[],
+            summary=(f"This task was stopped at its budget and pushed {sha}; the check run on "
+                     "that commit has the details and Continue." if stopped else
+                     f"This task pushed {sha}; the check run on that commit has the details.")))
 
     def end(self, outcome: str, **values) -> None:
         """Store the task's end; a label that asked comes off first, so adding it again asks again."""
