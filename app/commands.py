@@ -2,7 +2,7 @@
 
 `find_instruction` gives the text after the mention. A text that is exactly a command word
 controls the app; anything else is work to do, optionally preceded on its first line by
-options such as `--base release --draft`. Options are read like shell words, so a quoted
+options such as `--base release --draft --model claude-haiku-4-5`. Options are read like shell words, so a quoted
 value may hold spaces; the instruction itself is never read that way, so an apostrophe in
 it means nothing.
 """
@@ -17,10 +17,15 @@ from typing import NoReturn
 
 COMMANDS = ("cancel", "retry", "continue", "status", "help")
 
-# A valid request has at most three option words ("--base", a branch, "--draft"); past a few
-# more there is surely a problem, and argparse need not see thousands of words to name it.
+# A valid request has at most five option words ("--base", a branch, "--draft", "--model", a
+# model); past a few more there is surely a problem, and argparse need not see thousands of
+# words to name it.
 MAX_OPTION_WORDS = 8
 MAX_BRANCH_NAME_BYTES = 255  # a ref is a file, and file names stop at 255 bytes
+# Model ids as Anthropic's API (`claude-haiku-4-5`), Bedrock (`anthropic.claude-haiku-4-5-
+# 20251001-v1:0`, or an inference profile's ARN) and Vertex (`claude-haiku-4-5@20251001`) write
+# them. Whether the service allows the one asked for is decided when the task runs.
+MAX_MODEL_NAME_CHARS = 100
 SHOWN_CHARS = 80  # of a person's text quoted back in a problem
 
 # "--" and a letter: "-1", "-v" and "--> see below" are instruction text.
@@ -28,9 +33,11 @@ _OPTION_WORD = re.compile(r"--[^\W\d_]")
 _OPTIONS_END = re.compile(r"--(?=[ \t\r]|$)")
 _WORD_SEPARATORS = " \t\r"  # shlex's whitespace, less the newline the first line cannot hold
 _LEADING_BLANK_LINES = re.compile(r"\A(?:[ \t\r]*\n)+")
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]*")
 _BRANCH_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 _UNSHOWABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _BACKTICK_RUN = re.compile(r"`+")
+_VALUED_OPTIONS = ("--base", "--model")  # options whose next word is their value
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,7 @@ class Request:
     instruction: str = ""  # the work asked for, options removed; "" for a command
     base: str | None = None  # --base BRANCH
     draft: bool = False  # --draft
+    model: str | None = None  # --model NAME
     problem: str | None = None  # why the request cannot be read, said to the person
 
 
@@ -53,7 +61,7 @@ def read_request(text: str) -> Request:
     first_line, newline, following = text.partition("\n")
     try:
         words, instruction_start, more_words = _option_words(first_line)
-        base, draft = _parse_options(words)
+        base, draft, model = _parse_options(words)
         if more_words:
             raise _Unreadable("there are too many options")
     except _Unreadable as unreadable:
@@ -66,7 +74,7 @@ def read_request(text: str) -> Request:
         if words:
             return Request(problem=f"commands such as `{command}` take no options")
         return Request(command=command)
-    return Request(instruction=instruction, base=base, draft=draft)
+    return Request(instruction=instruction, base=base, draft=draft, model=model)
 
 
 def grammar_help(slug: str, trigger_label: str) -> str:
@@ -86,7 +94,8 @@ def grammar_help(slug: str, trigger_label: str) -> str:
         f"{_code(mention + ' --base release --draft add retries')}",
         "- `--base BRANCH`: base the pull request on `BRANCH`, not the default branch "
         "(issues only).",
-        "- `--draft`: open the pull request as a draft.",
+        "- `--draft`: open the pull request as a draft (issues only).",
+        "- `--model NAME`: work with the model `NAME`, one of those this service allows.",
         "",
         "Write `--` before an instruction that itself starts with `--`.",
         "",
@@ -140,7 +149,7 @@ def _option_words(first_line: str) -> tuple[list[str], int, bool]:
     """The unquoted option words that open the line, where the instruction starts, and
     whether more option words follow than MAX_OPTION_WORDS.
 
-    Only words that are options, or the value of `--base`, go through shlex: the
+    Only words that are options, or the value of `--base` or `--model`, go through shlex: the
     instruction after them may hold any quotes at all.
     """
     lexer = shlex.shlex(first_line, posix=True)
@@ -164,12 +173,12 @@ def _option_words(first_line: str) -> tuple[list[str], int, bool]:
             if "quotation" in str(error):
                 raise _Unreadable("the options have a quote that is not closed") from None
             raise _Unreadable("the options end with a `\\` that escapes nothing") from None
-        if word is None:  # the line ended where the value of `--base` belonged
+        if word is None:  # the line ended where the value of `--base` or `--model` belonged
             return words, len(first_line), False
         words.append(word)
         # The lexer has read the word and the one separator after it.
         position = lexer.instream.tell()
-        value_next = not value_next and word == "--base"
+        value_next = not value_next and word in _VALUED_OPTIONS
 
 
 def _skip_separators(line: str, position: int) -> int:
@@ -178,10 +187,10 @@ def _skip_separators(line: str, position: int) -> int:
     return position
 
 
-def _parse_options(words: list[str]) -> tuple[str | None, bool]:
-    """The branch and draft flag that option words give."""
+def _parse_options(words: list[str]) -> tuple[str | None, bool, str | None]:
+    """The branch, draft flag and model that option words give."""
     if not words:
-        return None, False
+        return None, False, None
     try:
         options, unknown = _parser().parse_known_args(words)
     except argparse.ArgumentError as error:
@@ -189,6 +198,8 @@ def _parse_options(words: list[str]) -> tuple[str | None, bool]:
             raise _Unreadable("`--base` needs a branch name") from None
         if error.argument_name == "--draft":
             raise _Unreadable("`--draft` takes no value") from None
+        if error.argument_name == "--model":
+            raise _Unreadable("`--model` needs a model name") from None
         raise _Unreadable(f"cannot read the options: {error.message}") from None
     if unknown:
         name = unknown[0].split("=", 1)[0]
@@ -199,7 +210,23 @@ def _parse_options(words: list[str]) -> tuple[str | None, bool]:
         problem = branch_name_problem(options.base)
         if problem:
             raise _Unreadable(f"{_code(options.base)} is not a branch name: {problem}")
-    return options.base, bool(options.draft)
+    if options.model == "":
+        raise _Unreadable("`--model` needs a model name")
+    if options.model is not None:
+        problem = model_name_problem(options.model)
+        if problem:
+            raise _Unreadable(f"{_code(options.model)} is not a model name: {problem}")
+    return options.base, bool(options.draft), options.model
+
+
+def model_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a model id, or None when it can be one."""
+    if len(name) > MAX_MODEL_NAME_CHARS:
+        return f"it is longer than {MAX_MODEL_NAME_CHARS} characters"
+    if not _MODEL_NAME.fullmatch(name):
+        return ("it may hold only letters, digits and `.` `-` `_` `:` `/` `@`, and starts "
+                "with a letter or digit")
+    return None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -221,6 +248,7 @@ def _parser() -> _Parser:
     parser = _Parser(prog="@mention", add_help=False, allow_abbrev=False, exit_on_error=False)
     parser.add_argument("--base", action=_Once)
     parser.add_argument("--draft", action=_Once, nargs=0, const=True)
+    parser.add_argument("--model", action=_Once)
     return parser
 
 

@@ -147,10 +147,22 @@ def effective_config(file_text: str | None, settings: Settings) -> EffectiveConf
     return _effective(file, limits, file_found=True)
 
 
-def describe(config: EffectiveConfig) -> str:
+def asked_model_problem(model: str, limits: Limits) -> str | None:
+    """Why a request may not work with the model it names (`--model NAME`), or None when it may:
+    a request, like the file, chooses only among the models the operator allows."""
+    if model in limits.models:
+        return None
+    return (f"`--model`: {_code(model)} is not a model this service allows; choose one of "
+            f"{_listed(limits.models)} (ASYNC_CODE_ALLOWED_MODELS)")
+
+
+def describe(config: EffectiveConfig, *, setup_network: bool) -> str:
     """Markdown for `help`: the repository's effective config, where each value comes from,
-    and what the service allows."""
+    and what the service allows. `setup_network`: whether the operator set a network for
+    `setup` (ASYNC_CODE_SETUP_NETWORK); its name is not shown."""
     limits = config.limits
+    network = ("on the network ASYNC_CODE_SETUP_NETWORK names, and the agent after it offline"
+               if setup_network else "offline, as ASYNC_CODE_SETUP_NETWORK is not set")
 
     def source(key: str, limit: str | None = None) -> str:
         origin = "from the file" if key in config.set_by_file else "this service's default"
@@ -169,8 +181,9 @@ def describe(config: EffectiveConfig) -> str:
         f"- `instructions`: {_instructions_summary(config.instructions)}"
         + (f" ({source('instructions')})" if config.instructions else ""),
         f"- `image`: {_code(config.image)} ({source('image')}; {_choices(limits.images, 'image')})",
-        f"- `setup`: {_setup_summary(config.setup)}"
-        + (f" ({source('setup')})" if config.setup else ""),
+        f"- `setup`: {_setup_summary(config.setup)} "
+        + (f"({source('setup')}; setup runs {network})" if config.setup
+           else f"(setup would run {network})"),
         f"- `timeout`: {_duration(config.timeout_seconds)} "
         f"({source('timeout', _duration(limits.timeout_seconds))})",
         f"- `max_turns`: {config.max_turns} ({source('max_turns', str(limits.max_turns))})",

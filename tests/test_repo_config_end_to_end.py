@@ -76,3 +76,14 @@ def test_help_shows_the_repositorys_effective_config(service, github, model):
     service.wait_for_task(service.comment("@async-code help"))
     reply = bot_comments(github, 7)[-1]["body"]
     assert "max_turns" in reply and "12" in reply and model.requests == []
+    assert "setup would run offline, as ASYNC_CODE_SETUP_NETWORK is not set" in reply
+
+
+def test_help_says_that_setup_runs_on_a_network_without_naming_it(service_factory, github, model):
+    service = service_factory(ASYNC_CODE_SETUP_NETWORK="acme-build-net").start()
+    with_config(github, "setup: [npm ci]\n")
+    service.wait_for_task(service.comment("@async-code help"))
+    reply = bot_comments(github, 7)[-1]["body"]
+    assert ("- `setup`: 1 command: `npm ci` (from the file; setup runs on the network "
+            "ASYNC_CODE_SETUP_NETWORK names, and the agent after it offline)") in reply, reply
+    assert "acme-build-net" not in reply

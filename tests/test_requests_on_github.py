@@ -56,6 +56,15 @@ def review_comment(body="@async-code rename this", **comment_fields):
      {"problem": "unknown option `--fast`"}),
     ("issue_comment", issue_comment("@async-code --draft do it", pull_request=True),
      {"trigger": "pr_comment", "problem": ISSUE_ONLY_OPTIONS}),
+    ("issue_comment", issue_comment("@async-code --model claude-haiku-4-5 add a flag"),
+     {"trigger": "comment", "instruction": "add a flag", "model": "claude-haiku-4-5"}),
+    ("issue_comment", issue_comment("@async-code --model claude-haiku-4-5 add tests",
+                                    pull_request=True),
+     {"trigger": "pr_comment", "instruction": "add tests", "model": "claude-haiku-4-5",
+      "problem": None}),
+    ("pull_request_review_comment", review_comment("@async-code --model=claude-haiku-4-5 rename"),
+     {"trigger": "review_comment", "instruction": "rename", "model": "claude-haiku-4-5",
+      "problem": None}),
     ("pull_request_review_comment", review_comment(),
      {"trigger": "review_comment", "number": 12, "comment_id": 901, "issue_author": "carol",
       "review_context": {"path": "cli.py", "line": 12, "start_line": 10, "side": "RIGHT",
@@ -65,7 +74,8 @@ def review_comment(body="@async-code rename this", **comment_fields):
      {"review_context": {"path": "cli.py", "line": 4, "start_line": None, "side": "RIGHT",
                          "diff_hunk": "@@ -1,3 +1,4 @@\n+x", "thread_id": 900}}),
 ], ids=["issue-label", "label-case", "pr-label", "pr-comment", "options", "command",
-        "help-me-is-work", "unknown-option", "draft-on-pr", "review-comment", "review-reply"])
+        "help-me-is-work", "unknown-option", "draft-on-pr", "model-on-issue", "model-on-pr",
+        "model-in-review-comment", "review-comment", "review-reply"])
 def test_requests_become_tasks(event, payload, expected):
     task = outcome_of_delivery(event, payload, INTAKE)
     assert isinstance(task, NewTask)

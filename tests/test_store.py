@@ -179,7 +179,7 @@ def _store_of_an_older_schema(path, version: int, left_out: set[str]) -> None:
     db.close()
 
 
-@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
 def test_an_older_store_gains_the_columns_added_since(tmp_path, version):
     import sqlite3
 
@@ -188,7 +188,8 @@ def test_an_older_store_gains_the_columns_added_since(tmp_path, version):
     path = tmp_path / "old.db"
     added = set(store_module._ADDED_COLUMNS)
     costs = {"cache_write_tokens", "cache_read_tokens", "cost_usd", "stop_reason"}
-    _store_of_an_older_schema(path, version, {1: added, 2: added - {"issue_author"}, 3: costs}[version])
+    left_out = {1: added, 2: added - {"issue_author"}, 3: costs | {"model"}, 4: {"model"}}
+    _store_of_an_older_schema(path, version, left_out[version])
 
     store = Store(path)
     store.initialise()
@@ -196,9 +197,11 @@ def test_an_older_store_gains_the_columns_added_since(tmp_path, version):
     task = store.get("t1")
     assert task.issue_author == ""
     assert (task.command, task.draft, task.label, task.cancel_requested_by) == (None, False, None, None)
-    assert (task.cost_usd, task.stop_reason) == (None, None)
-    store.update("t1", cost_usd=0.1234, cache_read_tokens=5, stop_reason="budget")
+    assert (task.cost_usd, task.stop_reason, task.model) == (None, None, None)
+    store.update("t1", cost_usd=0.1234, cache_read_tokens=5, stop_reason="budget",
+                 model="claude-haiku-4-5")
     assert store.get("t1").summary()["cost_usd"] == 0.1234
+    assert store.get("t1").model == "claude-haiku-4-5"
     assert store.request_cancel("acme/widgets", 7, by="alice")[0][0].id == "t1"
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == store_module.SCHEMA_VERSION
 
@@ -242,14 +245,29 @@ def test_a_retry_repeats_the_request_for_whoever_asked(tmp_path):
     original = store.record_delivery("g1", "issue_comment", "created", NewTask(
         trigger="comment", repo="acme/widgets", installation_id=1, number=3, comment_id=70,
         instruction="add a flag", requested_by="alice", requested_by_id=5, base_branch="dev",
-        draft=True))
+        draft=True, model="claude-haiku-4-5"))
     store.record_delivery("g2", "issue_comment", "created", None)
     retry = store.record_retry(original, guid="g2", requested_by="carol", requested_by_id=6)
     again = store.get(retry.id)
-    assert (again.instruction, again.base_branch, again.draft, again.retry_of) == (
-        "add a flag", "dev", True, original.id)
+    assert (again.instruction, again.base_branch, again.draft, again.model, again.retry_of) == (
+        "add a flag", "dev", True, "claude-haiku-4-5", original.id)
     assert (again.requested_by, again.requested_by_id, again.comment_id) == ("carol", 6, None)
     assert again.status == PENDING and again.acknowledged_at is None
+
+
+def test_continuing_keeps_the_model_asked_for(tmp_path):
+    store = make_store(tmp_path)
+    previous = store.record_delivery("g1", "issue_comment", "created", NewTask(
+        trigger="comment", repo="acme/widgets", installation_id=1, number=3, comment_id=70,
+        instruction="add a flag", requested_by="alice", requested_by_id=5,
+        model="claude-haiku-4-5"))
+    store.update(previous.id, pr_number=9)
+    store.record_delivery("g2", "issue_comment", "created", None)
+    carry_on = store.record_continue(store.get(previous.id), guid="g2", requested_by="carol",
+                                     requested_by_id=6)
+    again = store.get(carry_on.id)
+    assert (again.trigger, again.number, again.model, again.retry_of) == (
+        "continue", 9, "claude-haiku-4-5", previous.id)
 
 
 def test_a_replayed_label_is_one_task(tmp_path):
