@@ -2,7 +2,7 @@
 
 `find_instruction` gives the text after the mention. A text that is exactly a command word
 controls the app; anything else is work to do, optionally preceded on its first line by
-options such as `--base release --draft --model claude-haiku-4-5`. Options are read like shell words, so a quoted
+options such as `--base release --draft --model claude-haiku-4-5 --agent claude`. Options are read like shell words, so a quoted
 value may hold spaces; the instruction itself is never read that way, so an apostrophe in
 it means nothing.
 """
@@ -15,12 +15,14 @@ import shlex
 from dataclasses import dataclass
 from typing import NoReturn
 
+from app.agents import agent_name_problem
+
 COMMANDS = ("cancel", "retry", "continue", "status", "help")
 
-# A valid request has at most five option words ("--base", a branch, "--draft", "--model", a
-# model); past a few more there is surely a problem, and argparse need not see thousands of
-# words to name it.
-MAX_OPTION_WORDS = 8
+# A valid request has at most seven option words ("--base", a branch, "--draft", "--model", a
+# model, "--agent", an agent); past a few more there is surely a problem, and argparse need not
+# see thousands of words to name it.
+MAX_OPTION_WORDS = 10
 MAX_BRANCH_NAME_BYTES = 255  # a ref is a file, and file names stop at 255 bytes
 # Model ids as Anthropic's API (`claude-haiku-4-5`), Bedrock (`anthropic.claude-haiku-4-5-
 # 20251001-v1:0`, or an inference profile's ARN) and Vertex (`claude-haiku-4-5@20251001`) write
@@ -37,7 +39,7 @@ _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]*")
 _BRANCH_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 _UNSHOWABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _BACKTICK_RUN = re.compile(r"`+")
-_VALUED_OPTIONS = ("--base", "--model")  # options whose next word is their value
+_VALUED_OPTIONS = ("--base", "--model", "--agent")  # options whose next word is their value
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class Request:
     base: str | None = None  # --base BRANCH
     draft: bool = False  # --draft
     model: str | None = None  # --model NAME
+    agent: str | None = None  # --agent NAME
     problem: str | None = None  # why the request cannot be read, said to the person
 
 
@@ -61,7 +64,7 @@ def read_request(text: str) -> Request:
     first_line, newline, following = text.partition("\n")
     try:
         words, instruction_start, more_words = _option_words(first_line)
-        base, draft, model = _parse_options(words)
+        options = _parse_options(words)
         if more_words:
             raise _Unreadable("there are too many options")
     except _Unreadable as unreadable:
@@ -74,7 +77,8 @@ def read_request(text: str) -> Request:
         if words:
             return Request(problem=f"commands such as `{command}` take no options")
         return Request(command=command)
-    return Request(instruction=instruction, base=base, draft=draft, model=model)
+    return Request(instruction=instruction, base=options.base, draft=options.draft,
+                   model=options.model, agent=options.agent)
 
 
 def grammar_help(slug: str, trigger_label: str) -> str:
@@ -96,6 +100,7 @@ def grammar_help(slug: str, trigger_label: str) -> str:
         "(issues only).",
         "- `--draft`: open the pull request as a draft (issues only).",
         "- `--model NAME`: work with the model `NAME`, one of those this service allows.",
+        "- `--agent NAME`: work with the agent `NAME`, one of those this service enables.",
         "",
         "Write `--` before an instruction that itself starts with `--`.",
         "",
@@ -149,7 +154,7 @@ def _option_words(first_line: str) -> tuple[list[str], int, bool]:
     """The unquoted option words that open the line, where the instruction starts, and
     whether more option words follow than MAX_OPTION_WORDS.
 
-    Only words that are options, or the value of `--base` or `--model`, go through shlex: the
+    Only words that are options, or the value of a valued option, go through shlex: the
     instruction after them may hold any quotes at all.
     """
     lexer = shlex.shlex(first_line, posix=True)
@@ -173,7 +178,7 @@ def _option_words(first_line: str) -> tuple[list[str], int, bool]:
             if "quotation" in str(error):
                 raise _Unreadable("the options have a quote that is not closed") from None
             raise _Unreadable("the options end with a `\\` that escapes nothing") from None
-        if word is None:  # the line ended where the value of `--base` or `--model` belonged
+        if word is None:  # the line ended where an option's value belonged
             return words, len(first_line), False
         words.append(word)
         # The lexer has read the word and the one separator after it.
@@ -187,36 +192,46 @@ def _skip_separators(line: str, position: int) -> int:
     return position
 
 
-def _parse_options(words: list[str]) -> tuple[str | None, bool, str | None]:
-    """The branch, draft flag and model that option words give."""
+@dataclass(frozen=True)
+class _Options:
+    base: str | None = None
+    draft: bool = False
+    model: str | None = None
+    agent: str | None = None
+
+
+# Each valued option: what its value is, and why a given value cannot be one.
+_VALUE_CHECKS = {
+    "base": ("a branch name", lambda value: branch_name_problem(value)),
+    "model": ("a model name", lambda value: model_name_problem(value)),
+    "agent": ("an agent's name", lambda value: agent_name_problem(value)),
+}
+
+
+def _parse_options(words: list[str]) -> _Options:
+    """The options that option words give."""
     if not words:
-        return None, False, None
+        return _Options()
     try:
         options, unknown = _parser().parse_known_args(words)
     except argparse.ArgumentError as error:
-        if error.argument_name == "--base":
-            raise _Unreadable("`--base` needs a branch name") from None
         if error.argument_name == "--draft":
             raise _Unreadable("`--draft` takes no value") from None
-        if error.argument_name == "--model":
-            raise _Unreadable("`--model` needs a model name") from None
+        name = (error.argument_name or "").removeprefix("--")
+        if name in _VALUE_CHECKS:
+            raise _Unreadable(f"`--{name}` needs {_VALUE_CHECKS[name][0]}") from None
         raise _Unreadable(f"cannot read the options: {error.message}") from None
     if unknown:
         name = unknown[0].split("=", 1)[0]
         raise _Unreadable(f"unknown option {_code(name)}")
-    if options.base == "":
-        raise _Unreadable("`--base` needs a branch name")
-    if options.base is not None:
-        problem = branch_name_problem(options.base)
-        if problem:
-            raise _Unreadable(f"{_code(options.base)} is not a branch name: {problem}")
-    if options.model == "":
-        raise _Unreadable("`--model` needs a model name")
-    if options.model is not None:
-        problem = model_name_problem(options.model)
-        if problem:
-            raise _Unreadable(f"{_code(options.model)} is not a model name: {problem}")
-    return options.base, bool(options.draft), options.model
+    for name, (what, problem_of) in _VALUE_CHECKS.items():
+        value = getattr(options, name)
+        if value == "":
+            raise _Unreadable(f"`--{name}` needs {what}")
+        if value is not None and (problem := problem_of(value)):
+            raise _Unreadable(f"{_code(value)} is not {what}: {problem}")
+    return _Options(base=options.base, draft=bool(options.draft), model=options.model,
+                    agent=options.agent)
 
 
 def model_name_problem(name: str) -> str | None:
@@ -249,6 +264,7 @@ def _parser() -> _Parser:
     parser.add_argument("--base", action=_Once)
     parser.add_argument("--draft", action=_Once, nargs=0, const=True)
     parser.add_argument("--model", action=_Once)
+    parser.add_argument("--agent", action=_Once)
     return parser
 
 

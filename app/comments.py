@@ -55,4 +55,5 @@ def request_fields(instruction: str, *, on_pull_request: bool) -> dict[str, Any]
     if problem is None and on_pull_request and (request.base is not None or request.draft):
         problem = ISSUE_ONLY_OPTIONS
     return {"instruction": request.instruction, "command": request.command, "problem": problem,
-            "base_branch": request.base, "draft": request.draft, "model": request.model}
+            "base_branch": request.base, "draft": request.draft, "model": request.model,
+            "agent": request.agent}

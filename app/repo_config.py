@@ -25,6 +25,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
                       model_validator)
 from pydantic_core import PydanticCustomError
 
+from app.agents import DEFAULT_AGENT
 from app.commands import branch_name_problem
 from app.settings import Settings
 from app.strict_yaml import YamlRefused, load_yaml
@@ -43,8 +44,8 @@ MAX_BRANCH_PREFIX_CHARS = 100  # the issue number and task id follow it
 DEFAULT_BRANCH_PREFIX = "async-code/"
 # What the runner appends to a prefix; a prefix is valid when prefix + this is a branch name.
 BRANCH_SUFFIX_EXAMPLE = "12-3f9c2a1b"
-KEYS = ("instructions", "image", "setup", "timeout", "max_turns", "model", "branch_prefix",
-        "draft", "budget")
+KEYS = ("instructions", "image", "setup", "timeout", "max_turns", "model", "agent",
+        "branch_prefix", "draft", "budget")
 BUDGET_KEYS = ("tokens", "usd")
 SHOWN_CHARS = 60  # of the file's text quoted back in one problem
 MAX_PROBLEMS_SHOWN = 20
@@ -86,6 +87,8 @@ class Limits:
     models: tuple[str, ...]
     default_image: str
     default_model: str
+    agents: tuple[str, ...] = (DEFAULT_AGENT,)
+    default_agent: str = DEFAULT_AGENT
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -97,7 +100,9 @@ class Limits:
                    images=settings.allowed_image_names,
                    models=settings.allowed_model_names,
                    default_image=settings.sandbox_image,
-                   default_model=settings.model)
+                   default_model=settings.model,
+                   agents=settings.enabled_agent_names,
+                   default_agent=settings.agent)
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,7 @@ class EffectiveConfig:
     budget_tokens: int | None  # None: no limit
     budget_usd: float | None
     limits: Limits
+    agent: str = DEFAULT_AGENT
     file_found: bool = False
     # The keys the file set; a budget's parts as "budget.tokens" and "budget.usd".
     set_by_file: frozenset[str] = frozenset()
@@ -156,6 +162,15 @@ def asked_model_problem(model: str, limits: Limits) -> str | None:
             f"{_listed(limits.models)} (ASYNC_CODE_ALLOWED_MODELS)")
 
 
+def asked_agent_problem(agent: str, limits: Limits) -> str | None:
+    """Why a task may not work with the agent it names, or None when it may. A task names one
+    when its request said `--agent NAME`, or when it repeats a task that ran with one."""
+    if agent in limits.agents:
+        return None
+    return (f"the agent {_code(agent)} is not one this service enables; choose one of "
+            f"{_listed(limits.agents)} (ASYNC_CODE_AGENTS)")
+
+
 def describe(config: EffectiveConfig, *, setup_network: bool) -> str:
     """Markdown for `help`: the repository's effective config, where each value comes from,
     and what the service allows. `setup_network`: whether the operator set a network for
@@ -188,6 +203,7 @@ def describe(config: EffectiveConfig, *, setup_network: bool) -> str:
         f"({source('timeout', _duration(limits.timeout_seconds))})",
         f"- `max_turns`: {config.max_turns} ({source('max_turns', str(limits.max_turns))})",
         f"- `model`: {_code(config.model)} ({source('model')}; {_choices(limits.models, 'model')})",
+        f"- `agent`: {_code(config.agent)} ({source('agent')}; {_choices(limits.agents, 'agent')})",
         f"- `branch_prefix`: {_code(config.branch_prefix)} ({source('branch_prefix')})",
         f"- `draft`: {'true' if config.draft else 'false'} ({source('draft')})",
         f"- `budget.tokens`: {_tokens(config.budget_tokens)} ({source('budget.tokens', token_limit)})",
@@ -252,6 +268,7 @@ class RepoConfigFile(_StrictModel):
     timeout: int | None = None  # seconds
     max_turns: int | None = Field(None, ge=1)
     model: str | None = None
+    agent: str | None = None
     branch_prefix: str | None = None
     draft: bool | None = None
     budget: Budget | None = None
@@ -320,6 +337,15 @@ class RepoConfigFile(_StrictModel):
                     f"{_listed(limits.models)} (ASYNC_CODE_ALLOWED_MODELS)")
         return model
 
+    @field_validator("agent")
+    @classmethod
+    def _an_enabled_agent(cls, agent: str, info: ValidationInfo) -> str:
+        limits = _limits(info)
+        if agent not in limits.agents:
+            _refuse(f"`agent`: {_code(agent)} is not an agent this service enables; choose one of "
+                    f"{_listed(limits.agents)} (ASYNC_CODE_AGENTS)")
+        return agent
+
     @field_validator("branch_prefix")
     @classmethod
     def _a_branch_prefix(cls, prefix: str) -> str:
@@ -369,6 +395,7 @@ def _effective(file: RepoConfigFile, limits: Limits, *, file_found: bool) -> Eff
         timeout_seconds=file.timeout if file.timeout is not None else limits.timeout_seconds,
         max_turns=file.max_turns if file.max_turns is not None else limits.max_turns,
         model=file.model or limits.default_model,
+        agent=file.agent or limits.default_agent,
         branch_prefix=file.branch_prefix or DEFAULT_BRANCH_PREFIX,
         draft=bool(file.draft),
         budget_tokens=tokens if tokens is not None else limits.budget_tokens,
@@ -390,6 +417,7 @@ _EXPECTED = {
     "timeout": "a duration: seconds (`1800`) or a number with a unit (`90s`, `30m`, `1h`, `1h30m`)",
     "max_turns": "a whole number of model turns, at least 1",
     "model": "a model name as text",
+    "agent": "an agent's name as text",
     "branch_prefix": "text such as `bot/`",
     "draft": "`true` or `false`",
     "budget": "a mapping with `tokens`, `usd` or both",

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from app.agents import DEFAULT_AGENT, enabling_problem
 from app.budget import Price, parse_prices
 
 DEFAULT_MODEL = "claude-sonnet-4-6"
@@ -82,6 +83,8 @@ class Settings:
     budget_usd: str = ""
     prices: str = ""
     setup_network: str = ""
+    agent: str = DEFAULT_AGENT
+    agents: str = ""
 
     _ENV = {
         "github_app_id": "GITHUB_APP_ID",
@@ -115,6 +118,8 @@ class Settings:
         "budget_usd": "ASYNC_CODE_BUDGET_USD",
         "prices": "ASYNC_CODE_PRICES",
         "setup_network": "ASYNC_CODE_SETUP_NETWORK",
+        "agent": "ASYNC_CODE_AGENT",
+        "agents": "ASYNC_CODE_AGENTS",
     }
 
     @classmethod
@@ -201,6 +206,11 @@ class Settings:
     def allowed_model_names(self) -> tuple[str, ...]:
         """Models a repository's config may choose; unset means the default model only."""
         return _list_items(self.allowed_models) or (self.model,)
+
+    @property
+    def enabled_agent_names(self) -> tuple[str, ...]:
+        """Agents a request or a repository's config may choose; unset means the default only."""
+        return _list_items(self.agents) or (self.agent,)
 
     @property
     def budget_token_ceiling(self) -> int | None:
@@ -325,7 +335,8 @@ class Settings:
                              "like 512m or 10g")
         if not self.sandbox_image:
             found.append("ASYNC_CODE_SANDBOX_IMAGE must name a Docker image")
-        return found + self._setup_network_problems() + self._repository_ceiling_problems()
+        return (found + self._setup_network_problems() + self._repository_ceiling_problems()
+                + self._agent_choice_problems())
 
     def _setup_network_problems(self) -> list[str]:
         name = self.setup_network
@@ -370,6 +381,18 @@ class Settings:
                 found.append(f"ASYNC_CODE_BUDGET_USD is set but {', '.join(unpriced)} "
                              f"{'has' if len(unpriced) == 1 else 'have'} no price, so what a task "
                              "costs cannot be known: give it in ASYNC_CODE_PRICES")
+        return found
+
+
+    def _agent_choice_problems(self) -> list[str]:
+        found = [f"ASYNC_CODE_AGENTS: {problem}" for name in _list_items(self.agents)
+                 if (problem := enabling_problem(name))]
+        if not _list_items(self.agents) and (problem := enabling_problem(self.agent)):
+            found.append(f"ASYNC_CODE_AGENT: {problem}")
+        elif self.agent not in self.enabled_agent_names:
+            found.append(f"ASYNC_CODE_AGENT={self.agent!r} is not in ASYNC_CODE_AGENTS: add it "
+                         "there, since tasks use it whenever neither the request nor the "
+                         "repository names an agent")
         return found
 
 

@@ -25,7 +25,7 @@ PENDING, RUNNING, COMPLETED, FAILED, REJECTED = "pending", "running", "completed
 CANCELLED = "cancelled"
 FINISHED = (COMPLETED, FAILED, REJECTED, CANCELLED)
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -88,7 +88,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     cache_read_tokens INTEGER,
     cost_usd          REAL,
     stop_reason       TEXT,
-    model             TEXT
+    model             TEXT,
+    agent             TEXT,
+    agent_version     TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_by_status ON tasks (status, created_at);
 -- One task per comment: a replayed delivery under a new GUID cannot start the work again.
@@ -124,7 +126,7 @@ _ADDED_COLUMNS = {
     "retry_of": "TEXT", "start_sha": "TEXT", "cancel_requested_by": "TEXT",
     "target_task": "TEXT", "check_run_id": "INTEGER", "pushed_check_run_id": "INTEGER",
     "cache_write_tokens": "INTEGER", "cache_read_tokens": "INTEGER", "cost_usd": "REAL",
-    "stop_reason": "TEXT", "model": "TEXT",
+    "stop_reason": "TEXT", "model": "TEXT", "agent": "TEXT", "agent_version": "TEXT",
 }
 
 # Columns holding JSON documents; they are decoded when read.
@@ -163,6 +165,9 @@ class NewTask:
     base_branch: str | None = None  # --base BRANCH on an issue
     draft: bool = False  # --draft
     model: str | None = None  # --model NAME; None: the repository's or the service's model
+    # --agent NAME; None: the repository's or the service's agent. Once the task runs, the
+    # agent it runs with, which a retry or a continue then keeps.
+    agent: str | None = None
     label: str | None = None  # the label that asked, removed when the task ends
     review_context: Any = None  # for a review comment: its file, lines and diff hunk
     retry_of: str | None = None  # the task a `retry` repeats
@@ -213,6 +218,7 @@ class Task(NewTask):
     cache_read_tokens: int | None = None  # read from the prompt cache
     cost_usd: float | None = None  # what the model calls cost; None when the model has no price
     stop_reason: str | None = None  # why the agent stopped: answer, max_turns or budget
+    agent_version: str | None = None  # the version of the agent the task ran with
 
     @property
     def on_pull_request(self) -> bool:
@@ -518,7 +524,7 @@ class Store:
         carry_on = NewTask(trigger="continue", repo=previous.repo,
                            installation_id=previous.installation_id, number=previous.pr_number,
                            comment_id=None, instruction=previous.instruction,
-                           model=previous.model, requested_by=requested_by,
+                           model=previous.model, agent=previous.agent, requested_by=requested_by,
                            requested_by_id=requested_by_id, retry_of=previous.id)
         with self._connect(immediate=True) as db:
             return self._insert_task(db, guid, carry_on)

@@ -18,11 +18,12 @@ from app.store import CANCELLED, COMPLETED, FAILED, REJECTED, Task
 from runner import (check_runs, pull_request, pull_request_context, pull_request_rules, replies,
                     status, workspace)
 from runner.acknowledge import WRITE_PERMISSIONS
-from runner.agent import (AgentError, AgentResult, AgentTimeout, ClaudeAgent,
-                          pull_request_task_request, task_request)
+from runner.agent import (AgentError, AgentResult, AgentTimeout, pull_request_task_request,
+                          task_request)
+from runner.agents import agent_version, build_agent
 from app.budget import Budget, Price, describe_use, format_usd
 from app.repo_config import (CONFIG_PATH, MAX_FILE_BYTES, ConfigError, EffectiveConfig,
-                             asked_model_problem, effective_config)
+                             asked_agent_problem, asked_model_problem, effective_config)
 from runner.cancel_watch import CancelWatch
 from runner.disk_watch import DiskWatch
 from runner.files import FileEditor
@@ -193,6 +194,12 @@ class _TaskRun:
             if problem is not None:
                 raise TaskFailed(f"{problem}. Nothing was run.")
             self.config = dataclasses.replace(self.config, model=task.model)
+        if task.agent is not None:
+            # The agent the task names, if the operator enables it; the config's otherwise.
+            problem = asked_agent_problem(task.agent, self.config.limits)
+            if problem is not None:
+                raise TaskFailed(f"{problem}. Nothing was run.")
+            self.config = dataclasses.replace(self.config, agent=task.agent)
         # The repository may shorten the task's time; the clock started when the task did.
         self.deadline = self.started + self.config.timeout_seconds
         pull = None
@@ -208,7 +215,8 @@ class _TaskRun:
             raise TaskFailed(f"the budget of {format_usd(self.budget.usd)} cannot be kept: "
                              f"{self.config.model} has no price in ASYNC_CODE_PRICES. Nothing "
                              "was run.")
-        store.update(task.id, branch=branch, base_branch=pull["base"]["ref"] if pull else start)
+        store.update(task.id, branch=branch, base_branch=pull["base"]["ref"] if pull else start,
+                     agent=self.config.agent, agent_version=agent_version(self.config.agent))
         ws = self._prepare_workspace(repository, start, branch, self.services.sandbox.host_owner)
         sandbox_gone = False
         try:
@@ -567,8 +575,8 @@ def _run_agent(task: Task, services: Services, config: EffectiveConfig, tree: Pa
         disk.start()
         cancel.start()
         _run_setup(config.setup, deployment, runtime, deadline, cancel)
-        agent = ClaudeAgent(services.anthropic, model=config.model, max_turns=config.max_turns,
-                            budget=budget, price=price)
+        agent = build_agent(config.agent, client=services.anthropic, model=config.model,
+                            max_turns=config.max_turns, budget=budget, price=price)
         editor = FileEditor(tree, owner=services.sandbox.host_owner, mount_point=MOUNT_POINT)
         try:
             result = agent.run(request=request, repo=task.repo, number=task.number,

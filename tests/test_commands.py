@@ -12,8 +12,8 @@ from tests.github_rendering import findings, render
 SLUG = "async-code"
 
 
-def work(instruction, *, base=None, draft=False, model=None):
-    return Request(instruction=instruction, base=base, draft=draft, model=model)
+def work(instruction, *, base=None, draft=False, model=None, agent=None):
+    return Request(instruction=instruction, base=base, draft=draft, model=model, agent=agent)
 
 
 def problem(message):
@@ -115,6 +115,14 @@ OPTIONS = [
     pytest.param("--model " + "m" * 100 + " fix", work("fix", model="m" * 100),
                  id="model-longest"),
     pytest.param("fix --model handling", work("fix --model handling"), id="model-after-words"),
+    pytest.param("--agent claude add retries", work("add retries", agent="claude"), id="agent"),
+    pytest.param("--agent=claude-code fix", work("fix", agent="claude-code"), id="agent-equals"),
+    # Whether the service enables it is decided when the task runs, like a model.
+    pytest.param("--agent someday fix", work("fix", agent="someday"), id="agent-unknown-name"),
+    pytest.param("--base dev --draft --model claude-haiku-4-5 --agent codex fix",
+                 work("fix", base="dev", draft=True, model="claude-haiku-4-5", agent="codex"),
+                 id="every-option"),
+    pytest.param("--agent " + "a" * 40 + " fix", work("fix", agent="a" * 40), id="agent-longest"),
 ]
 
 
@@ -174,6 +182,20 @@ PROBLEMS = [
     pytest.param("--model claude-haiku-4-5 retry", "commands such as `retry` take no options",
                  id="model-command"),
     pytest.param("--draft retry", "commands such as `retry` take no options", id="draft-command"),
+    pytest.param("--agent claude retry", "commands such as `retry` take no options",
+                 id="agent-command"),
+    pytest.param("--agent", "`--agent` needs an agent's name", id="agent-at-end"),
+    pytest.param("--agent= fix", "`--agent` needs an agent's name", id="agent-equals-nothing"),
+    pytest.param("--agent --draft fix", "`--agent` needs an agent's name", id="agent-then-option"),
+    pytest.param("--agent a --agent b fix", "`--agent` is given more than once", id="agent-twice"),
+    pytest.param("--agent Claude fix", "`Claude` is not an agent's name: it may hold only "
+                 "lower-case letters, digits and `-`, and starts with a letter", id="agent-upper"),
+    pytest.param("--agent ../codex fix", "`../codex` is not an agent's name: it may hold only "
+                 "lower-case letters, digits and `-`, and starts with a letter", id="agent-path"),
+    pytest.param("--agent " + "a" * 41 + " fix",
+                 "`" + "a" * 41 + "` is not an agent's name: it is longer than 40 characters",
+                 id="agent-too-long"),
+    pytest.param("--agents claude,codex fix", "unknown option `--agents`", id="agents-plural"),
     pytest.param("--base main STATUS", "commands such as `status` take no options",
                  id="base-command"),
     pytest.param("--draft\nhelp", "commands such as `help` take no options",

@@ -67,6 +67,7 @@ setup:
 timeout: 20m
 max_turns: 12
 model: claude-haiku-4-5
+agent: claude
 branch_prefix: bot/
 draft: true
 budget:
@@ -77,10 +78,10 @@ budget:
     assert config.instructions == "Run `make lint` before you commit.\nNever edit vendor/.\n"
     assert (config.image, config.setup) == ("node:22-bookworm", ("npm ci", "npm run build"))
     assert (config.timeout_seconds, config.max_turns, config.model) == (1200, 12, "claude-haiku-4-5")
-    assert (config.branch_prefix, config.draft) == ("bot/", True)
+    assert (config.branch_prefix, config.draft, config.agent) == ("bot/", True, "claude")
     assert (config.budget_tokens, config.budget_usd) == (300_000, 1.25)
     assert config.set_by_file == {"instructions", "image", "setup", "timeout", "max_turns", "model",
-                                  "branch_prefix", "draft", "budget.tokens", "budget.usd"}
+                                  "agent", "branch_prefix", "draft", "budget.tokens", "budget.usd"}
 
 
 @pytest.mark.parametrize("text, attribute, expected", [
@@ -120,7 +121,7 @@ def test_without_an_operator_ceiling_the_file_may_set_any_budget():
 
 # Every way the file can be wrong, with what the status comment says
 
-KEYS = ("`instructions`, `image`, `setup`, `timeout`, `max_turns`, `model`, `branch_prefix`, "
+KEYS = ("`instructions`, `image`, `setup`, `timeout`, `max_turns`, `model`, `agent`, `branch_prefix`, "
         "`draft`, `budget`")
 DURATION = "a duration: seconds (`1800`) or a number with a unit (`90s`, `30m`, `1h`, `1h30m`)"
 NO_ALIASES = "anchors and aliases (`&name`, `*name`) are not accepted; write the value out"
@@ -285,6 +286,14 @@ NO_ALIASES = "anchors and aliases (`&name`, `*name`) are not accepted; write the
     ("a model spelt in another case", "model: Claude-Sonnet-4-6\n", OPERATOR,
      "`model`: `Claude-Sonnet-4-6` is not a model this service allows; choose one of "
      "`claude-sonnet-4-6`, `claude-haiku-4-5` (ASYNC_CODE_ALLOWED_MODELS)"),
+    ("an agent not enabled", "agent: codex\n", OPERATOR,
+     "`agent`: `codex` is not an agent this service enables; choose one of `claude` "
+     "(ASYNC_CODE_AGENTS)"),
+    ("an agent that is no agent", "agent: '@octocat'\n", OPERATOR,
+     "`agent`: `@octocat` is not an agent this service enables; choose one of `claude` "
+     "(ASYNC_CODE_AGENTS)"),
+    ("an agent not text", "agent: [claude]\n", OPERATOR,
+     "`agent`: give an agent's name as text, not a list"),
     # branch prefixes
     ("an empty prefix", "branch_prefix: ''\n", OPERATOR,
      "`branch_prefix` is empty; remove it to use `async-code/`"),
@@ -437,6 +446,7 @@ def test_describe_without_a_file_gives_the_operators_defaults_and_limits():
         "- `max_turns`: 50 (this service's default; the most allowed is 50)\n"
         "- `model`: `claude-sonnet-4-6` (this service's default; the file may choose "
         "`claude-sonnet-4-6`)\n"
+        "- `agent`: `claude` (this service's default; the file may choose `claude`)\n"
         "- `branch_prefix`: `async-code/` (this service's default)\n"
         "- `draft`: false (this service's default)\n"
         "- `budget.tokens`: no limit (this service's default)\n"
@@ -460,6 +470,7 @@ def test_describe_says_which_values_come_from_the_file():
         "- `max_turns`: 40 (this service's default; the most allowed is 40)\n"
         "- `model`: `claude-sonnet-4-6` (this service's default; the file may choose "
         "`claude-sonnet-4-6`, `claude-haiku-4-5`)\n"
+        "- `agent`: `claude` (this service's default; the file may choose `claude`)\n"
         "- `branch_prefix`: `async-code/` (this service's default)\n"
         "- `draft`: false (this service's default)\n"
         "- `budget.tokens`: 2,000,000 tokens (this service's default; the most allowed is "

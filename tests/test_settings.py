@@ -77,6 +77,14 @@ def test_secrets_stay_out_of_repr():
          "agent", "ASYNC_CODE_ALLOWED_MODELS"),
         ("default model not allowed", {"ASYNC_CODE_ALLOWED_MODELS": "claude-haiku-4-5"}, "agent",
          "ASYNC_CODE_MODEL='claude-sonnet-4-6' is not in ASYNC_CODE_ALLOWED_MODELS"),
+        ("an unknown agent enabled", {"ASYNC_CODE_AGENTS": "claude,gpt"}, "agent",
+         "ASYNC_CODE_AGENTS: 'gpt' is not an agent; the agents are claude, claude-code, codex"),
+        ("an unknown default agent", {"ASYNC_CODE_AGENT": "gpt"}, "agent",
+         "ASYNC_CODE_AGENT: 'gpt' is not an agent"),
+        ("an agent this version cannot run", {"ASYNC_CODE_AGENTS": "claude,codex"}, "agent",
+         "ASYNC_CODE_AGENTS: 'codex' (the Codex CLI, in the sandbox) cannot run in this version"),
+        ("default agent not enabled", {"ASYNC_CODE_AGENT": "codex", "ASYNC_CODE_AGENTS": "claude"},
+         "agent", "ASYNC_CODE_AGENT='codex' is not in ASYNC_CODE_AGENTS"),
         ("token budget not a number", {"ASYNC_CODE_BUDGET_TOKENS": "1e6"}, "agent",
          "ASYNC_CODE_BUDGET_TOKENS"),
         ("zero token budget", {"ASYNC_CODE_BUDGET_TOKENS": "0"}, "agent", "ASYNC_CODE_BUDGET_TOKENS"),
@@ -193,6 +201,7 @@ def test_repository_ceilings_default_to_the_default_model_no_images_and_no_budge
     settings = Settings.from_env({})
     assert settings.allowed_image_names == ()
     assert settings.allowed_model_names == (DEFAULT_MODEL,)
+    assert (settings.agent, settings.enabled_agent_names) == ("claude", ("claude",))
     assert (settings.budget_token_ceiling, settings.budget_usd_ceiling) == (None, None)
 
 
