@@ -545,7 +545,7 @@ def _prompt_usage(body: dict, cached: set[str]) -> tuple[dict[str, Any], set[str
         "cache_read_input_tokens": read,
         "cache_creation": {"ephemeral_5m_input_tokens": written, "ephemeral_1h_input_tokens": 0},
     }
-    return usage, {digest_ for digest_, _ in new}
+    return usage, {key for key, _ in new}
 
 
 def _content_for(step: Turn | Final) -> list[dict[str, Any]]:
