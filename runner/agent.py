@@ -46,6 +46,7 @@ def _backoff(attempt: int, headers: Any) -> float:
                 continue
     return min(8.0, 0.5 * 2 ** attempt)
 
+
 TOOLS: list[dict[str, Any]] = [
     {
         "name": "bash",
@@ -88,6 +89,53 @@ TOOLS: list[dict[str, Any]] = [
         },
     },
 ]
+
+# Prompt caching. A breakpoint caches the request's prefix up to and including its block
+# (tools, then system, then messages), so a later request that repeats the prefix reads it at a
+# tenth of the input price instead of paying for it again. The API takes at most four.
+CACHE_BREAKPOINT = {"type": "ephemeral"}
+MAX_CACHE_BREAKPOINTS = 4
+CONVERSATION_BREAKPOINTS = MAX_CACHE_BREAKPOINTS - 2  # after the tools' and the system prompt's
+
+
+def _marked(block: dict[str, Any]) -> dict[str, Any]:
+    return {**block, "cache_control": CACHE_BREAKPOINT}
+
+
+# The tool definitions never change: the last one carries a breakpoint for good.
+CACHED_TOOLS: list[dict[str, Any]] = [*TOOLS[:-1], _marked(TOOLS[-1])]
+
+
+def cached_system(system: str) -> list[dict[str, Any]]:
+    """The system prompt as one text block with a breakpoint after it."""
+    return [_marked({"type": "text", "text": system})]
+
+
+def with_cache_breakpoints(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`messages` as sent: a breakpoint on the last block of the newest user message, which
+    writes the conversation so far to the cache, and one on the user message before it,
+    where the previous call wrote it, so this call reads it.
+
+    The API looks for an earlier cache entry only within 20 blocks before a breakpoint, and
+    a turn with many tool calls is longer than that; marking the previous turn's end again
+    finds its entry however long the turn was. With the tools and the system prompt that
+    makes four, the API's limit. The breakpoints go on copies: the stored conversation and
+    the transcript never hold one, so old ones cannot pile up past the limit, and the task's
+    chat history records what was said, not how it was cached.
+    """
+    users = [index for index, message in enumerate(messages) if message["role"] == "user"]
+    marked = list(messages)
+    for index in users[-CONVERSATION_BREAKPOINTS:]:
+        message = messages[index]
+        content = message["content"]
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+        # The API refuses a breakpoint on an empty text block.
+        if not blocks or (blocks[-1].get("type") == "text" and not blocks[-1].get("text")):
+            continue
+        blocks[-1] = _marked(blocks[-1])
+        marked[index] = {**message, "content": blocks}
+    return marked
+
 
 SYSTEM_PROMPT = """You are async-code, a careful software engineer working on the repository {repo}.
 Someone with write access asked for a change in issue #{number}. The repository is checked out
@@ -304,8 +352,9 @@ class ClaudeAgent:
                 raise AgentTimeout()
             try:
                 return self._client.messages.create(
-                    model=self._model, max_tokens=self._max_tokens, system=system, tools=TOOLS,
-                    messages=messages, timeout=remaining)
+                    model=self._model, max_tokens=self._max_tokens, system=cached_system(system),
+                    tools=CACHED_TOOLS, messages=with_cache_breakpoints(messages),
+                    timeout=remaining)
             except anthropic.APITimeoutError:
                 if time.monotonic() >= deadline:
                     raise AgentTimeout() from None

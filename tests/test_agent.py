@@ -1,12 +1,13 @@
 """The agent loop with the real anthropic SDK against the loopback Messages API.
 
 Commands run through a local stand-in for the sandbox runtime, so these tests are about the
-loop: tool results, retries and deadlines. The Docker sandbox is covered in test_sandbox.py
-and end to end.
+loop: tool results, cache breakpoints, usage, retries and deadlines. The Docker sandbox is
+covered in test_sandbox.py and end to end.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -14,9 +15,10 @@ import time
 import anthropic
 import pytest
 
-from app.budget import DEFAULT_PRICES, Budget
+from app.budget import DEFAULT_PRICES, Budget, Usage, cost_usd
 from app.settings import DEFAULT_MODEL
-from runner.agent import SYSTEM_PROMPT, AgentError, AgentTimeout, ClaudeAgent, task_request
+from runner.agent import (SYSTEM_PROMPT, TOOLS, AgentError, AgentTimeout, ClaudeAgent, task_request,
+                          with_cache_breakpoints)
 from runner.files import FileEditor
 from runner.sandbox import CommandResult
 from tests.fakes.anthropic import Error, Final, Sleep, ToolCall, Turn
@@ -94,6 +96,109 @@ def test_cost_counts_cache_tokens_at_their_prices(client, model, tmp_path):
     assert (result.cache_write_tokens, result.cache_read_tokens) == (3000, 104_000)
     assert result.tokens == 110_500
     assert result.cost_usd == pytest.approx((3000 * 3 + 500 * 15 + 3000 * 3.75 + 104_000 * 0.3) / 1e6)
+
+
+# Long enough that tools, system prompt and request pass the API's 1,024-token minimum.
+LONG_REQUEST = "fix it\n\n" + "The widget crashes when the list is empty. " * 120
+
+
+def breakpoints(request: dict) -> list[str]:
+    """Where a recorded request carries cache_control, as paths like messages.2.content.0."""
+    body = request["json"]
+    found = [f"tools.{i}" for i, tool in enumerate(body["tools"]) if "cache_control" in tool]
+    if isinstance(body["system"], list):
+        found += [f"system.{i}" for i, block in enumerate(body["system"]) if "cache_control" in block]
+    for i, message in enumerate(body["messages"]):
+        if isinstance(message["content"], list):
+            found += [f"messages.{i}.content.{j}" for j, block in enumerate(message["content"])
+                      if "cache_control" in block]
+    assert all(marked["cache_control"] == {"type": "ephemeral"} for marked in _marked(body))
+    return found
+
+
+def _marked(body: dict) -> list[dict]:
+    blocks = [*body["tools"], *(body["system"] if isinstance(body["system"], list) else [])]
+    blocks += [block for message in body["messages"] if isinstance(message["content"], list)
+               for block in message["content"]]
+    return [block for block in blocks if "cache_control" in block]
+
+
+def test_breakpoints_sit_on_tools_system_and_the_two_newest_user_messages(client, model, tmp_path):
+    model.add_script("fix it", [touch("a", None), touch("b", None), touch("c", None),
+                                Final("Done.")])
+    result, _ = run(client, tmp_path, request=LONG_REQUEST)
+    assert model.failures == [] and result.turns == 4
+    system = model.requests[0]["json"]["system"]
+    assert [block["type"] for block in system] == ["text"] and "acme/widgets" in system[0]["text"]
+    last_tool = f"tools.{len(TOOLS) - 1}"
+    assert [breakpoints(request) for request in model.requests] == [
+        [last_tool, "system.0", "messages.0.content.0"],
+        [last_tool, "system.0", "messages.0.content.0", "messages.2.content.0"],
+        # The oldest conversation breakpoint moves on: never more than four.
+        [last_tool, "system.0", "messages.2.content.0", "messages.4.content.0"],
+        [last_tool, "system.0", "messages.4.content.0", "messages.6.content.0"],
+    ]
+    # The request the agent was given is sent as it is, as one text block.
+    assert model.requests[0]["json"]["messages"][0]["content"][0]["text"] == LONG_REQUEST
+    # The stored conversation holds what was said, not how it was cached.
+    assert "cache_control" not in json.dumps(result.transcript)
+    assert "cache_control" not in json.dumps(TOOLS)
+
+
+def test_the_breakpoint_follows_the_wrap_up_note(client, model, tmp_path):
+    model.add_script("fix it", [touch("a", used(900)), Final("Done.", usage=used(50))])
+    run(client, tmp_path, budget=Budget(tokens=1000))
+    assert model.failures == []
+    [*_, newest] = model.requests[1]["json"]["messages"][-1]["content"]
+    assert "Wrap up now" in newest["text"] and newest["cache_control"] == {"type": "ephemeral"}
+
+
+def test_cache_reads_and_writes_the_api_reports_count_in_tokens_and_cost(client, model, tmp_path):
+    model.add_script("fix it", [touch("a", None), touch("b", None), touch("c", None),
+                                Final("Done.")])
+    price = DEFAULT_PRICES[DEFAULT_MODEL]
+    result, _ = run(client, tmp_path, request=LONG_REQUEST, price=price)
+    assert model.failures == []
+    reported = model.total_usage()
+    # Each call after the first reads what the one before it wrote.
+    assert reported["cache_read_input_tokens"] > reported["cache_creation_input_tokens"] > 0
+    assert result.usage == Usage(reported["input_tokens"], reported["output_tokens"],
+                                 reported["cache_creation_input_tokens"],
+                                 reported["cache_read_input_tokens"])
+    assert result.tokens == sum(reported.values())
+    assert result.cost_usd == pytest.approx(
+        (reported["input_tokens"] * 3 + reported["output_tokens"] * 15
+         + reported["cache_creation_input_tokens"] * 3.75
+         + reported["cache_read_input_tokens"] * 0.3) / 1e6)
+    assert result.cost_usd < cost_usd(
+        Usage(result.input_tokens + result.cache_write_tokens + result.cache_read_tokens,
+              result.output_tokens), price)
+
+
+def test_a_turn_longer_than_the_api_looks_back_still_reads_the_cache(client, model, tmp_path):
+    # Twelve calls and their results put the previous breakpoint 25 blocks back, past the
+    # 20 the API searches; the previous turn's breakpoint, sent again, still finds it.
+    calls = [ToolCall("bash", {"command": f"echo {n}"}) for n in range(12)]
+    model.add_script("fix it", [Turn(calls, text="Checking."), Final("Done.")])
+    run(client, tmp_path, request=LONG_REQUEST)
+    assert model.failures == []
+    second = model.requests[1]["json"]
+    assert len(second["messages"][1]["content"]) + len(second["messages"][2]["content"]) == 25
+    # Only the second call can read; tools and system alone are too short to be cached.
+    assert model.total_usage()["cache_read_input_tokens"] > len(LONG_REQUEST) // 4
+    assert breakpoints(model.requests[1])[-2:] == ["messages.0.content.0", "messages.2.content.11"]
+
+
+def test_breakpoints_go_on_copies_and_never_on_an_empty_text():
+    messages = [{"role": "user", "content": "fix it"},
+                {"role": "assistant", "content": [{"type": "text", "text": "Looking."}]},
+                {"role": "user", "content": [{"type": "text", "text": ""}]}]
+    before = json.dumps(messages)
+    sent = with_cache_breakpoints(messages)
+    assert json.dumps(messages) == before
+    assert sent[0]["content"] == [{"type": "text", "text": "fix it",
+                                   "cache_control": {"type": "ephemeral"}}]
+    assert sent[2] == messages[2]
 
 
 def test_no_price_means_no_cost(client, model, tmp_path):

@@ -9,7 +9,7 @@ import sys
 
 
 from tests.conftest import INSTALLATION_ID, REPO, WRITER, WRITER_ID
-from tests.fakes.anthropic import Final, ToolCall, Turn
+from tests.fakes.anthropic import Final, ToolCall, Turn, text_of
 
 INSTRUCTION = "make the CLI print its version with --version"
 NEW_MAIN = '''def main(argv):
@@ -94,7 +94,10 @@ def test_a_comment_becomes_a_pull_request(service, github, model, docker_client,
     assert "running" in history[1]
     assert all("running" in body for body in history[1:-1])
     assert "done" in history[-1] and pr["html_url"] in history[-1] and "1 file changed" in history[-1]
-    assert f"{task.input_tokens + task.output_tokens:,} tokens" in history[-1]
+    # Every token counts: the second model call read from the prompt cache what the first wrote.
+    assert task.cache_write_tokens > 0 and task.cache_read_tokens > 0
+    spent = task.input_tokens + task.output_tokens + task.cache_write_tokens + task.cache_read_tokens
+    assert f"{spent:,} tokens" in history[-1]
     assert task.status_comment_id == bot_comments[0]["id"]
 
     # Tokens were narrowed to the one repository and the permissions each stage needs.
@@ -116,7 +119,7 @@ def test_a_comment_becomes_a_pull_request(service, github, model, docker_client,
     assert task.output == ANSWER and task.chat_history and task.container_id
 
     # The agent saw the instruction first, then the issue it was asked on.
-    first_message = model.requests[0]["json"]["messages"][0]["content"]
+    first_message = text_of(model.requests[0]["json"]["messages"][0]["content"])
     assert first_message.startswith(INSTRUCTION + "\n")
     assert '"Issue 7"' in first_message and "The CLI cannot tell which version it is." in first_message
 

@@ -371,3 +371,139 @@ def test_the_default_model_is_current():
     from tests.fakes.anthropic import CURRENT_MODELS
 
     assert DEFAULT_MODEL in CURRENT_MODELS
+
+
+EPHEMERAL = {"type": "ephemeral"}
+# About 1,500 tokens by the fake's count: long enough to be cached.
+LONG_SYSTEM = "You review code with care. " * 220
+
+
+def cached_ask(client, instruction, history=(), *, system=LONG_SYSTEM, marked=True, tools=TOOLS):
+    """A request with breakpoints on the system prompt and the newest user message, as an agent sends it."""
+    control = {"cache_control": EPHEMERAL} if marked else {}
+    messages = [{"role": "user", "content": [{"type": "text", "text": instruction}]}, *history]
+    last = messages[-1]
+    messages[-1] = {**last, "content": [*last["content"][:-1], {**last["content"][-1], **control}]}
+    return client.messages.create(
+        model=MODEL, max_tokens=1024, tools=tools,
+        system=[{"type": "text", "text": system, **control}], messages=messages,
+    )
+
+
+def prompt_tokens(usage):
+    return usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens
+
+
+def test_a_prefix_is_written_to_the_cache_once_and_then_read(fake, client):
+    fake.add_script("fix the README", two_turn_script())
+
+    first = cached_ask(client, "fix the README")
+    final = cached_ask(client, "fix the README", answer(first, ["# async-code"]))
+
+    assert fake.failures == []
+    # The first request writes everything up to its last breakpoint: all of it.
+    assert first.usage.cache_read_input_tokens == 0
+    assert first.usage.cache_creation_input_tokens > 1024 and first.usage.input_tokens == 0
+    # The second reads that and writes only what it adds.
+    assert final.usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens
+    assert 0 < final.usage.cache_creation_input_tokens < first.usage.cache_creation_input_tokens
+    assert final.usage.cache_creation.ephemeral_5m_input_tokens == final.usage.cache_creation_input_tokens
+    assert fake.total_usage()["cache_read_input_tokens"] == final.usage.cache_read_input_tokens
+
+
+def test_breakpoints_change_how_the_prompt_is_billed_not_how_long_it_is(fake, client):
+    fake.add_script("fix the README", two_turn_script())
+    fake.add_script("fix the readme", two_turn_script())  # as long, and another script's cache
+
+    cached = cached_ask(client, "fix the README")
+    plain = cached_ask(client, "fix the readme", marked=False)
+
+    assert plain.usage.cache_creation_input_tokens == plain.usage.cache_read_input_tokens == 0
+    assert prompt_tokens(cached.usage) == plain.usage.input_tokens  # the instructions are as long
+
+
+def test_the_cache_belongs_to_a_script(fake, client):
+    fake.add_script("fix the README", two_turn_script())
+    fake.add_script("fix the docs", two_turn_script())
+
+    cached_ask(client, "fix the README")
+    other = cached_ask(client, "fix the docs")
+
+    assert other.usage.cache_read_input_tokens == 0 and other.usage.cache_creation_input_tokens > 0
+
+
+def test_a_prefix_shorter_than_the_minimum_is_not_cached(fake, client):
+    fake.add_script("fix the README", two_turn_script())
+
+    first = cached_ask(client, "fix the README", system="Be brief.")
+    final = cached_ask(client, "fix the README", answer(first, ["# async-code"]), system="Be brief.")
+
+    for response in (first, final):
+        assert response.usage.cache_creation_input_tokens == response.usage.cache_read_input_tokens == 0
+        assert response.usage.input_tokens > 0
+
+
+def test_an_entry_is_found_only_within_20_blocks_before_a_breakpoint(fake, client):
+    many = [ToolCall("read_file", {"path": f"{n}.md"}) for n in range(10)]
+    fake.add_script("fix the README", [Turn(many, text="Reading."), Final("Done.")])
+    fake.add_script("fix the docs", [Turn(many), Final("Done.")])
+
+    def second_read(instruction):
+        first = cached_ask(client, instruction)
+        outputs = ["# async-code"] * len([block for block in first.content if block.type == "tool_use"])
+        return first, cached_ask(client, instruction, answer(first, outputs))
+
+    # The new breakpoint is 20 blocks (10 tool_use, 10 tool_result) after the cached one: found.
+    first, final = second_read("fix the docs")
+    assert final.usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens
+    # A text block before the calls puts it 21 blocks back: out of reach, written again.
+    first, final = second_read("fix the README")
+    assert 0 < final.usage.cache_read_input_tokens < first.usage.cache_creation_input_tokens  # tools, system
+    assert fake.failures == []
+
+
+def five_breakpoints():
+    tools = [{**tool, "cache_control": EPHEMERAL} for tool in TOOLS]
+    system = [{"type": "text", "text": "Be brief.", "cache_control": EPHEMERAL}]
+    content = [{"type": "text", "text": "fix the README", "cache_control": EPHEMERAL},
+               {"type": "text", "text": "Thanks.", "cache_control": EPHEMERAL}]
+    return {"tools": tools, "system": system, "messages": [{"role": "user", "content": content}]}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        pytest.param(five_breakpoints, "A maximum of 4 blocks with cache_control may be provided. Found 5.",
+                     id="five-breakpoints"),
+        pytest.param(lambda: {"system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "persistent"}}]},
+                     "system.0.cache_control.type: Input tag 'persistent' found using 'type' does not match any "
+                     "of the expected tags: 'ephemeral'", id="unknown-type"),
+        pytest.param(lambda: {"messages": [{"role": "user", "content": [
+                         {"type": "text", "text": "fix the README"},
+                         {"type": "text", "text": "", "cache_control": EPHEMERAL}]}]},
+                     "messages.0.content.1.text: cache_control cannot be set for empty text blocks",
+                     id="empty-text"),
+        pytest.param(lambda: {"cache_control": EPHEMERAL}, "automatic caching", id="automatic-caching"),
+    ],
+)
+def test_refuses_cache_control_the_api_refuses(fake, client, change, message):
+    fake.add_script("fix the README", two_turn_script())
+    request = {"model": MODEL, "max_tokens": 1024, "tools": TOOLS,
+               "messages": [{"role": "user", "content": "fix the README"}], **change()}
+
+    with pytest.raises(anthropic.BadRequestError) as raised:
+        client.messages.create(**request)
+
+    assert raised.value.body["error"]["type"] == "invalid_request_error"
+    assert message in raised.value.body["error"]["message"]
+    [failure] = fake.failures
+    assert message in failure
+
+
+def test_four_breakpoints_are_accepted(fake, client):
+    fake.add_script("fix the README", two_turn_script())
+    request = five_breakpoints()
+    del request["messages"][0]["content"][1]["cache_control"]
+
+    assert client.messages.create(model=MODEL, max_tokens=1024, **request).stop_reason == "tool_use"
+    assert fake.failures == []

@@ -4,7 +4,7 @@ pull request's head), applied to the task, refused with its problems, and shown 
 from __future__ import annotations
 
 from tests.conftest import CLI_SOURCE, REPO
-from tests.fakes.anthropic import ToolCall, Turn
+from tests.fakes.anthropic import ToolCall, Turn, text_of
 from tests.test_end_to_end import INSTRUCTION, golden_script
 from tests.test_requests_end_to_end import bot_comments, edit_script, people_pull
 
@@ -16,7 +16,7 @@ def with_config(github, text: str) -> None:
 
 
 def system_prompts(model) -> list[str]:
-    return [str((request["json"] or {}).get("system", "")) for request in model.requests
+    return [text_of((request["json"] or {}).get("system")) for request in model.requests
             if request["json"]]
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from runner.sandbox import TASK_LABEL
 from tests.conftest import READER, READER_ID, REPO, WRITER, wait_until
-from tests.fakes.anthropic import Final, ToolCall, Turn
+from tests.fakes.anthropic import Final, ToolCall, Turn, text_of
 from tests.test_end_to_end import INSTRUCTION, NEW_MAIN, OLD_MAIN, golden_script
 
 ISSUE_LABEL_REQUEST = "Resolve issue #7 as its title and description ask."
@@ -38,8 +38,8 @@ def bot_comments(github, number: int) -> list[dict]:
 
 def first_message(model, match: str) -> str:
     for request in model.requests:
-        content = ((request["json"] or {}).get("messages") or [{}])[0].get("content")
-        if isinstance(content, str) and match in content:
+        content = text_of(((request["json"] or {}).get("messages") or [{}])[0].get("content"))
+        if match in content:
             return content
     raise AssertionError(f"the model never saw a request containing {match!r}")
 

@@ -5,10 +5,16 @@ The runner talks to it through the real anthropic SDK, so the whole HTTP path
 is chosen by a substring of the conversation's first user message and the step
 to play by how many assistant turns the request already holds, so the fake keeps
 no per-conversation state and SDK retries replay the same step.
+
+Prompt caching is modelled per script: a request's prefix up to each `cache_control`
+breakpoint is written to the script's cache, and a later request of the same script that
+repeats a cached prefix reads it. Without scripted usage, the response reports the tokens
+read, written and left over as the API does.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import threading
@@ -24,6 +30,7 @@ from werkzeug.exceptions import HTTPException
 from tests.fakes.server import LoopbackServer
 
 __all__ = [
+    "MAX_CACHE_BREAKPOINTS",
     "Error",
     "FakeAnthropic",
     "Final",
@@ -31,6 +38,7 @@ __all__ = [
     "Step",
     "ToolCall",
     "Turn",
+    "text_of",
 ]
 
 # The model ids the API serves: those the installed SDK knows, less those it lists as retiring.
@@ -41,6 +49,15 @@ CURRENT_MODELS = frozenset(get_args(get_args(Model)[0])) - DEPRECATED_MODELS.key
 # leaked secrets without tripping over the API key itself.
 _CREDENTIAL_HEADERS = {"x-api-key", "authorization"}
 _REDACTED = "[redacted]"
+
+MAX_CACHE_BREAKPOINTS = 4
+# How far back from a breakpoint the API looks for an earlier cache entry, in blocks.
+CACHE_LOOKBACK_BLOCKS = 20
+
+
+def min_cacheable_tokens(model: str) -> int:
+    """The shortest prefix the API caches; shorter ones are billed as plain input, silently."""
+    return 4096 if model.startswith("claude-haiku") else 1024
 
 
 @dataclass(frozen=True)
@@ -101,6 +118,8 @@ class _Script:
     # Normalized assistant contents sent for each step; a list because a
     # retried request gets fresh tool_use ids.
     sent: dict[int, list[list[tuple]]] = field(default_factory=dict)
+    # Digests of the prefixes written to the prompt cache by this script's requests.
+    cached: set[str] = field(default_factory=set)
 
 
 class _Rejection(Exception):
@@ -243,10 +262,11 @@ class FakeAnthropic:
 
         content = _content_for(step)
         stop_reason = "tool_use" if isinstance(step, Turn) else "end_turn"
+        with self._lock:
+            prompt, written = _prompt_usage(body, script.cached)
+            script.cached |= written
         usage = dict(step.usage) if step.usage is not None else {
-            "input_tokens": _rough_tokens(body),
-            "output_tokens": _rough_tokens(content),
-        }
+            **prompt, "output_tokens": _rough_tokens(content)}
         with self._lock:
             script.sent.setdefault(turn, []).append(_normalize(content))
             self._input_tokens += usage.get("input_tokens", 0)
@@ -291,8 +311,9 @@ class FakeAnthropic:
             raise _Rejection("messages.0: the first message must use the 'user' role")
         if messages[-1]["role"] != "user":
             raise _Rejection(f"messages.{len(messages) - 1}: the last message must use the 'user' role")
+        _check_cache_control(body)
 
-        instruction = _text_of(messages[0].get("content"))
+        instruction = text_of(messages[0].get("content"))
         with self._lock:
             script = next((script for script in self._scripts if script.match in instruction), None)
         if script is None:
@@ -356,7 +377,7 @@ class FakeAnthropic:
         problems = []
         for call, tool_use in zip(previous.calls, tool_uses):
             result = results[tool_use["id"]]
-            text = _text_of(result.get("content"))
+            text = text_of(result.get("content"))
             where = f"tool_result for {call.name} ({tool_use['id']})"
             if isinstance(call.expect, str) and call.expect not in text:
                 problems.append(f"{where} lacks {call.expect!r}; got {_preview(text)}")
@@ -405,6 +426,128 @@ def _check_step(step: Any) -> None:
         raise TypeError(f"{step!r} is not a Turn, Final, Error or Sleep")
 
 
+def _marked_blocks(body: dict) -> list[tuple[str, dict[str, Any]]]:
+    """Every block of the request that may carry cache_control, with its path in the request."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    for index, tool in enumerate(body.get("tools") or []):
+        if isinstance(tool, dict):
+            found.append((f"tools.{index}", tool))
+    system = body.get("system")
+    if isinstance(system, list):
+        found += [(f"system.{index}", block) for index, block in enumerate(system) if isinstance(block, dict)]
+    for index, message in enumerate(body["messages"]):
+        content = message.get("content")
+        if not isinstance(content, list):
+            continue
+        for position, block in enumerate(content):
+            if not isinstance(block, dict):
+                continue
+            path = f"messages.{index}.content.{position}"
+            found.append((path, block))
+            if block.get("type") == "tool_result" and isinstance(block.get("content"), list):
+                found += [(f"{path}.content.{inner}", nested) for inner, nested in enumerate(block["content"])
+                          if isinstance(nested, dict)]
+    return [(path, block) for path, block in found if "cache_control" in block]
+
+
+def _check_cache_control(body: dict) -> None:
+    """Refuses breakpoints as the API does: too many, of an unknown type, on an empty text."""
+    if "cache_control" in body:
+        # Automatic caching (a top-level breakpoint the API places itself) is not modelled.
+        raise _Rejection("cache_control: the fake serves only breakpoints on blocks, not automatic caching")
+    marked = _marked_blocks(body)
+    for path, block in marked:
+        control = block["cache_control"]
+        if not isinstance(control, dict):
+            raise _Rejection(f"{path}.cache_control: Input should be a valid dictionary")
+        if control.get("type") != "ephemeral":
+            raise _Rejection(
+                f"{path}.cache_control.type: Input tag {control.get('type')!r} found using 'type' does not "
+                "match any of the expected tags: 'ephemeral'"
+            )
+        unknown = sorted(set(control) - {"type", "ttl"})
+        if unknown:
+            raise _Rejection(f"{path}.cache_control.{unknown[0]}: Extra inputs are not permitted")
+        if control.get("ttl", "5m") != "5m":
+            # The API also offers "1h", billed at another rate; the fake models only the default.
+            raise _Rejection(f"{path}.cache_control.ttl: the fake serves only the 5-minute cache")
+        if block.get("type") == "text" and block.get("text") == "":
+            raise _Rejection(f"{path}.text: cache_control cannot be set for empty text blocks")
+    if len(marked) > MAX_CACHE_BREAKPOINTS:
+        raise _Rejection(
+            f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. Found {len(marked)}."
+        )
+
+
+def _prompt_blocks(body: dict) -> list[tuple[Any, bool]]:
+    """The prompt in the order the API caches it (tools, system, messages), block by block,
+    each without its cache_control and with whether it ends at a breakpoint. A string
+    counts as one text block, as the API reads it."""
+    blocks: list[tuple[Any, bool]] = []
+
+    def add(where: str, block: Any) -> None:
+        if not isinstance(block, dict):
+            blocks.append(((where, block), False))
+            return
+        marked = "cache_control" in block
+        plain = {key: value for key, value in block.items() if key != "cache_control"}
+        if isinstance(plain.get("content"), list):  # a tool_result may mark a block inside it
+            marked = marked or any(isinstance(inner, dict) and "cache_control" in inner for inner in plain["content"])
+            plain["content"] = [
+                {key: value for key, value in inner.items() if key != "cache_control"} if isinstance(inner, dict) else inner
+                for inner in plain["content"]
+            ]
+        blocks.append(((where, plain), marked))
+
+    for tool in body.get("tools") or []:
+        add("tool", tool)
+    system = body.get("system")
+    for block in _blocks(system) if system else []:
+        add("system", block)
+    for message in body["messages"]:
+        content = message.get("content")
+        for block in _blocks(content) if isinstance(content, (str, list)) else [content]:
+            add(message["role"], block)
+    return blocks
+
+
+def _prompt_usage(body: dict, cached: set[str]) -> tuple[dict[str, Any], set[str]]:
+    """The prompt's usage given what `cached` holds, and the prefixes this request writes.
+
+    The prompt is read from the cache up to the longest cached prefix found at a breakpoint or
+    within CACHE_LOOKBACK_BLOCKS before one, written from there to the last breakpoint whose
+    prefix is long enough and new, and the rest is plain input. Entries never expire here.
+    """
+    digest = hashlib.sha256(body["model"].encode())
+    prefixes: list[tuple[str, int]] = []  # (digest, tokens) of the prompt up to each block
+    breakpoints: list[int] = []
+    tokens = 0
+    for position, (block, marked) in enumerate(_prompt_blocks(body)):
+        digest.update(json.dumps(block, sort_keys=True).encode())
+        tokens += len(json.dumps(block, sort_keys=True)) // 4
+        prefixes.append((digest.copy().hexdigest(), tokens))
+        if marked:
+            breakpoints.append(position)
+    read = 0
+    for position in breakpoints:
+        for earlier in range(position, max(-1, position - CACHE_LOOKBACK_BLOCKS - 1), -1):
+            if prefixes[earlier][0] in cached:
+                read = max(read, prefixes[earlier][1])
+                break
+    minimum = min_cacheable_tokens(body["model"])
+    new = [prefixes[position] for position in breakpoints
+           if prefixes[position][1] >= minimum and prefixes[position][0] not in cached]
+    written = max([0] + [length - read for _, length in new])
+    total = max(1, tokens)
+    usage = {
+        "input_tokens": total - read - written,
+        "cache_creation_input_tokens": written,
+        "cache_read_input_tokens": read,
+        "cache_creation": {"ephemeral_5m_input_tokens": written, "ephemeral_1h_input_tokens": 0},
+    }
+    return usage, {key for key, _ in new}
+
+
 def _content_for(step: Turn | Final) -> list[dict[str, Any]]:
     if isinstance(step, Final):
         return [{"type": "text", "text": step.text}]
@@ -426,7 +569,7 @@ def _blocks(content: Any) -> list[dict[str, Any]]:
     return []
 
 
-def _text_of(content: Any) -> str:
+def text_of(content: Any) -> str:
     """The text of message or tool_result content, which may be a string or a list of blocks."""
     return "\n".join(block.get("text", "") for block in _blocks(content) if block.get("type") == "text")
 
