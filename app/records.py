@@ -187,6 +187,9 @@ class TaskRecords:
         `immediate`: it writes, so concurrent writers wait for it."""
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Let go of the connections the store keeps open, if it keeps any."""
+
     def _lock_issue(self, db: Transaction, repo: str, number: int) -> None:
         """Hold off other transactions deciding about the same issue or pull request until this
         one ends (a store whose writers already take turns needs nothing more)."""
