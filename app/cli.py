@@ -23,6 +23,7 @@ from app import Handover, create_app, create_setup_app
 from app.settings import Settings, SettingsError, load_settings
 from app.setup import (JustRegistered, OperatorAccess, Setup, convert_manifest_code,
                        new_setup_token)
+from app.records import TaskRecords
 from app.store import Store
 
 log = logging.getLogger(__name__)
@@ -103,9 +104,12 @@ def serve(host: str, port: int, workers: int) -> None:
                             "GITHUB_WEBHOOK_SECRET")
         if problems:
             raise click.ClickException(str(SettingsError(problems)))
+    if settings.on_postgres and workers:
+        raise click.ClickException(
+            "with a PostgreSQL DATABASE_URL, serve only records deliveries for now: start it with "
+            "--workers 0 (running tasks from PostgreSQL comes with its job queue)")
     configure_logging(settings)
-    store = Store(settings.database_path)
-    store.initialise()
+    store = open_store(settings)
     service = _Service(store, workers, dotenv_path)
 
     import waitress
@@ -126,7 +130,7 @@ def serve(host: str, port: int, workers: int) -> None:
         except ServiceUnavailable as error:
             raise click.ClickException(str(error)) from None
         log.info("listening on http://%s:%d with %d execution slot(s); data in %s", host, port,
-                 workers, settings.database_path)
+                 workers, settings.database_shown)
 
     _return_freed_buffers_to_the_system()
     # waitress exits on SIGINT; make SIGTERM (docker stop, systemd) do the same.
@@ -150,7 +154,7 @@ class _Service:
     mode and `--workers 0` never load Docker or the model SDK). Setup mode hands over to it
     once the App is registered."""
 
-    def __init__(self, store: Store, workers: int, dotenv_path: Path):
+    def __init__(self, store: TaskRecords, workers: int, dotenv_path: Path):
         self.store, self.workers, self.dotenv_path = store, workers, dotenv_path
         self.runner = None
         self.web: Handover | None = None
@@ -228,6 +232,7 @@ class _Service:
     def stop(self) -> None:
         if self.runner is not None:
             self.runner.stop(timeout=5)
+        self.store.close()
 
 
 def _return_freed_buffers_to_the_system() -> None:
@@ -249,12 +254,14 @@ def _return_freed_buffers_to_the_system() -> None:
 def tasks(as_json: bool, limit: int) -> None:
     """List tasks, newest first."""
     settings = _settings_for()
-    store = Store(settings.database_path)
-    if not settings.database_path.exists():
+    if not settings.on_postgres and not settings.database_path.exists():
         found = []
     else:
-        store.initialise()
-        found = store.list(limit)
+        store = open_store(settings)
+        try:
+            found = store.list(limit)
+        finally:
+            store.close()
     if as_json:
         click.echo(json.dumps([task.summary() for task in found], indent=2))
         return
@@ -265,6 +272,50 @@ def tasks(as_json: bool, limit: int) -> None:
         outcome = task.pr_url or task.error or ""
         click.echo(f"{task.id[:8]}  {task.status:<9}  {task.repo}#{task.number:<5} "
                    f"{task.requested_by:<16} {task.created_at[:19]}  {outcome}")
+
+
+@cli.command()
+def migrate() -> None:
+    """Bring a PostgreSQL database's schema up to date (SQLite's brings itself up to date)."""
+    settings = _settings_for()
+    if not settings.on_postgres:
+        click.echo(f"nothing to migrate: the store is SQLite ({settings.database_path}), which "
+                   "brings its schema up to date itself when async-code starts")
+        return
+    import psycopg
+
+    from app.migrate import MigrationError
+    from app.migrate import migrate as apply_migrations
+    from app.postgres_store import without_password
+
+    try:
+        applied = apply_migrations(settings.database_url)
+    except MigrationError as error:
+        raise click.ClickException(f"{settings.database_shown}: {error}") from None
+    except psycopg.Error as error:
+        raise click.ClickException(f"cannot migrate {settings.database_shown}: "
+                                   f"{without_password(error, settings.database_url)}") from None
+    if applied:
+        click.echo(f"applied to {settings.database_shown}: {', '.join(applied)}")
+    else:
+        click.echo(f"{settings.database_shown} is up to date: nothing to apply")
+
+
+def open_store(settings: Settings) -> TaskRecords:
+    """The task store DATABASE_URL names, ready to use."""
+    if not settings.on_postgres:
+        store = Store(settings.database_path)
+        store.initialise()
+        return store
+    from app.postgres_store import PostgresStore, StoreUnavailable
+
+    postgres = PostgresStore(settings.database_url)
+    try:
+        postgres.initialise()
+    except StoreUnavailable as error:
+        postgres.close()
+        raise click.ClickException(str(error)) from None
+    return postgres
 
 
 def main() -> None:

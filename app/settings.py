@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from app.agents import DEFAULT_AGENT, enabling_problem
 from app.budget import Price, parse_prices
@@ -27,6 +27,7 @@ _LIST_ITEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]*")
 _TOKENS = re.compile(r"[0-9]{1,15}")
 _USD = re.compile(r"[0-9]{1,9}(\.[0-9]{1,6})?")
 # A Docker network's name as Docker accepts it (or its id).
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 _NETWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
@@ -144,6 +145,16 @@ class Settings:
     def workspaces_path(self) -> Path:
         """Where task work trees are cloned; sandboxes bind-mount them by this host path."""
         return self.data_path / "workspaces"
+
+    @property
+    def on_postgres(self) -> bool:
+        """DATABASE_URL names a PostgreSQL database (else the store is SQLite's)."""
+        return self.database_url.startswith(_POSTGRES_SCHEMES)
+
+    @property
+    def database_shown(self) -> str:
+        """Where the store is, fit for a log: a PostgreSQL URL without its password."""
+        return redact_url(self.database_url) if self.on_postgres else str(self.database_path)
 
     @property
     def database_path(self) -> Path:
@@ -264,9 +275,23 @@ class Settings:
         return found
 
     def _store_problems(self) -> list[str]:
+        if self.on_postgres:
+            import psycopg
+
+            try:
+                port = psycopg.conninfo.conninfo_to_dict(self.database_url).get("port") or "5432"
+                if not all(p.isdigit() for p in str(port).split(",")):
+                    raise psycopg.ProgrammingError(port)
+            except psycopg.ProgrammingError:
+                return [f"DATABASE_URL={redact_url(self.database_url)!r} is not a PostgreSQL URL "
+                        "libpq can read: postgresql://USER:PASSWORD@HOST:5432/DATABASE (a password "
+                        "holding @, :, / or % is written percent-encoded)"]
+            return []
         if self.database_url and not self.database_url.startswith("sqlite:////"):
-            return [f"DATABASE_URL={self.database_url!r} is not supported: use an absolute SQLite URL "
-                    "like sqlite:////var/lib/async-code/async-code.db, or unset it to use "
+            return [f"DATABASE_URL={redact_url(self.database_url)!r} is not supported: use "
+                    "postgresql://USER:PASSWORD@HOST:5432/DATABASE (or postgres://...) for "
+                    "PostgreSQL, an absolute SQLite URL like "
+                    "sqlite:////var/lib/async-code/async-code.db, or unset it to use "
                     "ASYNC_CODE_DATA_DIR"]
         return []
 
@@ -407,6 +432,23 @@ def _is_base_url(text: str) -> bool:
         return False
     return (parts.scheme in ("http", "https") and port_ok and "@" not in parts.netloc
             and bool(re.fullmatch(r"[a-z0-9._-]+|[0-9a-f:.]+", parts.hostname or "")))
+
+
+def redact_url(url: str) -> str:
+    """`url` without the password it may hold, in its user part or its query."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            user, host = netloc.rsplit("@", 1)
+            netloc = (user.split(":", 1)[0] + ":***" if ":" in user else user) + "@" + host
+        query = "&".join("password=***" if item.lower().startswith("password=") else item
+                         for item in parts.query.split("&")) if parts.query else ""
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError:
+        return "(a URL that cannot be read)"
+
+
 def _list_items(text: str) -> tuple[str, ...]:
     """The items of a comma-separated setting; blank items (a trailing comma) are dropped."""
     return tuple(item.strip() for item in text.split(",") if item.strip())

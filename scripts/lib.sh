@@ -182,3 +182,19 @@ ensure_venv() {
         die "pip install -e '.[test]' failed"
     touch "$VENV_STAMP"
 }
+
+# --- PostgreSQL --------------------------------------------------------------
+
+# The tests run a throwaway PostgreSQL cluster unless ASYNC_CODE_TEST_DATABASE_URL names a
+# server; they find initdb on PATH or in Debian's /usr/lib/postgresql/*/bin.
+postgres_server_found() {
+    command -v initdb >/dev/null 2>&1 && return 0
+    compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
+}
+
+need_postgres_server() {
+    if [ -n "${ASYNC_CODE_TEST_DATABASE_URL:-}" ] || postgres_server_found; then
+        return 0
+    fi
+    MISSING_PKGS+=(postgresql)
+}

@@ -41,6 +41,8 @@ READER, READER_ID = "bob", 10
 APP_PERMISSIONS = {"contents": "write", "pull_requests": "write", "issues": "write",
                    "checks": "write", "metadata": "read"}
 
+pytest_plugins = ["tests.postgres_cluster"]  # a real PostgreSQL server, a database per test
+
 CLI_SOURCE = '''import sys
 
 

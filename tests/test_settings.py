@@ -133,7 +133,9 @@ def test_secrets_stay_out_of_repr():
          "agent", "ASYNC_CODE_SETUP_NETWORK='container:db' is not a Docker network name"),
         ("setup network with a space", {"ASYNC_CODE_SETUP_NETWORK": "setup net"}, "agent",
          "is not a Docker network name"),
-        ("postgres url", {"DATABASE_URL": "postgresql://db/x"}, "store", "DATABASE_URL"),
+        ("mysql url", {"DATABASE_URL": "mysql://db/x"}, "store", "DATABASE_URL='mysql://db/x' is not supported"),
+        ("unreadable postgres url", {"DATABASE_URL": "postgresql://u:pw@db/x?x=1"}, "store",
+         "DATABASE_URL='postgresql://u:***@db/x?x=1' is not a PostgreSQL URL"),
         ("relative sqlite url", {"DATABASE_URL": "sqlite:///x.db"}, "store", "DATABASE_URL"),
         ("public url without scheme", {"ASYNC_CODE_PUBLIC_URL": "async-code.example.com"}, "setup",
          "ASYNC_CODE_PUBLIC_URL"),
@@ -297,3 +299,11 @@ def test_size_in_bytes(text, expected):
     from app.settings import size_in_bytes
 
     assert size_in_bytes(text) == expected
+
+
+def test_postgres_urls_choose_the_postgres_store_and_are_shown_without_password():
+    for url in ("postgresql://u:pw@db:5432/x", "postgres://u:pw@db/x?sslmode=require"):
+        settings = Settings.from_env({**GOOD, "DATABASE_URL": url})
+        assert settings.problems() == [] and settings.on_postgres
+        assert "pw" not in settings.database_shown and "u:***@db" in settings.database_shown
+    assert not Settings.from_env({**GOOD, "DATABASE_URL": "sqlite:////x.db"}).on_postgres

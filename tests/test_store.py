@@ -1,13 +1,17 @@
-"""The SQLite task store: one transaction per delivery, atomic claims."""
+"""The task stores: one contract, kept by the SQLite store and the PostgreSQL store alike
+(every test taking `store` runs against both), then the SQLite store's own claims."""
 
 from __future__ import annotations
 
 import multiprocessing
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 
 import pytest
 
-from app.store import COMPLETED, PENDING, RUNNING, Duplicate, NewTask, Store, utcnow
+from app.postgres_store import PostgresStore
+from app.store import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, Duplicate, NewTask, Store, utcnow
 
 
 def new_task(number=1, repo="acme/widgets", comment_id=None):
@@ -22,6 +26,16 @@ def make_store(tmp_path):
     return store
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        yield make_store(tmp_path)
+        return
+    with PostgresStore(request.getfixturevalue("migrated_postgres_url")) as postgres:
+        postgres.initialise()
+        yield postgres
+
+
 def acknowledged(store, count, repo="acme/widgets"):
     ids = []
     for n in range(count):
@@ -31,14 +45,244 @@ def acknowledged(store, count, repo="acme/widgets"):
     return ids
 
 
-def test_a_delivery_and_its_task_are_recorded_together(tmp_path):
-    store = make_store(tmp_path)
+
+def test_a_delivery_and_its_task_are_recorded_together(store):
     task = store.record_delivery("g1", "issue_comment", "created", new_task())
     assert store.get(task.id) == task and task.status == PENDING and len(task.id) == 32
     assert store.record_delivery("g1", "issue_comment", "created", new_task()) is Duplicate.DELIVERY
     assert store.record_delivery("g2", "issue_comment", "created", new_task()) is Duplicate.COMMENT
     assert len(store.list()) == 1 and store.delivery_count() == 2
 
+
+def test_waiting_tasks_are_listed_oldest_first_until_acknowledged(store):
+    first = store.record_delivery("g1", "issue_comment", "created", new_task(1))
+    second = store.record_delivery("g2", "issue_comment", "created", new_task(2))
+    assert [t.id for t in store.unacknowledged()] == [first.id, second.id]
+    store.update(first.id, acknowledged_at=utcnow())
+    assert [t.id for t in store.unacknowledged()] == [second.id]
+    assert [t.id for t in store.list()] == [second.id, first.id]  # newest first
+    assert [t.id for t in store.list(limit=1)] == [second.id]
+
+
+def test_tasks_waiting_ahead_and_per_repository_count(store):
+    ids = acknowledged(store, 3)
+    acknowledged(store, 1, repo="acme/other")
+    assert [store.waiting_ahead_of(i) for i in ids] == [0, 1, 2]
+    assert store.queued_for_repo("acme/widgets") == 3
+    store.update(ids[0], status=RUNNING, started_at=utcnow())
+    assert store.waiting_ahead_of(ids[2]) == 1 and store.queued_for_repo("acme/widgets") == 2
+
+
+def test_json_fields_round_trip(store):
+    [task_id] = acknowledged(store, 1)
+    store.finish(task_id, COMPLETED, patches={"diff": "d", "files": []}, changed_files=["a.py"],
+                 chat_history=[{"role": "user", "content": "x"}])
+    task = store.get(task_id)
+    assert task.patches == {"diff": "d", "files": []} and task.changed_files == ["a.py"]
+    assert task.finished_at and task.status == COMPLETED
+
+
+def test_values_read_back_as_they_were_written(store):
+    task = store.record_delivery("g1", "pull_request_review_comment", "created", NewTask(
+        trigger="review_comment", repo="acme/widgets", installation_id=2**40, number=3,
+        comment_id=2**35, instruction="tidy", requested_by="alice", requested_by_id=5, draft=True,
+        review_context={"path": "a.py", "line": 3, "hunk": "@@ -1 +1 @@\n-a\n+b"}))
+    acknowledged_at = utcnow()
+    store.update(task.id, acknowledged_at=acknowledged_at, cost_usd=0.1234, exit_code=-9,
+                 output="ünïcode ✓", chat_history=[{"role": "user", "content": ["x", 1, None]}],
+                 changed_files=[], patches="a JSON string")
+    again = store.get(task.id)
+    assert again.acknowledged_at == acknowledged_at
+    assert (again.installation_id, again.comment_id, again.draft) == (2**40, 2**35, True)
+    assert (again.cost_usd, again.exit_code, again.output) == (0.1234, -9, "ünïcode ✓")
+    assert again.review_context == task.review_context
+    assert again.chat_history == [{"role": "user", "content": ["x", 1, None]}]
+    assert (again.changed_files, again.patches) == ([], "a JSON string")
+    # Times are ISO strings in UTC with microseconds, as utcnow() makes them.
+    for value in (again.created_at, again.acknowledged_at):
+        assert datetime.fromisoformat(value).utcoffset().total_seconds() == 0
+        assert len(value) == len(utcnow()) and value.endswith("+00:00") and "T" in value
+    assert again.summary()["draft"] is True
+
+
+def test_unknown_fields_are_refused_and_the_instance_id_is_kept(store):
+    task = store.record_delivery("g1", "issue_comment", "created", new_task())
+    with pytest.raises(ValueError, match="unknown task fields"):
+        store.update(task.id, colour="red")
+    first = store.instance_id()
+    assert len(first) == 16 and store.instance_id() == first
+
+
+def test_work_on_one_issue_in_the_order_it_was_asked(store):
+    first, second = acknowledged(store, 2)
+    third = store.record_delivery("g3", "issue_comment", "created", new_task(1, comment_id=99))
+    store.update(first, status=RUNNING, started_at=utcnow())
+    assert [t.id for t in store.ahead_on_same(third.id)] == [first]
+    assert [t.id for t in store.work_on("acme/widgets", 1)] == [first, third.id]
+    assert [t.id for t in store.running()] == [first]
+    assert store.unfinished_ids() == {first, second, third.id}
+    store.finish(first, COMPLETED)
+    assert store.ahead_on_same(third.id) == [] and store.unfinished_ids() == {second, third.id}
+    assert store.get(first).finished_at
+
+
+def test_cancel_ends_waiting_tasks_and_flags_running_ones(store):
+    running_id, = acknowledged(store, 1)
+    waiting = store.record_delivery("g9", "issue_comment", "created", new_task(1, comment_id=99))
+    store.update(waiting.id, acknowledged_at=utcnow())
+    other, = acknowledged(store, 1, repo="acme/other")
+    store.update(running_id, status=RUNNING, started_at=utcnow())
+
+    cancelled, stopping = store.request_cancel("acme/widgets", 1, by="carol")
+
+    assert [t.id for t in cancelled] == [waiting.id] and cancelled[0].status == CANCELLED
+    assert [t.id for t in stopping] == [running_id] and stopping[0].status == RUNNING
+    assert store.cancel_requested(running_id) == "carol" and store.cancel_requested(other) is None
+    assert store.get(waiting.id).error == "cancelled by @carol"
+    # Asking again finds nothing new to cancel.
+    assert store.request_cancel("acme/widgets", 1, by="dave") == ([], [])
+
+
+def test_cancelling_one_task_leaves_the_others(store):
+    first, = acknowledged(store, 1)
+    second = store.record_delivery("g9", "issue_comment", "created", new_task(1, comment_id=99))
+    cancelled, stopping = store.request_cancel("acme/widgets", 1, by="carol", task_id=second.id)
+    assert ([t.id for t in cancelled], stopping) == ([second.id], [])
+    assert store.get(first).status == PENDING
+
+
+def test_a_retry_repeats_the_request_for_whoever_asked(store):
+    original = store.record_delivery("g1", "issue_comment", "created", NewTask(
+        trigger="comment", repo="acme/widgets", installation_id=1, number=3, comment_id=70,
+        instruction="add a flag", requested_by="alice", requested_by_id=5, base_branch="dev",
+        draft=True, model="claude-haiku-4-5"))
+    store.record_delivery("g2", "issue_comment", "created", None)
+    retry = store.record_retry(original, guid="g2", requested_by="carol", requested_by_id=6)
+    again = store.get(retry.id)
+    assert (again.instruction, again.base_branch, again.draft, again.model, again.retry_of) == (
+        "add a flag", "dev", True, "claude-haiku-4-5", original.id)
+    assert (again.requested_by, again.requested_by_id, again.comment_id) == ("carol", 6, None)
+    assert again.status == PENDING and again.acknowledged_at is None
+
+
+def test_continuing_keeps_the_model_asked_for(store):
+    previous = store.record_delivery("g1", "issue_comment", "created", NewTask(
+        trigger="comment", repo="acme/widgets", installation_id=1, number=3, comment_id=70,
+        instruction="add a flag", requested_by="alice", requested_by_id=5,
+        model="claude-haiku-4-5"))
+    store.update(previous.id, pr_number=9)
+    store.record_delivery("g2", "issue_comment", "created", None)
+    carry_on = store.record_continue(store.get(previous.id), guid="g2", requested_by="carol",
+                                     requested_by_id=6)
+    again = store.get(carry_on.id)
+    assert (again.trigger, again.number, again.model, again.retry_of) == (
+        "continue", 9, "claude-haiku-4-5", previous.id)
+
+
+def test_a_replayed_label_is_one_task(store):
+    label_task = NewTask(trigger="label", repo="acme/widgets", installation_id=1, number=4,
+                         comment_id=None, instruction="Resolve issue #4", requested_by="alice",
+                         requested_by_id=5, label="async-code")
+    first = store.record_delivery("g1", "issues", "labeled", label_task)
+    assert store.record_delivery("g2", "issues", "labeled", label_task) is Duplicate.LABEL
+    store.finish(first.id, COMPLETED)
+    assert store.record_delivery("g3", "issues", "labeled", label_task).id != first.id
+
+
+def test_losing_the_installation_finishes_its_waiting_tasks(store):
+    from app.store import InstallationChange
+
+    widgets, = acknowledged(store, 1)
+    other, = acknowledged(store, 1, repo="acme/other")
+    store.record_delivery("r1", "installation_repositories", "removed",
+                          installation=InstallationChange(1, "removed", ("acme/widgets",)))
+    assert store.get(widgets).status == FAILED
+    assert "removed from the App's installation" in store.get(widgets).error
+    assert store.get(other).status == PENDING
+    assert store.installation_refusal(1, "acme/widgets") and not store.installation_refusal(1, "acme/other")
+    assert not store.installation_refusal(2, "acme/widgets")  # another installation: nothing recorded
+
+    store.record_delivery("r2", "installation", "deleted", installation=InstallationChange(1, "deleted"))
+    assert store.get(other).status == FAILED and store.get(other).error == "the App was uninstalled"
+    assert store.installation_refusal(1, "acme/other") == "the App was uninstalled"
+    store.record_delivery("r3", "installation", "created", installation=InstallationChange(1, "created"))
+    assert store.installation_refusal(1, "acme/other") is None
+
+
+def test_each_button_of_a_task_works_once(store):
+    from app.buttons import ButtonPress
+
+    target, = acknowledged(store, 1)
+    store.update(target, check_run_id=555, pushed_check_run_id=556)
+
+    def press(guid, action="retry", check_run_id=555, task_id=target, repo="acme/widgets"):
+        return store.record_delivery(guid, "check_run", "requested_action", button=ButtonPress(
+            repo=repo, installation_id=1, check_run_id=check_run_id, task_id=task_id,
+            action=action, requested_by="carol", requested_by_id=6))
+
+    command = press("b1")
+    assert (command.command, command.target_task, command.number, command.trigger) == (
+        "retry", target, 1, "check_run")
+    assert press("b2") is Duplicate.BUTTON  # replayed under a new delivery id
+    assert press("b3", check_run_id=556) is Duplicate.BUTTON  # the task's other check run
+    assert press("b4", action="continue").command == "continue"  # another button
+    assert press("b5", action="cancel", check_run_id=557) is None  # not one of the task's runs
+    assert press("b6", task_id="f" * 32) is None  # not a task of this store
+    assert press("b7", repo="acme/other") is None  # not on that repository
+    assert press("b8", task_id=command.id) is None  # commands have no buttons
+    store.release_button(command.id)  # refused: the button works again
+    assert press("b9").command == "retry"
+
+
+def test_pushed_work_is_found_from_the_issue_or_its_pull_request(store):
+    task, other = acknowledged(store, 2)
+    store.update(task, commit_sha="abc", pr_number=40, pr_url="https://github.com/acme/widgets/pull/40")
+    assert [t.id for t in store.pushed_work_on("acme/widgets", 1)] == [task]
+    assert [t.id for t in store.pushed_work_on("acme/widgets", 40)] == [task]
+    assert store.pushed_work_on("acme/widgets", 2) == []
+
+
+# Writers at once: the PostgreSQL store's do not take turns as SQLite's do.
+
+def _at_once(count, call):
+    barrier = threading.Barrier(count)
+
+    def run(n):
+        barrier.wait()
+        return call(n)
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def test_one_delivery_delivered_at_once_is_recorded_once(store):
+    results = _at_once(6, lambda n: store.record_delivery("g1", "issue_comment", "created", new_task()))
+    assert sum(isinstance(r, Duplicate) for r in results) == 5
+    assert [r for r in results if r is Duplicate.DELIVERY] and len(store.list()) == 1
+
+
+def test_one_comment_or_label_replayed_at_once_is_one_task(store):
+    label_task = NewTask(trigger="label", repo="acme/widgets", installation_id=1, number=4,
+                         comment_id=None, instruction="Resolve issue #4", requested_by="alice",
+                         requested_by_id=5, label="async-code")
+    labels = _at_once(6, lambda n: store.record_delivery(f"l{n}", "issues", "labeled", label_task))
+    comments = _at_once(6, lambda n: store.record_delivery(f"c{n}", "issue_comment", "created",
+                                                           new_task(5, comment_id=77)))
+    assert sorted(map(str, labels)) == sorted(["Duplicate.LABEL"] * 5 + [str(next(
+        t for t in labels if not isinstance(t, Duplicate)))])
+    assert [r for r in comments if not isinstance(r, Duplicate)] and comments.count(Duplicate.COMMENT) == 5
+    assert len(store.list()) == 2 and store.delivery_count() == 12
+
+
+def test_a_task_cancelled_by_two_at_once_is_cancelled_once(store):
+    ids = acknowledged(store, 1) + [store.record_delivery(
+        f"g{n}", "issue_comment", "created", new_task(1, comment_id=100 + n)).id for n in range(4)]
+    results = _at_once(4, lambda n: store.request_cancel("acme/widgets", 1, by=f"user{n}"))
+    assert sorted(t.id for cancelled, _ in results for t in cancelled) == sorted(ids)
+    assert {store.get(i).status for i in ids} == {CANCELLED}
+
+
+# The SQLite store's own: handing out work (on PostgreSQL the job queue's) and its schema.
 
 def test_unacknowledged_tasks_are_not_claimed(tmp_path):
     store = make_store(tmp_path)
@@ -55,26 +299,6 @@ def test_claims_take_the_oldest_first_and_mark_it_running(tmp_path):
     assert claimed.started_at
     assert store.claim_next("host:1").id == second
     assert store.claim_next("host:1") is None
-
-
-def test_tasks_waiting_ahead_and_per_repository_count(tmp_path):
-    store = make_store(tmp_path)
-    ids = acknowledged(store, 3)
-    acknowledged(store, 1, repo="acme/other")
-    assert [store.waiting_ahead_of(i) for i in ids] == [0, 1, 2]
-    assert store.queued_for_repo("acme/widgets") == 3
-    store.claim_next("w")
-    assert store.waiting_ahead_of(ids[2]) == 1 and store.queued_for_repo("acme/widgets") == 2
-
-
-def test_json_fields_round_trip(tmp_path):
-    store = make_store(tmp_path)
-    [task_id] = acknowledged(store, 1)
-    store.finish(task_id, COMPLETED, patches={"diff": "d", "files": []}, changed_files=["a.py"],
-                 chat_history=[{"role": "user", "content": "x"}])
-    task = store.get(task_id)
-    assert task.patches == {"diff": "d", "files": []} and task.changed_files == ["a.py"]
-    assert task.finished_at and task.status == COMPLETED
 
 
 def test_concurrent_threads_claim_each_task_exactly_once(tmp_path):
@@ -143,6 +367,26 @@ def test_heartbeat_touches_only_the_unfinished_tasks_of_its_holder(tmp_path):
     assert store.unfinished_ids() == {mine, theirs}
 
 
+def test_one_task_at_a_time_per_issue_or_pull_request(tmp_path):
+    store = make_store(tmp_path)
+    first, second = acknowledged(store, 2)
+    third = store.record_delivery("g3", "issue_comment", "created", new_task(1, comment_id=99))
+    store.update(third.id, acknowledged_at=utcnow())
+    assert store.claim_next("w").id == first  # issue 1
+    assert store.claim_next("w").id == second  # issue 2: not held up by issue 1
+    assert store.claim_next("w") is None  # the second request on issue 1 waits
+    assert [t.id for t in store.ahead_on_same(third.id)] == [first]
+    store.finish(first, COMPLETED)
+    assert store.claim_next("w").id == third.id
+
+
+def test_a_cancelled_task_is_never_claimed(tmp_path):
+    store = make_store(tmp_path)
+    cancelled, other = acknowledged(store, 1) + acknowledged(store, 1, repo="acme/other")
+    store.request_cancel("acme/widgets", 1, by="carol")
+    assert store.claim_next("w").id == other and store.claim_next("w") is None
+
+
 def test_a_store_written_by_a_newer_version_is_refused(tmp_path):
     import sqlite3
 
@@ -204,125 +448,3 @@ def test_an_older_store_gains_the_columns_added_since(tmp_path, version):
     assert store.get("t1").model == "claude-haiku-4-5"
     assert store.request_cancel("acme/widgets", 7, by="alice")[0][0].id == "t1"
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == store_module.SCHEMA_VERSION
-
-
-def test_one_task_at_a_time_per_issue_or_pull_request(tmp_path):
-    store = make_store(tmp_path)
-    first, second = acknowledged(store, 2)
-    third = store.record_delivery("g3", "issue_comment", "created", new_task(1, comment_id=99))
-    store.update(third.id, acknowledged_at=utcnow())
-    assert store.claim_next("w").id == first  # issue 1
-    assert store.claim_next("w").id == second  # issue 2: not held up by issue 1
-    assert store.claim_next("w") is None  # the second request on issue 1 waits
-    assert [t.id for t in store.ahead_on_same(third.id)] == [first]
-    store.finish(first, COMPLETED)
-    assert store.claim_next("w").id == third.id
-
-
-def test_cancel_ends_waiting_tasks_and_flags_running_ones(tmp_path):
-    from app.store import CANCELLED
-
-    store = make_store(tmp_path)
-    running_id, = acknowledged(store, 1)
-    waiting = store.record_delivery("g9", "issue_comment", "created", new_task(1, comment_id=99))
-    store.update(waiting.id, acknowledged_at=utcnow())
-    other, = acknowledged(store, 1, repo="acme/other")
-    assert store.claim_next("w").id == running_id
-
-    cancelled, stopping = store.request_cancel("acme/widgets", 1, by="carol")
-
-    assert [t.id for t in cancelled] == [waiting.id] and cancelled[0].status == CANCELLED
-    assert [t.id for t in stopping] == [running_id] and stopping[0].status == RUNNING
-    assert store.cancel_requested(running_id) == "carol" and store.cancel_requested(other) is None
-    assert store.get(waiting.id).error == "cancelled by @carol"
-    assert store.claim_next("w").id == other  # a cancelled task is never claimed
-    # Asking again finds nothing new to cancel.
-    assert store.request_cancel("acme/widgets", 1, by="dave") == ([], [])
-
-
-def test_a_retry_repeats_the_request_for_whoever_asked(tmp_path):
-    store = make_store(tmp_path)
-    original = store.record_delivery("g1", "issue_comment", "created", NewTask(
-        trigger="comment", repo="acme/widgets", installation_id=1, number=3, comment_id=70,
-        instruction="add a flag", requested_by="alice", requested_by_id=5, base_branch="dev",
-        draft=True, model="claude-haiku-4-5"))
-    store.record_delivery("g2", "issue_comment", "created", None)
-    retry = store.record_retry(original, guid="g2", requested_by="carol", requested_by_id=6)
-    again = store.get(retry.id)
-    assert (again.instruction, again.base_branch, again.draft, again.model, again.retry_of) == (
-        "add a flag", "dev", True, "claude-haiku-4-5", original.id)
-    assert (again.requested_by, again.requested_by_id, again.comment_id) == ("carol", 6, None)
-    assert again.status == PENDING and again.acknowledged_at is None
-
-
-def test_continuing_keeps_the_model_asked_for(tmp_path):
-    store = make_store(tmp_path)
-    previous = store.record_delivery("g1", "issue_comment", "created", NewTask(
-        trigger="comment", repo="acme/widgets", installation_id=1, number=3, comment_id=70,
-        instruction="add a flag", requested_by="alice", requested_by_id=5,
-        model="claude-haiku-4-5"))
-    store.update(previous.id, pr_number=9)
-    store.record_delivery("g2", "issue_comment", "created", None)
-    carry_on = store.record_continue(store.get(previous.id), guid="g2", requested_by="carol",
-                                     requested_by_id=6)
-    again = store.get(carry_on.id)
-    assert (again.trigger, again.number, again.model, again.retry_of) == (
-        "continue", 9, "claude-haiku-4-5", previous.id)
-
-
-def test_a_replayed_label_is_one_task(tmp_path):
-    store = make_store(tmp_path)
-    label_task = NewTask(trigger="label", repo="acme/widgets", installation_id=1, number=4,
-                         comment_id=None, instruction="Resolve issue #4", requested_by="alice",
-                         requested_by_id=5, label="async-code")
-    first = store.record_delivery("g1", "issues", "labeled", label_task)
-    assert store.record_delivery("g2", "issues", "labeled", label_task) is Duplicate.LABEL
-    store.finish(first.id, COMPLETED)
-    assert store.record_delivery("g3", "issues", "labeled", label_task).id != first.id
-
-
-def test_losing_the_installation_finishes_its_waiting_tasks(tmp_path):
-    from app.store import FAILED, InstallationChange
-
-    store = make_store(tmp_path)
-    widgets, = acknowledged(store, 1)
-    other, = acknowledged(store, 1, repo="acme/other")
-    store.record_delivery("r1", "installation_repositories", "removed",
-                          installation=InstallationChange(1, "removed", ("acme/widgets",)))
-    assert store.get(widgets).status == FAILED
-    assert "removed from the App's installation" in store.get(widgets).error
-    assert store.get(other).status == PENDING
-    assert store.installation_refusal(1, "acme/widgets") and not store.installation_refusal(1, "acme/other")
-    assert not store.installation_refusal(2, "acme/widgets")  # another installation: nothing recorded
-
-    store.record_delivery("r2", "installation", "deleted", installation=InstallationChange(1, "deleted"))
-    assert store.get(other).status == FAILED and store.get(other).error == "the App was uninstalled"
-    assert store.installation_refusal(1, "acme/other") == "the App was uninstalled"
-    store.record_delivery("r3", "installation", "created", installation=InstallationChange(1, "created"))
-    assert store.installation_refusal(1, "acme/other") is None
-
-
-def test_each_button_of_a_task_works_once(tmp_path):
-    from app.buttons import ButtonPress
-
-    store = make_store(tmp_path)
-    target, = acknowledged(store, 1)
-    store.update(target, check_run_id=555, pushed_check_run_id=556)
-
-    def press(guid, action="retry", check_run_id=555, task_id=target, repo="acme/widgets"):
-        return store.record_delivery(guid, "check_run", "requested_action", button=ButtonPress(
-            repo=repo, installation_id=1, check_run_id=check_run_id, task_id=task_id,
-            action=action, requested_by="carol", requested_by_id=6))
-
-    command = press("b1")
-    assert (command.command, command.target_task, command.number, command.trigger) == (
-        "retry", target, 1, "check_run")
-    assert press("b2") is Duplicate.BUTTON  # replayed under a new delivery id
-    assert press("b3", check_run_id=556) is Duplicate.BUTTON  # the task's other check run
-    assert press("b4", action="continue").command == "continue"  # another button
-    assert press("b5", action="cancel", check_run_id=557) is None  # not one of the task's runs
-    assert press("b6", task_id="f" * 32) is None  # not a task of this store
-    assert press("b7", repo="acme/other") is None  # not on that repository
-    assert press("b8", task_id=command.id) is None  # commands have no buttons
-    store.release_button(command.id)  # refused: the button works again
-    assert press("b9").command == "retry"
