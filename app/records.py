@@ -13,7 +13,7 @@ import enum
 import json
 import uuid
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -38,6 +38,26 @@ class Duplicate(enum.Enum):
 
 def utcnow() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+NUL_SHOWN_AS = "\ufffd"
+
+
+def storable(value: Any) -> Any:
+    """`value` with every NUL character in its text replaced by U+FFFD.
+
+    PostgreSQL refuses NUL in text and in jsonb, and a comment, a payload or an agent's output
+    may hold one; both stores keep the same replacement, so they answer alike."""
+    if isinstance(value, str):
+        return value.replace("\x00", NUL_SHOWN_AS) if "\x00" in value else value
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(storable(item) for item in value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return replace(value, **{f.name: storable(getattr(value, f.name)) for f in fields(value)
+                                 if f.init})
+    return value
 
 
 @dataclass(frozen=True)
@@ -219,6 +239,8 @@ class TaskRecords:
         asks for no task. An installation change is recorded with the delivery; one that takes
         work away finishes the tasks still waiting on it.
         """
+        guid, event, action, task, installation, button = storable(
+            (guid, event, action, task, installation, button))
         with self._connect(immediate=True) as db:
             now = utcnow()
             # Inserting first makes two deliveries of one GUID at once record it once.
@@ -425,6 +447,7 @@ class TaskRecords:
         unknown = set(values) - set(TASK_COLUMNS)
         if unknown:
             raise ValueError(f"unknown task fields: {sorted(unknown)}")
+        values = storable(values)
         encoded = {k: json.dumps(v) if k in JSON_COLUMNS and v is not None else v
                    for k, v in values.items()}
         with self._connect(immediate=True) as db:

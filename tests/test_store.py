@@ -73,6 +73,25 @@ def test_tasks_waiting_ahead_and_per_repository_count(store):
     assert store.waiting_ahead_of(ids[2]) == 1 and store.queued_for_repo("acme/widgets") == 2
 
 
+def test_nul_characters_are_kept_as_a_replacement_character_by_every_store(store):
+    # PostgreSQL refuses NUL in text and jsonb; a payload or an agent's output may hold one.
+    asked = NewTask(trigger="label", repo="acme/wid\x00gets", installation_id=1, number=3,
+                    comment_id=None, instruction="do\x00it", requested_by="al\x00ice",
+                    requested_by_id=5, issue_body="body\x00", label="async\x00code",
+                    review_context={"path\x00": ["hunk\x00"]})
+    task = store.record_delivery("g\x00", "issues\x00", "labeled\x00", asked)
+    assert store.get(task.id) == task
+    assert (task.repo, task.instruction, task.requested_by, task.issue_body, task.label) == (
+        "acme/wid\ufffdgets", "do\ufffdit", "al\ufffdice", "body\ufffd", "async\ufffdcode")
+    assert task.review_context == {"path\ufffd": ["hunk\ufffd"]}
+    assert store.record_delivery("g\x00", "issues", "labeled", asked) is Duplicate.DELIVERY
+    store.finish(task.id, FAILED, output="out\x00", error="err\x00",
+                 chat_history=[{"role": "user", "content": "x\x00"}])
+    finished = store.get(task.id)
+    assert (finished.output, finished.error) == ("out\ufffd", "err\ufffd")
+    assert finished.chat_history == [{"role": "user", "content": "x\ufffd"}]
+
+
 def test_json_fields_round_trip(store):
     [task_id] = acknowledged(store, 1)
     store.finish(task_id, COMPLETED, patches={"diff": "d", "files": []}, changed_files=["a.py"],
