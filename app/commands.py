@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from app.agents import agent_name_problem
+from app.markdown import quoted
 
 COMMANDS = ("cancel", "retry", "continue", "status", "help")
 
@@ -37,8 +38,6 @@ _WORD_SEPARATORS = " \t\r"  # shlex's whitespace, less the newline the first lin
 _LEADING_BLANK_LINES = re.compile(r"\A(?:[ \t\r]*\n)+")
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]*")
 _BRANCH_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
-_UNSHOWABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-_BACKTICK_RUN = re.compile(r"`+")
 _VALUED_OPTIONS = ("--base", "--model", "--agent")  # options whose next word is their value
 
 
@@ -278,12 +277,4 @@ def _command(instruction: str) -> str | None:
 
 def _code(text: str) -> str:
     """`text` as a Markdown code span that shows it verbatim, cut short if long."""
-    if len(text) > SHOWN_CHARS:
-        text = text[:SHOWN_CHARS - 1] + "…"
-    text = _UNSHOWABLE.sub("\ufffd", text)
-    # A code span ends at the first backtick run as long as its opening one, and loses one
-    # space at each end when both have one: a longer fence and padding keep the text whole.
-    fence = "`" * (max(map(len, _BACKTICK_RUN.findall(text)), default=0) + 1)
-    edges = text[:1] + text[-1:]
-    pad = " " if text.strip(" ") and ("`" in edges or " " in edges) else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
+    return quoted(text, SHOWN_CHARS)

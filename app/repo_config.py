@@ -27,6 +27,7 @@ from pydantic_core import PydanticCustomError
 
 from app.agents import DEFAULT_AGENT
 from app.commands import branch_name_problem
+from app.markdown import quoted
 from app.settings import Settings
 from app.strict_yaml import YamlRefused, load_yaml
 
@@ -54,8 +55,6 @@ MAX_CHOICES_SHOWN = 10
 _SECONDS = re.compile(r"[0-9]{1,9}")
 _DURATION = re.compile(r"(?:([0-9]{1,6})h)?(?:([0-9]{1,6})m)?(?:([0-9]{1,9})s)?")
 _BRANCH_PREFIX_CHARACTERS = re.compile(r"[A-Za-z0-9._/-]+")
-_UNSHOWABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-_BACKTICK_RUN = re.compile(r"`+")
 _YAML_LINE_BREAK = re.compile(r"\r\n|[\n\r\x85\u2028\u2029]")  # where YAML counts a new line
 
 
@@ -511,15 +510,7 @@ def _code(text: str, limit: int = SHOWN_CHARS) -> str:
     mention, link or Markdown in it takes effect."""
     if not text:
         return "(empty)"  # "``" is no code span, just two backticks
-    if len(text) > limit:
-        text = text[:limit - 1] + "…"
-    text = _UNSHOWABLE.sub("\ufffd", text)
-    # A code span ends at the first backtick run as long as its opening one, and loses one
-    # space at each end when both have one: a longer fence and padding keep the text whole.
-    fence = "`" * (max(map(len, _BACKTICK_RUN.findall(text)), default=0) + 1)
-    edges = text[:1] + text[-1:]
-    pad = " " if text.strip(" ") and ("`" in edges or " " in edges) else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
+    return quoted(text, limit)
 
 
 def _listed(names: tuple[str, ...]) -> str:

@@ -10,6 +10,9 @@ import re
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+# code_span is the runner's too: its modules quote text with it from here.
+from app.markdown import BACKTICK_RUN, code_span  # noqa: F401
+
 GITHUB_BODY_LIMIT = 65_536
 ZERO_WIDTH_SPACE = "\u200b"
 DEFAULT_GITHUB_HOST = "github.com"
@@ -351,23 +354,9 @@ def _shortened(title: str, limit: int) -> str:
     return head.rstrip() + "…"
 
 
-_BACKTICK_RUN = re.compile(r"`+")
-
-
-def code_span(text: str) -> str:
-    """`text` as a Markdown code span that shows it verbatim, whatever backticks it holds."""
-    # A code span ends at the first backtick run as long as its opening one, so the fence
-    # must be longer than every run inside. CommonMark strips one space from each end
-    # when both have one, so padding keeps a leading or trailing backtick or space.
-    fence = "`" * (max(map(len, _BACKTICK_RUN.findall(text)), default=0) + 1)
-    edges = text[:1] + text[-1:]
-    pad = " " if text.strip(" ") and ("`" in edges or " " in edges) else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
-
-
 def fenced(text: str, language: str = "") -> str:
     """`text` as a fenced code block no line inside can close: the fence is longer than any
     run of backticks in it."""
-    longest = max(map(len, _BACKTICK_RUN.findall(text)), default=0)
+    longest = max(map(len, BACKTICK_RUN.findall(text)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}{language}\n{text}\n{fence}"
