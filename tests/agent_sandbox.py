@@ -43,13 +43,14 @@ def agent_tools_dir() -> Path:
     """A verified tools directory; installing it when needed. Never skips: a machine that cannot
     install the tools fails these tests, saying why."""
     directory = cache_dir()
-    if agent_tools.problems(directory):
-        result = subprocess.run([str(INSTALLER), "--dir", str(directory)], capture_output=True,
-                                text=True, stdin=subprocess.DEVNULL)
-        if result.returncode != 0:
-            pytest.fail(f"scripts/agent-tools --dir {directory} failed (exit {result.returncode}); "
-                        "these tests need the agent CLIs, which it installs with npm from the npm "
-                        f"registry:\n{result.stdout}{result.stderr}", pytrace=False)
+    if not agent_tools.problems(directory):
+        return directory
+    result = subprocess.run([str(INSTALLER), "--dir", str(directory)], capture_output=True,
+                            text=True, stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        pytest.fail(f"scripts/agent-tools --dir {directory} failed (exit {result.returncode}); "
+                    "these tests need the agent CLIs, which it installs with npm from the npm "
+                    f"registry:\n{result.stdout}{result.stderr}", pytrace=False)
     try:
         agent_tools.verify(directory)
     except agent_tools.AgentToolsError as error:

@@ -81,7 +81,7 @@ def test_the_forwarder_relays_a_request_to_the_unix_socket(agent_sandbox, unix_s
 def test_the_forwarder_serves_concurrent_connections(agent_sandbox, unix_server, forwarder):
     # The server answers none of these until all are in flight: relayed one at a time, they fail.
     count = 8
-    unix_server.together = threading.Barrier(count, timeout=60)
+    unix_server.together = threading.Barrier(count, timeout=30)
     code, output = agent_sandbox.sh(
         f"for i in $(seq {count}); do wget -qO /tmp/out$i '{url('/together')}?i='$i & done; "
         "fail=0; for job in $(jobs -p); do wait $job || fail=1; done; "
@@ -147,6 +147,10 @@ def test_the_forwarder_exits_cleanly_on_sigterm(agent_sandbox, forwarder):
     assert code == 0 and pid.strip().isdigit(), pid
     # A connection still open when the signal comes must not keep it alive.
     agent_sandbox.start(["sh", "-c", f"sleep 60 | nc 127.0.0.1 {PORT}"])
+    wait_until(lambda: f"{PORT:04X} " in " ".join(
+        line.split()[1] + " " + line.split()[3] for line in
+        agent_sandbox.run(["cat", "/proc/net/tcp"])[1].splitlines()[1:] if line.split()[3] == "01"),
+        30, "a connection to the forwarder")
     assert agent_sandbox.run(["kill", "-TERM", pid.strip()])[0] == 0
     state = wait_until(lambda: (s := agent_sandbox.exec_state(forwarder)) and not s["Running"] and s,
                        30, "the forwarder to exit")
