@@ -15,13 +15,7 @@ from pathlib import Path
 import pytest
 
 from runner import agent_tools
-from tests.agent_sandbox import (  # noqa: F401  (fixtures)
-    INSTALLER,
-    SOCKET_DIR,
-    AgentSandbox,
-    agent_sandbox,
-    agent_tools_dir,
-)
+from tests.agent_sandbox import INSTALLER, SOCKET_DIR, AgentSandbox
 from tests.conftest import wait_until
 from tests.fakes.unix_http import GREETING, UnixHTTPServer, pattern
 
