@@ -230,3 +230,22 @@ def test_the_installer_leaves_a_verified_directory_alone(agent_tools_dir):
     after = {path.name: (path.stat().st_ino, path.stat().st_mtime_ns)
              for path in agent_tools_dir.iterdir()}
     assert after == before
+
+
+def test_the_installer_replaces_only_what_is_stale(agent_tools_dir, tmp_path):
+    copy = tmp_path / "tools"
+    _copy_tools(agent_tools_dir, copy, tampered="forwarder")
+    with open(copy / "forwarder", "ab") as f:
+        f.write(b"tampered")
+    claude = (copy / "claude").stat().st_ino
+    # npm pointed at a closed loopback port: the CLIs, still as pinned, must not be fetched again.
+    env = {**os.environ, "npm_config_registry": "http://127.0.0.1:9/", "npm_config_fetch_retries": "0"}
+    result = subprocess.run([str(INSTALLER), "--dir", str(copy)], capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [line for line in result.stdout.splitlines() if "system packages" not in line] == [
+        "==> forwarder: built", f"==> agent tools: {copy} ready"]
+    assert agent_tools.problems(copy) == {}
+    assert (copy / "claude").stat().st_ino == claude
+    assert sorted(path.name for path in copy.iterdir()) == sorted([*agent_tools.FILES.values(),
+                                                                   agent_tools.MANIFEST, ".lock"])
