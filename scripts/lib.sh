@@ -38,6 +38,11 @@ need_command() {
     command -v "$2" >/dev/null 2>&1 || MISSING_PKGS+=("$1")
 }
 
+# need_file PACKAGE PATH: PACKAGE is required unless PATH exists.
+need_file() {
+    [ -e "$2" ] || MISSING_PKGS+=("$1")
+}
+
 # The test sandbox image is FROM scratch, so /bin/busybox must be the static
 # build (Debian: busybox-static; the plain busybox package is dynamic).
 need_static_busybox() {

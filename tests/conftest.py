@@ -25,6 +25,7 @@ import docker
 import pytest
 
 from app.store import Store, Task
+from tests.agent_sandbox import agent_sandbox, agent_tools_dir  # noqa: F401  (fixtures)
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.github import FakeGitHub
 from tests.fakes.keys import generate_app_key
