@@ -1,7 +1,8 @@
 """What a task's model calls cost, and what its budget says the agent may still do.
 
 Pure decisions, no I/O: prices read from ASYNC_CODE_PRICES, the cost of the usage the Messages
-API reports, and the state of a budget (ok, wrap up, stop) for the usage so far.
+API (or OpenAI's Responses and Chat Completions APIs) reports, and the state of a budget (ok,
+wrap up, stop) for the usage so far.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import enum
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,18 +68,48 @@ UNREADABLE_USAGE = 10**12
 
 
 def usage_of(reported: Any) -> Usage:
-    """The usage object of a Messages API response; cache fields may be absent or null."""
+    """The usage object of a Messages API response, as the SDK's object or as the JSON object;
+    cache fields may be absent or null."""
     def count(name: str) -> int:
-        value = getattr(reported, name, None)
-        if value is None or isinstance(value, bool):
-            return 0
-        if isinstance(value, int):
-            return min(max(value, 0), UNREADABLE_USAGE)
-        if isinstance(value, float) and math.isfinite(value):
-            return min(max(math.ceil(value), 0), UNREADABLE_USAGE)
-        return UNREADABLE_USAGE
+        return _token_count(_field(reported, name))
     return Usage(count("input_tokens"), count("output_tokens"),
                  count("cache_creation_input_tokens"), count("cache_read_input_tokens"))
+
+
+def openai_usage_of(reported: Any) -> Usage:
+    """The usage JSON object of an OpenAI Responses API response (`input_tokens`,
+    `output_tokens`, `input_tokens_details.cached_tokens`) or of a Chat Completions response
+    (`prompt_tokens`, `completion_tokens`, `prompt_tokens_details.cached_tokens`).
+
+    OpenAI counts cached tokens inside the input; here they are taken out of it and counted as
+    cache reads, as the Messages API reports them. OpenAI bills no cache writes. Reasoning
+    tokens are already part of the output."""
+    chat = _field(reported, "input_tokens") is None and _field(reported, "prompt_tokens") is not None
+    input_tokens = _token_count(_field(reported, "prompt_tokens" if chat else "input_tokens"))
+    output_tokens = _token_count(_field(reported, "completion_tokens" if chat else "output_tokens"))
+    details = _field(reported, "prompt_tokens_details" if chat else "input_tokens_details")
+    cached = _token_count(_field(details, "cached_tokens")) if details is not None else 0
+    if cached > input_tokens:
+        # A report that cannot be true; counting all of it as input costs the most.
+        return Usage(input_tokens=max(input_tokens, cached), output_tokens=output_tokens)
+    return Usage(input_tokens=input_tokens - cached, output_tokens=output_tokens,
+                 cache_read_tokens=cached)
+
+
+def _field(reported: Any, name: str) -> Any:
+    if isinstance(reported, Mapping):
+        return reported.get(name)
+    return getattr(reported, name, None)
+
+
+def _token_count(value: Any) -> int:
+    if value is None or isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return min(max(value, 0), UNREADABLE_USAGE)
+    if isinstance(value, float) and math.isfinite(value):
+        return min(max(math.ceil(value), 0), UNREADABLE_USAGE)
+    return UNREADABLE_USAGE
 
 
 def cost_usd(usage: Usage, price: Price | None) -> float | None:

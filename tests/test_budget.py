@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import pytest
 
 from app.budget import (DEFAULT_PRICES, Budget, BudgetState, Price, Usage, budget_state, cost_usd,
-                        describe_left, describe_use, format_usd, usage_of)
+                        describe_left, describe_use, format_usd, openai_usage_of,
+                        usage_of)
 
 SONNET = DEFAULT_PRICES["claude-sonnet-4-6"]
 
@@ -37,6 +38,46 @@ def test_cost_of_usage(usage, price, expected):
 ], ids=["no-cache-fields", "null-cache-fields", "cache-fields"])
 def test_usage_is_read_from_the_api_response(reported, expected):
     assert usage_of(reported) == expected
+
+
+@pytest.mark.parametrize("reported, expected", [
+    ({"input_tokens": 10, "output_tokens": 5}, Usage(10, 5, 0, 0)),
+    ({"input_tokens": 10, "output_tokens": 5, "cache_creation_input_tokens": 300,
+      "cache_read_input_tokens": 7000}, Usage(10, 5, 300, 7000)),
+    ({"input_tokens": 10, "output_tokens": 5, "cache_creation_input_tokens": None}, Usage(10, 5)),
+    ({"input_tokens": "10", "output_tokens": 5}, Usage(10**12, 5)),
+    ({"input_tokens": -3, "output_tokens": 2.5}, Usage(0, 3)),
+], ids=["plain", "cache-fields", "null-cache-field", "text-is-unreadable", "negative-and-float"])
+def test_usage_is_read_from_the_json_of_a_messages_response(reported, expected):
+    assert usage_of(reported) == expected
+
+
+@pytest.mark.parametrize("reported, expected", [
+    ({"input_tokens": 1000, "output_tokens": 50, "total_tokens": 1050}, Usage(1000, 50)),
+    ({"input_tokens": 1000, "input_tokens_details": {"cached_tokens": 800}, "output_tokens": 50,
+      "output_tokens_details": {"reasoning_tokens": 30}, "total_tokens": 1050},
+     Usage(200, 50, 0, 800)),
+    ({"input_tokens": 1000, "input_tokens_details": None, "output_tokens": 50}, Usage(1000, 50)),
+    ({"prompt_tokens": 1000, "completion_tokens": 50, "total_tokens": 1050}, Usage(1000, 50)),
+    ({"prompt_tokens": 1000, "prompt_tokens_details": {"cached_tokens": 600},
+      "completion_tokens": 50}, Usage(400, 50, 0, 600)),
+    ({"input_tokens": 100, "input_tokens_details": {"cached_tokens": 500}, "output_tokens": 1},
+     Usage(500, 1)),
+    ({"input_tokens": 100, "input_tokens_details": {"cached_tokens": "many"}, "output_tokens": 1},
+     Usage(10**12, 1)),
+    ({}, Usage()),
+], ids=["responses", "responses-cached", "responses-null-details", "chat", "chat-cached",
+        "cached-above-input", "unreadable-cached", "empty"])
+def test_openai_usage_counts_cached_input_as_cache_reads(reported, expected):
+    assert openai_usage_of(reported) == expected
+
+
+def test_openai_cached_input_costs_the_cache_read_price():
+    price = Price(input=1.25, output=10.0, cache_write=0.0, cache_read=0.125)
+    usage = openai_usage_of({"input_tokens": 1_000_000, "input_tokens_details": {"cached_tokens":
+                                                                                  600_000},
+                             "output_tokens": 100_000})
+    assert cost_usd(usage, price) == pytest.approx(0.4 * 1.25 + 0.6 * 0.125 + 0.1 * 10.0)
 
 
 def test_every_kind_of_token_counts_towards_a_token_budget():
