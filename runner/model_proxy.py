@@ -258,6 +258,9 @@ class _Ledger:
         self._usage = Usage()
         self._cost: float | None = 0.0
         self._open: dict[int, tuple[Usage, Price | None]] = {}
+        # The largest answer of each call in flight: what a call admitted alongside it must
+        # leave room for.
+        self._reserved: dict[int, tuple[Usage, Price | None]] = {}
         self.stopped_at_budget = False
 
     def spent(self) -> tuple[Usage, float | None]:
@@ -270,18 +273,27 @@ class _Ledger:
             usage, cost = usage + used, _add_cost(cost, used, price)
         return usage, cost
 
-    def admit(self, provider: str, wanted: int | None, price: Price | None) -> int | None:
-        """Reserve nothing, but refuse a call whose largest answer the budget cannot pay for.
+    def admit(self, key: int, provider: str, wanted: int | None,
+              price: Price | None) -> int | None:
+        """Refuse a call whose largest answer the budget cannot pay for, counting the largest
+        answers of the calls in flight as spent; else reserve its own until `release`.
         Returns the bound to set when the call gives none; Refusal when it cannot be paid."""
         with self._lock:
             usage, cost = self._spent()
+            for reserved, reserved_price in self._reserved.values():
+                usage, cost = usage + reserved, _add_cost(cost, reserved, reserved_price)
             left = affordable_output(self.budget, usage, cost, price)
             if left is None:
                 return None
             if left < 1 or (wanted is not None and wanted > left):
                 self.stopped_at_budget = True
                 raise Refusal(*_budget_message(provider, left))
+            self._reserved[key] = (Usage(output_tokens=left if wanted is None else wanted), price)
             return left if wanted is None else None
+
+    def release(self, key: int) -> None:
+        with self._lock:
+            self._reserved.pop(key, None)
 
     def update(self, key: int, used: Usage, price: Price | None) -> BudgetState:
         with self._lock:
@@ -652,12 +664,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                                    f"use {' or '.join(sorted(self.proxy._allowed))}",
                               "model_not_allowed")
             price = self.proxy._prices.get(model)
+            key = self.proxy._exchange_key()
             if path not in UNBILLED_PATHS:
-                self._bound_output(path, body, price)
+                self._bound_output(key, path, body, price)
         except Refusal as refusal:
             self._refuse(refusal)
             return
-        self._forward(upstream, path, query, headers, body, model, price)
+        try:
+            self._forward(key, upstream, path, query, headers, body, model, price)
+        finally:
+            self.proxy._ledger.release(key)
 
     def _read_body(self) -> bytes:
         if self.headers.get_all("transfer-encoding"):
@@ -675,9 +691,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             raise Refusal(400, "the body is shorter than its Content-Length")
         return raw
 
-    def _bound_output(self, path: str, body: dict[str, Any], price: Price | None) -> None:
+    def _bound_output(self, key: int, path: str, body: dict[str, Any],
+                      price: Price | None) -> None:
         wanted = output_cap(path, body)
-        bound = self.proxy._ledger.admit(self.provider, wanted, price)
+        bound = self.proxy._ledger.admit(key, self.provider, wanted, price)
         if bound is not None:
             # An uncapped call on a budget gets the cap the budget can pay for, so that even an
             # answer that is not streamed cannot run past the budget.
@@ -688,7 +705,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             body["stream_options"] = {**(options if isinstance(options, dict) else {}),
                                       "include_usage": True}
 
-    def _forward(self, upstream: Upstream, path: str, query: str,
+    def _forward(self, key: int, upstream: Upstream, path: str, query: str,
                  headers: list[tuple[str, str]], body: dict[str, Any], model: str,
                  price: Price | None) -> None:
         url = upstream.base_url.rstrip("/") + path + (f"?{query}" if query else "")
@@ -696,7 +713,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         sent = [(name, value) for name, value in forwarded_headers(headers, self.provider,
                                                                    upstream.api_key)
                 if name.lower() != "content-type"] + [("content-type", "application/json")]
-        key = self.proxy._exchange_key()
         secret = upstream.api_key.encode()
         try:
             request = self.proxy._http.build_request("POST", url, headers=sent, content=content)
@@ -718,7 +734,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                                           "the operator must check the API key"))
                 return
             is_stream = response.headers.get("content-type", "").startswith("text/event-stream")
-            if is_stream and response.status_code == 200:
+            if is_stream and response.status_code == 200 and path not in UNBILLED_PATHS:
                 self._relay_stream(key, response, path, price, secret)
             else:
                 self._relay_whole(key, response, path, price, secret)

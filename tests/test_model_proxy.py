@@ -726,3 +726,44 @@ def test_malformed_requests_get_a_clean_refusal(make_proxy, canned, data):
     with http(proxy, **{"x-api-key": TOKEN}) as client:  # and the proxy still serves
         assert client.post("/v1/messages/count_tokens",
                            json={"model": MODEL, "messages": []}).status_code == 200
+
+
+def test_calls_in_flight_keep_room_for_their_largest_answers(make_proxy, canned):
+    canned.reply = lambda body: (
+        Response('{"input_tokens": 7}', 200, mimetype="application/json")
+        if request.path.endswith("/count_tokens") else
+        streamed(anthropic_stream({"input_tokens": 10}, ["first"], 20, wait=canned.release)))
+    proxy = make_proxy(canned.base_url, budget=Budget(tokens=1000))
+    with http(proxy, **{"x-api-key": TOKEN}) as client, \
+            client.stream("POST", "/v1/messages",
+                          json={**message(max_tokens=600), "stream": True}) as first:
+        lines = first.iter_lines()
+        while "first" not in next(lines):
+            pass
+        # The first call may still answer with 600 tokens: a second of 600 would pass the budget.
+        with http(proxy, **{"x-api-key": TOKEN}) as other:
+            assert other.post("/v1/messages", json=message(max_tokens=600)).status_code == 400
+            assert other.post("/v1/messages/count_tokens",
+                              json={"model": MODEL, "messages": []}).status_code == 200
+        canned.release.set()
+        assert any("message_stop" in line for line in lines)
+    # Once it answered with 20, its reservation is gone.
+    canned.reply = lambda body: Response('{"usage": {}}', 200, mimetype="application/json")
+    with http(proxy, **{"x-api-key": TOKEN}) as client:
+        assert client.post("/v1/messages", json=message(max_tokens=600)).status_code == 200
+    assert proxy.usage == Usage(10, 20)
+
+
+def test_connections_past_the_limit_are_closed_unanswered(make_proxy, canned):
+    proxy = make_proxy(canned.base_url, max_connections=1)
+    count = {"model": MODEL, "messages": []}
+    with http(proxy, **{"x-api-key": TOKEN}) as client:
+        # Answered on a connection the client keeps open.
+        assert client.post("/v1/messages/count_tokens", json=count).status_code == 200
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as second:
+            second.settimeout(TIMEOUT)
+            second.connect(proxy.socket_path)  # accepted by the kernel, then closed unread
+            assert second.recv(1024) == b""
+    # Its connection closed, the next is served.
+    with http(proxy, **{"x-api-key": TOKEN}) as client:
+        assert client.post("/v1/messages/count_tokens", json=count).status_code == 200
