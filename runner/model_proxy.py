@@ -12,6 +12,14 @@ random per-task token as its API key. The proxy:
   cover, and cuts a stream once the budget is spent;
 - stops answering, and cuts what is in flight, when the task ends.
 
+The budget is checked three ways. Before a call: its largest answer (max_tokens, or OpenAI's
+max_output_tokens) at the model's price, with the largest answers of the calls still in flight,
+must fit in what is left; a call that names no bound gets the one the budget pays for. During a
+stream: the usage the API reports (Anthropic's message_start gives the input at once) plus an
+estimate of the output relayed so far, about four characters a token, until the final count
+arrives; once that spends the budget the stream ends with the API's error event. The input a
+call will take is not known before the API counts it, so it is checked only from then on.
+
 It runs on the standard library's HTTP server: the clients it serves (the SDKs, Claude Code,
 Codex) send a JSON body with a Content-Length, so the server needs no more of HTTP than that,
 and everything else (chunked request bodies, absolute URIs, other methods) is refused.
@@ -628,7 +636,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return False
         if self.command != "POST":
             try:
-                provider_of(self.path)
+                self.provider = provider_of(self.path)[0]
             except Refusal as refusal:
                 self._refuse(refusal)
             else:
