@@ -10,8 +10,10 @@ roles (anon, authenticated), whichever of them exist by then.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 import psycopg
 
@@ -51,10 +53,46 @@ def product_migrations() -> list[Migration]:
             if entry.name.endswith(".sql")]
 
 
+# The job queue's tables: row level security with no policy, like the product's own. The
+# service connects as the role that migrated (the tables' owner), which row level security
+# does not hold back without FORCE; it is there so a privilege granted by mistake to another
+# role (Supabase's anon, authenticated) still shows no row.
+_ENGINE_TABLES = ("procrastinate_workers", "procrastinate_jobs", "procrastinate_periodic_defers",
+                  "procrastinate_events")
+ENGINE_SCHEMA_NAME = "engine/procrastinate-3.10.0-schema.sql"
+# The queue's functions and triggers name its tables unqualified: pinned to the schema, they
+# work from any connection (an operator's psql too), not only those whose search_path is set.
+_PINNED_SEARCH_PATH = f"""
+DO $$
+DECLARE f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE n.nspname = '{SCHEMA}' AND p.proname LIKE 'procrastinate%'
+    LOOP
+        EXECUTE format('ALTER FUNCTION %s SET search_path = {SCHEMA}, pg_catalog', f);
+    END LOOP;
+END
+$$;
+"""
+
+
+def _package_folder(package: str) -> Path:
+    """Where an installed package's files are, found without importing it: a receiver never
+    loads the job queue's worker, only reads its schema's checksum."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise MigrationError(f"the package {package} is not installed: reinstall async-code")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
 def engine_schemas() -> list[Migration]:
     """The schemas of libraries the service builds on, applied after the product's own and
-    recorded the same way. None yet: the job queue's schema is to be added here."""
-    return []
+    recorded the same way: the job queue's (procrastinate, pinned in pyproject.toml), made in
+    schema async_code like everything else."""
+    schema = (_package_folder("procrastinate") / "sql" / "schema.sql").read_text(encoding="utf-8")
+    locked = "".join(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;\n" for table in _ENGINE_TABLES)
+    return [Migration(ENGINE_SCHEMA_NAME, schema + "\n-- async-code: no rows for other roles\n"
+                      + locked + _PINNED_SEARCH_PATH)]
 
 
 def all_migrations() -> list[Migration]:

@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import cli
-from app.migrate import MigrationError, all_migrations, migrate, product_migrations
+from app.migrate import (MigrationError, all_migrations, engine_schemas, migrate,
+                         product_migrations)
 from app.postgres_store import PostgresStore, StoreUnavailable
 from app.store import CANCELLED, NewTask, utcnow
 from tests.postgres_cluster import OWNER, with_database
@@ -40,12 +41,23 @@ def applied(url: str) -> dict[str, str]:
 def test_migrate_makes_the_schema_once(postgres_url):
     assert migrate(postgres_url) == [m.name for m in all_migrations()]
     assert tables(postgres_url) == {"meta", "deliveries", "tasks", "installation_events",
-                                    "pressed_buttons", "schema_migrations"}
+                                    "pressed_buttons", "schema_migrations",
+                                    # the job queue's, in the same schema
+                                    "procrastinate_jobs", "procrastinate_workers",
+                                    "procrastinate_events", "procrastinate_periodic_defers"}
     assert applied(postgres_url) == {m.name: m.checksum for m in all_migrations()}
     assert migrate(postgres_url) == []
     with psycopg.connect(postgres_url) as db:  # nothing in public, whatever the search_path
         assert db.execute("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON "
                           "n.oid = c.relnamespace WHERE n.nspname = 'public'").fetchone()[0] == 0
+        # nor the job queue's types and functions
+        assert db.execute("SELECT count(*) FROM pg_type t JOIN pg_namespace n ON "
+                          "n.oid = t.typnamespace WHERE n.nspname = 'public'").fetchone()[0] == 0
+        assert db.execute("SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON "
+                          "n.oid = p.pronamespace WHERE n.nspname = 'public'").fetchone()[0] == 0
+        assert db.execute("SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = "
+                          "p.pronamespace WHERE n.nspname = 'async_code' AND "
+                          "p.proname = 'procrastinate_defer_jobs_v1'").fetchone()[0] == 1
 
 
 def test_the_migrations_ship_inside_the_package():
@@ -199,13 +211,20 @@ def test_the_data_api_roles_see_nothing_even_when_granted_by_mistake(postgres_se
     assert _rows_seen_as(authenticator, "anon") == dict.fromkeys(sorted(every_table), "denied")
 
 
+def test_the_job_queue_schema_is_recorded_like_a_migration(migrated_postgres_url):
+    [engine] = engine_schemas()
+    assert applied(migrated_postgres_url)[engine.name] == engine.checksum
+    assert "procrastinate" in engine.name and "CREATE TABLE procrastinate_jobs" in engine.sql
+
+
 def test_every_table_of_the_schema_has_row_level_security(migrated_postgres_url):
     with psycopg.connect(migrated_postgres_url) as db:
         found = dict(db.execute(
             "SELECT c.relname, c.relrowsecurity FROM pg_class c JOIN pg_namespace n ON "
             "n.oid = c.relnamespace WHERE n.nspname = 'async_code' AND c.relkind IN ('r', 'p')").fetchall())
         policies = db.execute("SELECT count(*) FROM pg_policies WHERE schemaname = 'async_code'").fetchone()[0]
-    assert "tasks" in found and all(found.values()), found
+    assert {"tasks", "procrastinate_jobs", "procrastinate_workers"} <= set(found), found
+    assert all(found.values()), found
     assert policies == 0
 
 
