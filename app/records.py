@@ -134,6 +134,8 @@ class Task(NewTask):
     cost_usd: float | None = None  # what the model calls cost; None when the model has no price
     stop_reason: str | None = None  # why the agent stopped: answer, max_turns or budget
     agent_version: str | None = None  # the version of the agent the task ran with
+    attempt: int = 0  # how many times a worker started it; 0 until the first
+    job_id: int | None = None  # on PostgreSQL, the queue's job that runs it
 
     @property
     def on_pull_request(self) -> bool:

@@ -25,7 +25,7 @@ __all__ = ["CANCELLED", "COMPLETED", "FAILED", "FINISHED", "PENDING", "PULL_REQU
            "REJECTED", "REMOVED", "RUNNING", "SCHEMA_VERSION", "Duplicate", "InstallationChange",
            "NewTask", "Store", "Task", "installation_refusal", "utcnow"]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -90,7 +90,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     stop_reason       TEXT,
     model             TEXT,
     agent             TEXT,
-    agent_version     TEXT
+    agent_version     TEXT,
+    attempt           INTEGER NOT NULL DEFAULT 0,
+    job_id            INTEGER
 );
 CREATE INDEX IF NOT EXISTS tasks_by_status ON tasks (status, created_at);
 -- One task per comment: a replayed delivery under a new GUID cannot start the work again.
@@ -127,6 +129,7 @@ _ADDED_COLUMNS = {
     "target_task": "TEXT", "check_run_id": "INTEGER", "pushed_check_run_id": "INTEGER",
     "cache_write_tokens": "INTEGER", "cache_read_tokens": "INTEGER", "cost_usd": "REAL",
     "stop_reason": "TEXT", "model": "TEXT", "agent": "TEXT", "agent_version": "TEXT",
+    "attempt": "INTEGER NOT NULL DEFAULT 0", "job_id": "INTEGER",
 }
 
 
@@ -200,8 +203,8 @@ class Store(TaskRecords):
                 return None
             now = utcnow()
             # A fresh heartbeat with the claim: the previous holder's must not make it look dead.
-            db.execute("UPDATE tasks SET status = ?, started_at = ?, claimed_by = ?, heartbeat_at = ? "
-                       "WHERE id = ?", (RUNNING, now, claimed_by, now, row["id"]))
+            db.execute("UPDATE tasks SET status = ?, started_at = ?, claimed_by = ?, heartbeat_at = ?, "
+                       "attempt = attempt + 1 WHERE id = ?", (RUNNING, now, claimed_by, now, row["id"]))
             return self._row_to_task(db.execute("SELECT * FROM tasks WHERE id = ?", (row["id"],)).fetchone())
 
     def heartbeat(self, claimed_by: str) -> None:

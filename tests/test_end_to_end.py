@@ -160,3 +160,6 @@ def test_tasks_command_lists_the_task_as_json(service, github, model):
         "id": task_id, "status": "completed", "repo": REPO, "number": 7, "trigger": "comment",
         "instruction": INSTRUCTION, "requested_by": WRITER, "error": None}
     assert entry["pr_url"].endswith("/pull/100") and entry["created_at"]
+    # Started once, by the service's own process (host:pid).
+    assert entry["attempt"] == 1
+    assert entry["claimed_by"].rpartition(":")[2] == str(service.process.pid)

@@ -315,7 +315,7 @@ def test_claims_take_the_oldest_first_and_mark_it_running(tmp_path):
     first, second = acknowledged(store, 2)
     claimed = store.claim_next("host:1")
     assert (claimed.id, claimed.status, claimed.claimed_by) == (first, RUNNING, "host:1")
-    assert claimed.started_at
+    assert claimed.started_at and (claimed.attempt, store.get(second).attempt) == (1, 0)
     assert store.claim_next("host:1").id == second
     assert store.claim_next("host:1") is None
 
@@ -442,7 +442,7 @@ def _store_of_an_older_schema(path, version: int, left_out: set[str]) -> None:
     db.close()
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 4])
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 6])
 def test_an_older_store_gains_the_columns_added_since(tmp_path, version):
     import sqlite3
 
@@ -451,7 +451,8 @@ def test_an_older_store_gains_the_columns_added_since(tmp_path, version):
     path = tmp_path / "old.db"
     added = set(store_module._ADDED_COLUMNS)
     costs = {"cache_write_tokens", "cache_read_tokens", "cost_usd", "stop_reason"}
-    left_out = {1: added, 2: added - {"issue_author"}, 3: costs | {"model"}, 4: {"model"}}
+    left_out = {1: added, 2: added - {"issue_author"}, 3: costs | {"model"}, 4: {"model"},
+                6: {"attempt", "job_id"}}
     _store_of_an_older_schema(path, version, left_out[version])
 
     store = Store(path)
@@ -465,5 +466,6 @@ def test_an_older_store_gains_the_columns_added_since(tmp_path, version):
                  model="claude-haiku-4-5")
     assert store.get("t1").summary()["cost_usd"] == 0.1234
     assert store.get("t1").model == "claude-haiku-4-5"
+    assert (task.attempt, task.job_id) == (0, None)
     assert store.request_cancel("acme/widgets", 7, by="alice")[0][0].id == "t1"
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == store_module.SCHEMA_VERSION
