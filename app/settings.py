@@ -86,6 +86,10 @@ class Settings:
     setup_network: str = ""
     agent: str = DEFAULT_AGENT
     agents: str = ""
+    # The job queue on PostgreSQL (runner/queue.py).
+    lease_seconds: str = "60"
+    max_attempts: str = "2"
+    shutdown_grace: str = "30"
 
     _ENV = {
         "github_app_id": "GITHUB_APP_ID",
@@ -121,6 +125,9 @@ class Settings:
         "setup_network": "ASYNC_CODE_SETUP_NETWORK",
         "agent": "ASYNC_CODE_AGENT",
         "agents": "ASYNC_CODE_AGENTS",
+        "lease_seconds": "ASYNC_CODE_LEASE_SECONDS",
+        "max_attempts": "ASYNC_CODE_MAX_ATTEMPTS",
+        "shutdown_grace": "ASYNC_CODE_SHUTDOWN_GRACE",
     }
 
     @classmethod
@@ -189,6 +196,20 @@ class Settings:
     @property
     def max_queue_per_repo(self) -> int:
         return int(self.max_queue)
+
+    @property
+    def lease(self) -> float:
+        """Seconds of heartbeat silence after which a worker counts as dead and its tasks are
+        started again elsewhere."""
+        return float(self.lease_seconds)
+
+    @property
+    def max_attempt_count(self) -> int:
+        return int(self.max_attempts)
+
+    @property
+    def shutdown_grace_seconds(self) -> float:
+        return float(self.shutdown_grace)
 
     @property
     def app_unregistered(self) -> bool:
@@ -346,6 +367,7 @@ class Settings:
             value = getattr(self, attribute)
             if not value.isdigit() or int(value) < minimum:
                 found.append(f"{self.env_name(attribute)}={value!r} must be a whole number ≥ {minimum}")
+        found += self._queue_problems()
         try:
             if float(self.sandbox_cpus) <= 0:
                 raise ValueError
@@ -362,6 +384,21 @@ class Settings:
             found.append("ASYNC_CODE_SANDBOX_IMAGE must name a Docker image")
         return (found + self._setup_network_problems() + self._repository_ceiling_problems()
                 + self._agent_choice_problems())
+
+    def _queue_problems(self) -> list[str]:
+        found = []
+        if not _number_at_least(self.lease_seconds, 2):
+            found.append(f"ASYNC_CODE_LEASE_SECONDS={self.lease_seconds!r} must be a number of "
+                         "seconds ≥ 2: how long a worker may go without a heartbeat before its "
+                         "tasks are started again by another (workers beat several times within it)")
+        if not self.max_attempts.isdigit() or int(self.max_attempts) < 1:
+            found.append(f"ASYNC_CODE_MAX_ATTEMPTS={self.max_attempts!r} must be a whole number ≥ 1: "
+                         "how many times a task may be started when the workers running it stop")
+        if not _number_at_least(self.shutdown_grace, 0):
+            found.append(f"ASYNC_CODE_SHUTDOWN_GRACE={self.shutdown_grace!r} must be a number of "
+                         "seconds ≥ 0: how long a stopping worker lets its tasks finish before "
+                         "handing them back")
+        return found
 
     def _setup_network_problems(self) -> list[str]:
         name = self.setup_network
@@ -419,6 +456,14 @@ class Settings:
                          "there, since tasks use it whenever neither the request nor the "
                          "repository names an agent")
         return found
+
+
+def _number_at_least(text: str, minimum: float) -> bool:
+    try:
+        value = float(text)
+    except ValueError:
+        return False
+    return value == value and value != float("inf") and value >= minimum
 
 
 def _is_base_url(text: str) -> bool:

@@ -26,6 +26,7 @@ def test_defaults():
     assert (settings.sandbox_memory, settings.sandbox_cpus, settings.sandbox_pids) == ("2g", "2", "512")
     assert settings.database_path.name == "async-code.db"
     assert settings.database_path.parent == settings.data_path
+    assert (settings.lease, settings.max_attempt_count, settings.shutdown_grace_seconds) == (60.0, 2, 30.0)
 
 
 def test_a_complete_environment_has_no_problems():
@@ -71,6 +72,12 @@ def test_secrets_stay_out_of_repr():
         ("no changed files", {"ASYNC_CODE_MAX_CHANGED_FILES": "0"}, "agent", "ASYNC_CODE_MAX_CHANGED_FILES"),
         ("sandbox user not a number", {"ASYNC_CODE_SANDBOX_UID": "nobody"}, "agent", "ASYNC_CODE_SANDBOX_UID"),
         ("bad max queue", {"ASYNC_CODE_MAX_QUEUE": "none"}, "agent", "ASYNC_CODE_MAX_QUEUE"),
+        ("lease too short", {"ASYNC_CODE_LEASE_SECONDS": "1"}, "agent", "ASYNC_CODE_LEASE_SECONDS='1'"),
+        ("lease not a number", {"ASYNC_CODE_LEASE_SECONDS": "1m"}, "agent", "ASYNC_CODE_LEASE_SECONDS"),
+        ("lease not finite", {"ASYNC_CODE_LEASE_SECONDS": "nan"}, "agent", "ASYNC_CODE_LEASE_SECONDS"),
+        ("no attempt", {"ASYNC_CODE_MAX_ATTEMPTS": "0"}, "agent", "ASYNC_CODE_MAX_ATTEMPTS='0'"),
+        ("attempts not whole", {"ASYNC_CODE_MAX_ATTEMPTS": "1.5"}, "agent", "ASYNC_CODE_MAX_ATTEMPTS"),
+        ("negative grace", {"ASYNC_CODE_SHUTDOWN_GRACE": "-1"}, "agent", "ASYNC_CODE_SHUTDOWN_GRACE"),
         ("images separated by spaces", {"ASYNC_CODE_ALLOWED_IMAGES": "python:3.12 node:22"}, "agent",
          "ASYNC_CODE_ALLOWED_IMAGES"),
         ("a model name with a space", {"ASYNC_CODE_ALLOWED_MODELS": "claude-sonnet-4-6, ,a b"},
