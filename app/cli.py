@@ -86,7 +86,8 @@ def cli() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(0, 64),
-              help="Task execution slots; 0 records deliveries without acting on them.")
+              help="Task execution slots; 0 records deliveries without acting on them (on "
+                   "PostgreSQL, a receiver only: `async-code worker` processes run the tasks).")
 def serve(host: str, port: int, workers: int) -> None:
     """Receive webhooks and run tasks; with no GitHub App yet, register one first."""
     dotenv_path = Path.cwd() / ".env"
@@ -104,12 +105,8 @@ def serve(host: str, port: int, workers: int) -> None:
                             "GITHUB_WEBHOOK_SECRET")
         if problems:
             raise click.ClickException(str(SettingsError(problems)))
-    if settings.on_postgres and workers:
-        raise click.ClickException(
-            "with a PostgreSQL DATABASE_URL, serve only records deliveries for now: start it with "
-            "--workers 0 (running tasks from PostgreSQL comes with its job queue)")
     configure_logging(settings)
-    store = open_store(settings)
+    store = open_store(settings, max_connections=10 + workers)
     service = _Service(store, workers, dotenv_path)
 
     import waitress
@@ -170,7 +167,9 @@ class _Service:
 
     def start(self, settings: Settings, just_registered: JustRegistered | None = None) -> None:
         """Start the runner (raises ServiceUnavailable) and serve webhooks."""
-        if self.workers:
+        if self.workers and settings.on_postgres:
+            self.runner = start_queue_workers(settings, self.store, self.workers)
+        elif self.workers:
             from runner.recovery import RECOVERY_INTERVAL, recover
             from runner.services import ServiceUnavailable as RunnerUnavailable
             from runner.services import build_services
@@ -226,13 +225,76 @@ class _Service:
             self.web.switch_to(app)
 
     def _task_recorded(self) -> None:
-        if self.runner is not None:
+        # On PostgreSQL the queue tells its workers itself (LISTEN/NOTIFY).
+        if self.runner is not None and hasattr(self.runner, "task_recorded"):
             self.runner.task_recorded()
 
     def stop(self) -> None:
         if self.runner is not None:
-            self.runner.stop(timeout=5)
+            # The queue's workers let running tasks finish for the shutdown grace first.
+            self.runner.stop(timeout=5 if not self.store_on_postgres else None)
         self.store.close()
+
+    @property
+    def store_on_postgres(self) -> bool:
+        return not isinstance(self.store, Store)
+
+
+def start_queue_workers(settings: Settings, store: TaskRecords, concurrency: int):
+    """The job queue's workers of this process, started (raises ServiceUnavailable)."""
+    from runner.queue import QueueRunner
+    from runner.recovery import remove_leftovers
+    from runner.services import ServiceUnavailable as RunnerUnavailable
+    from runner.services import build_services
+
+    try:
+        services = build_services(settings, store)
+    except RunnerUnavailable as error:
+        raise ServiceUnavailable(str(error)) from None
+    try:
+        remove_leftovers(services)
+    except Exception:  # the workers retry it; running tasks matters more
+        log.exception("removing leftover sandboxes failed")
+    runner = QueueRunner(services, concurrency)
+    runner.start()
+    for name in settings.missing_for_tasks():
+        log.warning("%s is not set: each request is answered with a comment saying so, and "
+                    "nothing runs until it is set and the worker restarted", name)
+    return runner
+
+
+@cli.command()
+@click.option("--concurrency", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="Tasks run at once by this worker.")
+def worker(concurrency: int) -> None:
+    """Run tasks from the PostgreSQL job queue with this host's Docker engine (no HTTP server)."""
+    settings = load_settings(dotenv_path=str(Path.cwd() / ".env"))
+    if not settings.on_postgres:
+        raise click.ClickException(
+            f"the store is SQLite ({settings.database_path}): there, `async-code serve "
+            "--workers N` runs the tasks itself. `async-code worker` takes tasks from a "
+            "PostgreSQL DATABASE_URL shared with the receivers (`serve --workers 0`).")
+    _checked(settings, github=True, agent=True)
+    configure_logging(settings)
+    store = open_store(settings, max_connections=concurrency + 4)
+    try:
+        runner = start_queue_workers(settings, store, concurrency)
+    except ServiceUnavailable as error:
+        store.close()
+        raise click.ClickException(str(error)) from None
+    log.info("worker running up to %d task(s) at once from %s", concurrency, settings.database_shown)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        runner.wait()
+    except KeyboardInterrupt:
+        log.info("stopping: no new task is taken; running ones have %s s to finish, then are "
+                 "handed back", settings.shutdown_grace)
+    finally:
+        runner.stop()
+        store.close()
+        log.info("stopped")
+    if runner.failure is not None:
+        raise click.ClickException(f"the worker stopped: {runner.failure}")
 
 
 def _return_freed_buffers_to_the_system() -> None:
@@ -301,7 +363,7 @@ def migrate() -> None:
         click.echo(f"{settings.database_shown} is up to date: nothing to apply")
 
 
-def open_store(settings: Settings) -> TaskRecords:
+def open_store(settings: Settings, max_connections: int = 10) -> TaskRecords:
     """The task store DATABASE_URL names, ready to use."""
     if not settings.on_postgres:
         store = Store(settings.database_path)
@@ -309,7 +371,7 @@ def open_store(settings: Settings) -> TaskRecords:
         return store
     from app.postgres_store import PostgresStore, StoreUnavailable
 
-    postgres = PostgresStore(settings.database_url)
+    postgres = PostgresStore(settings.database_url, max_connections=max_connections)
     try:
         postgres.initialise()
     except StoreUnavailable as error:

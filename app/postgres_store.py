@@ -2,8 +2,11 @@
 
 It answers every question `app.store.Store` answers, with the same `Task` objects (times as
 the same ISO strings, JSON columns decoded), from the tables `async-code migrate` makes in
-schema `async_code`. Handing out work (claims, heartbeats) is not here: on PostgreSQL that is
-the job queue's.
+schema `async_code`. Handing out work (claims, heartbeats, re-attempts) is not here: on
+PostgreSQL that is the job queue's (procrastinate, runner/queue.py). The store only puts each
+job in, by the queue's own SQL function, in the transaction that makes it due: a recorded task
+always has the job that acknowledges it, an acknowledged one the job that runs it, and a
+rolled-back one neither. So a receiver records work without loading the queue's worker.
 
 Connections come from a pool; each sets its search_path to `async_code` when it is made, so a
 connection through Supabase's pooler in session mode works too.
@@ -11,6 +14,7 @@ connection through Supabase's pooler in session mode works too.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timezone
@@ -23,7 +27,18 @@ from psycopg.types.string import TextLoader
 from psycopg_pool import ConnectionPool
 
 from app.migrate import SCHEMA, all_migrations, differences
-from app.records import TaskRecords
+from app.records import PENDING, RUNNING, Row, Task, TaskRecords
+
+# The queue's jobs: what runner/queue.py registers under these names.
+ACKNOWLEDGE_JOB, ACKNOWLEDGE_QUEUE = "acknowledge", "acknowledge"
+RUN_JOB, RUN_QUEUE = "run", "tasks"
+_DEFER_JOB = ("SELECT (procrastinate_defer_jobs_v1(ARRAY[ROW(?, ?, 0, ?, NULL, CAST(? AS jsonb), "
+              "NULL)::procrastinate_job_to_defer_v1]))[1] AS id")
+
+
+def issue_lock(repo: str, number: int) -> str:
+    """The run job's lock: one task at a time per issue or pull request, across every worker."""
+    return f"{repo}#{number}"
 
 # pg_advisory_xact_lock(int, int)'s first key for "deciding about one issue or pull request".
 _ISSUE_LOCK = 1
@@ -111,6 +126,11 @@ class PostgresStore(TaskRecords):
             raise StoreUnavailable("; ".join(problems))
         self._pool.open(wait=True, timeout=_CONNECT_TIMEOUT)
 
+    @property
+    def conninfo(self) -> str:
+        """The database's URL, for the job queue's own connections."""
+        return self._conninfo
+
     def close(self) -> None:
         self._pool.close()
 
@@ -129,3 +149,43 @@ class PostgresStore(TaskRecords):
 
     def _lock_issue(self, db: _Transaction, repo: str, number: int) -> None:
         db.execute("SELECT pg_advisory_xact_lock(?, hashtext(?))", (_ISSUE_LOCK, f"{repo}#{number}"))
+
+    # The job queue
+
+    @staticmethod
+    def _defer(db: _Transaction, job: str, queue: str, task_id: str, lock: str | None = None) -> int:
+        return db.execute(_DEFER_JOB, (queue, job, lock, json.dumps({"task_id": task_id}))).fetchone()["id"]
+
+    def _task_recorded(self, db: _Transaction, task_id: str, repo: str, number: int) -> None:
+        # Acknowledged one at a time per issue, in the order recorded: the run jobs then queue
+        # up in that order behind the issue's lock, whichever worker acknowledges them.
+        self._defer(db, ACKNOWLEDGE_JOB, ACKNOWLEDGE_QUEUE, task_id,
+                    ACKNOWLEDGE_QUEUE + ":" + issue_lock(repo, number))
+
+    def _queued(self, db: _Transaction, task_id: str) -> None:
+        row = db.execute("SELECT repo, number, status, command FROM tasks WHERE id = ?",
+                         (task_id,)).fetchone()
+        # A task cancelled while it was being acknowledged gets no job; a command never runs.
+        if row is None or row["status"] != PENDING or row["command"] is not None:
+            return
+        job_id = self._defer(db, RUN_JOB, RUN_QUEUE, task_id, issue_lock(row["repo"], row["number"]))
+        db.execute("UPDATE tasks SET job_id = ? WHERE id = ?", (job_id, task_id))
+
+    def _jobs_cancelled(self, db: _Transaction, waiting: list[Row], running: list[Row]) -> None:
+        # A waiting job is cancelled; a running one is asked to abort: its worker hears it at
+        # once (LISTEN/NOTIFY) and `should_abort()` stops the sandbox.
+        for rows, abort in ((waiting, False), (running, True)):
+            for row in rows:
+                if row["job_id"] is not None:
+                    db.execute("SELECT procrastinate_cancel_job_v1(?, ?, false)", (row["job_id"], abort))
+
+    def start_attempt(self, task_id: str, claimed_by: str) -> Task | None:
+        """The task, now running as one more attempt by `claimed_by` (host:pid); None when it
+        was cancelled or has ended, so there is nothing to run. The queue runs a job on one
+        worker at a time, so this needs no claim of its own."""
+        with self._connect() as db:
+            row = db.execute("UPDATE tasks SET status = ?, started_at = COALESCE(started_at, now()), "
+                             "claimed_by = ?, attempt = attempt + 1 WHERE id = ? AND status IN (?, ?) "
+                             "AND cancel_requested_by IS NULL RETURNING *",
+                             (RUNNING, claimed_by, task_id, PENDING, RUNNING)).fetchone()
+        return self._row_to_task(row) if row else None

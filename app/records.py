@@ -279,8 +279,16 @@ class TaskRecords:
                               "RETURNING created_at", list(stored.values())).fetchone()
         if inserted is None:
             return None
+        self._task_recorded(db, row["id"], task.repo, task.number)
         # The store may keep its own clock for it.
         return Task(**{**row, "created_at": inserted["created_at"]})
+
+    def _task_recorded(self, db: Transaction, task_id: str, repo: str, number: int) -> None:
+        """In the transaction recording a task: what must exist with it (on PostgreSQL, the job
+        that acknowledges it; the SQLite store's runner finds new tasks by reading them)."""
+
+    def _jobs_cancelled(self, db: Transaction, waiting: list[Row], running: list[Row]) -> None:
+        """In the transaction cancelling tasks (their rows as they were): stop their jobs too."""
 
     def _record_button_press(self, db: Transaction, guid: str,
                              press: ButtonPress) -> Task | Duplicate | None:
@@ -396,6 +404,8 @@ class TaskRecords:
                 else:
                     db.execute("UPDATE tasks SET cancel_requested_by = ? WHERE id = ?", (by, row["id"]))
                     running.append(row["id"])
+            self._jobs_cancelled(db, [r for r in rows if r["id"] in waiting],
+                                 [r for r in rows if r["id"] in running])
             found = {r["id"]: self._row_to_task(r) for r in db.execute(
                 f"SELECT * FROM tasks WHERE id IN ({', '.join('?' * len(rows))})",
                 [row["id"] for row in rows]).fetchall()} if rows else {}
@@ -436,6 +446,18 @@ class TaskRecords:
         return self._select("repo = ? AND (number = ? OR pr_number = ?) AND status_comment_id IS NOT "
                             "NULL AND commit_sha IS NOT NULL AND pr_number IS NOT NULL "
                             f"ORDER BY created_at, {self._ORDER}", repo, number, number)
+
+    def mark_queued(self, task_id: str, *, status_comment_id: int | None,
+                    check_run_id: int | None) -> None:
+        """The task was acknowledged and waits to run. The status comment's id and the
+        acknowledgement land together, so whoever starts the task finds the comment to edit."""
+        with self._connect(immediate=True) as db:
+            db.execute("UPDATE tasks SET status_comment_id = ?, check_run_id = ?, acknowledged_at = ? "
+                       "WHERE id = ?", (status_comment_id, check_run_id, utcnow(), task_id))
+            self._queued(db, task_id)
+
+    def _queued(self, db: Transaction, task_id: str) -> None:
+        """In the transaction marking a task acknowledged: on PostgreSQL, the job that runs it."""
 
     def unfinished_ids(self) -> set[str]:
         with self._connect() as db:

@@ -139,10 +139,7 @@ def acknowledge(task: Task, *, github: GitHubApp, store: Store, slug: str, max_q
         check_run_id = check_runs.create(client, task, check_runs.queued(
             task, head_sha=pull["head"]["sha"],
             details_url=replies.link(task, web_url, comment_id)))
-    # The status comment id and the acknowledgement land together, so a slot that claims the
-    # task always finds the comment to edit.
-    store.update(task.id, status_comment_id=comment_id, check_run_id=check_run_id,
-                 acknowledged_at=utcnow())
+    store.mark_queued(task.id, status_comment_id=comment_id, check_run_id=check_run_id)
     log.info("task %s acknowledged, queued at position %d", task.id, position)
 
 

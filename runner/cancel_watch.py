@@ -1,7 +1,9 @@
-"""Notice a `cancel` for a running task, whichever process holds the task.
+"""Notice a `cancel` for a running task, whichever process holds the task, or that the worker
+running it is shutting down.
 
-The command is answered by whichever process acknowledges it, which only sets a flag in the
-store; the process running the task polls that flag and stops the sandbox.
+The command is answered by whichever process acknowledges it, which sets a flag in the store
+(and, on PostgreSQL, asks the job queue to abort the task's job); the process running the task
+polls that flag, and the job's abort reason when it runs as a job, and stops the sandbox.
 """
 
 from __future__ import annotations
@@ -15,14 +17,31 @@ from app.store import Store
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL = 1.0
+# What a job's abort reason may be (runner/queue.py maps the queue's onto these).
+CANCEL, SHUTDOWN = "cancel", "shutdown"
+# Who a cancel is from when the queue's abort came without the store's flag (an operator
+# aborting the job with the queue's own tools).
+AN_OPERATOR = "an operator"
+
+
+class HandedBack(Exception):
+    """The worker is shutting down: the sandbox was stopped, and the task goes back to the queue
+    for another worker to run."""
+
+
+def _never() -> str | None:
+    return None
 
 
 class CancelWatch:
     """Polls the store in a thread of its own; calls `on_cancel` once when the task is cancelled."""
 
     def __init__(self, store: Store, task_id: str, on_cancel: Callable[[], None], *,
-                 interval: float = POLL_INTERVAL):
+                 interval: float = POLL_INTERVAL, abort_reason: Callable[[], str | None] = _never):
         self._store, self._task_id, self._on_cancel = store, task_id, on_cancel
+        self._abort_reason = abort_reason
+        self._stopped_sandbox = False
+        self.handed_back = False
         self._interval = interval
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="cancel-watch", daemon=True)
@@ -37,20 +56,38 @@ class CancelWatch:
             self._thread.join()
 
     def check(self) -> str | None:
-        """Look now; who cancelled the task (and `on_cancel` called, once), or None."""
+        """Look now; who cancelled the task (and `on_cancel` called, once), or None. Raises
+        HandedBack (`on_cancel` called) when the worker running the task is shutting down."""
+        reason = self._abort_reason()
+        if reason == SHUTDOWN:
+            if not self.handed_back:
+                self.handed_back = True
+                log.info("task %s: the worker is shutting down; stopping its sandbox", self._task_id)
+                self._stop_sandbox()
+            raise HandedBack(self._task_id)
         if self.cancelled_by is None:
             try:
                 by = self._store.cancel_requested(self._task_id)
             except Exception:
                 log.exception("task %s: could not read whether it was cancelled", self._task_id)
-                return None
+                by = None
+            if by is None and reason == CANCEL:
+                by = AN_OPERATOR
             if by is not None:
                 self.cancelled_by = by
                 log.info("task %s cancelled by %s; stopping its sandbox", self._task_id, by)
-                self._on_cancel()
+                self._stop_sandbox()
         return self.cancelled_by
+
+    def _stop_sandbox(self) -> None:
+        if not self._stopped_sandbox:
+            self._stopped_sandbox = True
+            self._on_cancel()
 
     def _watch(self) -> None:
         while not self._stopped.wait(self._interval):
-            if self.check() is not None:
+            try:
+                if self.check() is not None:
+                    return
+            except HandedBack:
                 return

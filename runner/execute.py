@@ -10,11 +10,12 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
 
-from app.store import CANCELLED, COMPLETED, FAILED, REJECTED, Task
+from app.store import CANCELLED, COMPLETED, FAILED, PENDING, REJECTED, Task
 from runner import (check_runs, pull_request, pull_request_context, pull_request_rules, replies,
                     status, workspace)
 from runner.acknowledge import WRITE_PERMISSIONS
@@ -24,7 +25,7 @@ from runner.agents import agent_version, build_agent
 from app.budget import Budget, Price, describe_use, format_usd
 from app.repo_config import (CONFIG_PATH, MAX_FILE_BYTES, ConfigError, EffectiveConfig,
                              asked_agent_problem, asked_model_problem, effective_config)
-from runner.cancel_watch import CancelWatch
+from runner.cancel_watch import CancelWatch, HandedBack
 from runner.disk_watch import DiskWatch
 from runner.files import FileEditor
 from runner.github import EXECUTE_PERMISSIONS, GitHubError, RepoClient
@@ -60,7 +61,11 @@ class TaskCancelled(Exception):
         self.by = by
 
 
-def execute(task: Task, services: Services) -> None:
+def execute(task: Task, services: Services, *,
+            abort_reason: Callable[[], str | None] | None = None) -> None:
+    """Run the task to its end. `abort_reason`, when it runs as a job of the queue, says whether
+    the job was asked to stop (runner/cancel_watch.py): for a shutdown the sandbox is stopped,
+    the task goes back to waiting and HandedBack is raised for the queue to run it again."""
     store = services.store
     try:
         client = services.github.repo_client(task.installation_id, task.repo, EXECUTE_PERMISSIONS)
@@ -68,7 +73,7 @@ def execute(task: Task, services: Services) -> None:
         log.warning("task %s: %s", task.id, error)
         store.finish(task.id, FAILED, error=str(error))
         return
-    run = _TaskRun(task, services, client)
+    run = _TaskRun(task, services, client, abort_reason)
     host = run.github_host
     # The status comment is edited before the task's final state is stored: whoever sees the
     # task finished in the store also sees the comment that says so.
@@ -76,6 +81,11 @@ def execute(task: Task, services: Services) -> None:
     run.checks.progress(check_runs.in_progress(0, None, 0))
     try:
         finished = run.run()
+    except HandedBack:
+        log.info("task %s handed back: the worker is shutting down", task.id)
+        run.report(status.handed_back(task.id), final=True)
+        store.update(task.id, status=PENDING, claimed_by=None)
+        raise
     except TaskCancelled as cancel:
         log.info("task %s cancelled by %s", task.id, cancel.by)
         run.report(status.cancelled(task.id, cancel.by), final=True)
@@ -104,8 +114,10 @@ def execute(task: Task, services: Services) -> None:
 class _TaskRun:
     """One execution of one task; every step raises TaskFailed with a reason for the user."""
 
-    def __init__(self, task: Task, services: Services, client: RepoClient):
+    def __init__(self, task: Task, services: Services, client: RepoClient,
+                 abort_reason: Callable[[], str | None] | None = None):
         self.task, self.services, self.client = task, services, client
+        self.abort_reason = abort_reason
         self.started = time.monotonic()
         self.deadline = self.started + services.settings.timeout_seconds
         # Links in what the agent wrote survive only to the repository's own GitHub.
@@ -223,7 +235,8 @@ class _TaskRun:
             store.update(task.id, start_sha=workspace.start_commit(ws))
             request = self._first_message(pull)
             result = _run_agent(task, self.services, self.config, ws.tree, self.deadline, request,
-                                self.progress, budget=self.budget, price=price)
+                                self.progress, budget=self.budget, price=price,
+                                abort_reason=self.abort_reason)
             _require_sandbox_gone(self.services.docker, task)
             sandbox_gone = True
             if (by := store.cancel_requested(task.id)) is not None:
@@ -546,7 +559,8 @@ def _issue_author_trusted(client: RepoClient, task: Task) -> bool:
 
 def _run_agent(task: Task, services: Services, config: EffectiveConfig, tree: Path,
                deadline: float, request: str, on_progress, *, budget: Budget = Budget(),
-               price: Price | None = None) -> AgentResult:
+               price: Price | None = None,
+               abort_reason: Callable[[], str | None] | None = None) -> AgentResult:
     settings, store = services.settings, services.store
     deployment = DockerDeployment(
         services.docker, image=config.image, work_tree=tree, task_id=task.id,
@@ -559,7 +573,8 @@ def _run_agent(task: Task, services: Services, config: EffectiveConfig, tree: Pa
     watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), deployment.stop)
     watchdog.daemon = True
     disk = DiskWatch(tree, settings.max_tree_bytes, deployment.stop)
-    cancel = CancelWatch(store, task.id, deployment.stop)
+    cancel = (CancelWatch(store, task.id, deployment.stop, abort_reason=abort_reason)
+              if abort_reason is not None else CancelWatch(store, task.id, deployment.stop))
     try:
         try:
             runtime = deployment.start()

@@ -58,12 +58,20 @@ def is_orphaned(task: Task, *, host: str, own_pid: int, starting: bool, now: dat
     return now - datetime.fromisoformat(last_sign) > STALE_AFTER
 
 
-def recover(services: Services, *, starting: bool) -> None:
+def recover(services: Services, *, starting: bool, tasks: bool = True) -> None:
     """Fail orphaned running tasks, hand back orphaned acknowledgements, remove leftovers.
 
     At start-up (before any slot of this process runs) every container and work tree that no
     live task owns is removed; later runs leave those of live tasks alone by the same rule.
+    With `tasks` False only leftovers are removed: on PostgreSQL the job queue finds the tasks
+    of workers that stopped (runner/queue.py).
     """
+    if tasks:
+        _recover_tasks(services, starting=starting)
+    remove_leftovers(services)
+
+
+def _recover_tasks(services: Services, *, starting: bool) -> None:
     store = services.store
     host, own_pid, now = socket.gethostname(), os.getpid(), datetime.now(timezone.utc)
 
@@ -82,7 +90,11 @@ def recover(services: Services, *, starting: bool) -> None:
         except Exception:  # one task's trouble must not stop the rest of the pass
             log.exception("task %s: recovery could not mark it failed", task.id)
 
-    # Read again now: a task claimed since the snapshot above must keep its container and tree.
+
+def remove_leftovers(services: Services) -> None:
+    """Remove the containers and work trees on this host that no unfinished task owns."""
+    store = services.store
+    # Read now: a task claimed since any snapshot must keep its container and tree.
     live = store.unfinished_ids()
     containers = remove_task_containers(services.docker, services.instance, keep=live)
     # A tree stays while a container that could still write to it exists.
@@ -93,7 +105,7 @@ def recover(services: Services, *, starting: bool) -> None:
                  len(containers), len(trees))
 
 
-def _fail_interrupted(services: Services, task: Task) -> None:
+def _fail_interrupted(services: Services, task: Task, reason: str = INTERRUPTED) -> None:
     log.warning("task %s was left running by a process that is gone; marking it failed", task.id)
     if task.status_comment_id or task.check_run_id:
         try:
@@ -101,10 +113,10 @@ def _fail_interrupted(services: Services, task: Task) -> None:
                                                  ACKNOWLEDGE_PERMISSIONS)
             if task.status_comment_id:
                 replies.editor(client, task)(task.status_comment_id,
-                                             status.failed(task.id, INTERRUPTED))
+                                             status.failed(task.id, reason))
             if task.check_run_id:
                 client.update_check_run(task.check_run_id, check_runs.finished(
-                    "failure", title="Interrupted", summary=INTERRUPTED))
+                    "failure", title="Interrupted", summary=reason))
         except GitHubError as error:
             log.warning("task %s: could not say it was interrupted: %s", task.id, error)
-    services.store.finish(task.id, FAILED, error=INTERRUPTED)
+    services.store.finish(task.id, FAILED, error=reason)

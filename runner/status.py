@@ -42,6 +42,17 @@ def cancelled(task_id: str, by: str) -> str:
     return f"🛑 **async-code** cancelled by @{by}; nothing was pushed." + _footer(task_id)
 
 
+def handed_back(task_id: str) -> str:
+    return ("⏸️ **async-code** handed back: the worker is shutting down; another will carry on."
+            + _footer(task_id))
+
+
+def reattempt(task_id: str, attempt: int, max_attempts: int) -> str:
+    """The task waits to be started again after the worker running it stopped."""
+    return (f"🔁 **async-code** re-attempt {attempt} of {max_attempts}: the worker running it "
+            "stopped. It starts again on another worker." + _footer(task_id))
+
+
 def running(task_id: str, turns: int = 0, last_tool: str | None = None) -> str:
     last_tool = shown_tool(last_tool)
     detail = f" turn {turns}" + (f", last tool `{last_tool}`" if last_tool else "") if turns else " starting"

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from app.store import FAILED, PENDING, RUNNING, Store, Task
 from runner.acknowledge import acknowledge
+from runner.cancel_watch import HandedBack
 from runner.execute import INTERNAL_ERROR, execute
 from runner.services import Services
 from runner import unconfigured
@@ -113,14 +114,21 @@ class Runner:
             self._guard(task, lambda t=task: execute(t, self._services))
 
     def _guard(self, task: Task, work: Callable[[], None]) -> None:
-        # One task's crash must never stop a slot, nor leave the task pending or running.
+        guard(self._services, task, work)
+
+
+def guard(services: Services, task: Task, work: Callable[[], None]) -> None:
+    """Run `work` for `task`. One task's crash must never stop a slot, nor leave the task
+    pending or running; a task handed back at shutdown goes on to the queue."""
+    try:
+        work()
+    except HandedBack:
+        raise
+    except Exception:
+        log.exception("task %s: unexpected error", task.id)
         try:
-            work()
+            current = services.store.get(task.id)
+            if current and current.status in (PENDING, RUNNING):
+                services.store.finish(task.id, FAILED, error=INTERNAL_ERROR)
         except Exception:
-            log.exception("task %s: unexpected error", task.id)
-            try:
-                current = self._services.store.get(task.id)
-                if current and current.status in (PENDING, RUNNING):
-                    self._services.store.finish(task.id, FAILED, error=INTERNAL_ERROR)
-            except Exception:
-                log.exception("task %s: could not record the failure", task.id)
+            log.exception("task %s: could not record the failure", task.id)

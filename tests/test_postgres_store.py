@@ -270,12 +270,14 @@ def test_tasks_on_an_unmigrated_database_says_to_migrate(postgres_url, tmp_path,
     assert result.exit_code == 1 and "run `async-code migrate`" in result.output
 
 
-def test_serve_on_postgres_only_records_for_now(postgres_url, tmp_path, monkeypatch, app_key):
+def test_worker_on_sqlite_says_serve_runs_the_tasks_there(tmp_path, monkeypatch, app_key):
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(cli, ["serve", "--workers", "2"], env={
-        "DATABASE_URL": postgres_url, "GITHUB_APP_ID": "1", "GITHUB_PRIVATE_KEY": app_key[0],
-        "GITHUB_WEBHOOK_SECRET": "s" * 20}, catch_exceptions=False)
-    assert result.exit_code == 1 and "--workers 0" in result.output
+    result = CliRunner().invoke(cli, ["worker", "--concurrency", "2"], env={
+        "DATABASE_URL": f"sqlite:///{tmp_path}/a.db", "GITHUB_APP_ID": "1",
+        "GITHUB_PRIVATE_KEY": app_key[0], "GITHUB_WEBHOOK_SECRET": "s" * 20},
+        catch_exceptions=False)
+    assert result.exit_code == 1
+    assert "the store is SQLite" in result.output and "serve --workers N" in result.output
 
 
 @pytest.mark.parametrize("url", ["mysql://u:hunter22@h/db", "postgresql://u:hunter22@[::1/db",
