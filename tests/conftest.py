@@ -24,6 +24,7 @@ from typing import Any
 import docker
 import pytest
 
+from app.records import TaskRecords
 from app.store import Store, Task
 from tests.agent_sandbox import agent_sandbox, agent_tools_dir  # noqa: F401  (fixtures)
 from tests.fakes.anthropic import FakeAnthropic
@@ -132,6 +133,8 @@ class Service:
     port: int = field(default_factory=_free_port)
     process: subprocess.Popen | None = None
     workdir: Path | None = None  # where it runs and finds .env; the data directory by default
+    workers: list[WorkerProcess] = field(default_factory=list)  # `async-code worker`s it started
+    _postgres: Any = None
 
     @property
     def url(self) -> str:
@@ -168,6 +171,26 @@ class Service:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+    def start_worker(self, concurrency: int = 1, **settings: str) -> WorkerProcess:
+        """An `async-code worker` sharing this service's PostgreSQL database, as on another
+        host: a data directory and a log of its own."""
+        number = len(self.workers) + 1
+        data_dir = self.data_dir.parent / f"worker-{number}"
+        data_dir.mkdir()
+        env = {**self.env, "ASYNC_CODE_DATA_DIR": str(data_dir), **settings}
+        worker = WorkerProcess(env=env, data_dir=data_dir,
+                               log_path=self.log_path.parent / f"worker-{number}.log")
+        self.workers.append(worker)
+        return worker.start(concurrency)
+
+    def stop_all(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.stop()
+        if self._postgres is not None:
+            self._postgres.close()
+            self._postgres = None
 
     def logs(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
@@ -222,8 +245,16 @@ class Service:
                                                 user_id=user_id), "pull_request_review_comment")
 
     @property
-    def store(self) -> Store:
-        return Store(Path(self.env["DATABASE_URL"].removeprefix("sqlite:///")))
+    def store(self) -> TaskRecords:
+        url = self.env["DATABASE_URL"]
+        if not url.startswith("postgres"):
+            return Store(Path(url.removeprefix("sqlite:///")))
+        if self._postgres is None:
+            from app.postgres_store import PostgresStore
+
+            self._postgres = PostgresStore(url, max_connections=2)
+            self._postgres.initialise()
+        return self._postgres
 
     def task(self, task_id: str) -> Task:
         return self.store.get(task_id)
@@ -232,6 +263,49 @@ class Service:
                       timeout: float = 90) -> Task:
         return wait_until(lambda: (t := self.task(task_id)) and t.status in statuses and t,
                           timeout, f"task {task_id} to reach {statuses}", self.logs)
+
+
+@dataclass
+class WorkerProcess:
+    """The real `async-code worker` process: the job queue's workers, no HTTP server."""
+
+    env: dict[str, str]
+    data_dir: Path
+    log_path: Path
+    process: subprocess.Popen | None = None
+
+    def start(self, concurrency: int) -> WorkerProcess:
+        log = open(self.log_path, "a")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app", "worker", "--concurrency", str(concurrency)],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir)
+        log.close()
+        wait_until(lambda: self.process.poll() is not None or "worker running" in self.logs(), 30,
+                   "the worker to start", self.logs)
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the worker exited early:\n{self.logs()}")
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
+        """Signal it and wait for it to exit; its exit code."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def logs(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str,
@@ -278,7 +352,7 @@ def service_factory(tmp_path, github, model, app_key, sandbox_image) -> Iterator
 
     yield make
     for service in started:
-        service.stop()
+        service.stop_all()
 
 
 @pytest.fixture
