@@ -145,3 +145,16 @@ def test_two_requests_on_one_issue_run_one_after_the_other_on_any_workers(scaled
     assert done[1].started_at >= done[0].finished_at
     assert len(github.pulls) == 2 and len(bot_comments_on(github, 7)) == 2
     assert f"It starts when task `{first[:8]}`" in github.comments[done[1].status_comment_id]["history"][0]
+
+
+def test_serve_with_workers_runs_the_queue_in_its_own_process(service_factory, migrated_postgres_url,
+                                                                 github, model):
+    model.add_script("print its version", script())
+    service = service_factory(DATABASE_URL=migrated_postgres_url).start(workers=1)
+    task_id = service.comment("@async-code make the CLI print its version", login=WRITER,
+                              user_id=WRITER_ID)
+    task = service.wait_for_task(task_id)
+    assert (task.status, task.attempt) == ("completed", 1), (task.error, service.logs())
+    assert task.claimed_by.endswith(f":{service.process.pid}") and len(github.pulls) == 1
+    service.stop_all()  # SIGTERM stops its workers too, before the database goes
+    assert "Stopped worker on queues tasks" in service.logs()
