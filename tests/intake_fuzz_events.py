@@ -478,6 +478,7 @@ class ExpectedTask:
         if self.review_context is not None:
             expected["review_context"] = self.review_context
         for name, value in expected.items():
+            value = as_stored(value)
             if getattr(task, name) != value:
                 found.append(f"{name} {shown(getattr(task, name))}, expected {shown(value)}")
         if self.label is not None and f"#{self.number}" not in task.instruction:
@@ -515,6 +516,16 @@ class ExpectedChange:
         if self.action == "removed" and task.repo in self.repos:
             return f"{task.repo} was removed"
         return None
+
+
+def as_stored(value: Any) -> Any:
+    """`value` as both stores keep it: PostgreSQL refuses NUL in text, so each store keeps a NUL
+    character as U+FFFD."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {as_stored(key): as_stored(item) for key, item in value.items()}
+    return value
 
 
 def _text(value: Any) -> str:
