@@ -1,7 +1,7 @@
 """Fuzzing intake through the real service (`async-code serve --workers 0`, waitress, SQLite):
 thousands of hostile deliveries from tests/intake_fuzz.py for every event intake acts on
 (comments with commands and options, review comments, labels, installation and repository
-changes), each answered as it must be; then the store must hold exactly the tasks and
+changes, buttons pressed on check runs), each answered as it must be; then the store must hold exactly the tasks and
 installation changes the generator's model of it holds, down to each task's trigger, number,
 comment, request and whether an installation change finished it; and the service still answers.
 
@@ -21,7 +21,7 @@ import secrets
 import sqlite3
 
 from app.store import Store
-from tests.intake_fuzz import DeliveryGenerator, problem_with, running_service, send
+from tests.intake_fuzz import DeliveryGenerator, problem_with, running_service, send, write_for_runner
 from tests.intake_fuzz_events import issue_comment
 from tests.payloads import sign
 
@@ -34,9 +34,11 @@ def test_hostile_deliveries_get_their_answers_and_the_store_holds_what_they_aske
     secret = secrets.token_hex(16)
     generator = DeliveryGenerator(seed)
     with running_service(secret) as service:
+        store = Store(service.database)
         connection = service.connect()
         sent, problems = [], []
         for delivery in itertools.islice(generator, CASES):
+            write_for_runner(store, delivery)
             try:
                 answer = send(connection, delivery, secret)
             except (http.client.HTTPException, OSError) as error:
@@ -44,6 +46,7 @@ def test_hostile_deliveries_get_their_answers_and_the_store_holds_what_they_aske
                 connection.close()
                 continue
             sent.append(delivery)
+            generator.answered(delivery, answer)
             problem = problem_with(answer, delivery)
             if problem:
                 problems.append(f"{delivery.description}: {problem}")
@@ -52,7 +55,6 @@ def test_hostile_deliveries_get_their_answers_and_the_store_holds_what_they_aske
                               + "\n".join(problems[:20]) + "\n\nservice log, last lines:\n"
                               + "\n".join(service.log_path.read_text().splitlines()[-30:]))
 
-        store = Store(service.database)
         expected_tasks = generator.model.tasks
         described = {delivery.guid: delivery.description for delivery in sent}
         stored = {task.delivery_guid: task for task in store.list()}
