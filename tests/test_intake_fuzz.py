@@ -23,7 +23,7 @@ import secrets
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
@@ -32,9 +32,10 @@ import pytest
 from app.migrate import SCHEMA
 from app.postgres_store import PostgresStore
 from app.records import TaskRecords
+from app.review_comments import task_from_review_comment
 from app.store import Store
 from tests.intake_fuzz import DeliveryGenerator, RunningService, problem_with, running_service, send, write_for_runner
-from tests.intake_fuzz_events import issue_comment
+from tests.intake_fuzz_events import REVIEW_COMMENT, issue_comment, review_comment
 from tests.payloads import sign
 
 CASES = {"sqlite": int(os.environ.get("INTAKE_FUZZ_CASES", "2000")),
@@ -137,3 +138,18 @@ def test_hostile_deliveries_get_their_answers_and_the_store_holds_what_they_aske
     print(f"{store}, seed {seed}: {cases} deliveries, {len(expected_tasks)} tasks ({finished} finished by "
           f"installation changes, {commands} from buttons), {len(rows)} installation rows; "
           f"{dict(sorted(answered.items()))}")
+
+
+def test_the_model_expects_text_as_the_store_keeps_it_with_nul_shown_as_a_replacement_character(tmp_path):
+    # Seed 2409385922 sent a pull request body of "title \x00", which the store keeps as
+    # "title \ufffd": the model must expect that, and still see a body that differs.
+    payload = review_comment(106, "@async-code add tests")
+    payload["pull_request"]["body"] = "title \x00"
+    records = Store(tmp_path / "store.db")
+    records.initialise()
+    task = records.record_delivery("g1", "pull_request_review_comment", "created",
+                                   task_from_review_comment(payload, "async-code"))
+    expected = REVIEW_COMMENT.result(payload)
+    assert expected.differences(task) == []
+    assert expected.differences(replace(task, issue_body="title ")) == [
+        "issue_body 'title ', expected 'title \ufffd'"]
