@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.store import Store  # noqa: E402
 from tests.intake_fuzz import (TASK, DeliveryGenerator, problem_with, rss_kib,  # noqa: E402
-                               running_service, send)
+                               running_service, send, write_for_runner)
 
 
 def main() -> None:
@@ -44,9 +44,13 @@ def main() -> None:
         pid = service.process.pid
         samples.append((0, rss_kib(pid)))
         connection = service.connect()
+        store = Store(service.database)
+        generator = DeliveryGenerator(args.seed)
         started = time.perf_counter()
-        for n, delivery in enumerate(itertools.islice(DeliveryGenerator(args.seed), args.deliveries), 1):
+        for n, delivery in enumerate(itertools.islice(generator, args.deliveries), 1):
+            write_for_runner(store, delivery)
             answer = send(connection, delivery, secret)
+            generator.answered(delivery, answer)
             statuses[answer.status] += 1
             body_bytes += len(delivery.body)
             problem = problem_with(answer, delivery)
@@ -58,8 +62,7 @@ def main() -> None:
                 samples.append((n, rss_kib(pid)))
         elapsed = time.perf_counter() - started
         connection.close()
-        tasks = {task.delivery_guid: (task.repo, task.comment_id)
-                 for task in Store(service.database).list()}
+        tasks = {task.delivery_guid: (task.repo, task.comment_id) for task in store.list()}
 
     start_kib, end_kib = samples[0][1], samples[-1][1]
     peak_at, peak_kib = max(samples, key=lambda sample: sample[1])

@@ -4,13 +4,20 @@ bench/intake_fuzz.py.
 
 Deliveries start from the shapes GitHub sends (tests/intake_fuzz_events.py: comments on issues
 and pull requests with commands and options, review comments, labels on issues and pull
-requests, installation and repository changes, and events the App does not act on) and are then
+requests, installation and repository changes, buttons pressed on check runs, and events the App
+does not act on) and are then
 damaged: fields of the wrong type, missing or null, huge strings and numbers, deep nesting, odd
 Unicode including escaped lone surrogates, wrong actions and events, broken bodies and headers,
 redeliveries and replays. The generator decides each damage knowing what it does to the
 delivery, and keeps a model of the store (which tasks wait, which installation changes finish
-them), so every delivery carries its expected answer and the store's expected contents are known
-after each one. A seeded random.Random makes a run reproducible from its seed.
+them, which tasks have check runs and which of their buttons were pressed), so every delivery
+carries its expected answer and the store's expected contents are known after each one. A seeded
+random.Random makes a run reproducible from its seed.
+
+With `--workers 0` no task ever gets a check run, so a delivery may carry `runner_writes`: the
+check run ids the runner would have stored for a task, written to the store just before it is
+sent (`write_for_runner`). A press names its task by id, which only the service's answer tells:
+whoever sends the deliveries reports each answer with `DeliveryGenerator.answered`.
 """
 
 from __future__ import annotations
@@ -33,9 +40,10 @@ from pathlib import Path
 from typing import Any
 
 from tests.intake_fuzz_events import (
-    BROKEN, COMMANDS, INSTALLATION, ISSUE_COMMENT, ISSUE_LABEL, KINDS, LONE_SURROGATES, MISSING, NOTHING_ASKED,
-    ODD_TEXT, PULL_REQUEST_LABEL, REPOSITORIES, REPOSITORIES_ADDED, REPOSITORIES_REMOVED, REVIEW_COMMENT, UNIQUE_ID,
-    VALID, ExpectedChange, ExpectedTask, FieldTable, Kind, Make, installation, installation_repositories,
+    APP_ID, BROKEN, BUTTON_PRESS, COMMANDS, INSTALLATION, ISSUE_COMMENT, ISSUE_LABEL, KINDS, LONE_SURROGATES,
+    MISSING, NOTHING_ASKED, ODD_TEXT, OTHER_APP_ID, PULL_REQUEST_LABEL, REPOSITORIES, REPOSITORIES_ADDED,
+    REPOSITORIES_REMOVED, RERUN, REVIEW_COMMENT, UNIQUE_ID, VALID, ExpectedChange, ExpectedPress, ExpectedRequest,
+    ExpectedTask, FieldTable, Kind, Make, aim, check_run_event, installation, installation_repositories,
     issue_comment, issue_payload, labeled, pull_request_payload, repository_payload, review_comment, shown,
     user_payload)
 from tests.payloads import sign
@@ -64,6 +72,23 @@ def refused(message: str | None) -> Expected:
 
 
 @dataclass(frozen=True)
+class RunnerWrite:
+    """What the runner writes when a task gets its check runs, done to the store just before a
+    delivery is sent: with `--workers 0` nothing else would ever give a task a check run."""
+
+    task_id: str
+    check_run_id: int
+    pushed_check_run_id: int | None = None
+
+
+def write_for_runner(store: Any, delivery: Delivery) -> None:
+    """Make in `store` (a task store) the writes the runner would have made before `delivery`."""
+    for write in delivery.runner_writes:
+        store.update(write.task_id, check_run_id=write.check_run_id,
+                     pushed_check_run_id=write.pushed_check_run_id)
+
+
+@dataclass(frozen=True)
 class Delivery:
     index: int
     description: str
@@ -74,6 +99,7 @@ class Delivery:
     task: tuple[str, int | None] | None = None  # (repository, comment id) of the task it creates
     stored: ExpectedTask | ExpectedChange | None = None  # what it records, as first recorded
     kind: str = ""  # the Kind it was built from, if any
+    runner_writes: tuple[RunnerWrite, ...] = ()  # to make in the store before sending it
 
     @property
     def guid(self) -> str | bytes | None:
@@ -212,20 +238,55 @@ class DamagedPayload:
         return NOTHING_ASKED if NOTHING_ASKED in read else VALID
 
 
+@dataclass(frozen=True)
+class ButtonTarget:
+    """A task the runner gave check runs, whose buttons make command tasks."""
+
+    repo: str
+    installation_id: int
+    number: int
+    check_run_ids: tuple[int, ...]
+
+
 @dataclass
 class StoreModel:
     """What the store must hold after the deliveries so far, each answered as expected."""
 
     tasks: dict[str, ExpectedTask] = field(default_factory=dict)  # by delivery id
     installation_rows: list[tuple[str, int, str | None, str]] = field(default_factory=list)
+    targets: dict[str, ButtonTarget] = field(default_factory=dict)  # by task id
+    pressed: set[tuple[str, str]] = field(default_factory=set)  # (task id, button) pressed once
+
+    def give_check_runs(self, task_id: str, task: ExpectedTask, write: RunnerWrite) -> None:
+        runs = (write.check_run_id,) + ((write.pushed_check_run_id,) if write.pushed_check_run_id else ())
+        self.targets[task_id] = ButtonTarget(task.repo, task.installation_id, task.number, runs)
+
+    def press(self, guid: str, press: ExpectedPress) -> Expected:
+        """A press becomes a command task on the check run's task, once per task and button; a
+        press on any other check run asks for nothing."""
+        target = self.targets.get(press.task_id)
+        if (target is None or (target.repo, target.installation_id) != (press.repo, press.installation_id)
+                or press.check_run_id not in target.check_run_ids):
+            return IGNORED
+        if (press.task_id, press.action) in self.pressed:
+            return DUPLICATE
+        self.pressed.add((press.task_id, press.action))
+        self.tasks[guid] = ExpectedTask(
+            trigger="check_run", repo=press.repo, installation_id=press.installation_id, number=target.number,
+            comment_id=None, requested_by=press.requested_by, requested_by_id=press.requested_by_id,
+            issue_title="", issue_body="", request=ExpectedRequest(command=press.action, instruction=""),
+            target_task=press.task_id)
+        return TASK
 
     def label_waiting(self, repo: str, number: int) -> bool:
         """Whether a label already asked for work on this issue or pull request that still waits."""
         return any(task.asked_by_label and task.status == "pending" and (task.repo, task.number) == (repo, number)
                    for task in self.tasks.values())
 
-    def record(self, guid: str, result: ExpectedTask | ExpectedChange) -> Expected:
+    def record(self, guid: str, result: ExpectedTask | ExpectedChange | ExpectedPress) -> Expected:
         """Record what a valid delivery asks for; the answer it gets."""
+        if isinstance(result, ExpectedPress):
+            return self.press(guid, result)
         if isinstance(result, ExpectedChange):
             self.installation_rows.extend(result.rows(guid))
             for task_guid, task in self.tasks.items():
@@ -241,7 +302,10 @@ class StoreModel:
 
 # Kinds of delivery and how often each comes, out of about 100.
 RANDOM_KINDS = [(26, ISSUE_COMMENT), (12, REVIEW_COMMENT), (9, ISSUE_LABEL), (9, PULL_REQUEST_LABEL),
-                (5, INSTALLATION), (3, REPOSITORIES_ADDED), (4, REPOSITORIES_REMOVED)]
+                (5, INSTALLATION), (3, REPOSITORIES_ADDED), (4, REPOSITORIES_REMOVED), (7, BUTTON_PRESS),
+                (3, RERUN)]
+BUTTON_KINDS = (BUTTON_PRESS, RERUN)
+AIMED = 0.6  # how often a random press is on a check run the store gave a task
 
 
 class DeliveryGenerator:
@@ -256,6 +320,7 @@ class DeliveryGenerator:
         self.index = 0
         self.model = StoreModel()
         self.recorded_guids: list[str] = []  # GUIDs of deliveries answered 2xx
+        self.task_ids: dict[str, str] = {}  # the id intake gave each task, by delivery id (`answered`)
         # Valid bodies that asked for something, with what: replayed under new delivery ids.
         self.replayable: list[tuple[str, bytes, ExpectedTask | ExpectedChange]] = []
         self.script = self.scenario()
@@ -277,6 +342,17 @@ class DeliveryGenerator:
         if delivery.expected.status in (200, 202) and isinstance(delivery.guid, str):
             self.recorded_guids.append(delivery.guid)
         return delivery
+
+    def answered(self, delivery: Delivery, answer: Answer) -> None:
+        """Learn the id of the task a delivery made, which a check run's external_id names."""
+        if delivery.expected is TASK and answer.json and isinstance(answer.json.get("task_id"), str):
+            self.task_ids[delivery.guid] = answer.json["task_id"]
+
+    def task_id_of(self, delivery: Delivery) -> str:
+        if delivery.guid not in self.task_ids:
+            raise RuntimeError(f"{delivery.description}: its task's id is not known: report each answer "
+                               "with DeliveryGenerator.answered before taking the next delivery")
+        return self.task_ids[delivery.guid]
 
     def new_guid(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128)))
@@ -307,7 +383,7 @@ class DeliveryGenerator:
     # Deliveries intake acts on
 
     def settle(self, kind: Kind, event: str, guid: str, body: bytes, payload: dict[str, Any], outcome: str,
-               description: str) -> Delivery:
+               description: str, **extra: Any) -> Delivery:
         """The delivery of a payload whose handler makes `outcome` of it, and what it records."""
         result = kind.result(payload) if outcome == VALID else None
         if outcome == BROKEN:
@@ -319,15 +395,30 @@ class DeliveryGenerator:
         else:
             expected = self.model.record(guid, result)
             self.replayable.append((event, body, result))
-        task = (result.repo, result.comment_id) if expected is TASK else None
-        return self.delivery(f"{kind.name}: {description}", event, guid, body, expected, task=task,
-                             stored=result if expected in (TASK, RECORDED) else None, kind=kind.name)
+        return self.delivery(f"{kind.name}: {description}", event, guid, body, expected,
+                             **self.what_it_stores(guid, result, expected), kind=kind.name, **extra)
+
+    def what_it_stores(self, guid: str, result: Any, expected: Expected) -> dict[str, Any]:
+        """A delivery's `task` and `stored`, from its answer."""
+        if expected is TASK:
+            task = self.model.tasks[guid]
+            return {"task": (task.repo, task.comment_id), "stored": task}
+        return {"stored": result if expected is RECORDED else None}
 
     def handled(self, kind: Kind) -> Delivery:
         """A valid payload of `kind`, then changes to fields its handler reads and noise in
         fields it does not."""
         rng = self.rng
         damaged = DamagedPayload(kind.build(rng, self.comment_id()))
+        runner_writes = ()
+        if kind in BUTTON_KINDS and rng.random() < AIMED:
+            runner_writes = self.give_check_runs()
+            if self.model.targets:
+                # In the order the tasks got check runs, so that a seed replays the same choices.
+                task_id = rng.choice(list(self.model.targets))
+                target = self.model.targets[task_id]
+                aim(damaged.payload, task_id, target.repo, target.installation_id, rng.choice(target.check_run_ids))
+                damaged.changes.append(f"on a check run of task {task_id}")
         for _ in range(rng.choice([0, 0, 1, 1, 1, 2, 3])):
             self.change_read_field(damaged, kind.fields)
         for _ in range(rng.choice([0, 1, 1, 2, 3, 6])):
@@ -342,7 +433,23 @@ class DeliveryGenerator:
             guid = (guid + "-" * 200)[:200]  # the longest delivery id intake accepts
             damaged.changes.append("a 200-character delivery id")
         return self.settle(kind, event, guid, self.serialise(damaged.payload), damaged.payload, outcome,
-                           "; ".join(damaged.changes) or "as sent")
+                           "; ".join(damaged.changes) or "as sent", runner_writes=runner_writes)
+
+    def give_check_runs(self) -> tuple[RunnerWrite, ...]:
+        """Now and then, check runs for a work task that has none yet, as the runner gives them
+        (never to a command, nor to a request it could not read: those never run)."""
+        if self.rng.random() >= 0.25:
+            return ()
+        waiting = [guid for guid, task in self.model.tasks.items()
+                   if task.request.command is None and task.request.problem is None
+                   and guid in self.task_ids and self.task_ids[guid] not in self.model.targets]
+        if not waiting:
+            return ()
+        guid = self.rng.choice(waiting)
+        first = 9_300_000 + 2 * self.index
+        write = RunnerWrite(self.task_ids[guid], first, first + 1 if self.rng.random() < 0.5 else None)
+        self.model.give_check_runs(write.task_id, self.model.tasks[guid], write)
+        return (write,)
 
     def change_read_field(self, damaged: DamagedPayload, table: FieldTable) -> None:
         _, paths, values = self.rng.choices(table, weights=[weight for weight, _, _ in table])[0]
@@ -393,8 +500,7 @@ class DeliveryGenerator:
         else:
             expected = self.model.record(guid, result)
         return self.delivery(f"{event} body replayed under a new delivery id", event, guid, body, expected,
-                             task=(result.repo, result.comment_id) if expected is TASK else None,
-                             stored=result if expected in (TASK, RECORDED) else None)
+                             **self.what_it_stores(guid, result, expected))
 
     # The story every run tells first
 
@@ -445,14 +551,62 @@ class DeliveryGenerator:
                                  installation_repositories("added", [a, b], 77), RECORDED)
         yield from self.scripted("no repositories removed", REPOSITORIES_REMOVED,
                                  installation_repositories("removed", [], 77), IGNORED, outcome=NOTHING_ASKED)
+        yield from self.button_story()
+
+    def button_story(self) -> Iterator[Delivery]:
+        """Buttons pressed on a task's check runs, which the runner stands in for giving it, and on
+        check runs that are not its; then a second task with one check run, for random presses."""
+        a, b = REPOSITORIES
+        work = yield from self.scripted("work asked on a pull request", ISSUE_COMMENT, issue_comment(
+            "created", 107, "@async-code make the tests faster", pull_request=True, repo=a, installation_id=77,
+            number=20))
+        task_id = self.task_id_of(work)
+        runs = RunnerWrite(task_id, 9_100_001, 9_100_002)
+        assert isinstance(work.stored, ExpectedTask)
+        self.model.give_check_runs(task_id, work.stored, runs)
+
+        def press(description: str, expected: Expected, identifier: str | None = "cancel", *,
+                  run: int = runs.check_run_id, outcome: str = VALID, runner_writes: tuple[RunnerWrite, ...] = (),
+                  **payload: Any) -> Iterator[Delivery]:
+            kind = BUTTON_PRESS if identifier is not None else RERUN
+            event = check_run_event("requested_action" if identifier else "rerequested", run,
+                                    payload.pop("external_id", task_id), identifier=identifier,
+                                    **{"repo": a, "installation_id": 77, **payload})
+            return self.scripted(description, kind, event, expected, outcome=outcome, runner_writes=runner_writes)
+
+        yield from press("cancel pressed on the task's check run, once the runner gave it one", TASK,
+                         runner_writes=(runs,))
+        yield from press("cancel pressed again", DUPLICATE)
+        yield from press("retry pressed on the check run of the commit the task pushed", TASK, "retry",
+                         run=runs.pushed_check_run_id)
+        yield from press("Re-run on the task's check run: retry, pressed already", DUPLICATE, None)
+        yield from press("continue pressed on a check run that is not the task's", IGNORED, "continue", run=9_100_003)
+        yield from press("continue pressed on the task's check run in another repository", IGNORED, "continue",
+                         repo=b)
+        yield from press("continue pressed through another installation", IGNORED, "continue", installation_id=78)
+        yield from press("continue pressed by a bot", IGNORED, "continue", sender="renovate[bot]",
+                         outcome=NOTHING_ASKED)
+        yield from press("continue pressed on another App's check run", IGNORED, "continue", app_id=OTHER_APP_ID,
+                         outcome=NOTHING_ASKED)
+        yield from press("continue pressed on a check run naming a task nobody recorded", IGNORED, "continue",
+                         external_id="0" * 32)
+        yield from press("continue pressed", TASK, "continue")
+        other = yield from self.scripted("work asked on an issue", ISSUE_COMMENT, issue_comment(
+            "created", 108, "@async-code add a changelog", repo=b, installation_id=78, number=21))
+        assert isinstance(other.stored, ExpectedTask)
+        other_runs = RunnerWrite(self.task_id_of(other), 9_200_001)
+        self.model.give_check_runs(other_runs.task_id, other.stored, other_runs)
+        yield from press("retry pressed on the second task's check run, once the runner gave it one", TASK,
+                         "retry", run=other_runs.check_run_id, external_id=other_runs.task_id, repo=b,
+                         installation_id=78, runner_writes=(other_runs,))
 
     # The story's answers are written out; each must also be the model's, which checks the model.
 
     def scripted(self, description: str, kind: Kind, payload: dict[str, Any], expected: Expected = TASK,
-                 outcome: str = VALID) -> Iterator[Delivery]:
+                 outcome: str = VALID, runner_writes: tuple[RunnerWrite, ...] = ()) -> Iterator[Delivery]:
         """An undamaged delivery of `kind`, whose answer the story knows."""
         delivery = self.settle(kind, kind.event, self.new_guid(), json.dumps(payload).encode(), payload, outcome,
-                               f"scenario: {description}")
+                               f"scenario: {description}", runner_writes=runner_writes)
         assert delivery.expected is expected, f"{delivery.description}: the model expects {delivery.expected}"
         yield delivery
         return delivery
@@ -673,12 +827,14 @@ class RunningService:
 
 @contextmanager
 def running_service(secret: str, extra_env: dict[str, str] | None = None) -> Iterator[RunningService]:
-    """`async-code serve --workers 0` from this checkout, in a temporary data directory."""
+    """`async-code serve --workers 0` from this checkout, in a temporary data directory, as the
+    App whose check runs carry APP_ID."""
     with tempfile.TemporaryDirectory() as data:
         port = free_port()
         # PYTHONPATH: the checkout under test, whatever an installed copy of the package points at.
         env = {"PATH": os.environ.get("PATH", ""), "HOME": data, "GITHUB_WEBHOOK_SECRET": secret,
-               "ASYNC_CODE_DATA_DIR": data, "PYTHONPATH": str(REPO_ROOT), **(extra_env or {})}
+               "ASYNC_CODE_DATA_DIR": data, "GITHUB_APP_ID": str(APP_ID), "PYTHONPATH": str(REPO_ROOT),
+               **(extra_env or {})}
         log_path = Path(data) / "service.log"
         with open(log_path, "w") as log:
             process = subprocess.Popen([sys.executable, "-m", "app", "serve", "--workers", "0",

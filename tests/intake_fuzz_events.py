@@ -4,8 +4,8 @@ store must hold once intake has accepted one.
 
 Every (event, action) in app/events.py HANDLERS is a Kind here. A Kind's field table lists the
 fields its handler reads, each with values labelled VALID (the request stands), NOTHING_ASKED
-(the handler asks for nothing: not a command, not the trigger label, a bot, no repositories)
-or BROKEN (not what GitHub sends: recorded and ignored with a reason). Fields outside
+(the handler asks for nothing: not a command, not the trigger label, a bot, no repositories,
+another App's check run) or BROKEN (not what GitHub sends: recorded and ignored with a reason). Fields outside
 `read_paths` are noise that must change nothing.
 """
 
@@ -27,6 +27,8 @@ REPOSITORIES = ["acme/widgets", "acme/gadgets"]
 INSTALLATIONS = [77, 78]
 LABEL_NUMBERS = [7, 8, 9, 10, 11, 12]
 TRIGGER_LABEL = "async-code"  # the service's default ASYNC_CODE_TRIGGER_LABEL
+APP_ID = 1012345  # the service's GITHUB_APP_ID: check runs of this App have buttons it acts on
+OTHER_APP_ID = 3300001  # a CI App's check runs
 
 
 @dataclass(frozen=True)
@@ -401,6 +403,47 @@ def installation_repositories(action: str, repos: list[str], installation_id: in
             "requester": None, "sender": user_payload("acme-admin", 12)}
 
 
+def _app(app_id: int) -> dict[str, Any]:
+    """The App that made a check run, as `check_run` events show it."""
+    ours = app_id == APP_ID
+    slug = "async-code" if ours else "ci"
+    return {"id": app_id, "client_id": "Iv1.8a61f9b3a7aba766", "slug": slug, "node_id": "MDM6QXBwMTAxMjM0NQ==",
+            "owner": user_payload("acme", 38302899, "Organization"), "name": slug,
+            "description": "", "external_url": f"https://{slug}.example.invalid",
+            "html_url": f"https://github.com/apps/{slug}", "created_at": "2026-05-15T15:00:00Z",
+            "updated_at": "2026-05-15T15:00:00Z", "permissions": {"checks": "write", "metadata": "read"},
+            "events": []}
+
+
+def check_run_event(action: str, check_run_id: int, external_id: str, *, identifier: str | None = "retry",
+                    repo: str = "acme/widgets", installation_id: int = 77, app_id: int = APP_ID,
+                    sender: str = "alice", sender_type: str = "User") -> dict[str, Any]:
+    """A `check_run` delivery: `requested_action` (a button, named by `identifier`, pressed) or
+    `rerequested` (the "Re-run" link), on a completed run whose `external_id` names its task."""
+    api = f"https://api.github.com/repos/{repo}"
+    sha = "a" * 40
+    suite = {"id": 5200000 + check_run_id % 1000, "node_id": "CS_kwDOBhOi6M8AAAAB", "head_branch": "version-flag",
+             "head_sha": sha, "status": "queued" if action == "rerequested" else "completed",
+             "conclusion": None if action == "rerequested" else "success",
+             "url": f"{api}/check-suites/5200000", "before": "b" * 40, "after": sha, "pull_requests": [],
+             "app": _app(app_id), "created_at": "2026-11-21T10:00:00Z", "updated_at": "2026-11-21T10:05:00Z"}
+    check_run = {
+        "id": check_run_id, "name": "async-code", "node_id": "CR_kwDOBhOi6M8AAAAC", "head_sha": sha,
+        "external_id": external_id, "url": f"{api}/check-runs/{check_run_id}",
+        "html_url": f"https://github.com/{repo}/runs/{check_run_id}", "details_url": None,
+        "status": "completed", "conclusion": "success", "started_at": "2026-11-21T10:00:00Z",
+        "completed_at": "2026-11-21T10:05:00Z",
+        "output": {"title": "Changes pushed", "summary": "2 files changed", "text": None, "annotations_count": 0,
+                   "annotations_url": f"{api}/check-runs/{check_run_id}/annotations"},
+        "check_suite": suite, "app": _app(app_id), "pull_requests": [], "deployment": None}
+    payload: dict[str, Any] = {"action": action, "check_run": check_run}
+    if action == "requested_action":
+        payload["requested_action"] = {"identifier": identifier}
+    return {**payload, "repository": repository_payload(repo), "organization": _organization(),
+            "installation": _installation_reference(installation_id),
+            "sender": user_payload(sender, 9, sender_type)}
+
+
 def _some_repositories(rng: random.Random) -> list[str]:
     return rng.sample(REPOSITORIES + ["acme/.github", "o/r"], rng.randint(1, 3))
 
@@ -463,6 +506,7 @@ class ExpectedTask:
     review_context: dict[str, Any] | None = None
     status: str = "pending"
     error: str | None = None  # a part of the error a finished task records
+    target_task: str | None = None  # for a button's command: the task whose check run showed it
 
     def differences(self, task: Any) -> list[str]:
         """How a stored task differs from this one."""
@@ -472,12 +516,14 @@ class ExpectedTask:
                     "number": self.number, "comment_id": self.comment_id, "requested_by": self.requested_by,
                     "requested_by_id": self.requested_by_id, "issue_title": self.issue_title,
                     "issue_body": self.issue_body, "label": self.label, "status": self.status,
-                    "command": request.command, "base_branch": request.base, "draft": request.draft}
+                    "command": request.command, "base_branch": request.base, "draft": request.draft,
+                    "target_task": self.target_task}
         if request.instruction is not None:
             expected["instruction"] = request.instruction
         if self.review_context is not None:
             expected["review_context"] = self.review_context
         for name, value in expected.items():
+            value = as_stored(value)
             if getattr(task, name) != value:
                 found.append(f"{name} {shown(getattr(task, name))}, expected {shown(value)}")
         if self.label is not None and f"#{self.number}" not in task.instruction:
@@ -515,6 +561,31 @@ class ExpectedChange:
         if self.action == "removed" and task.repo in self.repos:
             return f"{task.repo} was removed"
         return None
+
+
+@dataclass(frozen=True)
+class ExpectedPress:
+    """A button pressed on a check run, as intake reads it. Whether it becomes a command task
+    depends on the store: the check run must be one of the task its external_id names, on that
+    repository and installation (`StoreModel.record`)."""
+
+    repo: str
+    installation_id: int
+    check_run_id: int
+    task_id: str  # the check run's external_id
+    action: str  # cancel, retry or continue
+    requested_by: str
+    requested_by_id: int
+
+
+def as_stored(value: Any) -> Any:
+    """`value` as both stores keep it: PostgreSQL refuses NUL in text, so each store keeps a NUL
+    character as U+FFFD."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {as_stored(key): as_stored(item) for key, item in value.items()}
+    return value
 
 
 def _text(value: Any) -> str:
@@ -567,6 +638,14 @@ def _repositories_change(payload: dict[str, Any]) -> ExpectedChange:
     action = payload["action"]
     names = [entry["full_name"] for entry in payload[f"repositories_{action}"]]
     return ExpectedChange(payload["installation"]["id"], action, tuple(dict.fromkeys(names)))
+
+
+def _button_press(payload: dict[str, Any]) -> ExpectedPress:
+    check_run = payload["check_run"]
+    action = "retry" if payload["action"] == "rerequested" else payload["requested_action"]["identifier"]
+    return ExpectedPress(repo=payload["repository"]["full_name"], installation_id=payload["installation"]["id"],
+                         check_run_id=check_run["id"], task_id=check_run.get("external_id") or "", action=action,
+                         requested_by=payload["sender"]["login"], requested_by_id=payload["sender"]["id"])
 
 
 # --- Kinds ---------------------------------------------------------------------------------
@@ -665,6 +744,47 @@ def _label_fields(subject: str, number_paths: list[str]) -> FieldTable:
     return table
 
 
+BUTTONS = ["cancel", "retry", "continue"]
+
+
+def _task_id(rng: random.Random) -> str:
+    return "%032x" % rng.getrandbits(128)
+
+
+# A check run's external_id: a task id (which task, if any, the model knows), or not one.
+EXTERNAL_IDS: Values = (
+    [(Make(_task_id, "<a task id nobody recorded>"), VALID)]
+    + [(value, NOTHING_ASKED) for value in (
+        "", None, MISSING, "A" * 32, "a" * 31, "a" * 33, "0123456789abcdef-0123456789abcde",
+        "01234567-89ab-cdef-0123-456789abcdef", "../" + "a" * 29, "a" * 32 + "\n", "a" * 31 + "\x00",
+        "a" * 31 + "\u0430", "x" * 65_536)]
+    + [(value, BROKEN) for value in (5, 0, True, [], {}, ["a" * 32], {"id": "a" * 32}, "a" * 31 + "\ud800",
+                                     "x" * 65_537)])
+IDENTIFIERS: Values = (
+    [(name, VALID) for name in BUTTONS]
+    + [(name, NOTHING_ASKED) for name in ("", "Cancel", "RETRY", "rerun", "cancel ", " retry", "x" * 20,
+                                          "canc\u0435l", "continue\x00", "\U0001F680")]
+    + [(value, BROKEN) for value in ("x" * 21, "cancel" + " " * 15, "c" * 65_537, "retry\ud800", None, MISSING,
+                                     5, True, [], {}, ["cancel"], {"identifier": "cancel"})])
+APP_IDS: Values = ([(APP_ID, VALID)] + [(value, NOTHING_ASKED) for value in (OTHER_APP_ID, 1, APP_ID + 1, 2**63 - 1)]
+                   + [(value, BROKEN) for value in NOT_IDS])
+
+
+def _button_fields(action: str) -> FieldTable:
+    table: FieldTable = [
+        (10, ["action"], _actions([action], ["created", "completed"])),
+        (8, ["installation.id", "sender.id", "check_run.id"], IDS),
+        (10, ["check_run.app.id"], APP_IDS),
+        (8, ["check_run", "check_run.app", "sender", "repository", "installation"], OBJECTS),
+        (12, ["check_run.external_id"], EXTERNAL_IDS),
+        *_user_fields("sender"),
+        (8, ["repository.full_name"], REPO_NAMES),
+    ]
+    if action == "requested_action":
+        table += [(14, ["requested_action.identifier"], IDENTIFIERS), (4, ["requested_action"], OBJECTS)]
+    return table
+
+
 def _installation_fields(actions: Values) -> FieldTable:
     return [(10, ["action"], actions), (10, ["installation.id"], IDS), (4, ["installation"], OBJECTS)]
 
@@ -711,6 +831,21 @@ def _build_repositories(action: str) -> Callable[[random.Random, int], dict[str,
     return build
 
 
+def _build_press(action: str) -> Callable[[random.Random, int], dict[str, Any]]:
+    def build(rng: random.Random, _comment_id: int) -> dict[str, Any]:
+        repo, installation_id = _pick(rng)
+        return check_run_event(action, rng.randint(9_000_000, 9_999_999), _task_id(rng),
+                               identifier=rng.choice(BUTTONS), repo=repo, installation_id=installation_id)
+    return build
+
+
+def aim(payload: dict[str, Any], task_id: str, repo: str, installation_id: int, check_run_id: int) -> None:
+    """Point a `check_run` payload at a check run the store gave a task."""
+    payload["check_run"]["id"], payload["check_run"]["external_id"] = check_run_id, task_id
+    payload["repository"] = repository_payload(repo)
+    payload["installation"] = _installation_reference(installation_id)
+
+
 def _kind(name: str, event: str, build: Callable[[random.Random, int], dict[str, Any]], fields: FieldTable,
           result: Callable[[dict[str, Any]], ExpectedTask | ExpectedChange], **extra: Any) -> Kind:
     return Kind(name, event, build, fields, _paths_of(fields), result, **extra)
@@ -747,8 +882,13 @@ REPOSITORIES_ADDED, REPOSITORIES_REMOVED = (
                                        ("integration_installation_repositories", NOTHING_ASKED)))
     for action in ("added", "removed"))
 
+BUTTON_PRESS, RERUN = (
+    _kind(name, "check_run", _build_press(action), _button_fields(action), _button_press,
+          swaps=(("check_suite", NOTHING_ASKED), ("Check_Run", NOTHING_ASKED), ("check_runs", NOTHING_ASKED)))
+    for name, action in (("button", "requested_action"), ("re-run", "rerequested")))
+
 KINDS = [ISSUE_COMMENT, REVIEW_COMMENT, ISSUE_LABEL, PULL_REQUEST_LABEL, INSTALLATION, REPOSITORIES_ADDED,
-         REPOSITORIES_REMOVED]
+         REPOSITORIES_REMOVED, BUTTON_PRESS, RERUN]
 
 
 def shown(value: Any) -> str:
