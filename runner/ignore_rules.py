@@ -42,6 +42,7 @@ class GitIgnoreRules:
         self._timed_out = False
         self._rules_limit = rules_limit
         self._rules_bytes = 0
+        self._ruled: set[bytes] = set()  # directories given a .gitignore
         self._scratch = Path(tempfile.mkdtemp(prefix="ignore-rules-", dir=scratch_parent))
         self._tree = self._scratch / "tree"
         self._tree.mkdir()
@@ -102,10 +103,13 @@ class GitIgnoreRules:
                                    f"{self._rules_limit // (1024 * 1024)} MB of rules")
         target = self._mirror(directory)
         (target / ".gitignore").write_bytes(rules)
+        self._ruled.add(directory)
 
     def ignored(self, directory: bytes, children: list[tuple[bytes, bool]]) -> set[bytes]:
         """The names among `children` (name, is_directory) that git's rules exclude."""
-        if not children:
+        if not children or not self._has_rules_above(directory):
+            # Only the tree's own .gitignore files count, so with none in `directory` or above
+            # it nothing there is ignored, and git need not be asked.
             return set()
         base = self._mirror(directory)
         for name, is_directory in children:
@@ -147,6 +151,13 @@ class GitIgnoreRules:
         if answer.returncode not in (0, 1):  # 1: nothing is ignored
             raise IgnoreRulesError(f"git check-ignore failed (exit status {answer.returncode})")
         return {path[len(prefix):] for path in answer.stdout.split(b"\0") if path}
+
+    def _has_rules_above(self, directory: bytes) -> bool:
+        """Whether `directory` or a directory above it has a .gitignore."""
+        if b"" in self._ruled:
+            return True
+        parts = directory.split(b"/") if directory else []
+        return any(b"/".join(parts[:depth]) in self._ruled for depth in range(1, len(parts) + 1))
 
     def _remaining(self) -> float:
         return max(0.1, self._deadline - time.monotonic())

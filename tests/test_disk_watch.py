@@ -44,7 +44,8 @@ def test_a_watch_calls_back_once_when_the_tree_outgrows_its_limit(tmp_path):
         assert watch.check() is True
     finally:
         watch.stop()
-    assert calls == [1] and watch.exceeded_with >= 3 * MB
+    # The watch may fire while the file is still being written: past the limit is what counts.
+    assert calls == [1] and watch.exceeded_with > 2 * MB
 
 
 def test_check_within_the_limit_is_quiet(tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from runner import snapshot
-from runner.ignore_rules import GitIgnoreRules
+from runner.ignore_rules import GitIgnoreRules, IgnoreRulesError
 from runner.snapshot import (EXECUTABLE, GITLINK, REGULAR, SYMLINK, Entry, LeftOut, Tracked,
                              file_mode, is_dot_git, is_symlink_git_refuses, take)
 
@@ -313,3 +313,16 @@ def test_a_deep_directory_then_a_shallow_match_is_answered(rules):
     assert rules.ignored(deep, [(b"code.py", False), (b"debug.log", False)]) == {b"debug.log"}
     assert rules.ignored(b"a", [(b"run.log", False), (b"kept.py", False)]) == {b"run.log"}
     assert rules.ignored(b"", [(b"top.log", False), (b"a", True)]) == {b"top.log"}
+
+
+def test_git_is_asked_only_where_a_gitignore_above_can_apply(rules):
+    rules.enter(b"a/b", b"*.log\n")
+    assert rules.ignored(b"a/b/c", [(b"x.log", False), (b"x.py", False)]) == {b"x.log"}
+    rules._process.kill()  # from here on, asking git fails
+    rules._process.wait()
+    # No .gitignore in these or above them: nothing is ignored, and git is not asked.
+    assert rules.ignored(b"", [(b"x.log", False)]) == set()
+    assert rules.ignored(b"a", [(b"x.log", False)]) == set()
+    assert rules.ignored(b"ab/b", [(b"x.log", False)]) == set()
+    with pytest.raises(IgnoreRulesError):
+        rules.ignored(b"a/b/d", [(b"x.log", False)])
