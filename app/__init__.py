@@ -24,6 +24,7 @@ def create_app(settings: Settings, store: Store,
     """The webhook service. `on_task_recorded` runs after a task is stored (in-process only:
     it must not block or call out). `just_registered` is the App setup mode registered a moment
     ago, for the page at / to show."""
+    from app.artifact_links import blueprint as artifact_links
     from app.setup import status_blueprint
     from app.webhooks import MAX_BODY_BYTES, blueprint, too_large
 
@@ -32,6 +33,7 @@ def create_app(settings: Settings, store: Store,
                       ON_TASK_RECORDED=on_task_recorded, JUST_REGISTERED=just_registered)
     app.register_blueprint(blueprint)
     app.register_blueprint(status_blueprint)
+    app.register_blueprint(artifact_links)
 
     # Bodies without a Content-Length are cut off by MAX_CONTENT_LENGTH while being read.
     app.register_error_handler(413, lambda _error: too_large())

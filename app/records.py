@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import json
+import secrets
 import uuid
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields, is_dataclass, replace
@@ -227,6 +228,14 @@ class TaskRecords:
             db.execute("INSERT INTO meta (key, value) VALUES ('instance', ?) ON CONFLICT DO NOTHING",
                        (uuid.uuid4().hex[:16],))
             return db.execute("SELECT value FROM meta WHERE key = 'instance'").fetchone()["value"]
+
+    def artifact_key(self) -> str:
+        """The key signing links to task artifacts kept in the data directory, made on first
+        use: every process on this store makes and checks the same links."""
+        with self._connect(immediate=True) as db:
+            db.execute("INSERT INTO meta (key, value) VALUES ('artifact_key', ?) "
+                       "ON CONFLICT DO NOTHING", (secrets.token_hex(32),))
+            return db.execute("SELECT value FROM meta WHERE key = 'artifact_key'").fetchone()["value"]
 
     # Intake
 

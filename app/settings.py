@@ -29,6 +29,7 @@ _USD = re.compile(r"[0-9]{1,9}(\.[0-9]{1,6})?")
 # A Docker network's name as Docker accepts it (or its id).
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 _NETWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{2,62}")
 
 
 def size_in_bytes(text: str) -> int | None:
@@ -90,6 +91,11 @@ class Settings:
     lease_seconds: str = "60"
     max_attempts: str = "2"
     shutdown_grace: str = "30"
+    # Where a task's full transcript, diff and sandbox log are kept (runner/artifacts.py).
+    supabase_url: str = ""
+    supabase_key: str = field(default="", repr=False)
+    artifact_bucket: str = "async-code-artifacts"
+    artifact_link_days: str = "7"
 
     _ENV = {
         "github_app_id": "GITHUB_APP_ID",
@@ -128,6 +134,10 @@ class Settings:
         "lease_seconds": "ASYNC_CODE_LEASE_SECONDS",
         "max_attempts": "ASYNC_CODE_MAX_ATTEMPTS",
         "shutdown_grace": "ASYNC_CODE_SHUTDOWN_GRACE",
+        "supabase_url": "SUPABASE_URL",
+        "supabase_key": "SUPABASE_KEY",
+        "artifact_bucket": "ASYNC_CODE_ARTIFACT_BUCKET",
+        "artifact_link_days": "ASYNC_CODE_ARTIFACT_LINK_DAYS",
     }
 
     @classmethod
@@ -212,6 +222,19 @@ class Settings:
         return float(self.shutdown_grace)
 
     @property
+    def on_supabase_storage(self) -> bool:
+        """Artifacts go to Supabase Storage (else to the data directory)."""
+        return bool(self.supabase_url and self.supabase_key)
+
+    @property
+    def artifacts_path(self) -> Path:
+        return self.data_path / "artifacts"
+
+    @property
+    def artifact_link_seconds(self) -> int:
+        return int(self.artifact_link_days) * 24 * 3600
+
+    @property
     def app_unregistered(self) -> bool:
         """No GitHub App credential is set at all: `serve` starts in setup mode to register one.
 
@@ -291,6 +314,8 @@ class Settings:
                          "GitHub accepts: 1 to 50 printable characters")
         if github:
             found += self._github_problems()
+        if webhooks or agent:
+            found += self._artifact_problems()
         if agent:
             found += self._agent_problems()
         return found
@@ -384,6 +409,27 @@ class Settings:
             found.append("ASYNC_CODE_SANDBOX_IMAGE must name a Docker image")
         return (found + self._setup_network_problems() + self._repository_ceiling_problems()
                 + self._agent_choice_problems())
+
+    def _artifact_problems(self) -> list[str]:
+        found = []
+        if bool(self.supabase_url) != bool(self.supabase_key):
+            given, missing = (("SUPABASE_URL", "SUPABASE_KEY") if self.supabase_url
+                              else ("SUPABASE_KEY", "SUPABASE_URL"))
+            found.append(f"{given} is set but {missing} is not: set both to keep task artifacts "
+                         "in Supabase Storage (the key is the project's service-role key), or "
+                         "neither to keep them in ASYNC_CODE_DATA_DIR")
+        if self.supabase_url and not _is_base_url(self.supabase_url):
+            found.append(f"SUPABASE_URL={self.supabase_url!r} must be the project's http(s) URL "
+                         "with no query or fragment, like https://abcdefgh.supabase.co")
+        if not _BUCKET_NAME.fullmatch(self.artifact_bucket):
+            found.append(f"ASYNC_CODE_ARTIFACT_BUCKET={self.artifact_bucket!r} is not a bucket name "
+                         "Supabase Storage accepts here: 3 to 63 lowercase letters, digits, '.', "
+                         "'_' or '-', starting with a letter or digit, like async-code-artifacts")
+        days = self.artifact_link_days
+        if not (days.isdigit() and 1 <= int(days) <= 365):
+            found.append(f"ASYNC_CODE_ARTIFACT_LINK_DAYS={days!r} must be a whole number of days "
+                         "from 1 to 365: how long the links to a task's full transcript work")
+        return found
 
     def _queue_problems(self) -> list[str]:
         found = []

@@ -244,6 +244,9 @@ class AgentResult:
     cost_usd: float | None = None  # None when the model has no price
     stop: str = "answer"  # answer | max_turns | budget
     transcript: list[dict[str, Any]] = field(default_factory=list)
+    # The conversation as the model had it, tool results uncut by TRANSCRIPT_RESULT_LIMIT: the
+    # full transcript kept as an artifact (runner/artifacts.py).
+    conversation: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def usage(self) -> Usage:
@@ -297,7 +300,7 @@ class ClaudeAgent:
         spent, no further model call is made and the result says stop="budget"."""
         messages: list[dict[str, Any]] = [{"role": "user", "content": request}]
         result = AgentResult(answer="", turns=0, transcript=[{"role": "user", "content": request}],
-                             cost_usd=cost_usd(Usage(), self._price))
+                             cost_usd=cost_usd(Usage(), self._price), conversation=messages)
         system = system_prompt(repo=repo, number=number, on_pull_request=on_pull_request,
                                instructions=instructions)
         told_to_wrap_up = False

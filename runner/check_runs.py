@@ -171,9 +171,20 @@ def _figures(seconds: float, turns: int, tokens: int, cost: float | None = None)
             + (f" · {format_usd(cost)}" if cost is not None else ""))
 
 
+def with_note(fields: dict[str, Any], note: str) -> dict[str, Any]:
+    """A finished check run's fields with a line written by async-code itself (a link it made)
+    at the end of the summary, within GitHub's limit."""
+    output = fields.get("output")
+    if not note or not isinstance(output, dict) or "summary" not in output:
+        return fields
+    room = OUTPUT_LIMIT - len(note.encode()) - 2
+    return {**fields, "output": {**output, "summary": _fit(output["summary"], room) + "\n\n" + note}}
+
+
 class CheckRun:
     """One task's check run: throttled progress, final updates that always go through. GitHub
-    failing here never fails the task: the status comment says the same."""
+    failing here never fails the task: the status comment says the same. A final update's
+    summary gains `note` (the link to the task's full transcript, once there is one)."""
 
     def __init__(self, client: RepoClient, task: Task, check_run_id: int | None, *,
                  interval: float = PROGRESS_INTERVAL, clock: Callable[[], float] | None = None):
@@ -182,12 +193,13 @@ class CheckRun:
         kwargs = {"interval": interval} | ({"clock": clock} if clock else {})
         self._updates = (StatusComment(client.update_check_run, check_run_id, **kwargs)
                          if check_run_id else None)
+        self.note = ""
 
     def progress(self, fields: dict[str, Any]) -> None:
         self._send(lambda: self._updates.progress(fields))
 
     def final(self, fields: dict[str, Any]) -> None:
-        self._send(lambda: self._updates.final(fields))
+        self._send(lambda: self._updates.final(with_note(fields, self.note)))
 
     def _send(self, update: Callable[[], Any]) -> None:
         if self._updates is None:

@@ -18,6 +18,7 @@ import docker
 from app.store import CANCELLED, COMPLETED, FAILED, PENDING, REJECTED, Task
 from runner import (check_runs, pull_request, pull_request_context, pull_request_rules, replies,
                     status, workspace)
+from runner import artifacts
 from runner.acknowledge import WRITE_PERMISSIONS
 from runner.agent import (AgentError, AgentResult, AgentTimeout, pull_request_task_request,
                           task_request)
@@ -252,6 +253,8 @@ class _TaskRun:
                 raise TaskFailed(f"{error}; nothing was pushed.") from None
             except workspace.GitError as error:
                 raise TaskFailed(f"the agent's work could not be read: {error}") from None
+            artifacts.publish_for_task(self.services, task.id, result, changes.diff,
+                                       self._comment, self.checks)
             outcome = dict(output=result.answer, chat_history=result.transcript, exit_code=0,
                            input_tokens=result.input_tokens, output_tokens=result.output_tokens,
                            cache_write_tokens=result.cache_write_tokens,

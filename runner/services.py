@@ -10,6 +10,7 @@ import docker
 
 from app.settings import Settings
 from app.store import Store
+from runner.artifacts import ArtifactStore, artifact_store
 from runner.github import GitHubApp
 from runner.sandbox import SandboxError, SandboxUser, remapped_root, sandbox_user
 
@@ -25,6 +26,7 @@ class Services:
     anthropic: anthropic.Anthropic
     instance: str  # the store's id, labelling this installation's sandboxes
     sandbox: SandboxUser  # who the sandbox runs as, and who owns its work tree on the host
+    artifacts: ArtifactStore | None = None  # where full transcripts go; None: nowhere
 
 
 class ServiceUnavailable(RuntimeError):
@@ -51,4 +53,5 @@ def build_services(settings: Settings, store: Store) -> Services:
                                 # The agent retries itself, within the task's deadline.
                                 max_retries=0)
     return Services(settings=settings, store=store, github=github, docker=docker_client,
-                    anthropic=model, instance=store.instance_id(), sandbox=sandbox)
+                    anthropic=model, instance=store.instance_id(), sandbox=sandbox,
+                    artifacts=artifact_store(settings, store))

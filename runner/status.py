@@ -143,8 +143,17 @@ def format_duration(seconds: float) -> str:
     return f"{hours}h {minutes:02d}m"
 
 
+def with_note(body: str, note: str) -> str:
+    """`body` with a line written by async-code itself (a link it made) before its footer."""
+    if not note:
+        return body
+    head, footer, tail = body.rpartition("\n\n<sub>")
+    return f"{head}\n\n{note}{footer}{tail}" if footer else f"{body}\n\n{note}"
+
+
 class StatusComment:
-    """Edits one comment; progress edits are throttled, final ones always go through."""
+    """Edits one comment; progress edits are throttled, final ones always go through. A final
+    body gains `note` (the link to the task's full transcript, once there is one)."""
 
     def __init__(self, edit: Callable[[int, str], None], comment_id: int, *,
                  interval: float = PROGRESS_INTERVAL, clock: Callable[[], float] = time.monotonic):
@@ -155,6 +164,7 @@ class StatusComment:
         self._last_edit: float | None = None
         self._last_body: str | None = None
         self._lock = threading.Lock()
+        self.note = ""
 
     def progress(self, body: str) -> bool:
         """Edit unless the last edit was less than `interval` ago. True if edited."""
@@ -166,7 +176,8 @@ class StatusComment:
 
     def final(self, body: str) -> None:
         with self._lock:
-            self._apply(body, self._clock())
+            self._apply(with_note(body, self.note) if isinstance(body, str) else body,
+                        self._clock())
 
     def _apply(self, body: str, now: float) -> bool:
         if body == self._last_body:
