@@ -268,7 +268,8 @@ class CliAgent:
             max_output_tokens=max_output_tokens(self._budget, self._price))
         argv = cli.argv(model=self._model, max_turns=self._max_turns)
         # The CLI's home is made on the sandbox's tmpfs; the request comes on its stdin.
-        launch = ["sh", "-c", f'mkdir -p "$HOME" && exec "$@" < {MODEL_MOUNT}/{REQUEST_FILE}',
+        launch = ["sh", "-c", f'mkdir -p "$HOME" "${{CODEX_HOME:-$HOME}}" && '
+                  f'exec "$@" < {MODEL_MOUNT}/{REQUEST_FILE}',
                   "sh", *argv]
         try:
             runtime.start_background(agent_tools.forwarder_argv(FORWARDER_PORT, socket_path))
@@ -395,5 +396,105 @@ class ClaudeCode:
         return ClaudeCodeReader(on_progress)
 
 
-CLIS: dict[str, Cli] = {cli.name: cli for cli in (ClaudeCode(),)}
+class CodexReader:
+    """Codex's `exec --json`: thread.started, turn.started, then item.started/item.completed for
+    each step (agent_message, reasoning, command_execution, file_change, error, ...), and
+    turn.completed with the usage, or turn.failed with the error."""
+
+    TOOL_ITEMS = ("command_execution", "file_change", "mcp_tool_call", "web_search")
+
+    def __init__(self, on_progress: Callable[[int, str], None]):
+        self._on_progress = on_progress
+        self.transcript: list[dict[str, Any]] = []
+        self.turns = 0
+        self.answer: str | None = None
+        self.said = ""
+        self.max_turns = False  # Codex has no turn limit of its own
+        self.error: str | None = None
+        self._started: set[str] = set()
+
+    def read(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        item = event.get("item") if isinstance(event.get("item"), dict) else {}
+        item_type = item.get("type")
+        if kind == "item.started" and item_type in self.TOOL_ITEMS:
+            self._started.add(str(item.get("id")))
+            self.turns += 1
+            self._on_progress(self.turns, str(item_type))
+        elif kind == "item.completed":
+            if item_type == "agent_message":
+                self.said = str(item.get("text") or "").strip() or self.said
+                self.transcript.append({"role": "assistant",
+                                        "content": [{"type": "text", "text": self.said}]})
+            elif item_type in self.TOOL_ITEMS:
+                if str(item.get("id")) not in self._started:
+                    self.turns += 1
+                    self._on_progress(self.turns, str(item_type))
+                self._tool_call(item)
+        elif kind == "turn.completed":
+            self.answer = self.said
+        elif kind == "turn.failed":
+            error = event.get("error") if isinstance(event.get("error"), dict) else {}
+            self.error = str(error.get("message") or "the turn failed")
+
+    def _tool_call(self, item: dict[str, Any]) -> None:
+        call_id = str(item.get("id"))
+        if item.get("type") == "command_execution":
+            call = {"command": item.get("command")}
+            output = str(item.get("aggregated_output") or "")
+            failed = item.get("exit_code") not in (0, None) or item.get("status") == "failed"
+        else:
+            call = {key: value for key, value in item.items() if key not in ("id", "type", "status")}
+            output, failed = str(item.get("status") or ""), item.get("status") == "failed"
+        self.transcript.append({"role": "assistant", "content": [
+            {"type": "tool_use", "id": call_id, "name": str(item.get("type")), "input": call}]})
+        self.transcript.append({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": call_id, "is_error": failed,
+             "content": _clip(output, TRANSCRIPT_RESULT_LIMIT)}]})
+
+
+# The model provider Codex is given on its command line: the forwarder, over plain HTTP.
+CODEX_PROVIDER = "async_code"
+
+
+def _toml_string(text: str) -> str:
+    return json.dumps(text)  # a JSON string is a TOML basic string
+
+
+class Codex:
+    name = "codex"
+    tool = agent_tools.CODEX.tool
+    provider = OPENAI
+
+    def background_models(self, model: str) -> set[str]:
+        return set()
+
+    def missing_in_image(self, runtime: Runtime) -> str | None:
+        return None  # static, and it runs commands with sh
+
+    def argv(self, *, model: str, max_turns: int) -> list[str]:
+        base_url = f"http://127.0.0.1:{FORWARDER_PORT}/v1"
+        provider = (f'{{name="async-code", base_url={_toml_string(base_url)}, '
+                    'env_key="OPENAI_API_KEY", wire_api="responses", supports_websockets=false}')
+        # Approvals and Codex's own sandbox are off because the container is the boundary.
+        return agent_tools.codex_argv(
+            "exec", "--json", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",
+            "--model", model, "--cd", MOUNT_POINT,
+            "-c", f"model_provider={CODEX_PROVIDER}",
+            "-c", f"model_providers.{CODEX_PROVIDER}={provider}",
+            "-c", "check_for_update_on_startup=false",
+            "-c", "analytics.enabled=false",
+            "-c", f"model_instructions_file={_toml_string(f'{MODEL_MOUNT}/{SYSTEM_FILE}')}",
+            "-")
+
+    def environment(self, *, base_url: str, token: str, model: str,
+                    max_output_tokens: int) -> dict[str, str]:
+        return {"OPENAI_API_KEY": token, "CODEX_HOME": f"{AGENT_HOME}/.codex",
+                "SHELL": "/bin/sh", "NO_COLOR": "1"}
+
+    def reader(self, on_progress: Callable[[int, str], None]) -> EventReader:
+        return CodexReader(on_progress)
+
+
+CLIS: dict[str, Cli] = {cli.name: cli for cli in (ClaudeCode(), Codex())}
 

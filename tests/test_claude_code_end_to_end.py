@@ -14,7 +14,7 @@ import docker
 import pytest
 
 from runner import agent_tools
-from runner.cli_agents import AGENT_HOME
+from runner.cli_agents import AGENT_HOME, MODEL_MOUNT
 from tests.conftest import REPO, WRITER, WRITER_ID
 from tests.fakes.anthropic import Final, ToolCall, Turn, text_of
 
@@ -46,7 +46,10 @@ class SandboxSearch:
         self.found: list[bytes] = []
 
     def __call__(self, tool_output: str) -> bool:
-        [container] = self.docker.containers.list(filters={"label": "async-code.task"})
+        # The sandbox of a CLI agent's task: the one with the task's model directory mounted.
+        [container] = [found for found in self.docker.containers.list(
+            filters={"label": "async-code.task"})
+            if any(mount["Destination"] == MODEL_MOUNT for mount in found.attrs["Mounts"])]
         ran = container.exec_run(["sh", "-c", SEARCH], user="61000:61000")
         self.found.append(ran.output)
         return True

@@ -10,7 +10,7 @@ import pytest
 from app.budget import Budget, Price
 from app.settings import Settings
 from runner.agent import MAX_TOKENS
-from runner.cli_agents import ClaudeCodeReader, _Lines, max_output_tokens
+from runner.cli_agents import ClaudeCodeReader, CodexReader, _Lines, max_output_tokens
 from tests.conftest import WRITER, WRITER_ID
 
 
@@ -132,3 +132,30 @@ def test_a_task_fails_before_anything_runs_when_the_agent_tools_do_not_verify(
     assert f"run scripts/agent-tools --dir {empty}" in task.error
     assert "claude: not installed" in task.error and task.error.endswith("Nothing was run.")
     assert task.container_id is None and model.requests == []
+
+
+def test_codex_events_become_turns_progress_a_transcript_and_the_answer():
+    progress: list[tuple[int, str]] = []
+    reader = CodexReader(lambda turn, tool: progress.append((turn, tool)))
+    command = {"id": "item_1", "type": "command_execution", "command": "/bin/bash -lc 'id -u'"}
+    for event in [
+        {"type": "thread.started", "thread_id": "t1"},
+        {"type": "turn.started"},
+        {"type": "item.started", "item": {**command, "aggregated_output": "", "exit_code": None,
+                                          "status": "in_progress"}},
+        {"type": "item.completed", "item": {**command, "aggregated_output": "61000\n",
+                                            "exit_code": 0, "status": "completed"}},
+        {"type": "item.completed", "item": {"id": "item_2", "type": "agent_message",
+                                            "text": "Add x\n\nWrote x.txt."}},
+        {"type": "turn.completed", "usage": {"input_tokens": 20, "output_tokens": 6}},
+    ]:
+        reader.read(event)
+    assert (reader.turns, reader.answer, reader.error) == (1, "Add x\n\nWrote x.txt.", None)
+    assert progress == [(1, "command_execution")]
+    use, result = reader.transcript[0]["content"][0], reader.transcript[1]["content"][0]
+    assert (use["name"], use["input"]) == ("command_execution", {"command": "/bin/bash -lc 'id -u'"})
+    assert (result["content"], result["is_error"]) == ("61000\n", False)
+
+    failed = CodexReader(lambda turn, tool: None)
+    failed.read({"type": "turn.failed", "error": {"message": "insufficient_quota"}})
+    assert failed.error == "insufficient_quota" and failed.answer is None
