@@ -62,6 +62,8 @@ class Settings:
     github_api_url: str = DEFAULT_API_URL
     anthropic_api_key: str = field(default="", repr=False)
     anthropic_base_url: str = ""
+    openai_api_key: str = field(default="", repr=False)
+    openai_base_url: str = ""
     model: str = DEFAULT_MODEL
     data_dir: str = "./data"
     database_url: str = ""
@@ -96,6 +98,7 @@ class Settings:
     supabase_key: str = field(default="", repr=False)
     artifact_bucket: str = "async-code-artifacts"
     artifact_link_days: str = "7"
+    agent_tools: str = ""
 
     _ENV = {
         "github_app_id": "GITHUB_APP_ID",
@@ -106,6 +109,8 @@ class Settings:
         "github_api_url": "GITHUB_API_URL",
         "anthropic_api_key": "ANTHROPIC_API_KEY",
         "anthropic_base_url": "ANTHROPIC_BASE_URL",
+        "openai_api_key": "OPENAI_API_KEY",
+        "openai_base_url": "OPENAI_BASE_URL",
         "model": "ASYNC_CODE_MODEL",
         "data_dir": "ASYNC_CODE_DATA_DIR",
         "database_url": "DATABASE_URL",
@@ -138,6 +143,7 @@ class Settings:
         "supabase_key": "SUPABASE_KEY",
         "artifact_bucket": "ASYNC_CODE_ARTIFACT_BUCKET",
         "artifact_link_days": "ASYNC_CODE_ARTIFACT_LINK_DAYS",
+        "agent_tools": "ASYNC_CODE_AGENT_TOOLS",
     }
 
     @classmethod
@@ -251,6 +257,20 @@ class Settings:
         """Settings a task needs that are not set. The service still serves without them and
         answers each request by naming them; a set but invalid value is a start-up problem."""
         return [] if self.anthropic_api_key else ["ANTHROPIC_API_KEY"]
+
+    def missing_for_agent(self, name: str) -> list[str]:
+        """The key agent `name` needs that is not set. Enabling such an agent is no start-up
+        problem: a task that asks for it is answered by naming the key, and nothing runs."""
+        key = "openai_api_key" if name == "codex" else "anthropic_api_key"
+        return [] if getattr(self, key) else [self.env_name(key)]
+
+    @property
+    def agent_tools_path(self) -> Path:
+        """Where scripts/agent-tools installed the CLI agents' tools: ASYNC_CODE_AGENT_TOOLS, or
+        agent-tools in the data directory."""
+        if self.agent_tools:
+            return Path(self.agent_tools).expanduser().resolve()
+        return self.data_path / "agent-tools"
 
     @property
     def allowed_image_names(self) -> tuple[str, ...]:
@@ -384,8 +404,16 @@ class Settings:
     def _agent_problems(self) -> list[str]:
         # A missing ANTHROPIC_API_KEY is not among them: see missing_for_tasks.
         found = []
-        if self.anthropic_base_url and not re.match(r"^https?://", self.anthropic_base_url):
-            found.append(f"ANTHROPIC_BASE_URL={self.anthropic_base_url!r} must be an http(s) URL")
+        for attribute, example in (("anthropic_base_url", "https://api.anthropic.com"),
+                                   ("openai_base_url", "https://api.openai.com")):
+            value = getattr(self, attribute)
+            if value and not _is_base_url(value):
+                found.append(f"{self.env_name(attribute)}={value!r} must be an http(s) URL without "
+                             f"a query or fragment, like {example} (the API paths, /v1/..., are "
+                             "added to it)")
+        if self.agent_tools and not Path(self.agent_tools).expanduser().is_absolute():
+            found.append(f"ASYNC_CODE_AGENT_TOOLS={self.agent_tools!r} must be an absolute path: "
+                         "the directory scripts/agent-tools installed the agent CLIs into")
         # The sandbox user is never root (uid 0).
         for attribute, minimum in (("task_timeout", 1), ("max_turns", 1), ("sandbox_pids", 16),
                                    ("sandbox_uid", 1), ("max_changed_files", 1), ("max_queue", 1)):

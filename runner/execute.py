@@ -564,13 +564,28 @@ def _run_agent(task: Task, services: Services, config: EffectiveConfig, tree: Pa
                deadline: float, request: str, on_progress, *, budget: Budget = Budget(),
                price: Price | None = None,
                abort_reason: Callable[[], str | None] | None = None) -> AgentResult:
+    from runner.agents import is_cli_agent, task_cli_setup
+    from runner.cli_agents import CliAgentUnavailable
+    from runner.unconfigured import reason as unconfigured_reason
+
     settings, store = services.settings, services.store
+    cli = None
+    if is_cli_agent(config.agent):
+        # Checked before anything runs: the agent's key, and its tools as installed.
+        if missing := settings.missing_for_agent(config.agent):
+            raise TaskFailed(unconfigured_reason(missing))
+        try:
+            cli = task_cli_setup(config.agent, settings, tree, services.sandbox.host_owner)
+        except CliAgentUnavailable as error:
+            raise TaskFailed(f"{error}. Nothing was run.") from None
+        store.update(task.id, agent_version=agent_version(config.agent, cli.tools_dir))
     deployment = DockerDeployment(
         services.docker, image=config.image, work_tree=tree, task_id=task.id,
         instance=services.instance, user=services.sandbox.container_user, mount_point=MOUNT_POINT,
         limits=SandboxLimits(memory=settings.sandbox_memory, cpus=float(settings.sandbox_cpus),
                              pids=int(settings.sandbox_pids), tmp_bytes=settings.sandbox_tmp_bytes),
-        setup_network=sandbox_network(config.setup, settings.setup_network_name))
+        setup_network=sandbox_network(config.setup, settings.setup_network_name),
+        mounts=cli.mounts() if cli is not None else ())
     # The wall clock, the tree's size and a `cancel` are enforced from outside: removing the
     # container ends whatever runs in it.
     watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), deployment.stop)
@@ -594,7 +609,7 @@ def _run_agent(task: Task, services: Services, config: EffectiveConfig, tree: Pa
         cancel.start()
         _run_setup(config.setup, deployment, runtime, deadline, cancel)
         agent = build_agent(config.agent, client=services.anthropic, model=config.model,
-                            max_turns=config.max_turns, budget=budget, price=price)
+                            max_turns=config.max_turns, budget=budget, price=price, cli=cli)
         editor = FileEditor(tree, owner=services.sandbox.host_owner, mount_point=MOUNT_POINT)
         try:
             result = agent.run(request=request, repo=task.repo, number=task.number,

@@ -19,7 +19,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -185,6 +185,7 @@ class DockerDeployment:
         limits: SandboxLimits,
         mount_point: str = MOUNT_POINT,
         setup_network: str | None = None,
+        mounts: Sequence[Mount] = (),
     ) -> None:
         if not task_id or not instance:
             raise ValueError("task_id and instance must not be empty")
@@ -198,6 +199,8 @@ class DockerDeployment:
         self._limits = limits
         self._mount_point = mount_point
         self.setup_network = setup_network
+        # Besides the work tree, e.g. an agent's tools and its model socket.
+        self._mounts = list(mounts)
         self._setup_network_id: str | None = None  # set while the container is on it
         self._runtime: DockerRuntime | None = None
         self._lock = threading.Lock()
@@ -232,7 +235,8 @@ class DockerDeployment:
                     user=self._user,
                     working_dir=self._mount_point,
                     environment={"HOME": "/tmp"},
-                    mounts=[Mount(target=self._mount_point, source=str(work_tree), type="bind")],
+                    mounts=[Mount(target=self._mount_point, source=str(work_tree), type="bind"),
+                            *self._mounts],
                     # The image's own files stay as built; scratch space is a sized tmpfs
                     # (charged to the memory limit), so the sandbox cannot fill the host's disk
                     # except through the work tree, which runner/disk_watch.py measures.
@@ -387,27 +391,65 @@ class DockerRuntime:
         self._stopped = stopped if stopped is not None else threading.Event()
 
     def run(self, command: str, *, timeout: float, max_output: int = 30_000) -> CommandResult:
-        if timeout <= 0:
-            raise ValueError("timeout must be positive")
         if max_output <= 0:
             raise ValueError("max_output must be positive")
+        log.debug("running %r (timeout %g s)", command[:200], timeout)
+        output = _CappedOutput(max_output)
+        # One pipe for stdout and stderr keeps their lines in the order they were written.
+        exit_code, timed_out = self._execute(
+            lambda backstop: ["sh", "-c", 'exec timeout -s KILL "$1" sh -c "$2" 2>&1', "sh",
+                              backstop, command], {}, timeout, output.add, output.add)
+        text, truncated = output.text()
+        return CommandResult(exit_code=exit_code, output=text, timed_out=timed_out, truncated=truncated)
+
+    def run_process(self, argv: Sequence[str], *, environment: Mapping[str, str], timeout: float,
+                    on_stdout: Callable[[bytes], None], max_stderr: int = 30_000) -> CommandResult:
+        """Run `argv` (no shell) with `environment` added, feeding its stdout to `on_stdout` as
+        it arrives, from another thread; the result's output is its stderr, capped. Killed with
+        everything it started at `timeout`, like `run`."""
+        if not argv:
+            raise ValueError("argv must not be empty")
+        if max_stderr <= 0:
+            raise ValueError("max_stderr must be positive")
+        errors = _CappedOutput(max_stderr)
+        exit_code, timed_out = self._execute(
+            lambda backstop: ["sh", "-c", 'limit="$1"; shift; exec timeout -s KILL "$limit" "$@"',
+                              "sh", backstop, *argv], environment, timeout, on_stdout, errors.add)
+        text, truncated = errors.text()
+        return CommandResult(exit_code=exit_code, output=text, timed_out=timed_out, truncated=truncated)
+
+    def start_background(self, argv: Sequence[str]) -> str:
+        """Start `argv` detached, for as long as the sandbox runs; returns the exec's id."""
+        if self._stopped.is_set():
+            raise SandboxGone("the sandbox was stopped")
+        exec_id = self._exec_create(list(argv), environment=None)
+        try:
+            self._api.exec_start(exec_id, detach=True)
+        except docker.errors.APIError as exc:
+            raise self._translate(exc, "start a background process") from exc
+        return exec_id
+
+    def _execute(self, argv_with_backstop: Callable[[str], list[str]],
+                 environment: Mapping[str, str], timeout: float,
+                 on_stdout: Callable[[bytes], None],
+                 on_stderr: Callable[[bytes], None]) -> tuple[int | None, bool]:
+        """Run the argv built around the in-container backstop (seconds, as text); returns the
+        exit code (None when it timed out) and whether it timed out."""
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
         if self._stopped.is_set():
             raise SandboxGone("the sandbox was stopped")
         run_id = secrets.token_hex(16)
         backstop = str(math.ceil(timeout) + _BACKSTOP_EXTRA)
-        log.debug("running %r (timeout %g s)", command[:200], timeout)
-        # One pipe for stdout and stderr keeps their lines in the order they were written.
-        exec_id = self._exec_create(
-            ["sh", "-c", 'exec timeout -s KILL "$1" sh -c "$2" 2>&1', "sh", backstop, command],
-            environment={_RUN_MARKER: run_id},
-        )
-        output = _CappedOutput(max_output)
+        exec_id = self._exec_create(argv_with_backstop(backstop),
+                                    environment={**environment, _RUN_MARKER: run_id})
         started = time.monotonic()
         try:
             stream = _ExecStream(self._api.exec_start(exec_id, socket=True))
         except docker.errors.APIError as exc:
             raise self._translate(exc, "start the command") from exc
-        pump = threading.Thread(target=stream.pump, args=(output.add,), name="sandbox-output", daemon=True)
+        pump = threading.Thread(target=stream.pump, args=(on_stdout, on_stderr),
+                                name="sandbox-output", daemon=True)
         pump.start()
         try:
             timed_out = not self._wait(pump, started + timeout, stream)
@@ -420,9 +462,7 @@ class DockerRuntime:
             stream.abort()
             pump.join(_KILL_GRACE)
             stream.close()
-        exit_code = None if timed_out else self._exit_code(exec_id)
-        text, truncated = output.text()
-        return CommandResult(exit_code=exit_code, output=text, timed_out=timed_out, truncated=truncated)
+        return (None if timed_out else self._exit_code(exec_id)), timed_out
 
     def _wait(self, pump: threading.Thread, deadline: float, stream: _ExecStream) -> bool:
         """Wait for the output to end; False at the deadline. Raises SandboxGone on stop()."""
@@ -548,19 +588,21 @@ class _ExecStream:
             self._reader = sock
         self._closed = False
 
-    def pump(self, sink) -> None:
-        """Feed payload bytes to `sink` until the stream ends (runs in its own thread)."""
+    def pump(self, sink, error_sink=None) -> None:
+        """Feed payload bytes to `sink`, stderr's to `error_sink` when given, until the stream
+        ends (runs in its own thread)."""
         try:
             while True:
                 header = self._read_exactly(8)
                 if header is None:
                     return
                 size = int.from_bytes(header[4:8], "big")
+                target = error_sink if header[0] == 2 and error_sink is not None else sink
                 while size > 0:
                     chunk = self._reader.read(min(size, _READ_CHUNK))
                     if not chunk:
                         return
-                    sink(chunk)
+                    target(chunk)
                     size -= len(chunk)
         except (OSError, ValueError):
             return  # aborted from another thread

@@ -11,7 +11,9 @@ fixture installs into ${XDG_CACHE_HOME:-~/.cache}/async-code/agent-tools itself.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,3 +110,27 @@ def agent_sandbox(docker_client, sandbox_image, agent_tools_dir, tmp_path) -> It
             container.remove(force=True)
         except docker.errors.NotFound:
             pass
+
+
+BASH_SANDBOX_IMAGE = "async-code-test-sandbox-bash:latest"
+BASH_STATIC = Path("/bin/bash-static")  # Debian's bash-static
+
+
+@pytest.fixture(scope="session")
+def bash_sandbox_image(docker_client, sandbox_image) -> str:
+    """The busybox sandbox image with a static bash at /bin/bash, which Claude Code's Bash tool
+    needs (any Debian-based image has one); built when missing."""
+    try:
+        docker_client.images.get(BASH_SANDBOX_IMAGE)
+        return BASH_SANDBOX_IMAGE
+    except docker.errors.ImageNotFound:
+        pass
+    if not BASH_STATIC.is_file():
+        pytest.fail(f"building {BASH_SANDBOX_IMAGE} needs {BASH_STATIC} (Debian: apt-get install "
+                    "bash-static; scripts/test installs it)", pytrace=False)
+    with tempfile.TemporaryDirectory() as context:
+        (Path(context) / "Dockerfile").write_text(
+            f"FROM {sandbox_image}\nCOPY bash /bin/bash\n")
+        shutil.copy(BASH_STATIC, Path(context) / "bash")
+        docker_client.images.build(path=context, tag=BASH_SANDBOX_IMAGE, rm=True, network_mode="none")
+    return BASH_SANDBOX_IMAGE

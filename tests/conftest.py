@@ -26,7 +26,8 @@ import pytest
 
 from app.records import TaskRecords
 from app.store import Store, Task
-from tests.agent_sandbox import agent_sandbox, agent_tools_dir  # noqa: F401  (fixtures)
+from tests.agent_sandbox import (agent_sandbox, agent_tools_dir,  # noqa: F401  (fixtures)
+                                 bash_sandbox_image)
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.github import FakeGitHub
 from tests.fakes.keys import generate_app_key

@@ -326,17 +326,40 @@ def test_records_and_refuses_requests_beyond_the_scripts(fake, client, instructi
     assert complaint in failure
 
 
-def test_refuses_streaming_requests(fake, client):
+def test_a_streamed_request_gets_the_same_message_as_server_sent_events(fake, client):
+    fake.add_script("fix the README", [
+        Turn([ToolCall("read_file", {"path": "README.md"}, expect="# Project")], text="Reading."),
+        Final("The README's typo is fixed; nothing else changed.")])
+    with client.messages.stream(model=MODEL, max_tokens=1024, tools=TOOLS,
+                                messages=[{"role": "user", "content": "fix the README"}]) as stream:
+        kinds = [event.type for event in stream]
+        first = stream.get_final_message()
+    # The SDK put the tool call's input together from its pieces.
+    text_block, tool_use = first.content
+    assert text_block.text == "Reading."
+    assert (tool_use.type, tool_use.name, tool_use.input) == ("tool_use", "read_file",
+                                                             {"path": "README.md"})
+    assert first.stop_reason == "tool_use" and first.usage.output_tokens > 1
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    assert kinds.count("input_json") > 1 and "content_block_stop" in kinds
+
+    history = answer(first, ["# Project"])
+    with client.messages.stream(model=MODEL, max_tokens=1024, tools=TOOLS, messages=[
+            {"role": "user", "content": "fix the README"}, *history]) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == final.content[0].text == "The README's typo is fixed; nothing else changed."
+    assert final.stop_reason == "end_turn" and fake.failures == []
+    assert [request["json"]["stream"] for request in fake.requests] == [True, True]
+
+
+def test_refuses_a_stream_flag_that_is_not_a_boolean(fake, client):
     fake.add_script("fix the README", two_turn_script())
 
     with pytest.raises(anthropic.BadRequestError):
-        client.messages.create(
-            model=MODEL,
-            max_tokens=1024,
-            tools=TOOLS,
-            stream=True,
-            messages=[{"role": "user", "content": "fix the README"}],
-        )
+        client.messages.create(model=MODEL, max_tokens=1024, tools=TOOLS,
+                               messages=[{"role": "user", "content": "fix the README"}],
+                               extra_body={"stream": "yes"})
 
     [failure] = fake.failures
     assert "stream" in failure

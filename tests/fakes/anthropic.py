@@ -10,6 +10,11 @@ Prompt caching is modelled per script: a request's prefix up to each `cache_cont
 breakpoint is written to the script's cache, and a later request of the same script that
 repeats a cached prefix reads it. Without scripted usage, the response reports the tokens
 read, written and left over as the API does.
+
+A request with `"stream": true` gets the same message as server-sent events, in the order the
+API sends them: message_start (the input usage, one output token), then each content block as
+content_block_start, its deltas (text_delta, or input_json_delta for a tool call's input) and
+content_block_stop, then message_delta (stop reason and the output usage) and message_stop.
 """
 
 from __future__ import annotations
@@ -283,6 +288,8 @@ class FakeAnthropic:
             "stop_sequence": None,
             "usage": usage,
         }
+        if body.get("stream"):
+            return _stream_response(message)
         return _json_response(200, message)
 
     def _locate(self, body: Any) -> tuple[_Script, int]:
@@ -291,8 +298,8 @@ class FakeAnthropic:
             raise _Rejection("the request body must be a JSON object")
         if not request.headers.get("anthropic-version"):
             raise _Rejection("anthropic-version: header is required")
-        if body.get("stream"):
-            raise _Rejection("stream: the fake serves only non-streaming requests")
+        if "stream" in body and not isinstance(body["stream"], bool):
+            raise _Rejection("stream: Input should be a valid boolean")
         if not isinstance(body.get("model"), str) or not body["model"]:
             raise _Rejection("model: field required")
         if body["model"] not in CURRENT_MODELS:
@@ -602,6 +609,51 @@ def _json_response(status: int, payload: dict[str, Any], headers: dict[str, str]
     response.headers["request-id"] = "req_" + secrets.token_hex(12)
     for name, value in (headers or {}).items():
         response.headers[name] = value
+    return response
+
+
+def _sse(kind: str, payload: dict[str, Any]) -> bytes:
+    return f"event: {kind}\ndata: {json.dumps({'type': kind, **payload})}\n\n".encode()
+
+
+# How a block's text or a tool call's input is cut into deltas: small enough that a client
+# must put several together.
+DELTA_CHARS = 16
+
+
+def _pieces(text: str) -> list[str]:
+    return [text[start:start + DELTA_CHARS] for start in range(0, len(text), DELTA_CHARS)] or [""]
+
+
+def _stream_events(message: dict[str, Any]) -> list[bytes]:
+    usage = message["usage"]
+    started = {**message, "content": [], "stop_reason": None, "stop_sequence": None,
+               "usage": {**usage, "output_tokens": 1}}
+    events = [_sse("message_start", {"message": started}), _sse("ping", {})]
+    for index, block in enumerate(message["content"]):
+        if block["type"] == "text":
+            events.append(_sse("content_block_start", {"index": index,
+                                                       "content_block": {"type": "text", "text": ""}}))
+            events += [_sse("content_block_delta", {"index": index, "delta": {
+                "type": "text_delta", "text": piece}}) for piece in _pieces(block["text"])]
+        else:
+            events.append(_sse("content_block_start", {"index": index, "content_block": {
+                **block, "input": {}}}))
+            events += [_sse("content_block_delta", {"index": index, "delta": {
+                "type": "input_json_delta", "partial_json": piece}})
+                for piece in _pieces(json.dumps(block["input"]))]
+        events.append(_sse("content_block_stop", {"index": index}))
+    events.append(_sse("message_delta", {
+        "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+        "usage": {key: value for key, value in usage.items() if key != "cache_creation"}}))
+    events.append(_sse("message_stop", {}))
+    return events
+
+
+def _stream_response(message: dict[str, Any]) -> Response:
+    response = Response(_stream_events(message), status=200, mimetype="text/event-stream")
+    response.headers["request-id"] = "req_" + secrets.token_hex(12)
+    response.headers["cache-control"] = "no-cache"
     return response
 
 
