@@ -71,10 +71,14 @@ def link_signature(key: str, task_id: str, name: str, expires: int) -> str:
     return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
 
 
+_EXPIRES = re.compile(r"[0-9]{1,12}")
+
+
 def link_is_valid(key: str, task_id: str, name: str, expires: str, signature: str,
                   now: float) -> bool:
     """Whether `signature` is the store's for this artifact and `expires` has not passed."""
-    if not expires.isdigit() or len(expires) > 12 or int(expires) <= now:
+    # ASCII digits only: str.isdigit() is also true of "²", which int() cannot read.
+    if not _EXPIRES.fullmatch(expires) or int(expires) <= now:
         return False
     expected = link_signature(key, task_id, name, int(expires))
     return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))

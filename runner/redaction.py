@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from app.settings import Settings
 
@@ -41,9 +42,11 @@ class Redactor:
 
 
 def service_secrets(settings: Settings) -> list[str]:
-    """The values of the service's secrets: the model key, the webhook secret, the App's
-    private key (whole, and each line of it, in case only part was printed) and the Storage key."""
-    found = [settings.anthropic_api_key, settings.github_webhook_secret, settings.supabase_key]
+    """The values of the service's secrets: the model keys, the webhook secret, the App's
+    private key (whole, and each line of it, in case only part was printed), the Storage key and
+    the database's password."""
+    found = [settings.anthropic_api_key, settings.openai_api_key, settings.github_webhook_secret,
+             settings.supabase_key, database_password(settings.database_url)]
     try:
         pem = settings.private_key_pem() if (settings.github_private_key
                                              or settings.github_private_key_path) else ""
@@ -53,6 +56,15 @@ def service_secrets(settings: Settings) -> list[str]:
         found += [pem.strip(), *(line.strip() for line in pem.splitlines()
                                  if "PRIVATE KEY" not in line)]
     return [value for value in found if value]
+
+
+def database_password(url: str) -> str:
+    """The password in a PostgreSQL URL, or "" when it holds none (or cannot be read)."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return ""
+    return unquote(password) if password else ""
 
 
 def redactor_for(settings: Settings) -> Redactor:

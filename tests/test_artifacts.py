@@ -17,7 +17,7 @@ from app.store import Store
 from runner import check_runs, status
 from runner.artifacts import (DIFF, SANDBOX_LOG, TRANSCRIPT, ArtifactError, LocalArtifacts,
                               SupabaseArtifacts, publish, sandbox_log, task_artifacts)
-from runner.redaction import REDACTED, Redactor, redactor_for
+from runner.redaction import REDACTED, Redactor, database_password, redactor_for
 from tests.fakes.keys import generate_app_key
 from tests.fakes.supabase_storage import FakeSupabaseStorage
 
@@ -60,6 +60,21 @@ def test_redaction_removes_the_service_secrets_and_github_tokens(text, kept, pem
     assert all(secret not in redacted for secret in (MODEL_KEY, TOKEN, "whsec-0123456789abcdef",
                                                      "abcdefgh12345678", "x" * 30))
     assert (REDACTED in redacted) == (text != kept)
+
+
+@pytest.mark.parametrize("url, password", [
+    ("postgresql://async_code:s3cret-Pass-123@127.0.0.1:5432/async_code", "s3cret-Pass-123"),
+    ("postgres://u:p%40ss%2Fw0rd-longer@db.example:5432/db", "p@ss/w0rd-longer"),
+])
+def test_redaction_removes_the_database_password(url, password):
+    redactor = redactor_for(Settings(database_url=url))
+    assert password not in redactor.text(f"connection failed for {password}")
+
+
+@pytest.mark.parametrize("url", ["", "sqlite:////var/lib/x.db", "postgresql://u@host/db",
+                                 "postgresql://u:@host/db", "postgresql://[::1/db"])
+def test_a_database_url_without_a_password_gives_none(url):
+    assert database_password(url) == ""
 
 
 def test_redaction_removes_the_app_key_whole_and_line_by_line(pem):
