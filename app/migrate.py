@@ -95,8 +95,17 @@ def engine_schemas() -> list[Migration]:
                       + locked + _PINNED_SEARCH_PATH)]
 
 
+def queue_migrations() -> list[Migration]:
+    """The product's own additions to the job queue's schema (`queue/` in the migrations
+    folder), applied after the queue's schema they build on."""
+    folder = resources.files("app") / "migrations" / "postgres" / "queue"
+    return [Migration(f"queue/{entry.name}", entry.read_text(encoding="utf-8"))
+            for entry in sorted(folder.iterdir(), key=lambda entry: entry.name)
+            if entry.name.endswith(".sql")]
+
+
 def all_migrations() -> list[Migration]:
-    return product_migrations() + engine_schemas()
+    return product_migrations() + engine_schemas() + queue_migrations()
 
 
 def migrate(conninfo: str, wanted: list[Migration] | None = None) -> list[str]:

@@ -5,6 +5,7 @@ stalled-job pass driven by a worker row whose heartbeat is aged in SQL (the queu
 from __future__ import annotations
 
 import asyncio
+import json
 
 import psycopg
 import pytest
@@ -115,6 +116,42 @@ def test_the_lock_runs_one_task_at_a_time_per_issue(store, migrated_postgres_url
             return [job.task_kwargs["task_id"] for job in taken[:2]], then.task_kwargs["task_id"]
 
     assert asyncio.run(scenario()) == ([first.id, other.id], second.id)
+
+
+def announcements(url: str, during) -> list[dict]:
+    """The queue's job announcements on the run queue's channel while `during()` runs."""
+    with psycopg.connect(url, autocommit=True) as listener:
+        listener.execute(f'LISTEN "procrastinate_queue_v1#{RUN_QUEUE}"')
+        during()
+        return [json.loads(note.payload) for note in listener.notifies(timeout=1.0)]
+
+
+def test_a_job_ending_announces_the_next_one_its_lock_held_back(store, migrated_postgres_url):
+    # Workers that found nothing runnable sleep until a job is announced: the next task on the
+    # same issue must be announced when the task before it ends, not wait for a poll.
+    first, second, alone = record(store, 1, 1), record(store, 1, 2), record(store, 2, 3)
+    for task in (first, second, alone):
+        store.mark_queued(task.id, status_comment_id=1, check_run_id=None)
+    app = _app(store)
+
+    async def take_all():
+        async with app.open_async():
+            manager = app.job_manager
+            worker = await manager.register_worker()
+            return [await manager.fetch_job(queues=[RUN_QUEUE], worker_id=worker) for _ in range(2)]
+
+    held, unheld = asyncio.run(take_all())
+
+    def finish(job):
+        async def run():
+            async with app.open_async():
+                await app.job_manager.finish_job(job, queue.Status.SUCCEEDED, delete_job=False)
+        return lambda: asyncio.run(run())
+
+    assert announcements(migrated_postgres_url, finish(held)) == [
+        {"type": "job_inserted", "job_id": held.id}]
+    # Nothing waits behind the other issue's task: its end announces nothing.
+    assert announcements(migrated_postgres_url, finish(unheld)) == []
 
 
 def test_cancel_cancels_a_waiting_job_and_aborts_a_running_one(store, migrated_postgres_url):
