@@ -18,7 +18,7 @@ KNOWN_AGENTS = {
     "codex": "the Codex CLI, in the sandbox",
 }
 # The ones this version can run.
-RUNNABLE_AGENTS = ("claude", "claude-code")
+RUNNABLE_AGENTS = ("claude", "claude-code", "codex")
 
 MAX_AGENT_NAME_CHARS = 40
 _AGENT_NAME = re.compile(r"[a-z][a-z0-9-]*")

@@ -46,6 +46,10 @@ SYSTEM_FILE = "system.md"
 FORWARDER_PORT = 8765
 # The CLI's home: on the sandbox's /tmp tmpfs, gone with the container.
 AGENT_HOME = "/tmp/agent-home"
+# The size of a CLI's own home tmpfs (CliSetup.home_mount); it counts against the sandbox's memory.
+HOME_MOUNT_BYTES = 256 * 1024**2
+# Where the CLI's process id is written, for stopping a CLI that has no turn limit of its own.
+PID_FILE = f"{AGENT_HOME}/cli.pid"
 # How much of the CLI's stderr a failure quotes.
 STDERR_SHOWN = 2_000
 
@@ -76,11 +80,17 @@ class CliSetup:
     owner: tuple[int, int]  # the sandbox user's ids on the host: it must reach the socket
     upstreams: Mapping[str, Upstream] = field(repr=False)
     prices: Mapping[str, Price] = field(default_factory=dict)
+    home_mount: str | None = None  # a tmpfs of the CLI's own for its home, when it needs one
 
     def mounts(self) -> list[Mount]:
-        return [Mount(target=agent_tools.MOUNT_POINT, source=str(self.tools_dir), type="bind",
-                      read_only=True),
-                Mount(target=MODEL_MOUNT, source=str(self.model_dir), type="bind", read_only=True)]
+        mounts = [Mount(target=agent_tools.MOUNT_POINT, source=str(self.tools_dir), type="bind",
+                        read_only=True),
+                  Mount(target=MODEL_MOUNT, source=str(self.model_dir), type="bind",
+                        read_only=True)]
+        if self.home_mount is not None:
+            mounts.append(Mount(target=self.home_mount, source=None, type="tmpfs",
+                                tmpfs_size=HOME_MOUNT_BYTES, tmpfs_mode=0o1777))
+        return mounts
 
 
 class EventReader(Protocol):
@@ -100,6 +110,8 @@ class Cli(Protocol):
     name: str  # the agent's name
     tool: str  # its binary in the tools directory
     provider: str  # the model proxy's upstream it uses
+    home_mount: str | None  # where the sandbox mounts a tmpfs for its home; None: under /tmp
+    limits_turns: bool  # it stops at max_turns itself; otherwise the runner stops it past them
 
     def background_models(self, model: str) -> set[str]: ...
 
@@ -128,7 +140,8 @@ def cli_setup(name: str, *, tools_dir: Path, model_dir: Path, owner: tuple[int, 
     except agent_tools.AgentToolsError as error:
         raise CliAgentUnavailable(f"the agent {name} cannot run: {error}") from None
     return CliSetup(tools_dir=tools_dir, model_dir=model_dir, owner=owner,
-                    upstreams={cli.provider: Upstream(url, key)}, prices=prices)
+                    upstreams={cli.provider: Upstream(url, key)}, prices=prices,
+                    home_mount=cli.home_mount)
 
 
 def prepare_model_dir(directory: Path, owner: tuple[int, int]) -> None:
@@ -228,7 +241,15 @@ class CliAgent:
             prices[self._model] = self._price
         reader = cli.reader(on_progress)
         reader.transcript.append({"role": "user", "content": request})
-        lines = _Lines(reader.read)
+
+        def read(event: dict[str, Any]) -> None:
+            reader.read(event)
+            if not cli.limits_turns and reader.turns > self._max_turns and not reader.max_turns:
+                # The CLI has no turn limit: it is stopped as it starts the turn past it.
+                reader.max_turns = True
+                self._stop_cli(runtime)
+
+        lines = _Lines(read)
         with _short_path(setup.model_dir) as short:
             proxy = ModelProxy(f"{short}/{SOCKET_NAME}", setup.upstreams, token,
                                {self._model, *cli.background_models(self._model)}, self._budget,
@@ -259,6 +280,15 @@ class CliAgent:
                  f"{result.tokens:,}")
         return result
 
+    def _stop_cli(self, runtime: ProcessRuntime) -> None:
+        log.info("stopping %s past its %d turns", self._cli.name, self._max_turns)
+        try:
+            stopped = runtime.run(f'kill -TERM "$(cat {PID_FILE})"', timeout=30, max_output=1000)
+        except SandboxGone:
+            return
+        if stopped.exit_code != 0:
+            log.warning("could not stop %s: %s", self._cli.name, stopped.output.strip()[:500])
+
     def _run_cli(self, runtime: ProcessRuntime, token: str, deadline: float,
                  on_stdout: Callable[[bytes], None]) -> CommandResult:
         cli = self._cli
@@ -267,9 +297,10 @@ class CliAgent:
             base_url=f"http://127.0.0.1:{FORWARDER_PORT}", token=token, model=self._model,
             max_output_tokens=max_output_tokens(self._budget, self._price))
         argv = cli.argv(model=self._model, max_turns=self._max_turns)
-        # The CLI's home is made on the sandbox's tmpfs; the request comes on its stdin.
-        launch = ["sh", "-c", f'mkdir -p "$HOME" "${{CODEX_HOME:-$HOME}}" && '
-                  f'exec "$@" < {MODEL_MOUNT}/{REQUEST_FILE}',
+        # The CLI's home is made on the sandbox's tmpfs; its process id is kept (exec keeps the
+        # shell's) to stop it by; the request comes on its stdin.
+        launch = ["sh", "-c", f'mkdir -p "$HOME" "${{CODEX_HOME:-$HOME}}" && echo $$ > {PID_FILE} '
+                  f'&& exec "$@" < {MODEL_MOUNT}/{REQUEST_FILE}',
                   "sh", *argv]
         try:
             runtime.start_background(agent_tools.forwarder_argv(FORWARDER_PORT, socket_path))
@@ -355,6 +386,8 @@ class ClaudeCode:
     name = "claude-code"
     tool = agent_tools.CLAUDE.tool
     provider = ANTHROPIC
+    home_mount = None
+    limits_turns = True  # --max-turns
     # The model it uses for small background work; the proxy lets it through, and nothing else.
     small_model = "claude-haiku-4-5"
 
@@ -399,7 +432,10 @@ class ClaudeCode:
 class CodexReader:
     """Codex's `exec --json`: thread.started, turn.started, then item.started/item.completed for
     each step (agent_message, reasoning, command_execution, file_change, error, ...), and
-    turn.completed with the usage, or turn.failed with the error."""
+    turn.completed with the usage, or turn.failed with the error.
+
+    Codex has no turn limit, and its events do not show each model call: a turn here is a tool
+    step (a command, a patch), the way the runner can count and stop it."""
 
     TOOL_ITEMS = ("command_execution", "file_change", "mcp_tool_call", "web_search")
 
@@ -409,7 +445,7 @@ class CodexReader:
         self.turns = 0
         self.answer: str | None = None
         self.said = ""
-        self.max_turns = False  # Codex has no turn limit of its own
+        self.max_turns = False  # set by the runner when it stops Codex past its turns
         self.error: str | None = None
         self._started: set[str] = set()
 
@@ -423,9 +459,13 @@ class CodexReader:
             self._on_progress(self.turns, str(item_type))
         elif kind == "item.completed":
             if item_type == "agent_message":
-                self.said = str(item.get("text") or "").strip() or self.said
-                self.transcript.append({"role": "assistant",
-                                        "content": [{"type": "text", "text": self.said}]})
+                text = str(item.get("text") or "").strip()
+                if text:
+                    self.said = text
+                    self.transcript.append({"role": "assistant",
+                                            "content": [{"type": "text", "text": text}]})
+            elif item_type == "error":  # a warning of Codex's own; the run goes on
+                log.warning("codex: %s", _clip(str(item.get("message") or ""), STDERR_SHOWN))
             elif item_type in self.TOOL_ITEMS:
                 if str(item.get("id")) not in self._started:
                     self.turns += 1
@@ -436,6 +476,8 @@ class CodexReader:
         elif kind == "turn.failed":
             error = event.get("error") if isinstance(event.get("error"), dict) else {}
             self.error = str(error.get("message") or "the turn failed")
+        elif kind == "error":  # a failed call it may still retry past; turn.failed ends it
+            log.warning("codex: %s", _clip(str(event.get("message") or ""), STDERR_SHOWN))
 
     def _tool_call(self, item: dict[str, Any]) -> None:
         call_id = str(item.get("id"))
@@ -455,6 +497,8 @@ class CodexReader:
 
 # The model provider Codex is given on its command line: the forwarder, over plain HTTP.
 CODEX_PROVIDER = "async_code"
+# Codex's home (CODEX_HOME): a tmpfs of its own, outside /tmp, gone with the container.
+CODEX_HOME_MOUNT = "/run/async-code-home"
 
 
 def _toml_string(text: str) -> str:
@@ -465,6 +509,10 @@ class Codex:
     name = "codex"
     tool = agent_tools.CODEX.tool
     provider = OPENAI
+    # Codex puts helper commands (apply_patch among them) on the PATH of the commands it runs,
+    # from its home; it refuses to when its home is under the temporary directory.
+    home_mount = CODEX_HOME_MOUNT
+    limits_turns = False
 
     def background_models(self, model: str) -> set[str]:
         return set()
@@ -484,12 +532,14 @@ class Codex:
             "-c", f"model_providers.{CODEX_PROVIDER}={provider}",
             "-c", "check_for_update_on_startup=false",
             "-c", "analytics.enabled=false",
+            # Its hosted web search would reach the network from the API's side.
+            "-c", 'web_search="disabled"',
             "-c", f"model_instructions_file={_toml_string(f'{MODEL_MOUNT}/{SYSTEM_FILE}')}",
             "-")
 
     def environment(self, *, base_url: str, token: str, model: str,
                     max_output_tokens: int) -> dict[str, str]:
-        return {"OPENAI_API_KEY": token, "CODEX_HOME": f"{AGENT_HOME}/.codex",
+        return {"OPENAI_API_KEY": token, "CODEX_HOME": f"{CODEX_HOME_MOUNT}/.codex",
                 "SHELL": "/bin/sh", "NO_COLOR": "1"}
 
     def reader(self, on_progress: Callable[[int, str], None]) -> EventReader:

@@ -9,6 +9,7 @@ home, /tmp and the work tree."""
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import docker
 import pytest
@@ -41,16 +42,20 @@ class SandboxSearch:
     """Searches the task's sandbox from outside, as its user, when the fake model is asked for
     a turn: the CLI is then running, waiting for the answer."""
 
-    def __init__(self, docker_client: docker.DockerClient):
+    def __init__(self, docker_client: docker.DockerClient, root: Path, script: str = SEARCH):
         self.docker = docker_client
+        self.root = str(root)  # the test's directory: its service's work trees are under it
+        self.script = script
         self.found: list[bytes] = []
 
     def __call__(self, tool_output: str) -> bool:
-        # The sandbox of a CLI agent's task: the one with the task's model directory mounted.
+        # The sandbox of this test's CLI agent task: the one with the task's model directory
+        # mounted from under the test's directory (other tests may share the engine).
         [container] = [found for found in self.docker.containers.list(
             filters={"label": "async-code.task"})
-            if any(mount["Destination"] == MODEL_MOUNT for mount in found.attrs["Mounts"])]
-        ran = container.exec_run(["sh", "-c", SEARCH], user="61000:61000")
+            if any(mount["Destination"] == MODEL_MOUNT and mount["Source"].startswith(self.root)
+                   for mount in found.attrs["Mounts"])]
+        ran = container.exec_run(["sh", "-c", self.script], user="61000:61000")
         self.found.append(ran.output)
         return True
 
@@ -71,8 +76,8 @@ def git(repo_path, *args):
 
 
 def test_claude_code_turns_a_comment_into_a_pull_request_without_the_key(
-        claude_code_service, github, model, docker_client):
-    search = SandboxSearch(docker_client)
+        claude_code_service, github, model, docker_client, tmp_path):
+    search = SandboxSearch(docker_client, tmp_path)
     model.add_script(INSTRUCTION, [
         Turn([ToolCall("Bash", {"command": "id -u && ls", "description": "Who am I, what is here"},
                        expect=lambda out: "61000" in out and "cli.py" in out)]),

@@ -159,3 +159,16 @@ def test_codex_events_become_turns_progress_a_transcript_and_the_answer():
     failed = CodexReader(lambda turn, tool: None)
     failed.read({"type": "turn.failed", "error": {"message": "insufficient_quota"}})
     assert failed.error == "insufficient_quota" and failed.answer is None
+
+
+def test_codex_gets_a_home_outside_tmp_and_no_web_search(tmp_path):
+    from runner.cli_agents import CODEX_HOME_MOUNT, CLIS, CliSetup
+    codex = CLIS["codex"]
+    setup = CliSetup(tools_dir=tmp_path, model_dir=tmp_path, owner=(61000, 61000), upstreams={},
+                     home_mount=codex.home_mount)
+    [home] = [mount for mount in setup.mounts() if mount["Type"] == "tmpfs"]
+    assert home["Target"] == CODEX_HOME_MOUNT and not CODEX_HOME_MOUNT.startswith("/tmp")
+    environment = codex.environment(base_url="", token="t", model="m", max_output_tokens=16)
+    assert environment["CODEX_HOME"].startswith(CODEX_HOME_MOUNT + "/")
+    assert 'web_search="disabled"' in codex.argv(model="m", max_turns=5)
+    assert not codex.limits_turns and CLIS["claude-code"].limits_turns

@@ -5,7 +5,7 @@ import json
 import httpx
 import pytest
 
-from tests.fakes.openai import Call, Error, FakeOpenAI, Final, Turn
+from tests.fakes.openai import Call, CustomCall, Error, FakeOpenAI, Final, Turn
 
 API_KEY = "sk-openai-fake-0123456789"
 MODEL = "gpt-5-codex"
@@ -183,3 +183,81 @@ def test_a_call_to_an_undeclared_function_is_a_failure_and_errors_are_scripted(f
 def test_only_post_to_responses_is_served(fake, client):
     assert client.get("/v1/responses").status_code == 404
     assert client.post("/v1/completions", json={}).status_code == 404
+
+
+PATCH_TOOL = {"type": "custom", "name": "apply_patch", "description": "Edit files.",
+              "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}}
+
+
+def test_what_codex_sends_is_served(fake, client):
+    # Codex's request: developer messages, its environment as a user message before the request,
+    # ids on input items, tools of several types, and the parameters it always sets.
+    fake.add_script("fix the bug", [Turn([Call("exec_command", {"cmd": "ls"}, expect="cli.py")]),
+                                    Final("Fixed.")])
+    tools = [{**SHELL, "name": "exec_command"}, PATCH_TOOL, {"type": "web_search"},
+             {"type": "tool_search", "execution": "client", "parameters": {"type": "object"}},
+             {"type": "namespace", "name": "agents", "description": "Sub-agents.",
+              "tools": [{**SHELL, "name": "spawn_agent"}]}]
+    codex = {"tools": tools, "store": False, "include": ["reasoning.encrypted_content"],
+             "reasoning": {"effort": "medium"}, "prompt_cache_key": "thread-1",
+             "client_metadata": {"thread_id": "thread-1"}, "text": {"verbosity": "low"},
+             "stream": True}
+    conversation = [
+        {"type": "message", "id": "msg_1", "role": "developer",
+         "content": [{"type": "input_text", "text": "You are careful."}]},
+        {**user("<environment_context><cwd>/workspace</cwd></environment_context>"), "id": "msg_2"},
+        {**user("fix the bug"), "id": "msg_3"}]
+    first = client.post("/v1/responses", json={"model": MODEL, "input": conversation, **codex})
+    assert first.status_code == 200, first.text
+    call = [payload["item"] for name, payload in events_of(first)
+            if name == "response.output_item.done"][0]
+    assert json.loads(call["arguments"]) == {"cmd": "ls"}
+    answered = conversation + [call, {"type": "function_call_output", "id": "fco_1",
+                                      "call_id": call["call_id"], "output": "cli.py\n"}]
+    second = client.post("/v1/responses", json={"model": MODEL, "input": answered, **codex})
+    assert second.status_code == 200, second.text
+    assert events_of(second)[-1][1]["response"]["store"] is False
+    assert fake.failures == []
+
+
+def test_a_custom_tool_call_is_streamed_and_answered_by_its_own_output(fake, client):
+    patch = "*** Begin Patch\n*** Add File: VERSION\n+1.0.0\n*** End Patch\n"
+    fake.add_script("add a version", [Turn([CustomCall("apply_patch", patch, expect="Success")]),
+                                      Final("Added.")])
+    response = client.post("/v1/responses", json={"model": MODEL, "input": [user("add a version")],
+                                                   "tools": [PATCH_TOOL], "stream": True})
+    events = events_of(response)
+    assert "".join(payload["delta"] for name, payload in events
+                   if name == "response.custom_tool_call_input.delta") == patch
+    [call] = [payload["item"] for name, payload in events if name == "response.output_item.done"]
+    assert (call["type"], call["name"], call["input"]) == ("custom_tool_call", "apply_patch", patch)
+
+    def post(output_type):
+        return client.post("/v1/responses", json={
+            "model": MODEL, "tools": [PATCH_TOOL], "input": [
+                user("add a version"), call,
+                {"type": output_type, "call_id": call["call_id"], "output": "Success."}]})
+    wrong = post("function_call_output")
+    assert wrong.status_code == 400
+    assert "No tool output found for custom tool call" in wrong.json()["error"]["message"]
+    answered = post("custom_tool_call_output")
+    assert answered.status_code == 200, answered.text
+    assert answered.json()["output"][0]["content"][0]["text"] == "Added."
+
+
+@pytest.mark.parametrize("tools, says", [
+    ([{"type": "shell_magic"}], "'shell_magic' is not a tool type"),
+    ([{"type": "custom"}], "tools[0].name"),
+    ([{"type": "namespace", "name": "n", "tools": [{"type": "function", "name": "f"}]}],
+     "tools[0].tools[0]"),
+], ids=["unknown-type", "custom-without-name", "namespace-bad-function"])
+def test_tools_the_api_would_refuse_are_refused(fake, client, tools, says):
+    fake.add_script("hi", [Final("hello")])
+    response = client.post("/v1/responses", json={"model": MODEL, "input": "hi", "tools": tools})
+    assert response.status_code == 400 and says in response.json()["error"]["message"]
+
+
+def test_a_custom_call_needs_a_custom_tool_of_its_name(fake, client):
+    fake.add_script("patch it", [Turn([CustomCall("apply_patch", "*** Begin Patch\n")])])
+    response = create(client, [user("patch it")])  # declares only the `shell` function
+    assert response.status_code == 400 and "apply_patch" in fake.failures[-1]

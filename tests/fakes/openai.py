@@ -1,13 +1,16 @@
 """A loopback OpenAI Responses API (POST /v1/responses) that plays scripted conversations.
 
 As strict as the real API where a client could go wrong: the bearer key, unknown parameters,
-the shape of every input item, function calls answered by their call_id, and only tools the
-request declares. It answers in the API's shapes, whole or as the stream of server-sent
+the shape of every input item, function calls (and custom tool calls, whose input is free text,
+like Codex's apply_patch) answered by their call_id with an output of their own kind, and only
+tools the request declares. It answers in the API's shapes, whole or as the stream of server-sent
 events the Codex CLI reads (response.created, response.output_item.added, the text and
 argument deltas, response.output_item.done, response.completed with usage).
 
 Like the Anthropic fake it keeps no per-conversation state: a script is chosen by a substring
-of the first user message, and the step by how many function calls the input already holds.
+of the conversation's user messages (the first that holds one of the scripts' substrings; Codex
+sends its environment as a user message before the request), and the step by how many function
+calls the input already holds.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from werkzeug.exceptions import HTTPException
 
 from tests.fakes.server import LoopbackServer
 
-__all__ = ["Call", "Error", "FakeOpenAI", "Final", "Step", "Turn"]
+__all__ = ["Call", "CustomCall", "Error", "FakeOpenAI", "Final", "Step", "Turn"]
 
 DEFAULT_MODELS = frozenset({"gpt-5-codex", "gpt-5-mini"})
 # The parameters POST /v1/responses takes; the API refuses any other.
@@ -34,8 +37,16 @@ _PARAMETERS = frozenset({
     "stream_options", "store", "max_output_tokens", "max_tool_calls", "reasoning", "text",
     "include", "metadata", "previous_response_id", "prompt_cache_key", "prompt_cache_retention",
     "safety_identifier", "service_tier", "temperature", "top_p", "top_logprobs", "truncation",
-    "user", "background", "conversation", "prompt",
+    "user", "background", "conversation", "prompt", "client_metadata",
 })
+# The tool types a request may declare. Only functions (alone or in a namespace) are ever
+# called by the fake; the hosted tools are accepted as declarations and never run.
+_HOSTED_TOOLS = frozenset({"web_search", "web_search_preview", "file_search", "code_interpreter",
+                           "image_generation", "computer_use_preview", "local_shell", "mcp",
+                           "tool_search"})
+# Each kind of call the fake makes, with the kind of input item that answers it.
+_OUTPUT_OF = {"function_call": "function_call_output",
+              "custom_tool_call": "custom_tool_call_output"}
 _ROLES = frozenset({"user", "assistant", "system", "developer"})
 _REDACTED = "[redacted]"
 
@@ -50,10 +61,20 @@ class Call:
 
 
 @dataclass(frozen=True)
-class Turn:
-    """A response whose output calls functions (and may say something first)."""
+class CustomCall:
+    """One custom_tool_call output item: a call of a `custom` tool, whose input is free text
+    (Codex's apply_patch takes a patch this way); `expect` as Call's."""
 
-    calls: list[Call]
+    name: str
+    input: str
+    expect: str | Callable[[str], bool] | None = None
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A response whose output calls tools (and may say something first)."""
+
+    calls: list[Call | CustomCall]
     text: str = ""
     # input_tokens, output_tokens and cached_tokens to report; None: rough counts.
     usage: dict[str, int] | None = None
@@ -126,7 +147,7 @@ class FakeOpenAI:
         self.stop()
 
     def add_script(self, match: str, steps: list[Step]) -> None:
-        """Play `steps` in any conversation whose first user message contains `match`."""
+        """Play `steps` in any conversation with a user message that contains `match`."""
         if not steps:
             raise ValueError("a script needs at least one step")
         for step in steps:
@@ -236,14 +257,14 @@ class FakeOpenAI:
                              param="previous_response_id")
         items = _input_items(body.get("input"))
         _check_tools(body.get("tools"))
-        first_user = next((item for item in items if item.get("role") == "user"), None)
-        if first_user is None:
+        said = [_text_of(item.get("content")) for item in items
+                if item.get("type", "message") == "message" and item.get("role") == "user"]
+        if not said:
             raise _Rejection("the input needs a user message", param="input")
-        instruction = _text_of(first_user.get("content"))
         with self._lock:
-            script = next((s for s in self._scripts if s.match in instruction), None)
+            script = next((s for text in said for s in self._scripts if s.match in text), None)
         if script is None:
-            raise _Rejection(f"no script matches the first user message: {instruction[:200]!r}")
+            raise _Rejection(f"no script matches a user message: {said[-1][:200]!r}")
         turn = self._turn_of(script, items)
         if turn >= len(script.steps):
             raise _Rejection(f"script {script.match!r} is exhausted after {len(script.steps)} steps")
@@ -251,9 +272,9 @@ class FakeOpenAI:
 
     def _turn_of(self, script: _Script, items: list[dict[str, Any]]) -> int:
         """The step to play: one past the steps whose calls the input holds, each answered."""
-        calls = [item for item in items if item.get("type") == "function_call"]
+        calls = [item for item in items if item.get("type") in _OUTPUT_OF]
         outputs = {item.get("call_id"): (index, item) for index, item in enumerate(items)
-                   if item.get("type") == "function_call_output"}
+                   if item.get("type") in _OUTPUT_OF.values()}
         with self._lock:
             issued = set(script.issued)
         for call in calls:
@@ -261,8 +282,10 @@ class FakeOpenAI:
             if call.get("call_id") not in issued:
                 raise _Rejection(f"{where} is not one the fake sent")
             answer = outputs.get(call["call_id"])
-            if answer is None or answer[0] < items.index(call):
-                raise _Rejection(f"No tool output found for function call {call['call_id']}.",
+            if answer is None or answer[0] < items.index(call) \
+                    or answer[1].get("type") != _OUTPUT_OF[call["type"]]:
+                kind = "custom tool call" if call["type"] == "custom_tool_call" else "function call"
+                raise _Rejection(f"No tool output found for {kind} {call['call_id']}.",
                                  param="input")
         strays = set(outputs) - {call.get("call_id") for call in calls}
         if strays:
@@ -284,6 +307,10 @@ class FakeOpenAI:
                        calls: list[dict[str, Any]], outputs: dict[Any, tuple[int, dict]]) -> None:
         problems = []
         for expected, call in zip(step.calls, calls):
+            kind = "custom_tool_call" if isinstance(expected, CustomCall) else "function_call"
+            if call.get("type") != kind:
+                problems.append(f"{call.get('type')} {call.get('call_id')}: the fake sent a {kind}")
+                continue
             if call.get("name") != expected.name:
                 problems.append(f"function_call {call.get('call_id')} names {call.get('name')!r}, "
                                 f"the fake sent {expected.name!r}")
@@ -301,12 +328,14 @@ class FakeOpenAI:
     def _check_tools_declared(self, script: _Script, turn: int, step: Step, body: dict) -> None:
         if not isinstance(step, Turn):
             return
-        declared = {tool.get("name") for tool in body.get("tools") or []
-                    if tool.get("type") == "function"}
-        missing = [call.name for call in step.calls if call.name not in declared]
+        declared = {(tool.get("type"), tool.get("name")) for tool in body.get("tools") or []
+                    if tool.get("type") in ("function", "custom")}
+        missing = [call.name for call in step.calls
+                   if ("custom" if isinstance(call, CustomCall) else "function", call.name)
+                   not in declared]
         if missing:
             raise _Rejection(f"script {script.match!r}, turn {turn}: calls {missing} but the "
-                             f"request declares functions {sorted(declared)}")
+                             f"request declares tools {sorted(name for _, name in declared)}")
 
     def _output_for(self, script: _Script, step: Turn | Final) -> list[dict[str, Any]]:
         output = []
@@ -319,9 +348,14 @@ class FakeOpenAI:
             call_id = "call_" + secrets.token_hex(12)
             with self._lock:
                 script.issued.add(call_id)
-            output.append({"id": "fc_" + secrets.token_hex(12), "type": "function_call",
-                           "status": "completed", "call_id": call_id, "name": call.name,
-                           "arguments": json.dumps(call.arguments)})
+            if isinstance(call, CustomCall):
+                output.append({"id": "ctc_" + secrets.token_hex(12), "type": "custom_tool_call",
+                               "status": "completed", "call_id": call_id, "name": call.name,
+                               "input": call.input})
+            else:
+                output.append({"id": "fc_" + secrets.token_hex(12), "type": "function_call",
+                               "status": "completed", "call_id": call_id, "name": call.name,
+                               "arguments": json.dumps(call.arguments)})
         return output
 
     def _fail(self, message: str) -> None:
@@ -340,6 +374,9 @@ def _input_items(value: Any) -> list[dict[str, Any]]:
         if not isinstance(item, dict):
             raise _Rejection(f"Invalid type for '{where}': expected an object.", param=where)
         kind = item.get("type", "message")
+        if "id" in item and not isinstance(item["id"], str):
+            raise _Rejection(f"Invalid type for '{where}.id': expected a string.",
+                             param=f"{where}.id")
         if kind == "message":
             if item.get("role") not in _ROLES:
                 raise _Rejection(f"Invalid value for '{where}.role'.", param=f"{where}.role")
@@ -354,12 +391,12 @@ def _input_items(value: Any) -> list[dict[str, Any]]:
                     raise _Rejection(f"Invalid value for '{where}.content': a {item['role']} "
                                      f"message takes parts of type {sorted(allowed)}.",
                                      param=f"{where}.content")
-        elif kind == "function_call":
-            for name in ("call_id", "name", "arguments"):
+        elif kind in _OUTPUT_OF:
+            for name in ("call_id", "name", "arguments" if kind == "function_call" else "input"):
                 if not isinstance(item.get(name), str):
                     raise _Rejection(f"Missing required parameter: '{where}.{name}'.",
                                      param=f"{where}.{name}")
-        elif kind == "function_call_output":
+        elif kind in _OUTPUT_OF.values():
             if not isinstance(item.get("call_id"), str) or \
                     not isinstance(item.get("output"), (str, list)):
                 raise _Rejection(f"Missing required parameter: '{where}.output'.",
@@ -370,19 +407,36 @@ def _input_items(value: Any) -> list[dict[str, Any]]:
     return value
 
 
-def _check_tools(tools: Any) -> None:
+def _check_tools(tools: Any, where: str = "tools") -> None:
     if tools is None:
         return
     if not isinstance(tools, list):
-        raise _Rejection("Invalid type for 'tools': expected an array.", param="tools")
+        raise _Rejection(f"Invalid type for '{where}': expected an array.", param=where)
     for index, tool in enumerate(tools):
+        at = f"{where}[{index}]"
         if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
-            raise _Rejection(f"Missing required parameter: 'tools[{index}].type'.",
-                             param=f"tools[{index}].type")
-        if tool["type"] == "function" and (not isinstance(tool.get("name"), str)
-                                           or not isinstance(tool.get("parameters"), dict)):
-            raise _Rejection(f"Missing required parameter: 'tools[{index}].name' and "
-                             f"'tools[{index}].parameters'.", param=f"tools[{index}]")
+            raise _Rejection(f"Missing required parameter: '{at}.type'.", param=f"{at}.type")
+        kind = tool["type"]
+        if kind == "function":
+            if not isinstance(tool.get("name"), str) or not isinstance(tool.get("parameters"), dict):
+                raise _Rejection(f"Missing required parameter: '{at}.name' and '{at}.parameters'.",
+                                 param=at)
+        elif kind == "custom":
+            if not isinstance(tool.get("name"), str):
+                raise _Rejection(f"Missing required parameter: '{at}.name'.", param=f"{at}.name")
+        elif kind == "namespace":
+            # A group of functions under one name; the group holds no further groups.
+            if not isinstance(tool.get("name"), str) or not isinstance(tool.get("tools"), list):
+                raise _Rejection(f"Missing required parameter: '{at}.name' and '{at}.tools'.",
+                                 param=at)
+            if any(isinstance(inner, dict) and inner.get("type") == "namespace"
+                   for inner in tool["tools"]):
+                raise _Rejection(f"Invalid value for '{at}.tools': a namespace holds functions.",
+                                 param=f"{at}.tools")
+            _check_tools(tool["tools"], f"{at}.tools")
+        elif kind not in _HOSTED_TOOLS:
+            raise _Rejection(f"Invalid value for '{at}.type': {kind!r} is not a tool type.",
+                             param=f"{at}.type")
 
 
 def _text_of(content: Any) -> str:
@@ -447,6 +501,13 @@ def _stream(response: dict[str, Any]) -> Iterator[bytes]:
                         content_index=0, text=text, logprobs=[])
             yield event("response.content_part.done", item_id=item["id"], output_index=index,
                         content_index=0, part={**part, "text": text})
+        elif item["type"] == "custom_tool_call":
+            yield event("response.output_item.added", output_index=index,
+                        item={**item, "status": "in_progress", "input": ""})
+            yield event("response.custom_tool_call_input.delta", item_id=item["id"],
+                        output_index=index, delta=item["input"])
+            yield event("response.custom_tool_call_input.done", item_id=item["id"],
+                        output_index=index, input=item["input"])
         else:
             yield event("response.output_item.added", output_index=index,
                         item={**item, "status": "in_progress", "arguments": ""})
