@@ -234,6 +234,11 @@ def artifact_store(settings: Settings, store: Any) -> ArtifactStore:
                           base_url=settings.public_url)
 
 
+# The shell tool of each agent: the built-in one's, Claude Code's, and Codex's command steps as
+# its transcript records them; each takes the command as `command`.
+SHELL_TOOLS = frozenset({"bash", "Bash", "command_execution"})
+
+
 def sandbox_log(conversation: list[dict[str, Any]]) -> str:
     """Each shell command the agent ran in the sandbox, with the output it got back."""
     commands: dict[str, str] = {}
@@ -243,7 +248,7 @@ def sandbox_log(conversation: list[dict[str, Any]]) -> str:
         for block in content if isinstance(content, list) else []:
             if not isinstance(block, dict):
                 continue
-            if block.get("type") == "tool_use" and block.get("name") == "bash":
+            if block.get("type") == "tool_use" and block.get("name") in SHELL_TOOLS:
                 arguments = block.get("input") if isinstance(block.get("input"), dict) else {}
                 commands[str(block.get("id"))] = str(arguments.get("command", ""))
             elif block.get("type") == "tool_result" and str(block.get("tool_use_id")) in commands:

@@ -317,23 +317,60 @@ class CliAgent:
         return ran
 
 
-def _clipped_results(content: Any) -> Any:
-    """Tool results as the transcript keeps them: each one's text clipped."""
-    if not isinstance(content, list):
-        return content
-    kept = []
-    for block in content:
-        if isinstance(block, dict) and block.get("type") == "tool_result":
-            inner = block.get("content")
-            if isinstance(inner, str):
-                block = {**block, "content": _clip(inner, TRANSCRIPT_RESULT_LIMIT)}
-            elif isinstance(inner, list):
-                block = {**block, "content": [
-                    {**item, "text": _clip(item["text"], TRANSCRIPT_RESULT_LIMIT)}
-                    if isinstance(item, dict) and isinstance(item.get("text"), str) else item
-                    for item in inner]}
-        kept.append(block)
-    return kept
+# What the transcript of a CLI agent keeps. The CLI's events are the sandbox's words: a process
+# the agent starts can write into the CLI's output, so nothing in them is trusted to be small.
+TRANSCRIPT_MAX_CHARS = 2_000_000  # one transcript, as stored with the task and as an artifact
+_MAX_ITEMS = 100  # of one list or object in an event
+_MAX_DEPTH = 8
+_KEY_CHARS = 100
+
+
+def _bounded(value: Any, depth: int = 0) -> Any:
+    """`value` with every text clipped like a tool result, and its lists, objects and nesting
+    cut to a size no event of a real CLI comes near."""
+    if isinstance(value, str):
+        return _clip(value, TRANSCRIPT_RESULT_LIMIT)
+    if depth >= _MAX_DEPTH and isinstance(value, (list, dict)):
+        return "[cut: nested too deep]"
+    if isinstance(value, list):
+        return [_bounded(item, depth + 1) for item in value[:_MAX_ITEMS]]
+    if isinstance(value, dict):
+        return {str(key)[:_KEY_CHARS]: _bounded(item, depth + 1)
+                for key, item in list(value.items())[:_MAX_ITEMS]}
+    return value
+
+
+class _Transcript(list):
+    """The messages kept, each bounded, until TRANSCRIPT_MAX_CHARS; then one note says the rest
+    was left out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._chars = 0
+        self._full = False
+
+    def keep(self, message: dict[str, Any]) -> None:
+        if self._full:
+            return
+        message = _bounded(message)
+        self._chars += len(json.dumps(message))
+        if self._chars > TRANSCRIPT_MAX_CHARS:
+            self._full = True
+            message = {"role": message.get("role", "user"), "content": [{"type": "text", "text": (
+                f"[async-code: the transcript passed {TRANSCRIPT_MAX_CHARS:,} characters; "
+                "the rest was left out]")}]}
+        self.append(message)
+
+    def add_to_last(self, blocks: list[Any]) -> None:
+        """More blocks of the last message (one answer the CLI printed in several events)."""
+        if self._full or not self:
+            return
+        blocks = _bounded(blocks[:_MAX_ITEMS])
+        self._chars += len(json.dumps(blocks))
+        if self._chars > TRANSCRIPT_MAX_CHARS:
+            self.keep({"role": "user", "content": ""})  # only to say the rest was left out
+            return
+        self[-1]["content"].extend(blocks)
 
 
 class ClaudeCodeReader:
@@ -343,7 +380,7 @@ class ClaudeCodeReader:
 
     def __init__(self, on_progress: Callable[[int, str], None]):
         self._on_progress = on_progress
-        self.transcript: list[dict[str, Any]] = []
+        self.transcript = _Transcript()
         self.turns = 0
         self.answer: str | None = None
         self.said = ""
@@ -357,22 +394,23 @@ class ClaudeCodeReader:
         if kind == "assistant":
             if message.get("model") == "<synthetic>":
                 return  # the CLI's own note of an API error, not the model's words
-            content = [block for block in message.get("content") or [] if isinstance(block, dict)]
+            content = message.get("content")
+            content = [block for block in content if isinstance(block, dict)] \
+                if isinstance(content, list) else []
             if message.get("id") != self._message_id or not self.transcript or \
                     self.transcript[-1]["role"] != "assistant":
                 self._message_id = message.get("id")
                 self.turns += 1
-                self.transcript.append({"role": "assistant", "content": []})
-            self.transcript[-1]["content"].extend(content)
-            text = "\n".join(block.get("text", "") for block in content
+                self.transcript.keep({"role": "assistant", "content": []})
+            self.transcript.add_to_last(content)
+            text = "\n".join(str(block.get("text", "")) for block in content
                              if block.get("type") == "text").strip()
             self.said = text or self.said
             for block in content:
                 if block.get("type") == "tool_use":
                     self._on_progress(self.turns, str(block.get("name")))
         elif kind == "user":
-            self.transcript.append({"role": "user",
-                                    "content": _clipped_results(message.get("content"))})
+            self.transcript.keep({"role": "user", "content": message.get("content")})
         elif kind == "result":
             if event.get("subtype") == "error_max_turns":
                 self.max_turns = True
@@ -441,7 +479,7 @@ class CodexReader:
 
     def __init__(self, on_progress: Callable[[int, str], None]):
         self._on_progress = on_progress
-        self.transcript: list[dict[str, Any]] = []
+        self.transcript = _Transcript()
         self.turns = 0
         self.answer: str | None = None
         self.said = ""
@@ -462,8 +500,8 @@ class CodexReader:
                 text = str(item.get("text") or "").strip()
                 if text:
                     self.said = text
-                    self.transcript.append({"role": "assistant",
-                                            "content": [{"type": "text", "text": text}]})
+                    self.transcript.keep({"role": "assistant",
+                                          "content": [{"type": "text", "text": text}]})
             elif item_type == "error":  # a warning of Codex's own; the run goes on
                 log.warning("codex: %s", _clip(str(item.get("message") or ""), STDERR_SHOWN))
             elif item_type in self.TOOL_ITEMS:
@@ -488,9 +526,9 @@ class CodexReader:
         else:
             call = {key: value for key, value in item.items() if key not in ("id", "type", "status")}
             output, failed = str(item.get("status") or ""), item.get("status") == "failed"
-        self.transcript.append({"role": "assistant", "content": [
+        self.transcript.keep({"role": "assistant", "content": [
             {"type": "tool_use", "id": call_id, "name": str(item.get("type")), "input": call}]})
-        self.transcript.append({"role": "user", "content": [
+        self.transcript.keep({"role": "user", "content": [
             {"type": "tool_result", "tool_use_id": call_id, "is_error": failed,
              "content": _clip(output, TRANSCRIPT_RESULT_LIMIT)}]})
 

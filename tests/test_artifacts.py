@@ -98,6 +98,15 @@ def test_the_sandbox_log_is_each_command_with_its_output():
     assert sandbox_log(conversation("hello")) == "$ echo greeting\nexit code 0\nhello\n"
 
 
+@pytest.mark.parametrize("tool", ["Bash", "command_execution"])  # Claude Code's, Codex's
+def test_the_sandbox_log_holds_the_commands_of_every_agent(tool):
+    messages = conversation("hello")
+    messages[1]["content"][0]["name"] = tool
+    assert sandbox_log(messages) == "$ echo greeting\nexit code 0\nhello\n"
+    messages[1]["content"][0]["name"] = "Edit"  # not a shell
+    assert sandbox_log(messages) == ""
+
+
 def test_a_task_keeps_its_transcript_diff_and_sandbox_log_redacted():
     found = task_artifacts(conversation(TOKEN), f"+{MODEL_KEY}\n", Redactor([MODEL_KEY]))
     assert set(found) == {TRANSCRIPT, DIFF, SANDBOX_LOG}

@@ -5,6 +5,7 @@ runs."""
 
 from __future__ import annotations
 
+import json
 import pytest
 
 from app.budget import Budget, Price
@@ -172,3 +173,35 @@ def test_codex_gets_a_home_outside_tmp_and_no_web_search(tmp_path):
     assert environment["CODEX_HOME"].startswith(CODEX_HOME_MOUNT + "/")
     assert 'web_search="disabled"' in codex.argv(model="m", max_turns=5)
     assert not codex.limits_turns and CLIS["claude-code"].limits_turns
+
+
+def test_a_cli_agents_transcript_stops_at_its_limit_and_says_so(monkeypatch):
+    # Events are the sandbox's words: however many it prints, the transcript kept is bounded.
+    from runner import cli_agents
+
+    monkeypatch.setattr(cli_agents, "TRANSCRIPT_MAX_CHARS", 50_000)
+    reader = cli_agents.ClaudeCodeReader(lambda turn, tool: None)
+    for n in range(200):
+        reader.read({"type": "assistant", "message": {"id": "same", "model": "m", "content": [
+            {"type": "text", "text": f"{n} " + "y" * 1_000}]}})
+        reader.read({"type": "user", "message": {"content": "z" * 1_000}})
+    kept = json.dumps(reader.transcript)
+    assert len(kept) < 60_000
+    assert "the rest was left out" in reader.transcript[-1]["content"][0]["text"]
+    assert len([m for m in reader.transcript if "left out" in json.dumps(m)]) == 1
+
+
+def test_a_cli_agents_events_are_kept_clipped_however_deep_or_wide():
+    from runner.agent import TRANSCRIPT_RESULT_LIMIT
+    from runner.cli_agents import CodexReader, _bounded
+
+    nested: object = "x" * 10
+    for _ in range(50):
+        nested = [nested]
+    bounded = _bounded({"wide": list(range(10_000)), "deep": nested, "long": "w" * 100_000})
+    assert len(bounded["wide"]) == 100 and "w" * TRANSCRIPT_RESULT_LIMIT not in bounded["long"]
+    assert "nested too deep" in json.dumps(bounded["deep"])
+    reader = CodexReader(lambda turn, tool: None)
+    reader.read({"type": "item.completed", "item": {"id": "i", "type": "agent_message",
+                                                   "text": "v" * 100_000}})
+    assert len(json.dumps(reader.transcript)) < TRANSCRIPT_RESULT_LIMIT + 1_000
