@@ -441,10 +441,13 @@ class ClaudeCode:
 
     def argv(self, *, model: str, max_turns: int) -> list[str]:
         # Permission prompts are off because the sandbox is the boundary: no network, no
-        # credential, a non-root user (Claude Code refuses the flag as root).
+        # credential, a non-root user (Claude Code refuses the flag as root). WebSearch asks
+        # the model API for its server-side search, which the proxy refuses, and WebFetch
+        # needs a network the sandbox lacks: neither is offered to the model.
         return agent_tools.claude_argv(
             "-p", "--output-format", "stream-json", "--verbose", "--model", model,
-            "--max-turns", str(max_turns), "--dangerously-skip-permissions",
+            "--max-turns", str(max_turns), "--disallowedTools", "WebSearch,WebFetch",
+            "--dangerously-skip-permissions",
             "--append-system-prompt-file", f"{MODEL_MOUNT}/{SYSTEM_FILE}")
 
     def environment(self, *, base_url: str, token: str, model: str,

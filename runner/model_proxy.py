@@ -7,18 +7,22 @@ random per-task token as its API key. The proxy:
 - answers only requests that carry that token, and forwards nothing for the others;
 - sends each allowed request to one fixed upstream per provider, with the real key in place of
   every credential the client sent, whatever the client says about hosts or URLs;
-- serves only the model calls a CLI makes (POST to four paths) for the task's models;
+- serves only the model calls a CLI makes (POST to four paths) for the task's models, and
+  refuses what would make the model API act beyond answering: server-side tools, MCP servers,
+  URL sources, background runs, stored responses, several answers at once;
 - counts the usage the API reports, streamed or not, refuses a call the task's budget cannot
   cover, and cuts a stream once the budget is spent;
 - stops answering, and cuts what is in flight, when the task ends.
 
 The budget is checked three ways. Before a call: its largest answer (max_tokens, or OpenAI's
-max_output_tokens) at the model's price, with the largest answers of the calls still in flight,
-must fit in what is left; a call that names no bound gets the one the budget pays for. During a
+max_output_tokens) at the model's price, with what the calls still in flight reserved (their
+largest answers, and their input estimated from their body's size, about four bytes a token,
+until the API counts it), must fit in what is left; a call that names no bound gets the one
+the budget pays for. During a
 stream: the usage the API reports (Anthropic's message_start gives the input at once) plus an
 estimate of the output relayed so far, about four characters a token, until the final count
-arrives; once that spends the budget the stream ends with the API's error event. The input a
-call will take is not known before the API counts it, so it is checked only from then on.
+arrives; once that spends the budget the stream ends with the API's error event. A call's own
+input is not known before the API counts it, so it is checked only from then on.
 
 It runs on the standard library's HTTP server: the clients it serves (the SDKs, Claude Code,
 Codex) send a JSON body with a Content-Length, so the server needs no more of HTTP than that,
@@ -70,7 +74,37 @@ CLIENT_TIMEOUT = 60.0  # seconds a client may take to send a request or read wha
 UPSTREAM_TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=10.0)
 MAX_CONNECTIONS = 32
 REDACTED = b"[redacted]"
-CHARS_PER_TOKEN = 4  # how a stream's output is estimated until the API reports its count
+CHARS_PER_TOKEN = 4  # how a stream's output, and a call's input, are estimated until counted
+# What one body may hold, counted before it is parsed: each value, key and element becomes a
+# Python object of 50 to 100 bytes or more, so 3 bytes of `[],` would otherwise cost 72, and a
+# full body many times its size. Claude Code's conversations hold about one value in 200 bytes:
+# at that rate the cap is above what MAX_BODY_BYTES lets through, and it bounds what parsing
+# one body adds to about 20 MB besides the text itself.
+MAX_JSON_VALUES = 200_000
+
+# The anthropic-beta values passed on: what Claude Code sends for tool use, thinking, effort and
+# context management (its `claude-code-` marker included), and token counting. Any other value
+# is dropped, so no beta (an MCP client, a server tool, the Files API) is enabled through it.
+ANTHROPIC_BETAS = frozenset({
+    "claude-code-20250219", "interleaved-thinking-2025-05-14", "context-management-2025-06-27",
+    "thinking-token-count-2026-05-13", "advanced-tool-use-2025-11-20", "effort-2025-11-24",
+    "thinking-display-updates-2026-08-18", "token-counting-2024-11-01",
+})
+# Tools the caller runs itself: Anthropic's custom tools (no type, or "custom") and its client
+# tools; OpenAI's functions, custom (free-form) tools, Codex's local shell, and namespaces of
+# these. Every other type is a server tool, run by the API: web search and fetch, code
+# execution, MCP connectors, hosted shells; none is forwarded.
+_ANTHROPIC_CLIENT_TOOL = re.compile(r"(bash|text_editor|computer|memory)_[0-9]{8}")
+_OPENAI_CLIENT_TOOLS = frozenset({"function", "custom", "local_shell"})
+# Request fields that make the API reach out, run on after the call, or read stored state: an
+# MCP server or a code container (Anthropic); a background run, a stored response,
+# conversation or prompt (Responses); a web search (Chat Completions).
+_REFUSED_FIELDS = {
+    "/v1/messages": ("mcp_servers", "container"),
+    "/v1/messages/count_tokens": ("mcp_servers", "container"),
+    "/v1/responses": ("background", "previous_response_id", "conversation", "prompt"),
+    "/v1/chat/completions": ("web_search_options",),
+}
 
 # Request headers that carry a credential, or that say where or how to connect rather than
 # what to ask: none reaches the upstream. Any header whose name ends in "-api-key",
@@ -176,9 +210,62 @@ def relayed_headers(headers: list[tuple[str, str]], api_key: str) -> list[tuple[
             for name, value in headers if name.lower() not in _DROPPED_RESPONSE_HEADERS]
 
 
-def parse_body(raw: bytes) -> dict[str, Any]:
+# A JSON string, always matched from its opening quote (to the end of the body when it is
+# unclosed), so the scan is linear whatever the body; and the structural characters.
+_JSON_STRING = rb'"(?:[^"\\]|\\.)*+(?:"|\\?\Z)'
+_STRING = re.compile(_JSON_STRING, re.DOTALL)
+_TOKEN = re.compile(_JSON_STRING + rb"|[][{}:,]", re.DOTALL)
+
+
+class TooManyValues(Refusal):
+    def __init__(self, limit: int):
+        super().__init__(413, f"the body holds more than {limit:,} JSON values; send less at once")
+
+
+def json_values(raw: bytes) -> int:
+    """About how many values, keys and elements a JSON text holds: its commas, colons and
+    opening brackets outside strings, plus one. Counted in C, holding at most one copy of the
+    body with its strings emptied."""
+    structure = _STRING.sub(b'""', raw)
+    return sum(structure.count(char) for char in (b",", b":", b"[", b"{")) + 1
+
+
+def top_level_model(raw: bytes) -> str | None:
+    """The first top-level "model" of a JSON object, read without parsing the rest; None when
+    it has none, or it is not a string."""
+    depth, key, previous = 0, None, None
+    for match in _TOKEN.finditer(raw):
+        token = match.group()
+        if depth == 1:
+            if key == "model":
+                return _json_string(token)
+            key = _json_string(previous) if token == b":" and previous else None
+            previous = token
+        if token in (b"{", b"["):
+            depth += 1
+        elif token in (b"}", b"]"):
+            depth -= 1
+    return None
+
+
+def _json_string(token: bytes) -> str | None:
+    if not token.startswith(b'"'):
+        return None
+    try:
+        value = json.loads(token)
+    except ValueError:
+        return None
+    return value if isinstance(value, str) else None
+
+
+def parse_body(raw: bytes, max_values: int = MAX_JSON_VALUES) -> dict[str, Any]:
     """The request's JSON object. Duplicate keys and NaN are refused: the upstream's parser
-    might read them differently from this one, and see a model this one did not check."""
+    might read them differently from this one, and see a model this one did not check. A body
+    of more than `max_values` values is refused unparsed (TooManyValues): parsed, it would
+    hold many times its size in the runner's memory."""
+    if json_values(raw) > max_values:
+        raise TooManyValues(max_values)
+
     def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         keys = [key for key, _ in pairs]
         if len(set(keys)) != len(keys):
@@ -195,6 +282,93 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise Refusal(400, "the body must be a JSON object")
     return body
+
+
+def refuse_what_reaches_past_the_api(path: str, body: dict[str, Any]) -> None:
+    """Refusal for a request that would make the model API do more than answer from what it is
+    sent: run a server tool (search or fetch the web, run code, connect to an MCP server), fetch
+    a URL or read a stored file, run on in the background, read a stored response or
+    conversation, or give several answers at the price of one. Each of these reaches past the
+    sandbox's missing network, or spends what the budget does not see."""
+    for name in _REFUSED_FIELDS[path]:
+        if body.get(name) not in (None, False):
+            raise Refusal(400, f"{name}: not allowed through this task's model proxy",
+                          "unsupported_parameter")
+    answers = body.get("n")
+    if path == "/v1/chat/completions" and not (answers is None or (type(answers) is int
+                                                                   and answers == 1)):
+        # One answer is what the budget reserves for; Codex never asks for more.
+        raise Refusal(400, "n: only one answer (n = 1) is allowed through this task's model "
+                           "proxy", "unsupported_value")
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise Refusal(400, "tools: a list is required")
+        for index, tool in enumerate(tools):
+            if not _client_tool(PATHS[path], tool):
+                kind = tool.get("type") if isinstance(tool, dict) else None
+                raise Refusal(400, f"tools.{index}: {str(kind)[:60]!r} is a tool the model API "
+                                   "runs itself, which this task's model proxy does not allow; "
+                                   "declare tools the agent runs", "unsupported_value")
+    for name in ("messages", "system", "input"):
+        where = _fetched_content(body.get(name))
+        if where is not None:
+            raise Refusal(400, f"{name}: {where} would make the model API fetch a URL or read a "
+                               "stored file; send the content itself", "unsupported_value")
+
+
+def _client_tool(provider: str, tool: Any) -> bool:
+    if not isinstance(tool, dict):
+        return False
+    kind = tool.get("type")
+    if provider == ANTHROPIC:
+        return kind in (None, "custom") or (isinstance(kind, str)
+                                            and bool(_ANTHROPIC_CLIENT_TOOL.fullmatch(kind)))
+    if kind == "namespace":  # a named group of tools: each of them must be the caller's
+        inner = tool.get("tools")
+        return isinstance(inner, list) and all(
+            isinstance(item, dict) and item.get("type") in _OPENAI_CLIENT_TOOLS for item in inner)
+    return kind in _OPENAI_CLIENT_TOOLS
+
+
+def _fetched_content(value: Any) -> str | None:
+    """What in a conversation the API would fetch or look up rather than read: an Anthropic
+    source of type url or file, an OpenAI image_url or file_url that is not a data: URL, or a
+    file_id. None when there is none."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            source = item.get("source")
+            if isinstance(source, dict) and source.get("type") in ("url", "file"):
+                return f"a source of type {source['type']}"
+            for name in ("image_url", "file_url"):
+                link = item.get(name)
+                link = link.get("url") if isinstance(link, dict) else link
+                if isinstance(link, str) and not link.startswith("data:"):
+                    return f"an {name} that is not a data: URL"
+            if item.get("file_id") is not None:
+                return "a file_id"
+            # A tool call's arguments are the agent's own, not content the API reads.
+            pending.extend(inner for name, inner in item.items()
+                           if not (name == "input" and item.get("type") == "tool_use"))
+    return None
+
+
+def forwarded_betas(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The headers with each anthropic-beta cut to the values in ANTHROPIC_BETAS, and left out
+    when none is."""
+    kept = []
+    for name, value in headers:
+        if name.lower() == "anthropic-beta":
+            allowed = [beta for part in value.split(",") if (beta := part.strip()) in ANTHROPIC_BETAS]
+            if not allowed:
+                continue
+            value = ",".join(allowed)
+        kept.append((name, value))
+    return kept
 
 
 def output_cap_field(path: str, body: dict[str, Any]) -> str:
@@ -266,8 +440,8 @@ class _Ledger:
         self._usage = Usage()
         self._cost: float | None = 0.0
         self._open: dict[int, tuple[Usage, Price | None]] = {}
-        # The largest answer of each call in flight: what a call admitted alongside it must
-        # leave room for.
+        # The estimated input and the largest answer of each call in flight: what a call
+        # admitted alongside it must leave room for, until the API reports what it used.
         self._reserved: dict[int, tuple[Usage, Price | None]] = {}
         self.stopped_at_budget = False
 
@@ -281,22 +455,26 @@ class _Ledger:
             usage, cost = usage + used, _add_cost(cost, used, price)
         return usage, cost
 
-    def admit(self, key: int, provider: str, wanted: int | None,
-              price: Price | None) -> int | None:
-        """Refuse a call whose largest answer the budget cannot pay for, counting the largest
-        answers of the calls in flight as spent; else reserve its own until `release`.
-        Returns the bound to set when the call gives none; Refusal when it cannot be paid."""
+    def admit(self, key: int, provider: str, wanted: int | None, price: Price | None,
+              input_estimate: int = 0) -> int | None:
+        """Refuse a call whose largest answer the budget cannot pay for, counting what the
+        calls in flight have reserved as spent; else reserve its estimated input and its
+        largest answer until `release`. Its own input is not held against it: the API counts
+        it, and a stream is cut once it spends the budget. Returns the bound to set when the
+        call gives none; Refusal when it cannot be paid."""
         with self._lock:
             usage, cost = self._spent()
-            for reserved, reserved_price in self._reserved.values():
-                usage, cost = usage + reserved, _add_cost(cost, reserved, reserved_price)
+            for other, (reserved, reserved_price) in self._reserved.items():
+                rest = _unreported(reserved, self._open.get(other, (Usage(), None))[0])
+                usage, cost = usage + rest, _add_cost(cost, rest, reserved_price)
             left = affordable_output(self.budget, usage, cost, price)
             if left is None:
                 return None
             if left < 1 or (wanted is not None and wanted > left):
                 self.stopped_at_budget = True
                 raise Refusal(*_budget_message(provider, left))
-            self._reserved[key] = (Usage(output_tokens=left if wanted is None else wanted), price)
+            bound = left if wanted is None else wanted
+            self._reserved[key] = (Usage(input_tokens=input_estimate, output_tokens=bound), price)
             return left if wanted is None else None
 
     def release(self, key: int) -> None:
@@ -317,6 +495,15 @@ class _Ledger:
     def cut(self) -> None:
         with self._lock:
             self.stopped_at_budget = True
+
+
+def _unreported(reserved: Usage, used: Usage) -> Usage:
+    """What a reservation still holds once the API reported `used` so far: the estimated input
+    until the API counts the input (its count then replaces the estimate), and the rest of the
+    largest answer."""
+    counted_input = used.input_tokens + used.cache_write_tokens + used.cache_read_tokens
+    return Usage(input_tokens=0 if counted_input else reserved.input_tokens,
+                 output_tokens=max(0, reserved.output_tokens - used.output_tokens))
 
 
 def _add_cost(cost: float | None, used: Usage, price: Price | None) -> float | None:
@@ -665,16 +852,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if not authenticated(headers, self.proxy._token):
                 raise Refusal(401, "invalid API key: use the key this task's environment gives",
                               "invalid_api_key")
-            body = parse_body(self._read_body())
-            model = body.get("model")
-            if not isinstance(model, str) or model not in self.proxy._allowed:
-                raise Refusal(403, f"model {str(model)[:100]!r} is not allowed for this task; "
-                                   f"use {' or '.join(sorted(self.proxy._allowed))}",
-                              "model_not_allowed")
+            raw = self._read_body()
+            try:
+                body = parse_body(raw)
+            except TooManyValues:
+                # Refused unparsed; a model the task may not use is still named as the fault.
+                self._check_model(top_level_model(raw))
+                raise
+            model = self._check_model(body.get("model"))
+            refuse_what_reaches_past_the_api(path, body)
             price = self.proxy._prices.get(model)
             key = self.proxy._exchange_key()
             if path not in UNBILLED_PATHS:
-                self._bound_output(key, path, body, price)
+                self._bound_output(key, path, body, price,
+                                   math.ceil(len(raw) / CHARS_PER_TOKEN))
+            del raw
         except Refusal as refusal:
             self._refuse(refusal)
             return
@@ -682,6 +874,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._forward(key, upstream, path, query, headers, body, model, price)
         finally:
             self.proxy._ledger.release(key)
+
+    def _check_model(self, model: Any) -> str:
+        if not isinstance(model, str) or model not in self.proxy._allowed:
+            raise Refusal(403, f"model {str(model)[:100]!r} is not allowed for this task; "
+                               f"use {' or '.join(sorted(self.proxy._allowed))}",
+                          "model_not_allowed")
+        return model
 
     def _read_body(self) -> bytes:
         if self.headers.get_all("transfer-encoding"):
@@ -699,10 +898,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             raise Refusal(400, "the body is shorter than its Content-Length")
         return raw
 
-    def _bound_output(self, key: int, path: str, body: dict[str, Any],
-                      price: Price | None) -> None:
+    def _bound_output(self, key: int, path: str, body: dict[str, Any], price: Price | None,
+                      input_estimate: int) -> None:
         wanted = output_cap(path, body)
-        bound = self.proxy._ledger.admit(key, self.provider, wanted, price)
+        bound = self.proxy._ledger.admit(key, self.provider, wanted, price, input_estimate)
         if bound is not None:
             # An uncapped call on a budget gets the cap the budget can pay for, so that even an
             # answer that is not streamed cannot run past the budget.
@@ -718,8 +917,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                  price: Price | None) -> None:
         url = upstream.base_url.rstrip("/") + path + (f"?{query}" if query else "")
         content = json.dumps(body).encode()
-        sent = [(name, value) for name, value in forwarded_headers(headers, self.provider,
-                                                                   upstream.api_key)
+        kept = forwarded_headers(headers, self.provider, upstream.api_key)
+        if self.provider == ANTHROPIC:
+            kept = forwarded_betas(kept)
+        sent = [(name, value) for name, value in kept
                 if name.lower() != "content-type"] + [("content-type", "application/json")]
         secret = upstream.api_key.encode()
         try:

@@ -12,6 +12,7 @@ import socket
 import stat
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,9 +23,10 @@ import pytest
 from flask import Flask, Response, request
 
 from app.budget import Budget, Price, Usage, cost_usd
-from runner.model_proxy import (ANTHROPIC, OPENAI, ModelProxy, Refusal, Upstream,
-                                affordable_output, authenticated, forwarded_headers, parse_body,
-                                provider_of)
+from runner.model_proxy import (ANTHROPIC, OPENAI, ModelProxy, Refusal, TooManyValues,
+                                Upstream, affordable_output, authenticated, forwarded_betas,
+                                forwarded_headers, json_values, parse_body, provider_of,
+                                refuse_what_reaches_past_the_api, top_level_model)
 from tests.fakes.anthropic import FakeAnthropic, Final as AnthropicFinal
 from tests.fakes.openai import Call, FakeOpenAI, Final, Turn
 from tests.fakes.server import LoopbackServer
@@ -261,6 +263,117 @@ def test_which_targets_are_served(target, outcome):
 def test_bodies_that_could_be_read_two_ways_are_refused(raw, problem):
     with pytest.raises(Refusal, match=problem):
         parse_body(raw)
+
+
+def test_a_body_of_too_many_values_is_refused_unparsed():
+    assert json_values(b'{"a": [1, 2, {"b": "x,y:[{"}]}') == 8
+    assert json_values(b'"' + b'\\"' * 1000) == 1  # an unclosed string is scanned once
+    with pytest.raises(TooManyValues) as refused:
+        parse_body(b"[" + b"[]," * 300 + b"[]]", max_values=200)
+    assert refused.value.status == 413
+    assert parse_body(b'{"a": [' + b"1," * 150 + b'1]}', max_values=200)["a"][0] == 1
+
+
+@pytest.mark.parametrize("raw, model", [
+    (b'{"model": "a", "x": [[]]}', "a"),
+    (b'{"x": {"model": "inner"}, "model": "outer"}', "outer"),
+    (b'{"x": ["model", "y"], "\\u006dodel": "escaped"}', "escaped"),
+    (b'{"model": 5}', None),
+    (b'{"model": ["a"]}', None),
+    (b'{"messages": []}', None),
+    (b'["model", "a"]', None),
+], ids=["first", "after-nested", "escaped-key", "number", "list", "none", "array"])
+def test_the_model_of_a_body_too_large_to_parse(raw, model):
+    assert top_level_model(raw) == model
+
+
+def _tool(kind: str | None) -> dict[str, Any]:
+    return {"name": "t", **({"type": kind} if kind else {}), "input_schema": {"type": "object"}}
+
+
+def _image(source: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": [{"type": "image", "source": source}]}]
+
+
+@pytest.mark.parametrize("path, extra, refused", [
+    ("/v1/messages", {"tools": [_tool(None), _tool("custom")]}, None),
+    ("/v1/messages", {"tools": [_tool("bash_20250124"), _tool("text_editor_20250728"),
+                                _tool("computer_20251124"), _tool("memory_20250818")]}, None),
+    ("/v1/messages", {"tools": [_tool("web_search_20250305")]}, "tools.0"),
+    ("/v1/messages", {"tools": [_tool(None), _tool("web_fetch_20250910")]}, "tools.1"),
+    ("/v1/messages", {"tools": [_tool("code_execution_20250825")]}, "tools.0"),
+    ("/v1/messages", {"tools": [{"type": "mcp_toolset", "mcp_server_name": "x"}]}, "tools.0"),
+    ("/v1/messages", {"tools": [_tool("tool_search_tool_regex_20251119")]}, "tools.0"),
+    ("/v1/messages", {"tools": [_tool("bash_code_execution_20250825")]}, "tools.0"),
+    ("/v1/messages", {"tools": ["web_search"]}, "tools.0"),
+    ("/v1/messages", {"tools": {"type": "custom"}}, "tools"),
+    ("/v1/messages/count_tokens", {"tools": [_tool("web_search_20250305")]}, "tools.0"),
+    ("/v1/messages", {"mcp_servers": [{"type": "url", "url": "https://x.example"}]},
+     "mcp_servers"),
+    ("/v1/messages", {"container": "container_1"}, "container"),
+    ("/v1/messages", {"messages": _image({"type": "url", "url": "https://x.example/a.png"})},
+     "messages"),
+    ("/v1/messages", {"system": [{"type": "document", "source": {"type": "file",
+                                                                 "file_id": "file_1"}}]},
+     "system"),
+    ("/v1/messages", {"messages": _image({"type": "base64", "media_type": "image/png",
+                                          "data": "AAAA"})}, None),
+    ("/v1/messages", {"messages": [{"role": "assistant", "content": [
+        {"type": "tool_use", "id": "t", "name": "fetch",
+         "input": {"source": {"type": "url"}, "file_id": "f"}}]}]}, None),
+    ("/v1/responses", {"tools": [{"type": "function", "name": "shell", "parameters": {}},
+                                 {"type": "custom", "name": "apply_patch"},
+                                 {"type": "local_shell"},
+                                 {"type": "namespace", "name": "n",
+                                  "tools": [{"type": "function", "name": "f"}]}]}, None),
+    ("/v1/responses", {"background": False, "store": False}, None),
+    ("/v1/responses", {"background": True}, "background"),
+    ("/v1/responses", {"previous_response_id": "resp_1"}, "previous_response_id"),
+    ("/v1/responses", {"conversation": "conv_1"}, "conversation"),
+    ("/v1/responses", {"prompt": {"id": "pmpt_1"}}, "prompt"),
+    ("/v1/responses", {"tools": [{"type": "web_search"}]}, "tools.0"),
+    ("/v1/responses", {"tools": [{"type": "mcp", "server_url": "https://x.example"}]},
+     "tools.0"),
+    ("/v1/responses", {"tools": [{"type": "shell", "environment": {"type": "container_auto"}}]},
+     "tools.0"),
+    ("/v1/responses", {"tools": [{"type": "namespace", "name": "n",
+                                  "tools": [{"type": "web_search"}]}]}, "tools.0"),
+    ("/v1/responses", {"input": [{"role": "user", "content": [
+        {"type": "input_image", "image_url": "https://x.example/a.png"}]}]}, "input"),
+    ("/v1/responses", {"input": [{"role": "user", "content": [
+        {"type": "input_image", "image_url": "data:image/png;base64,AAAA"}]}]}, None),
+    ("/v1/responses", {"input": [{"role": "user", "content": [
+        {"type": "input_file", "file_id": "file_1"}]}]}, "input"),
+    ("/v1/chat/completions", {"n": 1, "tools": [{"type": "function", "function": {}}]}, None),
+    ("/v1/chat/completions", {"n": 2}, "n:"),
+    ("/v1/chat/completions", {"n": True}, "n:"),
+    ("/v1/chat/completions", {"web_search_options": {}}, "web_search_options"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "https://x.example/a.png"}}]}]}, "messages"),
+], ids=["custom", "client-tools", "web-search", "web-fetch", "code-execution", "mcp-toolset",
+        "tool-search", "made-up-client-prefix", "tool-not-object", "tools-not-list",
+        "count-tokens", "mcp-servers", "container", "url-image", "file-document",
+        "base64-image", "tool-call-arguments", "codex-tools", "background-false", "background",
+        "previous-response", "conversation", "stored-prompt", "openai-web-search", "remote-mcp",
+        "hosted-shell", "namespace-of-hosted", "image-url", "data-image-url", "file-id",
+        "one-answer", "many-answers", "n-not-a-number", "chat-web-search", "chat-image-url"])
+def test_what_would_reach_past_the_model_api_is_refused(path, extra, refused):
+    body = {"model": MODEL, **extra}
+    if refused is None:
+        refuse_what_reaches_past_the_api(path, body)
+    else:
+        with pytest.raises(Refusal) as raised:
+            refuse_what_reaches_past_the_api(path, body)
+        assert raised.value.status == 400 and raised.value.message.startswith(refused)
+
+
+def test_only_the_betas_claude_code_needs_are_passed_on():
+    sent = [("anthropic-version", "2023-06-01"),
+            ("anthropic-beta", "claude-code-20250219, mcp-client-2025-04-04,effort-2025-11-24"),
+            ("anthropic-beta", "web-fetch-2025-09-10"), ("user-agent", "claude-cli")]
+    assert forwarded_betas(sent) == [("anthropic-version", "2023-06-01"),
+                                     ("anthropic-beta", "claude-code-20250219,effort-2025-11-24"),
+                                     ("user-agent", "claude-cli")]
 
 
 @pytest.mark.parametrize("budget, usage, cost, price, left", [
@@ -752,6 +865,82 @@ def test_calls_in_flight_keep_room_for_their_largest_answers(make_proxy, canned)
     with http(proxy, **{"x-api-key": TOKEN}) as client:
         assert client.post("/v1/messages", json=message(max_tokens=600)).status_code == 200
     assert proxy.usage == Usage(10, 20)
+
+
+def test_refused_features_reach_the_client_in_its_api_error_shape(make_proxy, canned):
+    canned.reply = lambda body: Response('{"usage": {}}', 200, mimetype="application/json")
+    proxy = make_proxy(canned.base_url, canned.base_url)
+    with http(proxy, **{"x-api-key": TOKEN, "anthropic-beta": "mcp-client-2025-04-04"}) as client:
+        tools = client.post("/v1/messages", json={**message(), "tools": [
+            {"type": "web_fetch_20250910", "name": "web_fetch"}]})
+        assert tools.status_code == 400
+        assert tools.json()["error"]["type"] == "invalid_request_error"
+        assert "runs itself" in tools.json()["error"]["message"]
+        many = client.post("/v1/chat/completions", json={"model": GPT, "n": 4, "messages": []})
+        assert many.status_code == 400 and many.json()["error"]["code"] == "unsupported_value"
+        assert canned.requests == []
+        assert client.post("/v1/messages", json=message()).status_code == 200
+    [seen] = canned.requests
+    assert "anthropic-beta" not in seen["headers"]
+
+
+def test_a_body_of_too_many_values_names_a_wrong_model_first(make_proxy, canned):
+    proxy = make_proxy(canned.base_url)
+    padding = "[" + ",".join(["[]"] * 250_000) + "]"
+    with http(proxy, **{"x-api-key": TOKEN}) as client:
+        for model, status in (("claude-opus-4-1", 403), (MODEL, 413)):
+            body = {"metadata": {"pad": "x"}, "model": model, "max_tokens": 5, "messages": []}
+            raw = json.dumps(body).replace('"x"', padding).encode()
+            answer = client.post("/v1/messages", content=raw,
+                                 headers={"content-type": "application/json"})
+            assert answer.status_code == status
+    assert canned.requests == []
+
+
+def _soon(condition: Callable[[], Any]) -> bool:
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_calls_in_flight_keep_room_for_their_input_until_it_is_counted(make_proxy, canned):
+    reached = threading.Event()
+
+    def reply(body):
+        if body["messages"][0]["content"].startswith("first"):
+            reached.wait(TIMEOUT)  # until the second call was refused
+            return streamed(anthropic_stream({"input_tokens": 10}, ["first"], 5,
+                                             wait=canned.release))
+        return Response('{"usage": {"input_tokens": 5, "output_tokens": 5}}', 200,
+                        mimetype="application/json")
+
+    canned.reply = reply
+    proxy = make_proxy(canned.base_url, budget=Budget(tokens=2000))
+    text = "first " + "a" * 4000  # about 1,000 tokens of input
+    streamed_back: list[str] = []
+
+    def first_call() -> None:
+        with http(proxy, **{"x-api-key": TOKEN}) as client:
+            streamed_back.append(client.post("/v1/messages", json={
+                **message(max_tokens=100, text=text), "stream": True}).text)
+
+    first = threading.Thread(target=first_call)
+    first.start()
+    with http(proxy, **{"x-api-key": TOKEN}) as other:
+        assert _soon(lambda: canned.requests)
+        # The first call reached the API, which has not counted its input: the estimate holds
+        # room for it, and a second call that would fit without it is refused.
+        assert other.post("/v1/messages", json=message(max_tokens=950)).status_code == 400
+        reached.set()
+        assert _soon(lambda: proxy.usage.input_tokens == 10)
+        # The API counted 10 tokens of input: the estimate no longer holds room.
+        assert other.post("/v1/messages", json=message(max_tokens=950)).status_code == 200
+    canned.release.set()
+    first.join(TIMEOUT)
+    assert "message_stop" in streamed_back[0]
 
 
 def test_connections_past_the_limit_are_closed_unanswered(make_proxy, canned):
