@@ -53,8 +53,10 @@ def storable(value: Any) -> Any:
         return value.replace("\x00", NUL_SHOWN_AS) if "\x00" in value else value
     if isinstance(value, dict):
         return {storable(key): storable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(storable(item) for item in value)
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(storable(item) for item in value)
     if is_dataclass(value) and not isinstance(value, type):
         return replace(value, **{f.name: storable(getattr(value, f.name)) for f in fields(value)
                                  if f.init})

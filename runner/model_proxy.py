@@ -91,9 +91,10 @@ ANTHROPIC_BETAS = frozenset({
     "thinking-display-updates-2026-08-18", "token-counting-2024-11-01",
 })
 # Tools the caller runs itself: Anthropic's custom tools (no type, or "custom") and its client
-# tools; OpenAI's functions, custom (free-form) tools, Codex's local shell, and namespaces of
-# these. Every other type is a server tool, run by the API: web search and fetch, code
-# execution, MCP connectors, hosted shells; none is forwarded.
+# tools; OpenAI's functions, custom (free-form) tools, Codex's local shell, a tool search the
+# caller answers itself ("execution": "client": Codex looks up its own deferred tools), and
+# namespaces of these. Every other type is a server tool, run by the API: web search and fetch,
+# code execution, MCP connectors, hosted shells, a tool search the API runs; none is forwarded.
 _ANTHROPIC_CLIENT_TOOL = re.compile(r"(bash|text_editor|computer|memory)_[0-9]{8}")
 _OPENAI_CLIENT_TOOLS = frozenset({"function", "custom", "local_shell"})
 # Request fields that make the API reach out, run on after the call, or read stored state: an
@@ -328,6 +329,8 @@ def _client_tool(provider: str, tool: Any) -> bool:
         inner = tool.get("tools")
         return isinstance(inner, list) and all(
             isinstance(item, dict) and item.get("type") in _OPENAI_CLIENT_TOOLS for item in inner)
+    if kind == "tool_search":
+        return tool.get("execution") == "client"
     return kind in _OPENAI_CLIENT_TOOLS
 
 

@@ -326,6 +326,12 @@ def _image(source: dict[str, Any]) -> list[dict[str, Any]]:
                                  {"type": "local_shell"},
                                  {"type": "namespace", "name": "n",
                                   "tools": [{"type": "function", "name": "f"}]}]}, None),
+    # Codex looks up its own deferred tools: a tool search it answers itself passes; one the
+    # API would run does not.
+    ("/v1/responses", {"tools": [{"type": "tool_search", "execution": "client",
+                                  "parameters": {"type": "object"}}]}, None),
+    ("/v1/responses", {"tools": [{"type": "tool_search"}]}, "tools.0"),
+    ("/v1/responses", {"tools": [{"type": "tool_search", "execution": "server"}]}, "tools.0"),
     ("/v1/responses", {"background": False, "store": False}, None),
     ("/v1/responses", {"background": True}, "background"),
     ("/v1/responses", {"previous_response_id": "resp_1"}, "previous_response_id"),
@@ -353,7 +359,8 @@ def _image(source: dict[str, Any]) -> list[dict[str, Any]]:
 ], ids=["custom", "client-tools", "web-search", "web-fetch", "code-execution", "mcp-toolset",
         "tool-search", "made-up-client-prefix", "tool-not-object", "tools-not-list",
         "count-tokens", "mcp-servers", "container", "url-image", "file-document",
-        "base64-image", "tool-call-arguments", "codex-tools", "background-false", "background",
+        "base64-image", "tool-call-arguments", "codex-tools", "client-tool-search",
+        "api-tool-search", "server-tool-search", "background-false", "background",
         "previous-response", "conversation", "stored-prompt", "openai-web-search", "remote-mcp",
         "hosted-shell", "namespace-of-hosted", "image-url", "data-image-url", "file-id",
         "one-answer", "many-answers", "n-not-a-number", "chat-web-search", "chat-image-url"])
