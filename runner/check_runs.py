@@ -176,8 +176,10 @@ class CheckRun:
     failing here never fails the task: the status comment says the same."""
 
     def __init__(self, client: RepoClient, task: Task, check_run_id: int | None, *,
-                 interval: float = PROGRESS_INTERVAL, clock: Callable[[], float] | None = None):
+                 interval: float = PROGRESS_INTERVAL, clock: Callable[[], float] | None = None,
+                 before_edit: Callable[[], None] = lambda: None):
         self._client, self._task = client, task
+        self._before_edit = before_edit  # raises when this attempt may no longer edit it
         self.check_run_id = check_run_id
         kwargs = {"interval": interval} | ({"clock": clock} if clock else {})
         self._updates = (StatusComment(client.update_check_run, check_run_id, **kwargs)
@@ -192,6 +194,7 @@ class CheckRun:
     def _send(self, update: Callable[[], Any]) -> None:
         if self._updates is None:
             return
+        self._before_edit()
         try:
             update()
         except GitHubError as error:
