@@ -2507,7 +2507,7 @@ class FakeGitHub:
         with self._lock:
             found = [pull for pull in self.pulls if pull["repo"] == full_name
                      and (state == "all" or pull["state"] == state)
-                     and (not head_owner or (self._find_repo(pull["head_repo"]).owner == head_owner
+                     and (not head_owner or (pull["head_repo"].split("/")[0] == head_owner
                                              and (not head_branch or pull["head"] == head_branch)))]
         page, headers = self._paginate(found)
         return _json_response(200, [self._pull_payload(pull) for pull in page], headers)
@@ -2517,8 +2517,8 @@ class FakeGitHub:
         full_name = f"{owner}/{repo}"
         self._authenticate_installation(full_name, "pull_requests", "write")
         data = request.get_json(silent=True) or {}
+        pull = self._stored_pull(full_name, number)
         with self._lock:
-            pull = self._stored_pull(full_name, number)
             for field_name in ("title", "body"):
                 if field_name in data:
                     pull[field_name] = data[field_name]
