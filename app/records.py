@@ -37,6 +37,16 @@ class Duplicate(enum.Enum):
     BUTTON = "the task's button was pressed before"
 
 
+class Superseded(Exception):
+    """A write for an attempt of a task that is no longer its current one: the task was handed
+    to a newer attempt (or given back to wait for one, or ended), so the writer, however alive,
+    must stop. Every write the runner makes for a running task names its attempt."""
+
+    def __init__(self, task_id: str, attempt: int):
+        super().__init__(f"attempt {attempt} of task {task_id} was superseded")
+        self.task_id, self.attempt = task_id, attempt
+
+
 def utcnow() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
@@ -478,19 +488,54 @@ class TaskRecords:
     def running(self) -> list[Task]:
         return self._select(f"status = ? ORDER BY created_at, {self._ORDER}", RUNNING)
 
-    def update(self, task_id: str, **values: Any) -> None:
+    def update(self, task_id: str, *, attempt: int | None = None, **values: Any) -> None:
+        """Write `values`; with `attempt`, only while that attempt of the task is running (the
+        fence), else Superseded is raised and nothing is written."""
         unknown = set(values) - set(TASK_COLUMNS)
         if unknown:
             raise ValueError(f"unknown task fields: {sorted(unknown)}")
         values = storable(values)
         encoded = {k: json.dumps(v) if k in JSON_COLUMNS and v is not None else v
                    for k, v in values.items()}
+        where, params = "id = ?", [task_id]
+        if attempt is not None:
+            where, params = "id = ? AND attempt = ? AND status = ?", [task_id, attempt, RUNNING]
         with self._connect(immediate=True) as db:
-            db.execute(f"UPDATE tasks SET {', '.join(f'{k} = ?' for k in encoded)} WHERE id = ?",
-                       [*encoded.values(), task_id])
+            written = db.execute(f"UPDATE tasks SET {', '.join(f'{k} = ?' for k in encoded)} "
+                                 f"WHERE {where}", [*encoded.values(), *params])
+            if attempt is not None and written.rowcount == 0:
+                raise Superseded(task_id, attempt)
 
-    def finish(self, task_id: str, status: str, **values: Any) -> None:
-        self.update(task_id, status=status, finished_at=utcnow(), **values)
+    def finish(self, task_id: str, status: str, *, attempt: int | None = None,
+               **values: Any) -> None:
+        self.update(task_id, attempt=attempt, status=status, finished_at=utcnow(), **values)
+
+    def require_current(self, task_id: str, attempt: int) -> None:
+        """Raise Superseded unless `attempt` of the task is still the one running: asked right
+        before each write to GitHub, so a worker that was only slow never writes over its
+        successor."""
+        with self._connect() as db:
+            row = db.execute("SELECT attempt, status FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        if row is None or row["attempt"] != attempt or row["status"] != RUNNING:
+            raise Superseded(task_id, attempt)
+
+    def reattempt(self, task_id: str, attempt: int) -> bool:
+        """Give a running task whose worker is gone back to wait for its next attempt; False when
+        `attempt` is no longer the one running (someone decided about it already). From here on
+        the writes of that attempt are refused."""
+        with self._connect(immediate=True) as db:
+            moved = db.execute("UPDATE tasks SET status = ?, claimed_by = NULL WHERE id = ? "
+                               "AND attempt = ? AND status = ?", (PENDING, task_id, attempt, RUNNING))
+            return moved.rowcount == 1
+
+    def live_attempts(self) -> set[tuple[str, int]]:
+        """(task id, attempt) of every attempt that runs or may start: a running task's own and
+        the next one of each unfinished task (it may be claimed right after this is read)."""
+        with self._connect() as db:
+            rows = db.execute("SELECT id, attempt, status FROM tasks WHERE status IN (?, ?)",
+                              (PENDING, RUNNING)).fetchall()
+        live = {(row["id"], row["attempt"] + 1) for row in rows}
+        return live | {(row["id"], row["attempt"]) for row in rows if row["status"] == RUNNING}
 
     # Reading
 

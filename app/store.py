@@ -17,13 +17,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from app.records import (CANCELLED, COMPLETED, FAILED, FINISHED, PENDING, PULL_REQUEST_TRIGGERS,
-                         REJECTED, REMOVED, RUNNING, Duplicate, InstallationChange, NewTask, Task,
-                         TaskRecords, installation_refusal, utcnow)
+                         REJECTED, REMOVED, RUNNING, Duplicate, InstallationChange, NewTask,
+                         Superseded, Task, TaskRecords, installation_refusal, utcnow)
 
 # The rest of the code base imports the records' types from here.
 __all__ = ["CANCELLED", "COMPLETED", "FAILED", "FINISHED", "PENDING", "PULL_REQUEST_TRIGGERS",
            "REJECTED", "REMOVED", "RUNNING", "SCHEMA_VERSION", "Duplicate", "InstallationChange",
-           "NewTask", "Store", "Task", "installation_refusal", "utcnow"]
+           "NewTask", "Store", "Superseded", "Task", "installation_refusal", "utcnow"]
 
 SCHEMA_VERSION = 7
 _SCHEMA = """

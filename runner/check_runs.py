@@ -187,8 +187,10 @@ class CheckRun:
     summary gains `note` (the link to the task's full transcript, once there is one)."""
 
     def __init__(self, client: RepoClient, task: Task, check_run_id: int | None, *,
-                 interval: float = PROGRESS_INTERVAL, clock: Callable[[], float] | None = None):
+                 interval: float = PROGRESS_INTERVAL, clock: Callable[[], float] | None = None,
+                 before_edit: Callable[[], None] = lambda: None):
         self._client, self._task = client, task
+        self._before_edit = before_edit  # raises when this attempt may no longer edit it
         self.check_run_id = check_run_id
         kwargs = {"interval": interval} | ({"clock": clock} if clock else {})
         self._updates = (StatusComment(client.update_check_run, check_run_id, **kwargs)
@@ -204,6 +206,7 @@ class CheckRun:
     def _send(self, update: Callable[[], Any]) -> None:
         if self._updates is None:
             return
+        self._before_edit()
         try:
             update()
         except GitHubError as error:

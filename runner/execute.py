@@ -15,7 +15,7 @@ from pathlib import Path
 
 import docker
 
-from app.store import CANCELLED, COMPLETED, FAILED, PENDING, REJECTED, Task
+from app.store import CANCELLED, COMPLETED, FAILED, PENDING, REJECTED, Superseded, Task
 from runner import (check_runs, pull_request, pull_request_context, pull_request_rules, replies,
                     status, workspace)
 from runner import artifacts
@@ -30,7 +30,7 @@ from runner.cancel_watch import CancelWatch, HandedBack
 from runner.disk_watch import DiskWatch
 from runner.files import FileEditor
 from runner.github import EXECUTE_PERMISSIONS, GitHubError, RepoClient
-from runner.sandbox import (MOUNT_POINT, TASK_LABEL, Deployment, DockerDeployment, SandboxError,
+from runner.sandbox import (ATTEMPT_LABEL, MOUNT_POINT, TASK_LABEL, Deployment, DockerDeployment, SandboxError,
                             SandboxGone, SandboxLimits, SetupNetworkNotFound, offline_problem,
                             sandbox_network)
 from runner.services import Services
@@ -66,13 +66,27 @@ def execute(task: Task, services: Services, *,
             abort_reason: Callable[[], str | None] | None = None) -> None:
     """Run the task to its end. `abort_reason`, when it runs as a job of the queue, says whether
     the job was asked to stop (runner/cancel_watch.py): for a shutdown the sandbox is stopped,
-    the task goes back to waiting and HandedBack is raised for the queue to run it again."""
+    the task goes back to waiting and HandedBack is raised for the queue to run it again.
+
+    Every write for the task names its attempt, and each write to GitHub that matters is
+    preceded by a check that the attempt is still the task's current one: an attempt another
+    has superseded (its worker was judged gone, but was only slow) stops where it is, having
+    removed its own sandbox and work tree, and writes nothing more anywhere."""
+    try:
+        _execute(task, services, abort_reason)
+    except Superseded:
+        log.info("task %s: attempt %d was superseded by a newer one; it stopped without writing "
+                 "anything more", task.id, task.attempt)
+
+
+def _execute(task: Task, services: Services,
+             abort_reason: Callable[[], str | None] | None) -> None:
     store = services.store
     try:
         client = services.github.repo_client(task.installation_id, task.repo, EXECUTE_PERMISSIONS)
     except GitHubError as error:
         log.warning("task %s: %s", task.id, error)
-        store.finish(task.id, FAILED, error=str(error))
+        store.finish(task.id, FAILED, attempt=task.attempt, error=str(error))
         return
     run = _TaskRun(task, services, client, abort_reason)
     host = run.github_host
@@ -85,7 +99,7 @@ def execute(task: Task, services: Services, *,
     except HandedBack:
         log.info("task %s handed back: the worker is shutting down", task.id)
         run.report(status.handed_back(task.id), final=True)
-        store.update(task.id, status=PENDING, claimed_by=None)
+        store.update(task.id, attempt=task.attempt, status=PENDING, claimed_by=None)
         raise
     except TaskCancelled as cancel:
         log.info("task %s cancelled by %s", task.id, cancel.by)
@@ -103,6 +117,8 @@ def execute(task: Task, services: Services, *,
         run.report(status.failed(task.id, reason, github_host=host), final=True)
         run.conclude("timed_out" if isinstance(failure, TimedOut) else "failure", "Failed", reason)
         run.end(FAILED, error=reason)
+    except Superseded:
+        raise
     except Exception:
         log.exception("task %s crashed", task.id)
         run.report(status.failed(task.id, INTERNAL_ERROR, github_host=host), final=True)
@@ -118,6 +134,7 @@ class _TaskRun:
     def __init__(self, task: Task, services: Services, client: RepoClient,
                  abort_reason: Callable[[], str | None] | None = None):
         self.task, self.services, self.client = task, services, client
+        self.attempt = task.attempt
         self.abort_reason = abort_reason
         self.started = time.monotonic()
         self.deadline = self.started + services.settings.timeout_seconds
@@ -125,14 +142,24 @@ class _TaskRun:
         self.github_host = github_web_host(services.settings.github_api_url)
         self._comment = (status.StatusComment(replies.editor(client, task), task.status_comment_id)
                          if task.status_comment_id else None)
-        self.checks = check_runs.CheckRun(client, task, task.check_run_id)
+        self.checks = check_runs.CheckRun(client, task, task.check_run_id,
+                                          before_edit=self.require_current)
         self.turns = 0
         self.details_url = replies.link(task, github_web_url(services.settings.github_api_url),
                                         task.status_comment_id)
 
+    def require_current(self) -> None:
+        """Raise Superseded unless this attempt is still the task's running one."""
+        self.services.store.require_current(self.task.id, self.attempt)
+
+    def record(self, **values) -> None:
+        """Store what this attempt learnt; refused (Superseded) once a newer attempt exists."""
+        self.services.store.update(self.task.id, attempt=self.attempt, **values)
+
     def report(self, body: str, *, final: bool) -> None:
         if self._comment is None:
             return
+        self.require_current()
         try:
             self._comment.final(body) if final else self._comment.progress(body)
         except GitHubError as error:
@@ -169,7 +196,7 @@ class _TaskRun:
         if self.details_url:
             fields["details_url"] = self.details_url
         run_id = check_runs.create(self.client, self.task, fields)
-        self.services.store.update(self.task.id, pushed_check_run_id=run_id)
+        self.record(pushed_check_run_id=run_id)
         if run_id is None:
             # The run on the head the task started from keeps the whole story and the buttons.
             self.checks.final({key: value for key, value in fields.items() if key != "head_sha"})
@@ -184,13 +211,14 @@ class _TaskRun:
 
     def end(self, outcome: str, **values) -> None:
         """Store the task's end; a label that asked comes off first, so adding it again asks again."""
+        self.require_current()
         if self.task.label is not None:
             try:
                 self.client.remove_label(self.task.number, self.task.label)
             except GitHubError as error:
                 log.warning("task %s: could not remove the label %r: %s", self.task.id,
                             self.task.label, error)
-        self.services.store.finish(self.task.id, outcome, **values)
+        self.services.store.finish(self.task.id, outcome, attempt=self.attempt, **values)
 
     def run(self) -> dict:
         """Do the work; returns what to store with the completed task."""
@@ -228,12 +256,12 @@ class _TaskRun:
             raise TaskFailed(f"the budget of {format_usd(self.budget.usd)} cannot be kept: "
                              f"{self.config.model} has no price in ASYNC_CODE_PRICES. Nothing "
                              "was run.")
-        store.update(task.id, branch=branch, base_branch=pull["base"]["ref"] if pull else start,
-                     agent=self.config.agent, agent_version=agent_version(self.config.agent))
+        self.record(branch=branch, base_branch=pull["base"]["ref"] if pull else start,
+                    agent=self.config.agent, agent_version=agent_version(self.config.agent))
         ws = self._prepare_workspace(repository, start, branch, self.services.sandbox.host_owner)
         sandbox_gone = False
         try:
-            store.update(task.id, start_sha=workspace.start_commit(ws))
+            self.record(start_sha=workspace.start_commit(ws))
             request = self._first_message(pull)
             result = _run_agent(task, self.services, self.config, ws.tree, self.deadline, request,
                                 self.progress, budget=self.budget, price=price,
@@ -329,7 +357,8 @@ class _TaskRun:
         task = self.task
         try:
             return workspace.prepare(
-                self.services.settings.workspaces_path, task.id, clone_url=repository["clone_url"],
+                self.services.work_trees, task.id, attempt=task.attempt,
+                clone_url=repository["clone_url"],
                 token=self.client.token, default_branch=start, branch=branch,
                 sandbox_owner=owner,
                 timeout=max(1.0, min(CLONE_TIMEOUT, self.deadline - time.monotonic())))
@@ -398,7 +427,7 @@ class _TaskRun:
             mention=f"@{self.services.settings.github_app_slug}"), final=True)
 
     def _store_changes(self, changes: workspace.Changes, outcome: dict) -> None:
-        self.services.store.update(self.task.id, patches={"diff": changes.diff, "files": [
+        self.record(patches={"diff": changes.diff, "files": [
             {"path": f.path, "added": f.added, "deleted": f.deleted, "status": f.status}
             for f in changes.files], "left_out": [
             {"path": item.path, "reason": item.reason} for item in changes.left_out]},
@@ -412,15 +441,18 @@ class _TaskRun:
             title, number=task.number, task_id=task.id, requested_by=task.requested_by,
             requested_by_id=task.requested_by_id, github_host=self.github_host),
             author_name=author_name, author_email=author_email)
-        self.services.store.update(task.id, commit_sha=sha)
+        self.record(commit_sha=sha)
         # The last moment a cancel can still keep the work off GitHub.
         if (by := self.services.store.cancel_requested(task.id)) is not None:
             raise TaskCancelled(by)
         return sha
 
-    def _push(self, ws: workspace.Workspace, repository: dict) -> None:
+    def _push(self, ws: workspace.Workspace, repository: dict, *,
+              replacing: str | None = None) -> None:
+        self.require_current()
         try:
-            workspace.push(ws, clone_url=repository["clone_url"], token=self.client.token)
+            workspace.push(ws, clone_url=repository["clone_url"], token=self.client.token,
+                           replacing=replacing)
         except workspace.PushRejected as error:
             if error.branch_moved:
                 raise TaskFailed(f"someone pushed to {ws.branch} while the task ran, so its commit "
@@ -430,6 +462,30 @@ class _TaskRun:
                              "protection or a push rule may forbid it.") from None
         except workspace.GitError as error:
             raise TaskFailed(f"pushing {ws.branch} failed: {error}") from None
+
+    def _earlier_attempts_commit(self, ws: workspace.Workspace, repository: dict) -> str | None:
+        """On a re-attempt, the commit an earlier attempt pushed to the task's branch, if the
+        branch still holds it: the push replaces that one, and nobody else's."""
+        if self.attempt <= 1:
+            return None
+        try:
+            found = workspace.remote_branch_commit(ws, clone_url=repository["clone_url"],
+                                                   token=self.client.token)
+        except workspace.GitError as error:
+            raise TaskFailed(f"could not read {ws.branch} on GitHub: {error}") from None
+        if found is None or not pull_request.committed_by_task(found[1], self.task.id):
+            return None
+        log.info("task %s: attempt %d replaces the commit %s an earlier attempt pushed",
+                 self.task.id, self.attempt, found[0])
+        return found[0]
+
+    def _earlier_attempts_pull_request(self, ws: workspace.Workspace) -> dict | None:
+        """On a re-attempt, the open pull request an earlier attempt opened from the branch."""
+        if self.attempt <= 1:
+            return None
+        return next((pull for pull in self.client.open_pull_requests_from(ws.branch)
+                     if pull["head"]["ref"] == ws.branch
+                     and pull_request.opened_by_task(pull.get("body"), self.task.id)), None)
 
     def _push_to_pull_request(self, ws: workspace.Workspace, repository: dict, pull: dict,
                               result: AgentResult, changes: workspace.Changes) -> dict:
@@ -467,16 +523,20 @@ class _TaskRun:
         files = [(f.path, f.added, f.deleted) for f in changes.files]
         title = self._title(result)
         sha = self._commit(ws, result, changes, title)
-        self._push(ws, repository)
+        self._push(ws, repository, replacing=self._earlier_attempts_commit(ws, repository))
+        body = pull_request.body(answer=self._summary(result), instruction=task.instruction,
+                                 number=task.number, requested_by=task.requested_by,
+                                 task_id=task.id, files=files, left_out=_left_out_pairs(changes),
+                                 left_out_count=changes.left_out_count,
+                                 github_host=self.github_host)
         try:
-            pr = client.open_pull_request(
-                title=title, head=ws.branch, base=base, draft=task.draft or self.config.draft,
-                body=pull_request.body(answer=self._summary(result), instruction=task.instruction,
-                                       number=task.number, requested_by=task.requested_by,
-                                       task_id=task.id, files=files,
-                                       left_out=_left_out_pairs(changes),
-                                       left_out_count=changes.left_out_count,
-                                       github_host=self.github_host))
+            earlier = self._earlier_attempts_pull_request(ws)
+            self.require_current()
+            if earlier is not None:
+                pr = client.update_pull_request(earlier["number"], title=title, body=body)
+            else:
+                pr = client.open_pull_request(title=title, head=ws.branch, base=base, body=body,
+                                              draft=task.draft or self.config.draft)
         except GitHubError as error:
             raise TaskFailed(f"the branch {ws.branch} was pushed but opening the pull request "
                              f"failed: {error}") from None
@@ -499,7 +559,8 @@ def _require_sandbox_gone(client: docker.DockerClient, task: Task) -> None:
     """Host git reads the tree only once nothing in the sandbox can still change it."""
     try:
         # The low-level list: it does not inspect each container, which fails on one being removed.
-        leftover = client.api.containers(all=True, filters={"label": f"{TASK_LABEL}={task.id}"})
+        leftover = client.api.containers(all=True, filters={"label": [
+            f"{TASK_LABEL}={task.id}", f"{ATTEMPT_LABEL}={task.attempt}"]})
     except docker.errors.DockerException as error:
         raise TaskFailed(f"could not confirm that the sandbox was removed ({error}); "
                          "nothing was committed.") from None
@@ -578,14 +639,15 @@ def _run_agent(task: Task, services: Services, config: EffectiveConfig, tree: Pa
             cli = task_cli_setup(config.agent, settings, tree, services.sandbox.host_owner)
         except CliAgentUnavailable as error:
             raise TaskFailed(f"{error}. Nothing was run.") from None
-        store.update(task.id, agent_version=agent_version(config.agent, cli.tools_dir))
+        store.update(task.id, agent_version=agent_version(config.agent, cli.tools_dir),
+                     attempt=task.attempt)
     deployment = DockerDeployment(
         services.docker, image=config.image, work_tree=tree, task_id=task.id,
         instance=services.instance, user=services.sandbox.container_user, mount_point=MOUNT_POINT,
         limits=SandboxLimits(memory=settings.sandbox_memory, cpus=float(settings.sandbox_cpus),
                              pids=int(settings.sandbox_pids), tmp_bytes=settings.sandbox_tmp_bytes),
         setup_network=sandbox_network(config.setup, settings.setup_network_name),
-        mounts=cli.mounts() if cli is not None else ())
+        mounts=cli.mounts() if cli is not None else (), attempt=task.attempt)
     # The wall clock, the tree's size and a `cancel` are enforced from outside: removing the
     # container ends whatever runs in it.
     watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), deployment.stop)
@@ -603,7 +665,7 @@ def _run_agent(task: Task, services: Services, config: EffectiveConfig, tree: Pa
                              "run.") from None
         except SandboxError as error:
             raise TaskFailed(f"the sandbox could not start: {error}") from None
-        store.update(task.id, container_id=deployment.container_id)
+        store.update(task.id, attempt=task.attempt, container_id=deployment.container_id)
         watchdog.start()
         disk.start()
         cancel.start()

@@ -207,6 +207,16 @@ class RepoClient:
                          json={"title": title, "body": body, "head": head, "base": base,
                                "draft": draft})
 
+    def open_pull_requests_from(self, branch: str) -> list[dict[str, Any]]:
+        """The open pull requests whose head is `branch` of this repository."""
+        owner = self.repo.split("/")[0]
+        return self.call("GET", f"/repos/{self.repo}/pulls",
+                         params={"head": f"{owner}:{branch}", "state": "open", "per_page": 100})
+
+    def update_pull_request(self, number: int, *, title: str, body: str) -> dict[str, Any]:
+        return self.call("PATCH", f"/repos/{self.repo}/pulls/{int(number)}",
+                         json={"title": title, "body": body})
+
     def file_on_default_branch(self, path: str, *, max_bytes: int) -> str | None:
         """The text of the file at `path` on the default branch; None when there is none.
 

@@ -99,7 +99,7 @@ def body(*, answer: str, instruction: str, number: int, requested_by: str, task_
             f"{fit_body(neutralise(request, github_host=github_host), INSTRUCTION_LIMIT)}\n\n"
             f"### Files changed\n{_file_list(files, github_host)}\n\n"
             f"{_left_out_section(list(left_out), left_out_count, github_host)}"
-            f"<sub>async-code task `{task_id}`</sub>\n\n### Summary\n")
+            f"<sub>{_body_mark(task_id)}</sub>\n\n### Summary\n")
     summary = neutralise(_details(answer) or short_title(answer, 10_000) or "No summary was given.",
                          github_host=github_host)
     return head + fit_body(summary, limit=max(0, GITHUB_BODY_LIMIT - len(head)))
@@ -114,4 +114,26 @@ def commit_message(title_line: str, *, number: int, task_id: str, requested_by: 
     if requested_by_id:
         trailer = (f"\n\nCo-authored-by: {requested_by} "
                    f"<{requested_by_id}+{requested_by}@users.noreply.github.com>")
-    return f"{first_line}\n\nRequested in #{number} (async-code task {task_id}).{trailer}\n"
+    return f"{first_line}\n\nRequested in #{number} {_commit_mark(task_id)}.{trailer}\n"
+
+
+def _body_mark(task_id: str) -> str:
+    return f"async-code task `{task_id}`"
+
+
+def _commit_mark(task_id: str) -> str:
+    return f"(async-code task {task_id})"
+
+
+def opened_by_task(pull_body: str | None, task_id: str) -> bool:
+    """Whether a pull request's body is the one `body` wrote for this task: a re-attempt finds
+    the pull request an earlier attempt opened by it."""
+    return _body_mark(task_id) in (pull_body or "")
+
+
+def committed_by_task(message: str, task_id: str) -> bool:
+    """Whether a commit's message is the one `commit_message` wrote for this task: a re-attempt
+    replaces only such a commit on its branch."""
+    lines = message.splitlines()
+    return len(lines) >= 3 and lines[2].startswith("Requested in #") and lines[2].endswith(
+        f" {_commit_mark(task_id)}.")

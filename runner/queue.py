@@ -37,13 +37,13 @@ from app.postgres_store import (ACKNOWLEDGE_JOB, ACKNOWLEDGE_QUEUE, RUN_JOB, RUN
                                 PostgresStore)
 from app.migrate import SCHEMA
 from app.store import FINISHED, PENDING, Task
-from runner import replies, status, unconfigured
+from runner import unconfigured
 from runner.acknowledge import acknowledge
 from runner.cancel_watch import CANCEL, SHUTDOWN, HandedBack
 from runner.execute import execute
-from runner.github import ACKNOWLEDGE_PERMISSIONS, GitHubError
-from runner.recovery import _fail_interrupted, remove_leftovers, worker_identity
-from runner.sandbox import TASK_LABEL
+from runner.recovery import (_fail_interrupted, gave_up, remove_leftovers, say_reattempted,
+                             worker_identity)
+from runner.sandbox import ATTEMPT_LABEL, task_containers
 from runner.services import Services
 from runner.text import github_web_url
 from runner.worker import guard
@@ -55,11 +55,6 @@ STALLED_EVERY = "* * * * * */2"  # cron with seconds: every 2 s (a pass finding 
 ACKNOWLEDGERS = 2
 FETCH_POLL = 1.0  # a retried job is found by polling (only new jobs are announced)
 LEFTOVER_EVERY = 30.0
-
-
-def gave_up(attempts: int, max_attempts: int) -> str:
-    return (f"the workers running it stopped {attempts} time{'s' if attempts != 1 else ''}, and "
-            f"ASYNC_CODE_MAX_ATTEMPTS is {max_attempts}; ask again to retry.")
 
 
 class _HandBackRetry(procrastinate.BaseRetryStrategy):
@@ -144,10 +139,11 @@ def run_task(services: Services, task_id: str, *,
 
 def _remove_sandbox_of(services: Services, task: Task) -> None:
     try:
-        for container in services.docker.api.containers(
-                all=True, filters={"label": f"{TASK_LABEL}={task.id}"}):
+        for container in task_containers(services.docker, services.instance, task.id):
+            if (container.get("Labels") or {}).get(ATTEMPT_LABEL) == str(task.attempt):
+                continue
             services.docker.api.remove_container(container["Id"], force=True)
-            log.info("task %s: removed the sandbox of its previous attempt", task.id)
+            log.info("task %s: removed the sandbox of an earlier attempt", task.id)
     except Exception:
         log.exception("task %s: could not remove an earlier attempt's sandbox", task.id)
 
@@ -181,15 +177,9 @@ async def reattempt_stalled(job_manager: JobManager, services: Services) -> None
 
 
 def _waiting_again(services: Services, task: Task) -> None:
-    services.store.update(task.id, status=PENDING, claimed_by=None)
-    if not task.status_comment_id:
-        return
-    try:
-        client = services.github.repo_client(task.installation_id, task.repo, ACKNOWLEDGE_PERMISSIONS)
-        replies.editor(client, task)(task.status_comment_id, status.reattempt(
-            task.id, task.attempt + 1, services.settings.max_attempt_count))
-    except GitHubError as error:
-        log.warning("task %s: could not say it is re-attempted: %s", task.id, error)
+    # From here on the writes of the stalled attempt are refused, should its worker wake up.
+    if services.store.reattempt(task.id, task.attempt):
+        say_reattempted(services, task)
 
 
 class QueueRunner:

@@ -2,7 +2,12 @@
 
 A task is held by the process named in `claimed_by` (host:pid), which refreshes the task's
 heartbeat while it holds it. A task is orphaned when that process is gone: on this host that
-is checked directly; for another host, by a heartbeat older than STALE_AFTER.
+is checked directly; for another host, by a heartbeat older than STALE_AFTER. An orphaned task
+is attempted again, up to ASYNC_CODE_MAX_ATTEMPTS attempts, then failed with the reason; the
+next attempt reuses its status comment, check run, branch and pull request.
+
+Every sandbox container and work tree names the store, the task and the attempt that made it;
+those of an attempt no longer live are removed, whichever process on this host left them.
 """
 
 from __future__ import annotations
@@ -13,18 +18,22 @@ import socket
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
-from app.store import FAILED, Task
+from app.store import CANCELLED, FAILED, RUNNING, Superseded, Task
 from runner import check_runs, replies, status, workspace
 from runner.services import Services
 from runner.github import ACKNOWLEDGE_PERMISSIONS, GitHubError
-from runner.sandbox import remove_task_containers, task_ids_with_containers
+from runner.sandbox import attempts_with_containers, remove_task_containers
 
 log = logging.getLogger(__name__)
 
-INTERRUPTED = "interrupted by a restart of the service; ask again to retry."
 HEARTBEAT_INTERVAL = 30.0
 RECOVERY_INTERVAL = 30.0
 STALE_AFTER = timedelta(minutes=3)
+
+
+def gave_up(attempts: int, max_attempts: int) -> str:
+    return (f"the workers running it stopped {attempts} time{'s' if attempts != 1 else ''}, and "
+            f"ASYNC_CODE_MAX_ATTEMPTS is {max_attempts}; ask again to retry.")
 
 
 def worker_identity() -> str:
@@ -59,7 +68,8 @@ def is_orphaned(task: Task, *, host: str, own_pid: int, starting: bool, now: dat
 
 
 def recover(services: Services, *, starting: bool, tasks: bool = True) -> None:
-    """Fail orphaned running tasks, hand back orphaned acknowledgements, remove leftovers.
+    """Attempt orphaned running tasks again (or fail them past ASYNC_CODE_MAX_ATTEMPTS), hand
+    back orphaned acknowledgements, remove leftovers.
 
     At start-up (before any slot of this process runs) every container and work tree that no
     live task owns is removed; later runs leave those of live tasks alone by the same rule.
@@ -86,37 +96,81 @@ def _recover_tasks(services: Services, *, starting: bool) -> None:
     lost = [task for task in running if orphaned(task)]
     for task in lost:
         try:
-            _fail_interrupted(services, task)
+            _attempt_again(services, task)
         except Exception:  # one task's trouble must not stop the rest of the pass
-            log.exception("task %s: recovery could not mark it failed", task.id)
+            log.exception("task %s: recovery could not attempt it again", task.id)
+
+
+def _attempt_again(services: Services, task: Task) -> None:
+    maximum = services.settings.max_attempt_count
+    if task.cancel_requested_by:
+        log.warning("task %s: its worker stopped after a cancel; ending it", task.id)
+        _fail_interrupted(services, task, f"cancelled by @{task.cancel_requested_by}",
+                          outcome=CANCELLED)
+    elif task.attempt >= maximum:
+        log.warning("task %s: its worker stopped during attempt %d of %d; failing it",
+                    task.id, task.attempt, maximum)
+        _fail_interrupted(services, task, gave_up(task.attempt, maximum))
+    elif services.store.reattempt(task.id, task.attempt):
+        log.warning("task %s: its worker stopped; re-attempt %d of %d", task.id,
+                    task.attempt + 1, maximum)
+        say_reattempted(services, task)
+
+
+def say_reattempted(services: Services, task: Task) -> None:
+    """The status comment says the task waits for its next attempt."""
+    if not task.status_comment_id:
+        return
+    try:
+        client = services.github.repo_client(task.installation_id, task.repo, ACKNOWLEDGE_PERMISSIONS)
+        replies.editor(client, task)(task.status_comment_id, status.reattempt(
+            task.id, task.attempt + 1, services.settings.max_attempt_count))
+    except GitHubError as error:
+        log.warning("task %s: could not say it is re-attempted: %s", task.id, error)
 
 
 def remove_leftovers(services: Services) -> None:
-    """Remove the containers and work trees on this host that no unfinished task owns."""
+    """Remove this store's containers and work trees on this host whose attempt is not live."""
     store = services.store
-    # Read now: a task claimed since any snapshot must keep its container and tree.
-    live = store.unfinished_ids()
+    # Read first: an attempt that starts after this read was already counted as live.
+    live = store.live_attempts()
     containers = remove_task_containers(services.docker, services.instance, keep=live)
     # A tree stays while a container that could still write to it exists.
-    keep_trees = live | task_ids_with_containers(services.docker, services.instance)
-    trees = workspace.remove_leftovers(services.settings.workspaces_path, keep=keep_trees)
+    keep_trees = live | {(task_id, attempt) for task_id, attempt in
+                         attempts_with_containers(services.docker, services.instance)
+                         if attempt is not None}
+    trees = workspace.remove_leftovers(services.work_trees, keep=keep_trees)
     if containers or trees:
         log.info("removed %d leftover sandbox container(s) and %d work tree(s)",
                  len(containers), len(trees))
 
 
-def _fail_interrupted(services: Services, task: Task, reason: str = INTERRUPTED) -> None:
-    log.warning("task %s was left running by a process that is gone; marking it failed", task.id)
+def _fail_interrupted(services: Services, task: Task, reason: str, *,
+                      outcome: str = FAILED) -> None:
+    """End a task whose worker is gone; nothing when another attempt took it meanwhile."""
+    log.warning("task %s was left running by a process that is gone; ending it", task.id)
+    # A running task ends only while the attempt that was lost is still its current one.
+    fence = task.attempt if task.status == RUNNING else None
+    try:
+        if fence is not None:
+            services.store.require_current(task.id, fence)
+    except Superseded:
+        return
     if task.status_comment_id or task.check_run_id:
         try:
             client = services.github.repo_client(task.installation_id, task.repo,
                                                  ACKNOWLEDGE_PERMISSIONS)
             if task.status_comment_id:
-                replies.editor(client, task)(task.status_comment_id,
-                                             status.failed(task.id, reason))
+                replies.editor(client, task)(task.status_comment_id, (
+                    status.cancelled(task.id, task.cancel_requested_by) if outcome == CANCELLED
+                    else status.failed(task.id, reason)))
             if task.check_run_id:
                 client.update_check_run(task.check_run_id, check_runs.finished(
-                    "failure", title="Interrupted", summary=reason))
+                    "cancelled" if outcome == CANCELLED else "failure",
+                    title="Interrupted", summary=reason))
         except GitHubError as error:
             log.warning("task %s: could not say it was interrupted: %s", task.id, error)
-    services.store.finish(task.id, FAILED, error=reason)
+    try:
+        services.store.finish(task.id, outcome, attempt=fence, error=reason)
+    except Superseded:
+        log.info("task %s: another attempt took it while it was being ended", task.id)

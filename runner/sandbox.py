@@ -38,6 +38,7 @@ MOUNT_POINT = "/workspace"
 
 TASK_LABEL = "async-code.task"
 INSTANCE_LABEL = "async-code.instance"  # the store's id: clean-up touches only its own
+ATTEMPT_LABEL = "async-code.attempt"  # which attempt of the task: a later one removes it
 
 # `sleep` with a huge argument exists in busybox and coreutils; docker-init (init=True) is PID 1
 # so processes orphaned by killed commands are reaped instead of piling up as zombies.
@@ -186,6 +187,7 @@ class DockerDeployment:
         mount_point: str = MOUNT_POINT,
         setup_network: str | None = None,
         mounts: Sequence[Mount] = (),
+        attempt: int = 1,
     ) -> None:
         if not task_id or not instance:
             raise ValueError("task_id and instance must not be empty")
@@ -195,6 +197,7 @@ class DockerDeployment:
         self._image = image
         self._work_tree = Path(work_tree)
         self.task_id = task_id
+        self.attempt = attempt
         self._user = user
         self._limits = limits
         self._mount_point = mount_point
@@ -210,7 +213,8 @@ class DockerDeployment:
 
     @property
     def name(self) -> str:
-        return f"async-code-{self.task_id[:12]}"
+        # Two attempts of one task may briefly both have a container on one engine.
+        return f"async-code-{self.task_id[:12]}-{self.attempt}"
 
     def start(self) -> DockerRuntime:
         with self._lock:
@@ -231,7 +235,8 @@ class DockerDeployment:
                     entrypoint=_KEEP_ALIVE[:1],
                     command=_KEEP_ALIVE[1:],
                     name=self.name,
-                    labels={TASK_LABEL: self.task_id, INSTANCE_LABEL: self.instance},
+                    labels={TASK_LABEL: self.task_id, INSTANCE_LABEL: self.instance,
+                            ATTEMPT_LABEL: str(self.attempt)},
                     user=self._user,
                     working_dir=self._mount_point,
                     environment={"HOME": "/tmp"},
@@ -532,10 +537,24 @@ class DockerRuntime:
         return SandboxError(f"cannot {action} in the sandbox: {_explain(exc)}")
 
 
-def task_ids_with_containers(client: docker.DockerClient, instance: str) -> set[str]:
-    """The tasks of this instance that have a sandbox container, running or not."""
-    return {(summary.get("Labels") or {}).get(TASK_LABEL, "")
-            for summary in _instance_containers(client, instance)}
+def attempt_of(labels: dict[str, str] | None) -> tuple[str, int | None]:
+    """(task id, attempt) a container's labels name; attempt None for a container made before
+    attempts were labelled."""
+    labels = labels or {}
+    attempt = labels.get(ATTEMPT_LABEL, "")
+    return labels.get(TASK_LABEL, ""), int(attempt) if attempt.isdigit() else None
+
+
+def attempts_with_containers(client: docker.DockerClient,
+                             instance: str) -> set[tuple[str, int | None]]:
+    """The attempts of this instance's tasks that have a sandbox container, running or not."""
+    return {attempt_of(summary.get("Labels")) for summary in _instance_containers(client, instance)}
+
+
+def task_containers(client: docker.DockerClient, instance: str, task_id: str) -> list[dict]:
+    """This instance's containers of one task, whichever attempt made them."""
+    return client.api.containers(all=True, filters={
+        "label": [f"{TASK_LABEL}={task_id}", f"{INSTANCE_LABEL}={instance}"]})
 
 
 def _instance_containers(client: docker.DockerClient, instance: str) -> list[dict]:
@@ -545,16 +564,19 @@ def _instance_containers(client: docker.DockerClient, instance: str) -> list[dic
 
 
 def remove_task_containers(client: docker.DockerClient, instance: str,
-                           keep: Collection[str] = ()) -> list[str]:
-    """Force-remove this instance's task containers whose task id is not in `keep`; return the
-    removed ids.
+                           keep: Collection[tuple[str, int]] = ()) -> list[str]:
+    """Force-remove this instance's task containers whose (task id, attempt) is not in `keep`;
+    return the task ids of those removed. One made before attempts were labelled stays while
+    any attempt of its task is kept.
 
-    Recovery (at start-up and every 30 s) uses it to clean up after runners that crashed.
+    Recovery (at start-up and every 30 s) uses it to clean up after runners that crashed, and
+    after attempts that were superseded.
     """
+    kept_tasks = {task_id for task_id, _ in keep}
     removed: list[str] = []
     for summary in _instance_containers(client, instance):
-        task_id = (summary.get("Labels") or {}).get(TASK_LABEL, "")
-        if task_id in keep:
+        task_id, attempt = attempt_of(summary.get("Labels"))
+        if (task_id, attempt) in keep or (attempt is None and task_id in kept_tasks):
             continue
         try:
             client.api.remove_container(summary["Id"], force=True, v=True)
@@ -566,7 +588,8 @@ def remove_task_containers(client: docker.DockerClient, instance: str,
                 log.warning("cannot remove leftover sandbox container %s: %s",
                             summary["Id"][:12], _explain(exc))
                 continue
-        log.info("removed leftover sandbox container %s (task %s)", summary["Id"][:12], task_id)
+        log.info("removed leftover sandbox container %s (task %s, attempt %s)",
+                 summary["Id"][:12], task_id, attempt)
         removed.append(task_id)
     return removed
 

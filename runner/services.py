@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import anthropic
 import docker
@@ -27,6 +28,12 @@ class Services:
     instance: str  # the store's id, labelling this installation's sandboxes
     sandbox: SandboxUser  # who the sandbox runs as, and who owns its work tree on the host
     artifacts: ArtifactStore | None = None  # where full transcripts go; None: nowhere
+
+    @property
+    def work_trees(self) -> Path:
+        """Where this store's attempts keep their work trees: another store sharing the data
+        directory (or the host) keeps its own."""
+        return self.settings.workspaces_path / self.instance
 
 
 class ServiceUnavailable(RuntimeError):

@@ -41,4 +41,4 @@ def decline(task: Task, services: Services, missing: list[str]) -> None:
             client.remove_label(task.number, task.label)  # adding it again asks again
     except GitHubError as error:
         log.warning("task %s: could not say why it was not run: %s", task.id, error)
-    services.store.finish(task.id, FAILED, error=why)
+    services.store.finish(task.id, FAILED, attempt=task.attempt, error=why)

@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from app.store import FAILED, PENDING, RUNNING, Store, Task
+from app.store import FAILED, PENDING, RUNNING, Store, Superseded, Task
 from runner.acknowledge import acknowledge
 from runner.cancel_watch import HandedBack
 from runner.execute import INTERNAL_ERROR, execute
@@ -124,11 +124,17 @@ def guard(services: Services, task: Task, work: Callable[[], None]) -> None:
         work()
     except HandedBack:
         raise
+    except Superseded:
+        log.info("task %s: attempt %d was superseded by a newer one", task.id, task.attempt)
     except Exception:
         log.exception("task %s: unexpected error", task.id)
         try:
             current = services.store.get(task.id)
             if current and current.status in (PENDING, RUNNING):
-                services.store.finish(task.id, FAILED, error=INTERNAL_ERROR)
+                # A running task's failure is this attempt's to record, if it still holds it.
+                services.store.finish(task.id, FAILED, error=INTERNAL_ERROR,
+                                      attempt=task.attempt if task.status == RUNNING else None)
+        except Superseded:
+            log.info("task %s: attempt %d was superseded by a newer one", task.id, task.attempt)
         except Exception:
             log.exception("task %s: could not record the failure", task.id)

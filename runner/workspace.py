@@ -92,7 +92,7 @@ class PushRejected(GitError):
     @property
     def branch_moved(self) -> bool:
         """The remote branch has commits the pushed one does not build on."""
-        return "fetch first" in str(self) or "non-fast-forward" in str(self)
+        return any(sign in str(self) for sign in ("fetch first", "non-fast-forward", "stale info"))
 
 
 @dataclass(frozen=True)
@@ -120,10 +120,16 @@ class Changes:
     left_out_count: int = 0
 
 
+def attempt_root(base_dir: Path, task_id: str, attempt: int) -> Path:
+    """Where one attempt of a task keeps its work tree and git directory."""
+    return Path(base_dir) / f"{task_id}-{attempt}"
+
+
 def prepare(
     base_dir: Path,
     task_id: str,
     *,
+    attempt: int = 1,
     clone_url: str,
     token: str,
     default_branch: str,
@@ -135,7 +141,7 @@ def prepare(
     if not _TASK_ID.fullmatch(task_id):
         raise ValueError(f"task id {task_id!r} is not a plain file name")
     _check_clone_url(clone_url)
-    root = Path(base_dir) / task_id
+    root = attempt_root(base_dir, task_id, attempt)
     ws = Workspace(root=root, tree=root / "tree", git_dir=root / "git", branch=branch)
 
     Path(base_dir).mkdir(parents=True, exist_ok=True)
@@ -300,17 +306,43 @@ def _clean_message(message: str) -> str:
     return "\n".join(kept) + "\n"
 
 
-def push(ws: Workspace, *, clone_url: str, token: str, timeout: float = 300) -> None:
+def remote_branch_commit(ws: Workspace, *, clone_url: str, token: str,
+                         timeout: float = 300) -> tuple[str, str] | None:
+    """The commit the task's branch points at on the remote, and its message; None when the
+    remote has no such branch."""
+    _check_clone_url(clone_url)
+    result = _run_git(
+        ws,
+        ["fetch", "--quiet", "--no-tags", "--no-recurse-submodules", "--depth=1", clone_url,
+         f"+refs/heads/{ws.branch}:{_EARLIER_REF}"],
+        what="git fetch", token=token, timeout=timeout, check=False)
+    if result.returncode != 0:
+        stderr = _text(result.stderr)
+        if "couldn't find remote ref" in stderr:
+            return None
+        raise GitError(_failure_text("git fetch failed", stderr, token))
+    sha = _rev_parse(ws, f"{_EARLIER_REF}^{{commit}}")
+    commit = _run_git(ws, ["cat-file", "commit", sha], what="git cat-file").stdout
+    _, _, message = commit.partition(b"\n\n")
+    return sha, message.decode("utf-8", "replace")
+
+
+def push(ws: Workspace, *, clone_url: str, token: str, timeout: float = 300,
+         replacing: str | None = None) -> None:
     """Push the task's branch, and nothing else, to the same-named branch on the remote.
 
-    Never forced: when the remote branch has moved past the commit the task started from,
-    the remote refuses and PushRejected says so ("fetch first" or "non-fast-forward").
+    Never forced blindly: when the remote branch has moved past the commit the task started
+    from, the remote refuses and PushRejected says so ("fetch first" or "non-fast-forward").
+    With `replacing`, the remote branch may go from exactly that commit (an earlier attempt's)
+    to this one, and from nothing else.
     """
     _check_clone_url(clone_url)
     ref = f"refs/heads/{ws.branch}"
+    lease = [f"--force-with-lease={ref}:{replacing}"] if replacing else []
     result = _run_git(
         ws,
-        ["push", "--porcelain", "--no-verify", "--recurse-submodules=no", clone_url, f"{ref}:{ref}"],
+        ["push", "--porcelain", "--no-verify", "--recurse-submodules=no", *lease, clone_url,
+         f"{ref}:{ref}"],
         what="git push",
         token=token,
         timeout=timeout,
@@ -331,16 +363,18 @@ def remove(ws: Workspace) -> bool:
     return remove_tree(ws.root)
 
 
-def remove_leftovers(base_dir: Path, keep: Collection[str] = ()) -> list[str]:
-    """Delete the workspaces of tasks not in `keep` (left by a crash); returns their task ids.
+def remove_leftovers(base_dir: Path, keep: Collection[tuple[str, int]] = ()) -> list[str]:
+    """Delete the workspaces under `base_dir` (one store's) of attempts not in `keep` (left by a
+    crash, or by an attempt that was superseded); returns their names.
 
     Each is handled on its own: one that cannot be removed is logged and the rest still go.
     """
     if not base_dir.is_dir():
         return []
+    kept = {attempt_root(base_dir, task_id, attempt).name for task_id, attempt in keep}
     removed = []
     for entry in sorted(base_dir.iterdir()):
-        if entry.name not in keep and entry.is_dir() and not entry.is_symlink():
+        if entry.name not in kept and entry.is_dir() and not entry.is_symlink():
             if remove_tree(entry):
                 removed.append(entry.name)
     return removed
@@ -365,6 +399,10 @@ def _fetch_default_branch(
     if "couldn't find remote ref" in stderr:
         raise EmptyRepository(f"the repository has no branch {default_branch!r}; is it empty?")
     raise GitError(_failure_text("git fetch failed", stderr, token))
+
+
+# Where the task's branch as the remote has it is fetched, to see whose commit it holds.
+_EARLIER_REF = "refs/earlier-attempt/head"
 
 
 def _base_ref(default_branch: str) -> str:

@@ -125,7 +125,7 @@ def test_a_comment_becomes_a_pull_request(service, github, model, docker_client,
 
     # The container and the work tree are gone.
     assert docker_client.containers.list(all=True, filters={"label": f"async-code.task={task_id}"}) == []
-    assert not (service.data_dir / "workspaces" / task_id).exists()
+    assert not list((service.data_dir / "workspaces").glob(f"*/{task_id}-*"))
 
     # No secret anywhere: database, logs, GitHub bodies, what the sandbox's `env` printed.
     key_body = "".join(app_key[0].strip().splitlines()[1:-1])[:64]  # a slice of the App's key

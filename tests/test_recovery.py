@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from app.settings import Settings
-from app.store import FAILED, PENDING, RUNNING, NewTask, Store, utcnow
+from app.store import FAILED, PENDING, RUNNING, NewTask, Store, Superseded, utcnow
 from runner import recovery, status
 from runner.services import Services
 from runner.github import GitHubApp
@@ -42,16 +42,31 @@ def add_task(services, github, number, *, status_=PENDING, claimed_by=None, hear
         client = services.github.repo_client(INSTALLATION_ID, REPO, {"issues": "write", "metadata": "read"})
         comment_id = client.comment(number, status.queued(task.id, 1))
         store.update(task.id, acknowledged_at=utcnow(), status_comment_id=comment_id)
-    store.update(task.id, status=status_, claimed_by=claimed_by, heartbeat_at=heartbeat_at,
-                 started_at=LONG_AGO if status_ == RUNNING else None)
+    if status_ == RUNNING:
+        running_as(store, task.id, claimed_by)
+    store.update(task.id, claimed_by=claimed_by, heartbeat_at=heartbeat_at)
     return task.id, comment_id
 
 
-def leftovers_for(services, task_id, sandbox_image, tmp_path):
-    tree = services.settings.workspaces_path / task_id / "tree"
+def running_as(store, task_id, claimed_by, attempt=1):
+    """The task running its `attempt`th attempt, held by `claimed_by` since long ago."""
+    for earlier in range(1, attempt + 1):
+        if earlier > 1:
+            assert store.reattempt(task_id, earlier - 1)
+        assert store.claim_next(claimed_by).id == task_id
+    store.update(task_id, started_at=LONG_AGO)
+
+
+def tree_of(services, task_id, attempt=1, instance=None):
+    return services.settings.workspaces_path / (instance or services.instance) / f"{task_id}-{attempt}"
+
+
+def leftovers_for(services, task_id, sandbox_image, tmp_path, attempt=1, instance=None):
+    tree = tree_of(services, task_id, attempt, instance) / "tree"
     tree.mkdir(parents=True)
     deployment = DockerDeployment(services.docker, image=sandbox_image, work_tree=tree, task_id=task_id,
-                                  instance=services.instance, user="1000:1000", limits=SandboxLimits(memory="64m", cpus=0.5, pids=32))
+                                  instance=instance or services.instance, user="1000:1000",
+                                  limits=SandboxLimits(memory="64m", cpus=0.5, pids=32), attempt=attempt)
     deployment.start()
     return deployment
 
@@ -60,7 +75,7 @@ def labelled(services, task_id):
     return services.docker.api.containers(all=True, filters={"label": f"async-code.task={task_id}"})
 
 
-def test_a_running_pass_fails_only_the_tasks_of_dead_holders(services, github, sandbox_image, tmp_path):
+def test_a_running_pass_reattempts_only_the_tasks_of_dead_holders(services, github, sandbox_image, tmp_path):
     dead_here, dead_comment = add_task(services, github, 1, status_=RUNNING, claimed_by=f"{HERE}:999999")
     silent_elsewhere, _ = add_task(services, github, 2, status_=RUNNING, claimed_by="other-host:12",
                                    heartbeat_at=LONG_AGO)
@@ -73,14 +88,22 @@ def test_a_running_pass_fails_only_the_tasks_of_dead_holders(services, github, s
         recovery.recover(services, starting=False)
         store = services.store
         assert [store.get(t).status for t in (dead_here, silent_elsewhere, alive_elsewhere, ours)] == [
-            FAILED, FAILED, RUNNING, RUNNING]
-        assert "interrupted by a restart" in github.comments[dead_comment]["history"][-1]
+            PENDING, PENDING, RUNNING, RUNNING]
+        assert "re-attempt 2 of 2" in github.comments[dead_comment]["history"][-1]
         assert len(github.comments[dead_comment]["history"]) == 2  # edited, not a second comment
+        with pytest.raises(Superseded):  # should the lost attempt's worker wake up after all
+            store.update(dead_here, attempt=1, commit_sha="0" * 40)
         assert labelled(services, dead_here) == []
-        assert not (services.settings.workspaces_path / dead_here).exists()
+        assert not tree_of(services, dead_here).exists()
         for live in (alive_elsewhere, ours):
             assert len(labelled(services, live)) == 1
-            assert (services.settings.workspaces_path / live).is_dir()
+            assert tree_of(services, live).is_dir()
+        # The next attempt takes the task; past the last one, recovery fails it and says why.
+        assert store.claim_next(f"{HERE}:999999").id == dead_here
+        recovery.recover(services, starting=False)
+        assert store.get(dead_here).status == FAILED
+        assert store.get(dead_here).error == recovery.gave_up(2, 2)
+        assert "ASYNC_CODE_MAX_ATTEMPTS is 2" in github.comments[dead_comment]["history"][-1]
     finally:
         for deployment in sandboxes.values():
             deployment.stop()
@@ -91,7 +114,7 @@ def test_at_start_up_our_own_pid_counts_as_a_previous_life(services, github):
     recovery.recover(services, starting=False)
     assert services.store.get(task_id).status == RUNNING
     recovery.recover(services, starting=True)
-    assert services.store.get(task_id).status == FAILED
+    assert services.store.get(task_id).status == PENDING
 
 
 def test_a_half_done_acknowledgement_is_handed_back(services, github):
@@ -114,7 +137,7 @@ def test_a_fresh_claim_carries_a_fresh_heartbeat(services, github):
 def test_a_leftover_tree_deeper_than_recursion_is_removed_and_the_pass_goes_on(services, github):
     from tests.test_tree_removal import make_deep_tree
 
-    workspaces = services.settings.workspaces_path
+    workspaces = services.work_trees
     workspaces.mkdir(parents=True)
     make_deep_tree(workspaces / "deep-leftover", 1500)
     (workspaces / "plain-leftover" / "tree").mkdir(parents=True)
@@ -144,17 +167,17 @@ def test_a_container_that_will_not_go_keeps_its_tree_and_not_the_others(
     try:
         recovery.recover(services, starting=False)
 
-        assert services.store.get(stubborn).status == FAILED
+        assert services.store.get(stubborn).status == PENDING
         assert labelled(services, other) == []
-        assert not (services.settings.workspaces_path / other).exists()
+        assert not tree_of(services, other).exists()
         # Its sandbox may still write to the tree: both stay for a later pass.
         assert len(labelled(services, stubborn)) == 1
-        assert (services.settings.workspaces_path / stubborn).is_dir()
+        assert tree_of(services, stubborn).is_dir()
 
         monkeypatch.setattr(services.docker.api, "remove_container", real_remove)
         recovery.recover(services, starting=False)
         assert labelled(services, stubborn) == []
-        assert not (services.settings.workspaces_path / stubborn).exists()
+        assert not tree_of(services, stubborn).exists()
     finally:
         for deployment in sandboxes.values():
             deployment.stop()
@@ -169,13 +192,13 @@ def test_an_interrupted_review_thread_task_says_so_in_its_thread(services, githu
         review_context={"path": "cli.py", "line": 1, "thread_id": 880}))
     client = services.github.repo_client(INSTALLATION_ID, REPO, {"pull_requests": "write"})
     reply_id = client.reply_in_review_thread(number, 880, status.queued(task.id, 1))
-    services.store.update(task.id, acknowledged_at=utcnow(), status_comment_id=reply_id,
-                          status=RUNNING, claimed_by=f"{HERE}:999999", started_at=LONG_AGO)
+    services.store.update(task.id, acknowledged_at=utcnow(), status_comment_id=reply_id)
+    running_as(services.store, task.id, f"{HERE}:999999", attempt=2)
 
     recovery.recover(services, starting=False)
 
     assert services.store.get(task.id).status == FAILED
-    assert "interrupted by a restart" in github.review_comments[reply_id]["body"]
+    assert "ASYNC_CODE_MAX_ATTEMPTS is 2" in github.review_comments[reply_id]["body"]
 
 
 def test_an_interrupted_task_concludes_its_check_run(services, github):
@@ -185,7 +208,8 @@ def test_an_interrupted_task_concludes_its_check_run(services, github):
     task_id = services.store.record_delivery("g-pr", "issue_comment", "created", NewTask(
         trigger="pr_comment", repo=REPO, installation_id=INSTALLATION_ID, number=number,
         comment_id=900, instruction="x", requested_by="alice", requested_by_id=9)).id
-    services.store.update(task_id, status=RUNNING, claimed_by=f"{HERE}:999999", started_at=LONG_AGO)
+    services.store.update(task_id, acknowledged_at=utcnow())
+    running_as(services.store, task_id, f"{HERE}:999999", attempt=2)
     head = subprocess.run(["git", "--git-dir", str(github.repo_path(REPO)), "rev-parse", "feature"],
                           check=True, capture_output=True, text=True).stdout.strip()
     client = services.github.repo_client(INSTALLATION_ID, REPO, {"checks": "write"})
@@ -197,3 +221,26 @@ def test_an_interrupted_task_concludes_its_check_run(services, github):
 
     run = github.check_run(run_id)
     assert (run["status"], run["conclusion"], run["title"]) == ("completed", "failure", "Interrupted")
+
+
+def test_leftovers_of_an_earlier_attempt_go_and_another_store_s_stay(services, github, sandbox_image,
+                                                                    tmp_path):
+    task_id, _ = add_task(services, github, 1, status_=RUNNING, claimed_by=f"{HERE}:{os.getpid()}")
+    assert services.store.reattempt(task_id, 1)
+    assert services.store.claim_next(f"{HERE}:{os.getpid()}").attempt == 2
+    sandboxes = [leftovers_for(services, task_id, sandbox_image, tmp_path, attempt=1),
+                 leftovers_for(services, task_id, sandbox_image, tmp_path, attempt=2),
+                 leftovers_for(services, "0" * 32, sandbox_image, tmp_path, attempt=1,
+                               instance="another-store")]
+    earlier, current, another_store_s = sandboxes
+    try:
+        recovery.recover(services, starting=False)
+
+        containers = {c["Id"] for c in labelled(services, task_id) + labelled(services, "0" * 32)}
+        assert earlier.container_id not in containers and not tree_of(services, task_id, 1).exists()
+        assert current.container_id in containers and tree_of(services, task_id, 2).is_dir()
+        assert another_store_s.container_id in containers
+        assert tree_of(services, "0" * 32, 1, instance="another-store").is_dir()
+    finally:
+        for deployment in sandboxes:
+            deployment.stop()

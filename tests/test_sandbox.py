@@ -24,11 +24,11 @@ from runner.sandbox import (
     SandboxLimits,
     SandboxUser,
     SetupNetworkNotFound,
+    attempts_with_containers,
     offline_problem,
     remapped_root,
     remove_task_containers,
     sandbox_user,
-    task_ids_with_containers,
 )
 
 SANDBOX_UID = 1000
@@ -54,11 +54,10 @@ def make_deployment(docker_client, sandbox_image, work_tree):
     task_ids = []
 
     def make(**overrides) -> DockerDeployment:
-        task_id = uuid.uuid4().hex
-        task_ids.append(task_id)
-        options = dict(image=sandbox_image, work_tree=work_tree, task_id=task_id, instance=INSTANCE,
-                       user=USER, limits=SMALL_LIMITS)
+        options = dict(image=sandbox_image, work_tree=work_tree, task_id=uuid.uuid4().hex,
+                       instance=INSTANCE, user=USER, limits=SMALL_LIMITS)
         options.update(overrides)
+        task_ids.append(options["task_id"])
         return DockerDeployment(docker_client, **options)
 
     yield make
@@ -104,7 +103,7 @@ def test_container_is_confined(docker_client, make_deployment, work_tree):
     assert info["Config"]["User"] == USER
     assert info["Config"]["WorkingDir"] == "/workspace"
     assert info["Config"]["Labels"][TASK_LABEL] == deployment.task_id
-    assert info["Name"] == f"/async-code-{deployment.task_id[:12]}"
+    assert info["Name"] == f"/async-code-{deployment.task_id[:12]}-1"  # its first attempt
     [mount] = info["Mounts"]
     assert (mount["Type"], mount["Source"], mount["Destination"], mount["RW"]) == (
         "bind",
@@ -297,23 +296,27 @@ def test_start_twice_is_refused(sandbox):
 
 def test_remove_task_containers_touches_only_this_instance_s(docker_client, sandbox_image,
                                                             make_deployment):
-    stale, kept = make_deployment(), make_deployment()
+    stale, kept = make_deployment(), make_deployment(attempt=2)
+    superseded = make_deployment(task_id=kept.task_id, attempt=1)  # the same task's earlier attempt
     other_instance = make_deployment(instance="another-instance")
-    for deployment in (stale, kept, other_instance):
+    for deployment in (stale, kept, superseded, other_instance):
         deployment.start()
     unlabelled = docker_client.containers.create(sandbox_image, ["sleep", "600"], network_mode="none")
     try:
-        assert task_ids_with_containers(docker_client, INSTANCE) == {stale.task_id, kept.task_id}
+        assert attempts_with_containers(docker_client, INSTANCE) == {
+            (stale.task_id, 1), (kept.task_id, 2), (kept.task_id, 1)}
 
-        removed = remove_task_containers(docker_client, INSTANCE, keep={kept.task_id})
+        removed = remove_task_containers(docker_client, INSTANCE, keep={(kept.task_id, 2)})
 
-        assert removed == [stale.task_id]
+        assert sorted(removed) == sorted([stale.task_id, kept.task_id])
         assert not _exists(docker_client, stale.container_id)
+        assert not _exists(docker_client, superseded.container_id)
         assert _exists(docker_client, kept.container_id)
         assert _exists(docker_client, other_instance.container_id)
         assert _exists(docker_client, unlabelled.id)
         labels = docker_client.api.inspect_container(kept.container_id)["Config"]["Labels"]
-        assert labels == {TASK_LABEL: kept.task_id, "async-code.instance": INSTANCE}
+        assert labels == {TASK_LABEL: kept.task_id, "async-code.instance": INSTANCE,
+                          "async-code.attempt": "2"}
     finally:
         unlabelled.remove(force=True)
 
@@ -403,15 +406,26 @@ def test_host_git_waits_for_a_sandbox_that_could_not_be_removed(docker_client, s
 
     class Task:
         id = "stuck" + "0" * 27
+        attempt = 2
 
     _require_sandbox_gone(docker_client, Task())  # nothing labelled: fine
-    container = docker_client.containers.create(sandbox_image, ["true"],
-                                                labels={"async-code.task": Task.id}, network_mode="none")
+    container = docker_client.containers.create(
+        sandbox_image, ["true"], network_mode="none",
+        labels={"async-code.task": Task.id, "async-code.attempt": "2"})
+    earlier = docker_client.containers.create(  # an earlier attempt's is none of its business
+        sandbox_image, ["true"], network_mode="none",
+        labels={"async-code.task": Task.id, "async-code.attempt": "1"})
     try:
         with pytest.raises(TaskFailed, match="could not be removed"):
             _require_sandbox_gone(docker_client, Task())
-    finally:
         container.remove(force=True)
+        _require_sandbox_gone(docker_client, Task())
+    finally:
+        for each in (container, earlier):
+            try:
+                each.remove(force=True)
+            except docker.errors.NotFound:
+                pass
 
 
 @pytest.mark.parametrize(("info", "expected"), [

@@ -11,7 +11,8 @@ from datetime import datetime
 import pytest
 
 from app.postgres_store import PostgresStore
-from app.store import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, Duplicate, NewTask, Store, utcnow
+from app.store import (CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, Duplicate, NewTask, Store,
+                       Superseded, utcnow)
 
 
 def new_task(number=1, repo="acme/widgets", comment_id=None):
@@ -469,3 +470,44 @@ def test_an_older_store_gains_the_columns_added_since(tmp_path, version):
     assert (task.attempt, task.job_id) == (0, None)
     assert store.request_cancel("acme/widgets", 7, by="alice")[0][0].id == "t1"
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == store_module.SCHEMA_VERSION
+
+
+def _start(store, task_id, worker="host:1"):
+    """One more attempt at the task, as the store's runner takes it."""
+    if isinstance(store, PostgresStore):
+        return store.start_attempt(task_id, worker)
+    return store.claim_next(worker)
+
+
+def test_the_writes_of_an_attempt_are_refused_once_a_newer_one_exists(store):
+    [task_id] = acknowledged(store, 1)
+    first = _start(store, task_id)
+    assert first.attempt == 1
+    store.update(task_id, attempt=1, branch="async-code/1-x")
+    store.require_current(task_id, 1)
+
+    assert store.reattempt(task_id, 1)  # its worker was judged gone
+    assert not store.reattempt(task_id, 1)  # decided once
+    with pytest.raises(Superseded):  # waiting for the next attempt: nothing of the old one lands
+        store.update(task_id, attempt=1, commit_sha="a" * 40)
+    second = _start(store, task_id, "host:2")
+    assert second.attempt == 2
+    for write in (lambda: store.update(task_id, attempt=1, commit_sha="b" * 40),
+                  lambda: store.finish(task_id, FAILED, attempt=1, error="slow"),
+                  lambda: store.require_current(task_id, 1)):
+        with pytest.raises(Superseded):
+            write()
+    store.update(task_id, attempt=2, commit_sha="c" * 40)
+    store.finish(task_id, COMPLETED, attempt=2)
+    with pytest.raises(Superseded):  # an ended task takes no more writes of any attempt
+        store.update(task_id, attempt=2, pr_number=3)
+    task = store.get(task_id)
+    assert (task.status, task.commit_sha, task.branch, task.error, task.pr_number) == (
+        COMPLETED, "c" * 40, "async-code/1-x", None, None)
+
+
+def test_live_attempts_are_those_running_and_those_about_to_start(store):
+    running, waiting, ended = acknowledged(store, 3)
+    _start(store, running)
+    store.finish(ended, COMPLETED)
+    assert store.live_attempts() == {(running, 1), (running, 2), (waiting, 1)}

@@ -114,23 +114,23 @@ def test_concurrent_slots_run_each_task_exactly_once(service_factory, github, mo
     assert len({t.container_id for t in tasks}) == 6
 
 
-def test_a_restart_fails_the_interrupted_task_and_cleans_up(service_factory, github, model, docker_client):
-    service = service_factory().start(workers=1)
+def test_a_restart_past_the_last_attempt_fails_the_task_and_cleans_up(service_factory, github, model,
+                                                                     docker_client):
+    service = service_factory(ASYNC_CODE_MAX_ATTEMPTS="1").start(workers=1)
     model.add_script("long job", [Turn([ToolCall("bash", {"command": "sleep 300", "timeout": 600})])])
     task_id = service.comment("@async-code long job")
     wait_until(lambda: docker_client.containers.list(filters={"label": f"async-code.task={task_id}"}),
                30, "the sandbox to start", service.logs)
     service.stop(signal.SIGKILL)  # a crash: nothing gets to clean up
     assert service.task(task_id).status == "running"
-    work_tree = service.data_dir / "workspaces" / task_id
-    assert work_tree.is_dir()
+    [work_tree] = (service.data_dir / "workspaces").glob(f"*/{task_id}-1")
 
     service.start(workers=1)
     task = wait_until(lambda: (t := service.task(task_id)).status == "failed" and t, 30,
                       "the interrupted task to be failed", service.logs)
-    assert "interrupted by a restart" in task.error
+    assert "ASYNC_CODE_MAX_ATTEMPTS is 1" in task.error
     [status] = bot_comments(github)
-    assert "interrupted by a restart" in status["history"][-1]
+    assert "ASYNC_CODE_MAX_ATTEMPTS is 1" in status["history"][-1]
     assert docker_client.containers.list(all=True, filters={"label": f"async-code.task={task_id}"}) == []
     assert not work_tree.exists()
 

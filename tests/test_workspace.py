@@ -277,7 +277,7 @@ def _committed_paths(git_dir: Path, sha: str) -> list[str]:
 def test_prepare_checks_out_the_default_branch_with_the_git_dir_outside_the_tree(tmp_path, upstream):
     ws = _prepare(tmp_path, upstream)
 
-    assert ws.root == tmp_path / "workspaces" / "task-1"
+    assert ws.root == tmp_path / "workspaces" / "task-1-1"  # the task's first attempt
     assert ws.tree == ws.root / "tree" and ws.git_dir == ws.root / "git"
     assert (ws.tree / "README.md").read_text() == UPSTREAM_FILES["README.md"]
     assert (ws.tree / "logo.bin").read_bytes() == BINARY

@@ -1227,7 +1227,9 @@ class FakeGitHub:
                 self._create_reaction,
             ),
             ("/repos/<owner>/<repo>/pulls", "POST", self._create_pull),
+            ("/repos/<owner>/<repo>/pulls", "GET", self._list_pulls),
             ("/repos/<owner>/<repo>/pulls/<int:number>", "GET", self._get_pull),
+            ("/repos/<owner>/<repo>/pulls/<int:number>", "PATCH", self._update_pull),
             ("/repos/<owner>/<repo>/pulls/<int:number>/files", "GET", self._list_pull_files),
             (
                 "/repos/<owner>/<repo>/pulls/<int:number>/comments",
@@ -2494,6 +2496,34 @@ class FakeGitHub:
         if record is None or not _is_pull(record):
             raise _Rejection(404, "Not Found")
         return record
+
+    def _list_pulls(self, owner: str, repo: str) -> Response:
+        """GET /pulls: `state` (open, closed, all; open by default) and `head` (owner:branch)."""
+        full_name = f"{owner}/{repo}"
+        self._authenticate_installation(full_name, "pull_requests", "read",
+                                        alternatives=(("contents", "read"),))
+        state = request.args.get("state", "open")
+        head_owner, _, head_branch = request.args.get("head", "").partition(":")
+        with self._lock:
+            found = [pull for pull in self.pulls if pull["repo"] == full_name
+                     and (state == "all" or pull["state"] == state)
+                     and (not head_owner or (pull["head_repo"].split("/")[0] == head_owner
+                                             and (not head_branch or pull["head"] == head_branch)))]
+        page, headers = self._paginate(found)
+        return _json_response(200, [self._pull_payload(pull) for pull in page], headers)
+
+    def _update_pull(self, owner: str, repo: str, number: int) -> Response:
+        """PATCH /pulls/N: its title and body."""
+        full_name = f"{owner}/{repo}"
+        self._authenticate_installation(full_name, "pull_requests", "write")
+        data = request.get_json(silent=True) or {}
+        pull = self._stored_pull(full_name, number)
+        with self._lock:
+            for field_name in ("title", "body"):
+                if field_name in data:
+                    pull[field_name] = data[field_name]
+            pull["updated_at"] = _timestamp(_now())
+        return _json_response(200, self._pull_payload(pull))
 
     def _get_pull(self, owner: str, repo: str, number: int) -> Response:
         full_name = f"{owner}/{repo}"
