@@ -396,6 +396,11 @@ def output_cap(path: str, body: dict[str, Any]) -> int | None:
     return value
 
 
+# The smallest bound on an answer each API accepts: the Responses API refuses a
+# max_output_tokens below 16, so a budget that pays for fewer has stopped the task.
+SMALLEST_OUTPUT_CAP = {"/v1/responses": 16}
+
+
 def affordable_output(budget: Budget, usage: Usage, cost: float | None,
                       price: Price | None) -> int | None:
     """How many output tokens the rest of the budget pays for; None when it sets no bound."""
@@ -459,10 +464,11 @@ class _Ledger:
         return usage, cost
 
     def admit(self, key: int, provider: str, wanted: int | None, price: Price | None,
-              input_estimate: int = 0) -> int | None:
+              input_estimate: int = 0, smallest: int = 1) -> int | None:
         """Refuse a call whose largest answer the budget cannot pay for, counting what the
-        calls in flight have reserved as spent; else reserve its estimated input and its
-        largest answer until `release`. Its own input is not held against it: the API counts
+        calls in flight have reserved as spent, or that would get a bound below `smallest`, the
+        least the API accepts; else reserve its estimated input and its largest answer until
+        `release`. Its own input is not held against it: the API counts
         it, and a stream is cut once it spends the budget. Returns the bound to set when the
         call gives none; Refusal when it cannot be paid."""
         with self._lock:
@@ -473,7 +479,7 @@ class _Ledger:
             left = affordable_output(self.budget, usage, cost, price)
             if left is None:
                 return None
-            if left < 1 or (wanted is not None and wanted > left):
+            if left < smallest or (wanted is not None and wanted > left):
                 self.stopped_at_budget = True
                 raise Refusal(*_budget_message(provider, left))
             bound = left if wanted is None else wanted
@@ -904,7 +910,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _bound_output(self, key: int, path: str, body: dict[str, Any], price: Price | None,
                       input_estimate: int) -> None:
         wanted = output_cap(path, body)
-        bound = self.proxy._ledger.admit(key, self.provider, wanted, price, input_estimate)
+        bound = self.proxy._ledger.admit(key, self.provider, wanted, price, input_estimate,
+                                         smallest=SMALLEST_OUTPUT_CAP.get(path, 1))
         if bound is not None:
             # An uncapped call on a budget gets the cap the budget can pay for, so that even an
             # answer that is not streamed cannot run past the budget.

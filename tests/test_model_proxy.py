@@ -657,6 +657,19 @@ def test_an_openai_call_without_a_cap_gets_the_cap_the_budget_pays_for(make_prox
     assert len(fake_openai.requests) == 1
 
 
+def test_an_openai_call_the_budget_pays_fewer_than_16_tokens_for_is_a_budget_stop(
+        make_proxy, fake_openai):
+    # The Responses API refuses a max_output_tokens below 16: the proxy must not set one, and
+    # the task has then reached its budget rather than failed.
+    fake_openai.add_script("hello", [Final("hi", usage={"input_tokens": 985, "output_tokens": 5})])
+    proxy = make_proxy(openai_url=fake_openai.base_url, budget=Budget(tokens=1000))
+    with http(proxy, authorization=f"Bearer {TOKEN}") as client:
+        assert client.post("/v1/responses", json={"model": GPT, "input": "hello"}).status_code == 200
+        refused = client.post("/v1/responses", json={"model": GPT, "input": "hello"})
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "insufficient_quota"
+    assert len(fake_openai.requests) == 1 and proxy.stopped_at_budget
+
+
 def test_a_stream_is_cut_once_its_input_spends_the_budget(make_proxy, canned):
     canned.reply = lambda body: streamed(anthropic_stream({"input_tokens": 5000}, ["never seen"], 3))
     proxy = make_proxy(canned.base_url, budget=Budget(tokens=1000))
