@@ -195,7 +195,9 @@ class _TaskRun:
         fields.update(name=check_runs.NAME, head_sha=sha, external_id=self.task.id)
         if self.details_url:
             fields["details_url"] = self.details_url
-        run_id = check_runs.create(self.client, self.task, fields)
+        # The link to the full transcript, as the task's own check run and comment have it.
+        run_id = check_runs.create(self.client, self.task,
+                                   check_runs.with_note(fields, self.checks.note))
         self.record(pushed_check_run_id=run_id)
         if run_id is None:
             # The run on the head the task started from keeps the whole story and the buttons.

@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import REPO, WRITER, WRITER_ID
 from tests.fakes.anthropic import Final, ToolCall, Turn
 from tests.fakes.supabase_storage import FakeSupabaseStorage
+from tests.test_end_to_end import INSTRUCTION as GOLDEN_INSTRUCTION, golden_script
 from tests.test_requests_end_to_end import people_pull
 
 INSTRUCTION = "show the long listing"
@@ -95,3 +96,18 @@ def test_with_supabase_the_link_is_a_signed_storage_url(service_factory, github,
     assert_full(json.loads(fetch(url)), task)
     # The service itself serves nothing then, and the key never reached its log.
     assert storage.service_key not in service.logs()
+
+
+def test_the_check_run_on_a_pushed_commit_links_the_full_transcript(service_factory, github,
+                                                                    model):
+    service = service_factory()
+    service.env["ASYNC_CODE_PUBLIC_URL"] = service.url
+    service.start()
+    model.add_script(GOLDEN_INSTRUCTION, golden_script())
+    task = service.wait_for_task(service.comment(f"@async-code {GOLDEN_INSTRUCTION}"))
+    assert task.status == "completed" and task.pushed_check_run_id, (task.error, service.logs())
+    [run] = github.check_runs_of(REPO, app_slug=github.app_slug)
+    assert run["id"] == task.pushed_check_run_id and run["conclusion"] == "success"
+    [url] = LINK.findall(run["summary"])
+    assert url.startswith(f"{service.url}/artifacts/{task.id}/transcript.json?expires=")
+    assert json.loads(fetch(url))[0]["role"] == "user"
