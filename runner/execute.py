@@ -33,6 +33,7 @@ from runner.github import EXECUTE_PERMISSIONS, GitHubError, RepoClient
 from runner.sandbox import (ATTEMPT_LABEL, MOUNT_POINT, TASK_LABEL, Deployment, DockerDeployment, SandboxError,
                             SandboxGone, SandboxLimits, SetupNetworkNotFound, offline_problem,
                             sandbox_network)
+from runner.redaction import redactor_for
 from runner.services import Services
 from runner.text import code_span, fenced, github_web_host, github_web_url
 
@@ -285,7 +286,10 @@ class _TaskRun:
                 raise TaskFailed(f"the agent's work could not be read: {error}") from None
             artifacts.publish_for_task(self.services, task.id, result, changes.diff,
                                        self._comment, self.checks)
-            outcome = dict(output=result.answer, chat_history=result.transcript, exit_code=0,
+            # Kept with the task as its artifacts are: without the service's secrets.
+            redactor = redactor_for(self.services.settings)
+            outcome = dict(output=redactor.value(result.answer),
+                           chat_history=redactor.value(result.transcript), exit_code=0,
                            input_tokens=result.input_tokens, output_tokens=result.output_tokens,
                            cache_write_tokens=result.cache_write_tokens,
                            cache_read_tokens=result.cache_read_tokens, cost_usd=result.cost_usd,

@@ -111,3 +111,19 @@ def test_the_check_run_on_a_pushed_commit_links_the_full_transcript(service_fact
     [url] = LINK.findall(run["summary"])
     assert url.startswith(f"{service.url}/artifacts/{task.id}/transcript.json?expires=")
     assert json.loads(fetch(url))[0]["role"] == "user"
+
+
+def test_the_task_store_keeps_the_transcript_without_what_looks_like_a_token(service, github,
+                                                                            model):
+    # The agent never holds a token, but what it prints may look like one (a fixture, a paste):
+    # the copy kept with the task is redacted like the artifacts.
+    token = "ghs_" + "T0kenLooking" * 3
+    model.add_script(INSTRUCTION, [
+        Turn([ToolCall("bash", {"command": f"echo {token}"}, expect=lambda out: token in out)]),
+        Final(f"Nothing to change; it printed {token}.")])
+    task = service.wait_for_task(service.comment(f"@async-code {INSTRUCTION}",
+                                                 number=people_pull(github), pull_request=True,
+                                                 login=WRITER, user_id=WRITER_ID))
+    assert task.status == "completed", (task.error, service.logs())
+    kept = json.dumps(task.chat_history) + task.output
+    assert token not in kept and "[redacted]" in kept
