@@ -58,7 +58,8 @@ def configure_logging(settings: Settings, also_redact: tuple[str, ...] = ()) -> 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
-    for noisy in ("httpx", "httpx2", "httpcore", "urllib3", "waitress.queue"):
+    # procrastinate logs every job it starts and ends; the runner logs each task itself.
+    for noisy in ("httpx", "httpx2", "httpcore", "urllib3", "waitress.queue", "procrastinate"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

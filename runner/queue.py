@@ -225,7 +225,7 @@ class QueueRunner:
         try:
             asyncio.run(self._main())
         except BaseException as error:  # noqa: BLE001 - reported to whoever waits on it
-            log.exception("the job queue's workers stopped")
+            log.exception("the job queue's workers failed")
             self.failure = error
         finally:
             self._ready.set()
@@ -261,6 +261,7 @@ class QueueRunner:
                 await asyncio.gather(*runs)
             finally:
                 leftovers.cancel()
+        log.info("job queue: the workers stopped (%d task slots)", self._concurrency)
 
     async def _remove_leftovers(self) -> None:
         # Containers and trees of this host no unfinished task owns (a worker killed here).

@@ -157,4 +157,4 @@ def test_serve_with_workers_runs_the_queue_in_its_own_process(service_factory, m
     assert (task.status, task.attempt) == ("completed", 1), (task.error, service.logs())
     assert task.claimed_by.endswith(f":{service.process.pid}") and len(github.pulls) == 1
     service.stop_all()  # SIGTERM stops its workers too, before the database goes
-    assert "Stopped worker on queues tasks" in service.logs()
+    assert "job queue: the workers stopped (1 task slots)" in service.logs()
