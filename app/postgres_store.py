@@ -32,8 +32,10 @@ from app.records import PENDING, RUNNING, Row, Task, TaskRecords
 # The queue's jobs: what runner/queue.py registers under these names.
 ACKNOWLEDGE_JOB, ACKNOWLEDGE_QUEUE = "acknowledge", "acknowledge"
 RUN_JOB, RUN_QUEUE = "run", "tasks"
-_DEFER_JOB = ("SELECT (procrastinate_defer_jobs_v1(ARRAY[ROW(?, ?, 0, ?, NULL, CAST(? AS jsonb), "
+_DEFER_JOB = ("SELECT (procrastinate_defer_jobs_v1(ARRAY[ROW(?, ?, ?, ?, NULL, CAST(? AS jsonb), "
               "NULL)::procrastinate_job_to_defer_v1]))[1] AS id")
+# A re-attempt's job goes ahead of the tasks that were asked after it on the same issue.
+_REATTEMPT_PRIORITY = 1
 
 
 def issue_lock(repo: str, number: int) -> str:
@@ -153,8 +155,10 @@ class PostgresStore(TaskRecords):
     # The job queue
 
     @staticmethod
-    def _defer(db: _Transaction, job: str, queue: str, task_id: str, lock: str | None = None) -> int:
-        return db.execute(_DEFER_JOB, (queue, job, lock, json.dumps({"task_id": task_id}))).fetchone()["id"]
+    def _defer(db: _Transaction, job: str, queue: str, task_id: str, lock: str | None = None,
+               priority: int = 0) -> int:
+        return db.execute(_DEFER_JOB, (queue, job, priority, lock,
+                                       json.dumps({"task_id": task_id}))).fetchone()["id"]
 
     def _task_recorded(self, db: _Transaction, task_id: str, repo: str, number: int) -> None:
         # Acknowledged one at a time per issue, in the order recorded: the run jobs then queue
@@ -169,6 +173,18 @@ class PostgresStore(TaskRecords):
         if row is None or row["status"] != PENDING or row["command"] is not None:
             return
         job_id = self._defer(db, RUN_JOB, RUN_QUEUE, task_id, issue_lock(row["repo"], row["number"]))
+        db.execute("UPDATE tasks SET job_id = ? WHERE id = ?", (job_id, task_id))
+
+    def _reattempted(self, db: _Transaction, task_id: str, stalled_job: int | None) -> None:
+        # The stalled job ends here, failed, and the next attempt runs as a new job: the gone
+        # worker, should it only have been slow, then ends a job nobody runs any more (the
+        # queue refuses to finish a job twice), never the one its successor runs.
+        if stalled_job is None:
+            return
+        db.execute("SELECT procrastinate_finish_job_v1(?, 'failed', false)", (stalled_job,))
+        row = db.execute("SELECT repo, number FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        job_id = self._defer(db, RUN_JOB, RUN_QUEUE, task_id, issue_lock(row["repo"], row["number"]),
+                             priority=_REATTEMPT_PRIORITY)
         db.execute("UPDATE tasks SET job_id = ? WHERE id = ?", (job_id, task_id))
 
     def _jobs_cancelled(self, db: _Transaction, waiting: list[Row], running: list[Row]) -> None:

@@ -149,6 +149,13 @@ class Task(NewTask):
     agent_version: str | None = None  # the version of the agent the task ran with
     attempt: int = 0  # how many times a worker started it; 0 until the first
     job_id: int | None = None  # on PostgreSQL, the queue's job that runs it
+    handed_back: int = 0  # of its starts, those a worker shutting down handed back
+
+    @property
+    def counted_attempts(self) -> int:
+        """The starts that count against ASYNC_CODE_MAX_ATTEMPTS: all but those handed back,
+        so a deploy or a scale-down never uses up a task's attempts."""
+        return self.attempt - self.handed_back
 
     @property
     def on_pull_request(self) -> bool:
@@ -469,13 +476,19 @@ class TaskRecords:
                             f"ORDER BY created_at, {self._ORDER}", repo, number, number)
 
     def mark_queued(self, task_id: str, *, status_comment_id: int | None,
-                    check_run_id: int | None) -> None:
+                    check_run_id: int | None) -> bool:
         """The task was acknowledged and waits to run. The status comment's id and the
-        acknowledgement land together, so whoever starts the task finds the comment to edit."""
+        acknowledgement land together, so whoever starts the task finds the comment to edit.
+        False, and nothing written, when another acknowledger marked it first (one that was
+        slow past the lease): a task is queued once."""
         with self._connect(immediate=True) as db:
-            db.execute("UPDATE tasks SET status_comment_id = ?, check_run_id = ?, acknowledged_at = ? "
-                       "WHERE id = ?", (status_comment_id, check_run_id, utcnow(), task_id))
+            marked = db.execute("UPDATE tasks SET status_comment_id = ?, check_run_id = ?, "
+                                "acknowledged_at = ? WHERE id = ? AND acknowledged_at IS NULL",
+                                (status_comment_id, check_run_id, utcnow(), task_id))
+            if marked.rowcount != 1:
+                return False
             self._queued(db, task_id)
+            return True
 
     def _queued(self, db: Transaction, task_id: str) -> None:
         """In the transaction marking a task acknowledged: on PostgreSQL, the job that runs it."""
@@ -519,14 +532,21 @@ class TaskRecords:
         if row is None or row["attempt"] != attempt or row["status"] != RUNNING:
             raise Superseded(task_id, attempt)
 
-    def reattempt(self, task_id: str, attempt: int) -> bool:
+    def reattempt(self, task_id: str, attempt: int, stalled_job: int | None = None) -> bool:
         """Give a running task whose worker is gone back to wait for its next attempt; False when
         `attempt` is no longer the one running (someone decided about it already). From here on
-        the writes of that attempt are refused."""
+        the writes of that attempt are refused. On PostgreSQL, `stalled_job` is the queue's job
+        the gone worker held: it ends there, and the next attempt gets a job of its own."""
         with self._connect(immediate=True) as db:
             moved = db.execute("UPDATE tasks SET status = ?, claimed_by = NULL WHERE id = ? "
                                "AND attempt = ? AND status = ?", (PENDING, task_id, attempt, RUNNING))
-            return moved.rowcount == 1
+            if moved.rowcount != 1:
+                return False
+            self._reattempted(db, task_id, stalled_job)
+            return True
+
+    def _reattempted(self, db: Transaction, task_id: str, stalled_job: int | None) -> None:
+        """In the transaction giving a task back to wait: on PostgreSQL, its new job."""
 
     def live_attempts(self) -> set[tuple[str, int]]:
         """(task id, attempt) of every attempt that runs or may start: a running task's own and

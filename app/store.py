@@ -25,7 +25,7 @@ __all__ = ["CANCELLED", "COMPLETED", "FAILED", "FINISHED", "PENDING", "PULL_REQU
            "REJECTED", "REMOVED", "RUNNING", "SCHEMA_VERSION", "Duplicate", "InstallationChange",
            "NewTask", "Store", "Superseded", "Task", "installation_refusal", "utcnow"]
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -92,7 +92,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     agent             TEXT,
     agent_version     TEXT,
     attempt           INTEGER NOT NULL DEFAULT 0,
-    job_id            INTEGER
+    job_id            INTEGER,
+    handed_back       INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS tasks_by_status ON tasks (status, created_at);
 -- One task per comment: a replayed delivery under a new GUID cannot start the work again.
@@ -130,6 +131,7 @@ _ADDED_COLUMNS = {
     "cache_write_tokens": "INTEGER", "cache_read_tokens": "INTEGER", "cost_usd": "REAL",
     "stop_reason": "TEXT", "model": "TEXT", "agent": "TEXT", "agent_version": "TEXT",
     "attempt": "INTEGER NOT NULL DEFAULT 0", "job_id": "INTEGER",
+    "handed_back": "INTEGER NOT NULL DEFAULT 0",
 }
 
 

@@ -139,7 +139,11 @@ def acknowledge(task: Task, *, github: GitHubApp, store: Store, slug: str, max_q
         check_run_id = check_runs.create(client, task, check_runs.queued(
             task, head_sha=pull["head"]["sha"],
             details_url=replies.link(task, web_url, comment_id)))
-    store.mark_queued(task.id, status_comment_id=comment_id, check_run_id=check_run_id)
+    if not store.mark_queued(task.id, status_comment_id=comment_id, check_run_id=check_run_id):
+        # Another acknowledger took it over while this one was held up past the lease.
+        log.warning("task %s was acknowledged by another process meanwhile; comment %s is "
+                    "a second acknowledgement", task.id, comment_id)
+        return
     log.info("task %s acknowledged, queued at position %d", task.id, position)
 
 

@@ -100,7 +100,9 @@ def _execute(task: Task, services: Services,
     except HandedBack:
         log.info("task %s handed back: the worker is shutting down", task.id)
         run.report(status.handed_back(task.id), final=True)
-        store.update(task.id, attempt=task.attempt, status=PENDING, claimed_by=None)
+        # A hand-back does not count against ASYNC_CODE_MAX_ATTEMPTS: the worker did not die.
+        store.update(task.id, attempt=task.attempt, status=PENDING, claimed_by=None,
+                     handed_back=task.handed_back + 1)
         raise
     except TaskCancelled as cancel:
         log.info("task %s cancelled by %s", task.id, cancel.by)
@@ -479,7 +481,9 @@ class _TaskRun:
                                                    token=self.client.token)
         except workspace.GitError as error:
             raise TaskFailed(f"could not read {ws.branch} on GitHub: {error}") from None
-        if found is None or not pull_request.committed_by_task(found[1], self.task.id):
+        # The very commit an earlier attempt recorded before pushing it: a message carrying the
+        # task's mark proves nothing (an amend or a rebase keeps it, anyone may copy it).
+        if found is None or found[0] != self.task.commit_sha:
             return None
         log.info("task %s: attempt %d replaces the commit %s an earlier attempt pushed",
                  self.task.id, self.attempt, found[0])
@@ -489,8 +493,10 @@ class _TaskRun:
         """On a re-attempt, the open pull request an earlier attempt opened from the branch."""
         if self.attempt <= 1:
             return None
+        app_login = f"{self.services.settings.github_app_slug}[bot]"
         return next((pull for pull in self.client.open_pull_requests_from(ws.branch)
                      if pull["head"]["ref"] == ws.branch
+                     and (pull.get("user") or {}).get("login") == app_login
                      and pull_request.opened_by_task(pull.get("body"), self.task.id)), None)
 
     def _push_to_pull_request(self, ws: workspace.Workspace, repository: dict, pull: dict,

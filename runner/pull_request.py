@@ -129,11 +129,3 @@ def opened_by_task(pull_body: str | None, task_id: str) -> bool:
     """Whether a pull request's body is the one `body` wrote for this task: a re-attempt finds
     the pull request an earlier attempt opened by it."""
     return _body_mark(task_id) in (pull_body or "")
-
-
-def committed_by_task(message: str, task_id: str) -> bool:
-    """Whether a commit's message is the one `commit_message` wrote for this task: a re-attempt
-    replaces only such a commit on its branch."""
-    lines = message.splitlines()
-    return len(lines) >= 3 and lines[2].startswith("Requested in #") and lines[2].endswith(
-        f" {_commit_mark(task_id)}.")

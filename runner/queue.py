@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import procrastinate
+import psycopg
 from procrastinate import exceptions as queue_errors
 from procrastinate.job_context import AbortReason, JobContext
 from procrastinate.jobs import Job, Status
@@ -36,7 +37,7 @@ from procrastinate.worker import Worker
 from app.postgres_store import (ACKNOWLEDGE_JOB, ACKNOWLEDGE_QUEUE, RUN_JOB, RUN_QUEUE,
                                 PostgresStore)
 from app.migrate import SCHEMA
-from app.store import FINISHED, PENDING, Task
+from app.store import FINISHED, PENDING, RUNNING, Task
 from runner import unconfigured
 from runner.acknowledge import acknowledge
 from runner.cancel_watch import CANCEL, SHUTDOWN, HandedBack
@@ -158,28 +159,31 @@ async def reattempt_stalled(job_manager: JobManager, services: Services) -> None
         task = await asyncio.to_thread(services.store.get, task_id) if task_id else None
         unfinished = task is not None and task.status not in FINISHED
         try:
-            if job.task_name == RUN_JOB and unfinished and task.attempt >= settings.max_attempt_count:
+            if job.task_name == RUN_JOB and unfinished and task.job_id != job.id:
+                # A job the task no longer runs by (an earlier attempt's): nothing to start.
                 await job_manager.finish_job(job, Status.FAILED, delete_job=False)
-                log.warning("task %s: its worker stopped during attempt %d of %d; failing it",
-                            task.id, task.attempt, settings.max_attempt_count)
-                await asyncio.to_thread(_fail_interrupted, services, task,
-                                        gave_up(task.attempt, settings.max_attempt_count))
-            elif job.task_name in (RUN_JOB, ACKNOWLEDGE_JOB) and unfinished:
-                await job_manager.retry_job(job)
-                if job.task_name == RUN_JOB:
+            elif job.task_name == RUN_JOB and unfinished and task.status == RUNNING:
+                if task.counted_attempts >= settings.max_attempt_count:
+                    await job_manager.finish_job(job, Status.FAILED, delete_job=False)
+                    log.warning("task %s: its worker stopped during attempt %d of %d; failing it",
+                                task.id, task.counted_attempts, settings.max_attempt_count)
+                    await asyncio.to_thread(_fail_interrupted, services, task,
+                                            gave_up(task.counted_attempts,
+                                                    settings.max_attempt_count))
+                elif await asyncio.to_thread(services.store.reattempt, task.id, task.attempt,
+                                             job.id):
                     log.warning("task %s: its worker stopped; re-attempt %d of %d", task.id,
-                                task.attempt + 1, settings.max_attempt_count)
-                    await asyncio.to_thread(_waiting_again, services, task)
+                                task.counted_attempts + 1, settings.max_attempt_count)
+                    await asyncio.to_thread(say_reattempted, services, task)
+            elif job.task_name in (RUN_JOB, ACKNOWLEDGE_JOB) and unfinished:
+                # Taken but not started (or an acknowledgement cut short): the same job again.
+                await job_manager.retry_job(job)
             else:  # nothing left to do for it: the task ended, or it was a pass of a dead worker
                 await job_manager.finish_job(job, Status.FAILED, delete_job=False)
-        except queue_errors.ConnectorException as error:
+        except (queue_errors.ConnectorException, psycopg.Error) as error:
             log.info("job %s was moved by someone else meanwhile: %s", job.id, error)
-
-
-def _waiting_again(services: Services, task: Task) -> None:
-    # From here on the writes of the stalled attempt are refused, should its worker wake up.
-    if services.store.reattempt(task.id, task.attempt):
-        say_reattempted(services, task)
+        except Exception:  # one job's trouble must not stop the rest of the pass
+            log.exception("job %s: the stalled-job pass could not move it", job.id)
 
 
 class QueueRunner:

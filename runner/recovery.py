@@ -107,13 +107,13 @@ def _attempt_again(services: Services, task: Task) -> None:
         log.warning("task %s: its worker stopped after a cancel; ending it", task.id)
         _fail_interrupted(services, task, f"cancelled by @{task.cancel_requested_by}",
                           outcome=CANCELLED)
-    elif task.attempt >= maximum:
+    elif task.counted_attempts >= maximum:
         log.warning("task %s: its worker stopped during attempt %d of %d; failing it",
-                    task.id, task.attempt, maximum)
-        _fail_interrupted(services, task, gave_up(task.attempt, maximum))
+                    task.id, task.counted_attempts, maximum)
+        _fail_interrupted(services, task, gave_up(task.counted_attempts, maximum))
     elif services.store.reattempt(task.id, task.attempt):
         log.warning("task %s: its worker stopped; re-attempt %d of %d", task.id,
-                    task.attempt + 1, maximum)
+                    task.counted_attempts + 1, maximum)
         say_reattempted(services, task)
 
 
@@ -124,7 +124,7 @@ def say_reattempted(services: Services, task: Task) -> None:
     try:
         client = services.github.repo_client(task.installation_id, task.repo, ACKNOWLEDGE_PERMISSIONS)
         replies.editor(client, task)(task.status_comment_id, status.reattempt(
-            task.id, task.attempt + 1, services.settings.max_attempt_count))
+            task.id, task.counted_attempts + 1, services.settings.max_attempt_count))
     except GitHubError as error:
         log.warning("task %s: could not say it is re-attempted: %s", task.id, error)
 

@@ -86,6 +86,8 @@ def test_a_task_killed_mid_run_is_attempted_again_on_the_same_comment_branch_and
     earlier = (pushed_by_the_lost_attempt(github, lost, app_key,
                                           open_pull_request=left == "pushed and opened")
                if left != "nothing pushed" else None)
+    if earlier is not None:  # as the attempt records its commit before it pushes
+        service.store.update(task_id, commit_sha=earlier)
     pulls_before = [p["number"] for p in github.pulls]
 
     service.start(workers=1)
