@@ -374,7 +374,7 @@ def test_recovery_concludes_the_check_run_of_an_interrupted_task(tmp_path):
     client = StubClient()
     services = SimpleNamespace(store=store, github=StubApp(client))
 
-    recovery._fail_interrupted(services, store.get(task.id))
+    recovery._fail_interrupted(services, store.get(task.id), recovery.gave_up(1, 1))
 
     assert store.get(task.id).status == "failed"
     updates = client.check_run_updates(100)
@@ -413,6 +413,7 @@ def test_the_started_runs_buttons_stay_when_the_pushed_commits_run_cannot_be_cre
     client = StubClient(failing=("create_check_run",))
     run = _TaskRun.__new__(_TaskRun)
     run.task, run.client, run.services = task, client, SimpleNamespace(store=store)
+    run.attempt = task.attempt
     run.github_host, run.details_url, run.started = "github.com", None, 0.0
     run.checks = check_runs.CheckRun(client, task, 100)
     result = SimpleNamespace(turns=2, tokens=10, answer="Louder greeting", transcript=[],
