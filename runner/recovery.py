@@ -140,6 +140,9 @@ def remove_leftovers(services: Services) -> None:
                          attempts_with_containers(services.docker, services.instance)
                          if attempt is not None}
     trees = workspace.remove_leftovers(services.work_trees, keep=keep_trees)
+    # Trees of an earlier version's layout, once their task has ended.
+    trees += workspace.remove_older_layout(services.settings.workspaces_path,
+                                           keep=store.unfinished_ids())
     if containers or trees:
         log.info("removed %d leftover sandbox container(s) and %d work tree(s)",
                  len(containers), len(trees))

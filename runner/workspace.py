@@ -380,6 +380,24 @@ def remove_leftovers(base_dir: Path, keep: Collection[tuple[str, int]] = ()) -> 
     return removed
 
 
+# A work tree as versions before attempts kept it: `<workspaces>/<task id>`.
+_OLDER_LAYOUT = re.compile(r"[0-9a-f]{32}")
+
+
+def remove_older_layout(workspaces: Path, keep: Collection[str] = ()) -> list[str]:
+    """Delete the work trees an earlier version left directly in `workspaces` (named by their
+    task id alone) whose task is not in `keep`; returns their names. Today's trees live one
+    level down, in their store's directory, which this never touches."""
+    if not workspaces.is_dir():
+        return []
+    removed = []
+    for entry in sorted(workspaces.iterdir()):
+        if (_OLDER_LAYOUT.fullmatch(entry.name) and entry.name not in keep and entry.is_dir()
+                and not entry.is_symlink() and remove_tree(entry)):
+            removed.append(entry.name)
+    return removed
+
+
 def _fetch_default_branch(
     ws: Workspace, clone_url: str, token: str, default_branch: str, timeout: float
 ) -> None:

@@ -244,3 +244,21 @@ def test_leftovers_of_an_earlier_attempt_go_and_another_store_s_stay(services, g
     finally:
         for deployment in sandboxes:
             deployment.stop()
+
+
+def test_work_trees_of_the_layout_before_attempts_go_once_their_task_has_ended(services, github):
+    # Before attempts, a work tree was `<workspaces>/<task id>`: an upgrade must not leave them.
+    unfinished, _ = add_task(services, github, 1)
+    ended = "e" * 32
+    workspaces = services.settings.workspaces_path
+    for name in (unfinished, ended):
+        (workspaces / name / "tree").mkdir(parents=True)
+        (workspaces / name / "tree" / "file.txt").write_text("x")
+    another_store = workspaces / "0123456789abcdef" / f"{ended}-1"
+    another_store.mkdir(parents=True)
+
+    recovery.recover(services, starting=False)
+
+    assert not (workspaces / ended).exists()
+    assert (workspaces / unfinished / "tree" / "file.txt").exists()
+    assert another_store.is_dir()
