@@ -37,7 +37,7 @@ from procrastinate.worker import Worker
 from app.postgres_store import (ACKNOWLEDGE_JOB, ACKNOWLEDGE_QUEUE, RUN_JOB, RUN_QUEUE,
                                 PostgresStore)
 from app.migrate import SCHEMA
-from app.store import FINISHED, PENDING, RUNNING, Task
+from app.store import FAILED, FINISHED, PENDING, RUNNING, Task
 from runner import unconfigured
 from runner.acknowledge import acknowledge
 from runner.cancel_watch import CANCEL, SHUTDOWN, HandedBack
@@ -56,6 +56,8 @@ STALLED_EVERY = "* * * * * */2"  # cron with seconds: every 2 s (a pass finding 
 ACKNOWLEDGERS = 2
 FETCH_POLL = 1.0  # a retried job is found by polling (only new jobs are announced)
 LEFTOVER_EVERY = 30.0
+NOT_ACKNOWLEDGED = ("the workers that took it stopped each time before they could answer it; "
+                    "ask again to retry.")
 
 
 class _HandBackRetry(procrastinate.BaseRetryStrategy):
@@ -175,6 +177,14 @@ async def reattempt_stalled(job_manager: JobManager, services: Services) -> None
                     log.warning("task %s: its worker stopped; re-attempt %d of %d", task.id,
                                 task.counted_attempts + 1, settings.max_attempt_count)
                     await asyncio.to_thread(say_reattempted, services, task)
+            elif job.task_name == ACKNOWLEDGE_JOB and unfinished \
+                    and job.attempts + 1 >= settings.max_attempt_count:
+                # Its acknowledgers keep dying on it: a task that stops every worker taking it.
+                await job_manager.finish_job(job, Status.FAILED, delete_job=False)
+                log.warning("task %s: %d workers stopped while acknowledging it; failing it",
+                            task.id, job.attempts + 1)
+                await asyncio.to_thread(services.store.finish, task.id, FAILED,
+                                        error=NOT_ACKNOWLEDGED)
             elif job.task_name in (RUN_JOB, ACKNOWLEDGE_JOB) and unfinished:
                 # Taken but not started (or an acknowledgement cut short): the same job again.
                 await job_manager.retry_job(job)

@@ -268,3 +268,33 @@ def test_an_abort_without_the_stores_flag_is_a_cancel_by_an_operator(store):
     assert watch.check() is None and stopped == []
     reason[0] = CANCEL
     assert watch.check() == AN_OPERATOR and stopped == [True]
+
+
+def test_a_task_whose_acknowledgers_keep_dying_fails_past_max_attempts(services,
+                                                                       migrated_postgres_url):
+    # A task that stops every worker acknowledging it must not take workers down for ever.
+    task = record(services.store)
+    app = queue.build_app(services)
+
+    async def acknowledger_dies():
+        manager = app.job_manager
+        worker = await manager.register_worker()
+        job = await manager.fetch_job(queues=[ACKNOWLEDGE_QUEUE], worker_id=worker)
+        assert job.task_kwargs == {"task_id": task.id}
+        with psycopg.connect(migrated_postgres_url) as db:
+            db.execute("UPDATE async_code.procrastinate_workers SET last_heartbeat = "
+                       "now() - interval '6 seconds' WHERE id = %s", (worker,))
+        await queue.reattempt_stalled(manager, services)
+
+    async def scenario():
+        async with app.open_async():
+            await acknowledger_dies()
+            [job] = [j for j in jobs(migrated_postgres_url) if j["task_name"] == ACKNOWLEDGE_JOB]
+            assert job["status"] == "todo" and services.store.get(task.id).status == PENDING
+            await acknowledger_dies()
+
+    asyncio.run(scenario())
+    [job] = [j for j in jobs(migrated_postgres_url) if j["task_name"] == ACKNOWLEDGE_JOB]
+    failed = services.store.get(task.id)
+    assert job["status"] == "failed"
+    assert (failed.status, failed.error) == (FAILED, queue.NOT_ACKNOWLEDGED)
