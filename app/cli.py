@@ -54,7 +54,7 @@ def configure_logging(settings: Settings, also_redact: tuple[str, ...] = ()) -> 
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s"))
     handler.addFilter(_RedactSecrets([settings.github_webhook_secret, settings.anthropic_api_key,
                                       settings.openai_api_key, settings.supabase_key,
-                                      *also_redact]))
+                                      settings.database_password, *also_redact]))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)

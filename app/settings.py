@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from app.agents import DEFAULT_AGENT, enabling_problem
 from app.budget import Price, parse_prices
@@ -281,6 +281,16 @@ class Settings:
     def allowed_model_names(self) -> tuple[str, ...]:
         """Models a repository's config may choose; unset means the default model only."""
         return _list_items(self.allowed_models) or (self.model,)
+
+    @property
+    def database_password(self) -> str:
+        """The password in a PostgreSQL DATABASE_URL, or "" when it holds none (or cannot be
+        read): one more secret kept out of logs and artifacts."""
+        try:
+            password = urlsplit(self.database_url).password
+        except ValueError:
+            return ""
+        return unquote(password) if password else ""
 
     @property
     def enabled_agent_names(self) -> tuple[str, ...]:

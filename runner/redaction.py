@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from app.settings import Settings
 
@@ -46,7 +45,7 @@ def service_secrets(settings: Settings) -> list[str]:
     private key (whole, and each line of it, in case only part was printed), the Storage key and
     the database's password."""
     found = [settings.anthropic_api_key, settings.openai_api_key, settings.github_webhook_secret,
-             settings.supabase_key, database_password(settings.database_url)]
+             settings.supabase_key, settings.database_password]
     try:
         pem = settings.private_key_pem() if (settings.github_private_key
                                              or settings.github_private_key_path) else ""
@@ -56,15 +55,6 @@ def service_secrets(settings: Settings) -> list[str]:
         found += [pem.strip(), *(line.strip() for line in pem.splitlines()
                                  if "PRIVATE KEY" not in line)]
     return [value for value in found if value]
-
-
-def database_password(url: str) -> str:
-    """The password in a PostgreSQL URL, or "" when it holds none (or cannot be read)."""
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        return ""
-    return unquote(password) if password else ""
 
 
 def redactor_for(settings: Settings) -> Redactor:

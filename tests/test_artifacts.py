@@ -17,7 +17,7 @@ from app.store import Store
 from runner import check_runs, status
 from runner.artifacts import (DIFF, SANDBOX_LOG, TRANSCRIPT, ArtifactError, LocalArtifacts,
                               SupabaseArtifacts, publish, sandbox_log, task_artifacts)
-from runner.redaction import REDACTED, Redactor, database_password, redactor_for
+from runner.redaction import REDACTED, Redactor, redactor_for
 from tests.fakes.keys import generate_app_key
 from tests.fakes.supabase_storage import FakeSupabaseStorage
 
@@ -74,7 +74,7 @@ def test_redaction_removes_the_database_password(url, password):
 @pytest.mark.parametrize("url", ["", "sqlite:////var/lib/x.db", "postgresql://u@host/db",
                                  "postgresql://u:@host/db", "postgresql://[::1/db"])
 def test_a_database_url_without_a_password_gives_none(url):
-    assert database_password(url) == ""
+    assert Settings(database_url=url).database_password == ""
 
 
 def test_redaction_removes_the_app_key_whole_and_line_by_line(pem):

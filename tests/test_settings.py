@@ -320,3 +320,26 @@ def test_postgres_urls_choose_the_postgres_store_and_are_shown_without_password(
         assert settings.problems() == [] and settings.on_postgres
         assert "pw" not in settings.database_shown and "u:***@db" in settings.database_shown
     assert not Settings.from_env({**GOOD, "DATABASE_URL": "sqlite:////x.db"}).on_postgres
+
+
+def test_the_log_leaves_out_every_secret_of_the_settings(capsys):
+    import logging
+
+    from app.cli import configure_logging
+
+    secrets_ = {"GITHUB_WEBHOOK_SECRET": "whsec-log-0123456789", "ANTHROPIC_API_KEY": "sk-ant-log-0123456789",
+                "OPENAI_API_KEY": "sk-proj-log-0123456789", "SUPABASE_KEY": "sb-service-log-0123456789",
+                "DATABASE_URL": "postgresql://async_code:db-pass-log-0123@127.0.0.1:5432/async_code"}
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging(Settings.from_env(secrets_))
+        logging.getLogger("test").warning("leaked: %s", " ".join(
+            [*secrets_.values(), "ghs_" + "t" * 36]))
+    finally:
+        root.handlers[:], root.level = handlers, level
+    logged = capsys.readouterr().err
+    assert "leaked:" in logged
+    for secret in ("whsec-log-0123456789", "sk-ant-log-0123456789", "sk-proj-log-0123456789",
+                   "sb-service-log-0123456789", "db-pass-log-0123", "ghs_" + "t" * 36):
+        assert secret not in logged
