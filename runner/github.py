@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from githubkit import AppAuthStrategy, GitHub, TokenAuthStrategy
-from githubkit.exception import GitHubException, RequestFailed
+from githubkit.exception import GitHubException, GraphQLFailed, RequestFailed
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,15 @@ class AppNotInstalled(GitHubError):
 
 def _status(error: GitHubException) -> int | None:
     return error.response.status_code if isinstance(error, RequestFailed) else None
+
+
+def _message(error: GitHubException) -> str | None:
+    """The `message` of GitHub's JSON error body, if it sent one."""
+    try:
+        body = error.response.json() if isinstance(error, RequestFailed) else None
+    except ValueError:
+        return None
+    return body.get("message") if isinstance(body, dict) else None
 
 
 @dataclass(frozen=True)
@@ -272,6 +281,37 @@ class RepoClient:
             if error.status != 404:
                 raise
 
+    def close_pull_request(self, number: int) -> dict[str, Any]:
+        return self.call("PATCH", f"/repos/{self.repo}/pulls/{int(number)}",
+                         json={"state": "closed"})
+
+    def mark_ready_for_review(self, node_id: str) -> None:
+        """Take a draft pull request (by its GraphQL node id) out of draft; REST cannot."""
+        what = f"GitHub could not mark pull request {node_id} ready for review"
+        try:
+            data = self._client().graphql.request(_MARK_READY_FOR_REVIEW, {"id": node_id})
+        except GraphQLFailed as error:
+            reasons = "; ".join(each.message for each in error.response.errors or [])
+            raise GitHubError(f"{what}: {reasons or 'no reason given'}") from None
+        except GitHubException as error:
+            raise GitHubError(f"{what} ({_status(error) or type(error).__name__})",
+                              _status(error)) from None
+        pull = ((data or {}).get("markPullRequestReadyForReview") or {}).get("pullRequest") or {}
+        if pull.get("isDraft") is not False:
+            raise GitHubError(f"{what}: it is still a draft")
+
+    def delete_branch(self, name: str) -> None:
+        """Delete the branch; one that is already gone ("Reference does not exist") is fine."""
+        url = f"/repos/{self.repo}/git/refs/heads/" + "/".join(
+            quote(part, safe="") for part in name.split("/"))
+        try:
+            self._client().request("DELETE", url)
+        except GitHubException as error:
+            status = _status(error)
+            if status in (404, 422) and _message(error) == "Reference does not exist":
+                return
+            raise GitHubError(f"GitHub answered {status or error} to DELETE {url}", status) from None
+
     def paged(self, url: str, *, limit: int, key: str | None = None) -> list[Any]:
         """Up to `limit` items of a paginated list, page by page."""
         items: list[Any] = []
@@ -341,5 +381,11 @@ query($owner: String!, $name: String!, $number: Int!, $first: Int!) {
       }
     }
   }
+}
+"""
+
+_MARK_READY_FOR_REVIEW = """
+mutation($id: ID!) {
+  markPullRequestReadyForReview(input: {pullRequestId: $id}) { pullRequest { isDraft } }
 }
 """

@@ -1,13 +1,14 @@
 """A loopback GitHub for tests.
 
-It serves the REST endpoints the app uses, one GraphQL query (a pull request's review
-threads), checks app JWTs and installation tokens the way GitHub does, each endpoint with
-the permission GitHub's tables name for it, and serves git smart HTTP from real bare
-repositories through `git http-backend`. Tests set the scene with helpers (add_issue,
-add_pull, push_commit, add_review_comment, add_check_run, plan_manifest_code, ...), and
-everything the fake is asked to do is recorded for them to assert on. Responses carry every
-field githubkit's models require, so `.parsed_data` works. For the App manifest flow it also
-plays the browser's side: GitHub's "new GitHub App" page with its button pressed.
+It serves the REST endpoints the app uses, one GraphQL query (a pull request's review threads)
+and one mutation (markPullRequestReadyForReview), checks app JWTs and installation tokens the
+way GitHub does, each endpoint with the permission GitHub's tables name for it, and serves git
+smart HTTP from real bare repositories through `git http-backend`. Tests set the scene with
+helpers (add_issue, add_pull, push_commit, add_review_comment, add_check_run,
+plan_manifest_code, ...), and everything the fake is asked to do is recorded for them to assert
+on. Responses carry every field githubkit's models require, so `.parsed_data` works. For the App
+manifest flow it also plays the browser's side: GitHub's "new GitHub App" page with its button
+pressed.
 """
 
 from __future__ import annotations
@@ -219,6 +220,9 @@ GIT_DIFF_STATUS = {"A": "added", "D": "removed", "M": "modified", "R": "renamed"
 DEFAULT_PER_PAGE = 30
 MAX_PER_PAGE = 100
 LABEL_NOT_FOUND = "Label does not exist"
+REFERENCE_NOT_FOUND = "Reference does not exist"
+PROTECTED_BRANCH = "Cannot delete a protected branch"
+READY_FOR_REVIEW = "markPullRequestReadyForReview"
 # GitHub's answer to a manifest code it does not know, has converted already, or let expire.
 MANIFEST_CODE_REFUSED = "Validation Failed"
 
@@ -682,6 +686,10 @@ class FakeGitHub:
         with self._lock:
             pull.update(state="closed", closed_at=now, updated_at=now, merged=merged,
                         merged_at=now if merged else None)
+
+    def branch_sha(self, full_name: str, branch: str) -> str | None:
+        """The commit `branch` points at, or None when the repository has no such branch."""
+        return self._branch_sha(self._known_repo(full_name), branch)
 
     def protect_branch(self, full_name: str, branch: str) -> None:
         with self._lock:
@@ -1254,6 +1262,7 @@ class FakeGitHub:
             ("/graphql", "POST", self._graphql),
             # Branch names and refs may hold "/".
             ("/repos/<owner>/<repo>/branches/<path:branch>", "GET", self._get_branch),
+            ("/repos/<owner>/<repo>/git/refs/<path:ref>", "DELETE", self._delete_ref),
             ("/repos/<owner>/<repo>/contents", "GET", self._get_contents),
             ("/repos/<owner>/<repo>/contents/<path:path>", "GET", self._get_contents),
             ("/repos/<owner>/<repo>/commits/<path:ref>/check-runs", "GET", self._list_check_runs),
@@ -2513,16 +2522,28 @@ class FakeGitHub:
         return _json_response(200, [self._pull_payload(pull) for pull in page], headers)
 
     def _update_pull(self, owner: str, repo: str, number: int) -> Response:
-        """PATCH /pulls/N: its title and body."""
+        """PATCH /pulls/N: its title, body and state (closing it, or reopening it)."""
         full_name = f"{owner}/{repo}"
         self._authenticate_installation(full_name, "pull_requests", "write")
         data = request.get_json(silent=True) or {}
         pull = self._stored_pull(full_name, number)
+        state = data.get("state", pull["state"])
+        if state not in ("open", "closed"):
+            raise _invalid_field("PullRequest", "state")
+        if state == "open" and pull["state"] == "closed" and (
+                pull["merged"] or self.branch_sha(pull["head_repo"], pull["head"]) is None):
+            raise _Rejection(422, "Validation Failed", errors=[{
+                "resource": "PullRequest", "code": "custom", "field": "state",
+                "message": "state cannot be changed. The pull request cannot be reopened."}])
+        self._pull_shas(pull)  # closing freezes head and base where the branches are now
+        now = _timestamp(_now())
         with self._lock:
             for field_name in ("title", "body"):
                 if field_name in data:
                     pull[field_name] = data[field_name]
-            pull["updated_at"] = _timestamp(_now())
+            if state != pull["state"]:
+                pull.update(state=state, closed_at=now if state == "closed" else None)
+            pull["updated_at"] = now
         return _json_response(200, self._pull_payload(pull))
 
     def _get_pull(self, owner: str, repo: str, number: int) -> Response:
@@ -2607,6 +2628,27 @@ class FakeGitHub:
         if sha is None:
             raise _Rejection(404, "Branch not found")
         return _json_response(200, self._branch_payload(found, branch, sha))
+
+    def _delete_ref(self, owner: str, repo: str, ref: str) -> Response:
+        """DELETE /git/refs/heads/<branch> (or tags/<tag>): the ref goes, its commits stay."""
+        full_name = f"{owner}/{repo}"
+        self._authenticate_installation(full_name, "contents", "write")
+        found = self._find_repo(full_name)
+        self._refuse_if_archived(found)
+        git_dir = self.repo_path(full_name)
+        # --verify takes only the exact ref, never a branch of the same name elsewhere.
+        shown = subprocess.run(["git", "show-ref", "--verify", "--hash", f"refs/{ref}"],
+                               capture_output=True, env=_git_environment(GIT_DIR=str(git_dir)),
+                               timeout=60, check=False)
+        if shown.returncode != 0:
+            raise _Rejection(422, REFERENCE_NOT_FOUND)
+        branch = ref.removeprefix("heads/") if ref.startswith("heads/") else None
+        with self._lock:
+            protected = (full_name, branch) in self._protected_branches
+        if protected:
+            raise _Rejection(422, PROTECTED_BRANCH)
+        _run_git(git_dir, "update-ref", "-d", f"refs/{ref}", shown.stdout.decode().strip())
+        return Response(status=204)
 
     def _get_contents(self, owner: str, repo: str, path: str = "") -> Response:
         """A file as GitHub sends it (base64 in `content`), or a directory's entries, at `ref`
@@ -2812,7 +2854,8 @@ class FakeGitHub:
         return _json_response(200, self._check_run_payload(updated))
 
     def _graphql(self) -> Response:
-        """GitHub's GraphQL API, as far as one query goes: a pull request's review threads."""
+        """GitHub's GraphQL API, as far as the app uses it: a pull request's review threads, and
+        marking a draft pull request ready for review."""
         credentials = _read_credentials(request.headers.get("Authorization"))
         if credentials.kind is None:
             self._record_auth_failure("graphql needs credentials")
@@ -2829,8 +2872,11 @@ class FakeGitHub:
         variables = data.get("variables") or {}
         if not isinstance(variables, dict):
             raise _Rejection(400, "Problems parsing JSON")
+        answer_query = (self._ready_for_review_mutation
+                        if re.search(rf"\b{READY_FOR_REVIEW}\b", data["query"])
+                        else self._review_threads_query)
         try:
-            answer = self._review_threads_query(token, data["query"], variables)
+            answer = answer_query(token, data["query"], variables)
         except _GraphQLError as error:
             payload: dict[str, Any] = {"errors": [error.error]}
             if error.data is not None:
@@ -2843,7 +2889,8 @@ class FakeGitHub:
         if not all(re.search(pattern, query) for pattern in
                    (r"\brepository\s*\(", r"\bpullRequest\s*\(", r"\breviewThreads\b")):
             raise _GraphQLError("This fake GitHub answers only a query for a pull request's "
-                                "reviewThreads, with variables owner, name and number.")
+                                "reviewThreads, with variables owner, name and number, and the "
+                                f"{READY_FOR_REVIEW} mutation.")
         for name, kind, type_name in (("owner", str, "String!"), ("name", str, "String!"),
                                       ("number", int, "Int!")):
             value = variables.get(name)
@@ -2883,6 +2930,50 @@ class FakeGitHub:
             "pageInfo": {"hasNextPage": end < len(threads),
                          "endCursor": _cursor(end - 1) if page else None},
         }}}}
+
+    def _ready_for_review_mutation(self, token: dict[str, Any], query: str,
+                                   variables: dict[str, Any]) -> dict[str, Any]:
+        """markPullRequestReadyForReview(input: {pullRequestId: ...}): the draft is a draft no
+        more. Whatever the selection, it answers `pullRequest { isDraft }`."""
+        if not re.match(r"\s*mutation\b", query):
+            raise _GraphQLError(f"Field '{READY_FOR_REVIEW}' doesn't exist on type 'Query'")
+        argument = re.search(r'\bpullRequestId\s*:\s*(\$\w+|"[^"]*")', query)
+        if argument is None:
+            raise _GraphQLError("Argument 'pullRequestId' on InputObject 'MarkPullRequestReady"
+                                "ForReviewInput' is required. Expected type ID!")
+        given = argument[1]
+        node_id = variables.get(given[1:]) if given.startswith("$") else given.strip('"')
+        if not isinstance(node_id, str):
+            raise _GraphQLError(f"Variable {given} of type ID! was provided invalid value")
+
+        def failure(message: str, type: str) -> _GraphQLError:
+            return _GraphQLError(message, type=type, path=[READY_FOR_REVIEW],
+                                 data={READY_FOR_REVIEW: None})
+
+        with self._lock:
+            pull = next((each for each in self.pulls if f"PR_fake{each['id']}" == node_id), None)
+            installation = self._installations[token["installation_id"]]
+            covered = (token["repositories"] if token["repositories"] is not None
+                       else installation.repos)
+        # A node the token cannot see is one that does not exist.
+        if pull is None or pull["repo"] not in covered:
+            if pull is not None:
+                self._record_auth_failure(f"graphql: token does not cover {pull['repo']}")
+            raise failure(f"Could not resolve to a node with the global id of '{node_id}'.",
+                          "NOT_FOUND")
+        repo = self._find_repo(pull["repo"])
+        try:
+            self._check_token_scope(token, repo, "pull_requests", "write")
+            self._refuse_if_archived(repo)
+        except _Rejection as refusal:
+            raise failure(refusal.payload["message"], "FORBIDDEN") from None
+        if pull["state"] != "open":
+            raise failure("Pull request is closed and cannot be marked ready for review.",
+                          "UNPROCESSABLE")
+        with self._lock:
+            if pull["draft"]:
+                pull.update(draft=False, updated_at=_timestamp(_now()))
+        return {READY_FOR_REVIEW: {"pullRequest": {"isDraft": False}}}
 
     def _review_threads(self, pull: dict[str, Any], comment_count: int) -> list[dict[str, Any]]:
         head_sha, _base_sha = self._pull_shas(pull)
