@@ -26,7 +26,7 @@ CANCELLED = "cancelled"
 FINISHED = (COMPLETED, FAILED, REJECTED, CANCELLED)
 
 # Columns holding JSON documents; they are decoded when read.
-JSON_COLUMNS = {"patches", "chat_history", "changed_files", "review_context"}
+JSON_COLUMNS = {"patches", "chat_history", "changed_files", "review_context", "agents"}
 BOOLEAN_COLUMNS = {"draft"}
 
 
@@ -100,6 +100,9 @@ class NewTask:
     review_context: Any = None  # for a review comment: its file, lines and diff hunk
     retry_of: str | None = None  # the task a `retry` repeats
     target_task: str | None = None  # the task a check run's button acts on
+    # --agents a,b: the agents to run side by side, one member task each (a list of names)
+    agents: Any = None
+    picked_pr: int | None = None  # `pick N`: the pull request picked
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,13 @@ class Task(NewTask):
     attempt: int = 0  # how many times a worker started it; 0 until the first
     job_id: int | None = None  # on PostgreSQL, the queue's job that runs it
     handed_back: int = 0  # of its starts, those a worker shutting down handed back
+    # A member of a side-by-side run: the task of the request it belongs to. A member is run
+    # by its request's task, never claimed on its own (runner/side_by_side.py).
+    group_of: str | None = None
+    turns: int | None = None  # the model turns the agent took
+    test_result: str | None = None  # a member's: how the `test` commands went on its branch
+    compared_at: str | None = None  # a side-by-side request's: when its comparison was posted
+    comparison_comment_id: int | None = None
 
     @property
     def counted_attempts(self) -> int:
@@ -175,6 +185,7 @@ PULL_REQUEST_TRIGGERS = frozenset({"pr_comment", "pr_label", "review_comment", "
 
 
 REMOVED = " was removed from the App's installation"
+MEMBER_LEFT_UNFINISHED = "the side-by-side run it belongs to ended before it did"
 
 
 def installation_refusal(events: list[tuple[str | None, str]], repo: str) -> str | None:
@@ -384,34 +395,37 @@ class TaskRecords:
         with self._connect() as db:
             row = db.execute(
                 "SELECT COUNT(*) AS n FROM tasks WHERE status = ? AND acknowledged_at IS NOT NULL "
-                f"AND {self._ORDER} < (SELECT {self._ORDER} FROM tasks WHERE id = ?)",
+                f"AND group_of IS NULL AND {self._ORDER} < (SELECT {self._ORDER} FROM tasks WHERE id = ?)",
                 (PENDING, task_id)).fetchone()
         return int(row["n"])
 
     def queued_for_repo(self, repo: str) -> int:
         with self._connect() as db:
+            # A side-by-side run waits as one request, whatever its number of members.
             row = db.execute("SELECT COUNT(*) AS n FROM tasks WHERE repo = ? AND status = ? "
-                             "AND acknowledged_at IS NOT NULL", (repo, PENDING)).fetchone()
+                             "AND acknowledged_at IS NOT NULL AND group_of IS NULL",
+                             (repo, PENDING)).fetchone()
         return int(row["n"])
 
     # Control commands
 
     def work_on(self, repo: str, number: int) -> list[Task]:
         """The work tasks (not commands) on one issue or pull request, oldest first."""
-        return self._select(f"repo = ? AND number = ? AND command IS NULL ORDER BY created_at, {self._ORDER}",
-                            repo, number)
+        return self._select(f"repo = ? AND number = ? AND command IS NULL AND group_of IS NULL "
+                            f"ORDER BY created_at, {self._ORDER}", repo, number)
 
     def ahead_on_same(self, task_id: str) -> list[Task]:
         """Unfinished work tasks on the same issue or pull request recorded before this one."""
         return self._select(
-            f"command IS NULL AND status IN (?, ?) AND {self._ORDER} < (SELECT {self._ORDER} FROM tasks "
+            f"command IS NULL AND group_of IS NULL AND status IN (?, ?) AND {self._ORDER} < "
+            f"(SELECT {self._ORDER} FROM tasks "
             "WHERE id = ?) AND (repo, number) = (SELECT repo, number FROM tasks WHERE id = ?) "
             f"ORDER BY created_at, {self._ORDER}", PENDING, RUNNING, task_id, task_id)
 
     def request_cancel(self, repo: str, number: int, by: str,
                        task_id: str | None = None) -> tuple[list[Task], list[Task]]:
-        """Cancel the unfinished work on one issue or pull request (only `task_id` when given),
-        in one transaction.
+        """Cancel the unfinished work on one issue or pull request (only `task_id` when given,
+        with the members of a side-by-side run when it is one), in one transaction.
 
         Returns (tasks cancelled while waiting, running tasks now asked to stop). A running
         task stops when the process holding it sees the request (`cancel_requested`).
@@ -419,9 +433,10 @@ class TaskRecords:
         with self._connect(immediate=True) as db:
             rows = db.execute("SELECT * FROM tasks WHERE repo = ? AND number = ? AND command IS NULL "
                               "AND status IN (?, ?) AND cancel_requested_by IS NULL "
-                              "AND (CAST(? AS TEXT) IS NULL OR id = ?) "
+                              "AND (CAST(? AS TEXT) IS NULL OR id = ? OR group_of = ?) "
                               f"ORDER BY created_at, {self._ORDER}{self._FOR_UPDATE}",
-                              (repo, number, PENDING, RUNNING, task_id, task_id)).fetchall()
+                              (repo, number, PENDING, RUNNING, task_id, task_id,
+                               task_id)).fetchall()
             now, waiting, running = utcnow(), [], []
             for row in rows:
                 if row["status"] == PENDING:
@@ -471,9 +486,11 @@ class TaskRecords:
     def pushed_work_on(self, repo: str, number: int) -> list[Task]:
         """Accepted tasks that pushed to a pull request, asked on issue or pull request `number`
         or pushing to pull request `number`, oldest first."""
-        return self._select("repo = ? AND (number = ? OR pr_number = ?) AND status_comment_id IS NOT "
-                            "NULL AND commit_sha IS NOT NULL AND pr_number IS NOT NULL "
-                            f"ORDER BY created_at, {self._ORDER}", repo, number, number)
+        # A side-by-side member has no status comment of its own: its request's was accepted.
+        return self._select("repo = ? AND (number = ? OR pr_number = ?) AND (status_comment_id IS "
+                            "NOT NULL OR group_of IS NOT NULL) AND commit_sha IS NOT NULL AND "
+                            f"pr_number IS NOT NULL ORDER BY created_at, {self._ORDER}",
+                            repo, number, number)
 
     def mark_queued(self, task_id: str, *, status_comment_id: int | None,
                     check_run_id: int | None) -> bool:
@@ -518,6 +535,15 @@ class TaskRecords:
                                  f"WHERE {where}", [*encoded.values(), *params])
             if attempt is not None and written.rowcount == 0:
                 raise Superseded(task_id, attempt)
+            if values.get("status") in FINISHED:
+                self._end_members(db, task_id)
+
+    def _end_members(self, db: Transaction, task_id: str) -> None:
+        """A side-by-side request's members never outlive it: those it did not see to the end
+        (its worker died for good, or it was failed from outside) end with it."""
+        db.execute("UPDATE tasks SET status = ?, finished_at = ?, error = ? WHERE group_of = ? "
+                   "AND status IN (?, ?)", (FAILED, utcnow(), MEMBER_LEFT_UNFINISHED, task_id,
+                                            PENDING, RUNNING))
 
     def finish(self, task_id: str, status: str, *, attempt: int | None = None,
                **values: Any) -> None:
@@ -542,11 +568,82 @@ class TaskRecords:
                                "AND attempt = ? AND status = ?", (PENDING, task_id, attempt, RUNNING))
             if moved.rowcount != 1:
                 return False
+            # Its members wait with it; its next attempt starts those that had not ended.
+            db.execute("UPDATE tasks SET status = ?, claimed_by = NULL WHERE group_of = ? "
+                       "AND status = ?", (PENDING, task_id, RUNNING))
             self._reattempted(db, task_id, stalled_job)
             return True
 
     def _reattempted(self, db: Transaction, task_id: str, stalled_job: int | None) -> None:
         """In the transaction giving a task back to wait: on PostgreSQL, its new job."""
+
+    # Side-by-side runs
+
+    def start_members(self, request: Task, agents: list[str]) -> list[Task]:
+        """The member tasks of a side-by-side request, one per agent in `agents` order, made on
+        its first attempt. Those that have not ended start one more attempt each (fencing off
+        any left from an earlier attempt of the request); those that ended stay as they are.
+        Raises Superseded unless `request.attempt` is the request's running attempt."""
+        with self._connect(immediate=True) as db:
+            current = db.execute(f"SELECT cancel_requested_by FROM tasks WHERE id = ? AND attempt = ? "
+                                 f"AND status = ?{self._FOR_UPDATE}",
+                                 (request.id, request.attempt, RUNNING)).fetchone()
+            if current is None:
+                raise Superseded(request.id, request.attempt)
+            existing = {row["agent"]: row["id"] for row in db.execute(
+                "SELECT id, agent FROM tasks WHERE group_of = ?", (request.id,)).fetchall()}
+            now = utcnow()
+            for agent in agents:
+                if agent not in existing:
+                    existing[agent] = self._insert_member(db, request, agent, now)
+            db.execute("UPDATE tasks SET status = ?, claimed_by = ?, started_at = COALESCE(started_at, ?), "
+                       "heartbeat_at = ?, attempt = attempt + 1 WHERE group_of = ? AND status IN (?, ?)",
+                       (RUNNING, request.claimed_by, now, now, request.id, PENDING, RUNNING))
+            if current["cancel_requested_by"] is not None:
+                # Cancelled before its members started: they stop as soon as they look.
+                db.execute("UPDATE tasks SET cancel_requested_by = ? WHERE group_of = ? AND status "
+                           "= ? AND cancel_requested_by IS NULL",
+                           (current["cancel_requested_by"], request.id, RUNNING))
+            rows = {row["agent"]: self._row_to_task(row) for row in db.execute(
+                "SELECT * FROM tasks WHERE group_of = ?", (request.id,)).fetchall()}
+        return [rows[agent] for agent in agents]
+
+    def _insert_member(self, db: Transaction, request: Task, agent: str, now: str) -> str:
+        asked = {f.name: getattr(request, f.name) for f in fields(NewTask)}
+        # A member asks what its request asked, with one agent, on a draft pull request of its
+        # own; it answers nobody's comment and carries no label (its request does).
+        member = NewTask(**{**asked, "comment_id": None, "label": None, "agents": None,
+                            "agent": agent, "draft": True, "retry_of": None})
+        member_id = uuid.uuid4().hex
+        row = {"id": member_id, "delivery_guid": request.delivery_guid, "status": PENDING,
+               "created_at": now, "acknowledged_at": now, "group_of": request.id,
+               **{f.name: getattr(member, f.name) for f in fields(member)}}
+        stored = storable({k: json.dumps(v) if k in JSON_COLUMNS and v is not None else v
+                           for k, v in row.items()})
+        db.execute(f"INSERT INTO tasks ({', '.join(stored)}) VALUES "
+                   f"({', '.join('?' * len(stored))})", list(stored.values()))
+        return member_id
+
+    def members(self, request_id: str) -> list[Task]:
+        """The member tasks of a side-by-side request, in the order they were made."""
+        return self._select(f"group_of = ? ORDER BY created_at, {self._ORDER}", request_id)
+
+    def side_by_side_member(self, repo: str, number: int, pr_number: int) -> Task | None:
+        """The member of a side-by-side run asked on issue `number` that opened pull request
+        `pr_number`, if one did."""
+        found = self._select(f"repo = ? AND number = ? AND pr_number = ? AND group_of IS NOT NULL "
+                             f"ORDER BY created_at DESC, {self._ORDER} DESC", repo, number, pr_number)
+        return found[0] if found else None
+
+    def mark_compared(self, request_id: str, attempt: int) -> bool:
+        """The one transition that lets a side-by-side request post its comparison: True once,
+        for the running `attempt`, and False ever after (or for an attempt superseded), so
+        however its attempts go the comparison is posted at most once."""
+        with self._connect(immediate=True) as db:
+            marked = db.execute("UPDATE tasks SET compared_at = ? WHERE id = ? AND attempt = ? "
+                                "AND status = ? AND compared_at IS NULL",
+                                (utcnow(), request_id, attempt, RUNNING))
+            return marked.rowcount == 1
 
     def live_attempts(self) -> set[tuple[str, int]]:
         """(task id, attempt) of every attempt that runs or may start: a running task's own and

@@ -25,7 +25,7 @@ __all__ = ["CANCELLED", "COMPLETED", "FAILED", "FINISHED", "PENDING", "PULL_REQU
            "REJECTED", "REMOVED", "RUNNING", "SCHEMA_VERSION", "Duplicate", "InstallationChange",
            "NewTask", "Store", "Superseded", "Task", "installation_refusal", "utcnow"]
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -93,7 +93,14 @@ CREATE TABLE IF NOT EXISTS tasks (
     agent_version     TEXT,
     attempt           INTEGER NOT NULL DEFAULT 0,
     job_id            INTEGER,
-    handed_back       INTEGER NOT NULL DEFAULT 0
+    handed_back       INTEGER NOT NULL DEFAULT 0,
+    agents            TEXT,
+    group_of          TEXT,
+    turns             INTEGER,
+    test_result       TEXT,
+    compared_at       TEXT,
+    comparison_comment_id INTEGER,
+    picked_pr         INTEGER
 );
 CREATE INDEX IF NOT EXISTS tasks_by_status ON tasks (status, created_at);
 -- One task per comment: a replayed delivery under a new GUID cannot start the work again.
@@ -132,6 +139,8 @@ _ADDED_COLUMNS = {
     "stop_reason": "TEXT", "model": "TEXT", "agent": "TEXT", "agent_version": "TEXT",
     "attempt": "INTEGER NOT NULL DEFAULT 0", "job_id": "INTEGER",
     "handed_back": "INTEGER NOT NULL DEFAULT 0",
+    "agents": "TEXT", "group_of": "TEXT", "turns": "INTEGER", "test_result": "TEXT",
+    "compared_at": "TEXT", "comparison_comment_id": "INTEGER", "picked_pr": "INTEGER",
 }
 
 
@@ -154,6 +163,9 @@ class Store(TaskRecords):
             for column, declaration in _ADDED_COLUMNS.items():
                 if column not in present:
                     db.execute(f"ALTER TABLE tasks ADD COLUMN {column} {declaration}")
+            # After the columns: an older store gains group_of just above.
+            db.execute("CREATE INDEX IF NOT EXISTS tasks_by_group ON tasks (group_of) "
+                       "WHERE group_of IS NOT NULL")
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         finally:
             db.close()
@@ -192,14 +204,16 @@ class Store(TaskRecords):
         """Atomically move the oldest acknowledged pending task to running and return it.
 
         One task at a time per issue or pull request: a task waits while another on the same
-        one runs. A task someone cancelled is never claimed.
+        one runs. A task someone cancelled is never claimed, nor is a side-by-side run's member:
+        its request's task runs it, and counts for the whole group.
         """
         with self._connect(immediate=True) as db:
             row = db.execute(
                 "SELECT id FROM tasks AS t WHERE status = ? AND acknowledged_at IS NOT NULL "
-                "AND command IS NULL AND cancel_requested_by IS NULL AND NOT EXISTS ("
+                "AND command IS NULL AND cancel_requested_by IS NULL AND group_of IS NULL "
+                "AND NOT EXISTS ("
                 "  SELECT 1 FROM tasks AS r WHERE r.repo = t.repo AND r.number = t.number "
-                "  AND r.status = ?) "
+                "  AND r.status = ? AND r.group_of IS NULL) "
                 "ORDER BY created_at, rowid LIMIT 1", (PENDING, RUNNING)).fetchone()
             if row is None:
                 return None

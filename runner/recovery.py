@@ -93,7 +93,9 @@ def _recover_tasks(services: Services, *, starting: bool) -> None:
             # Its acknowledgement was cut short; hand it back to be acknowledged.
             store.update(task.id, claimed_by=None)
     running = store.running()
-    lost = [task for task in running if orphaned(task)]
+    # A side-by-side run's members go with their request's task: it is attempted again, and
+    # its next attempt starts the members that had not ended.
+    lost = [task for task in running if orphaned(task) and task.group_of is None]
     for task in lost:
         try:
             _attempt_again(services, task)

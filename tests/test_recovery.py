@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -262,3 +263,30 @@ def test_work_trees_of_the_layout_before_attempts_go_once_their_task_has_ended(s
     assert not (workspaces / ended).exists()
     assert (workspaces / unfinished / "tree" / "file.txt").exists()
     assert another_store.is_dir()
+
+
+def test_a_side_by_side_requests_members_go_with_it_when_its_worker_died(services, github):
+    """Recovery re-attempts the request, and its members wait with it: none is re-attempted or
+    failed on its own, and the request's next attempt starts the one that had not ended."""
+    store = services.store
+    request_id, _ = add_task(services, github, 1, status_=RUNNING, claimed_by=f"{HERE}:999999")
+    request = store.get(request_id)
+    finished, unfinished = store.start_members(request, ["claude", "codex"])
+    store.finish(finished.id, "completed", attempt=finished.attempt)
+    store.update(request_id, heartbeat_at=LONG_AGO)
+    # Its own count of attempts is past ASYNC_CODE_MAX_ATTEMPTS: judged on its own, it would fail.
+    store.update(unfinished.id, heartbeat_at=LONG_AGO)
+    with sqlite3.connect(store.path) as db:
+        db.execute("UPDATE tasks SET attempt = ? WHERE id = ?",
+                   (services.settings.max_attempt_count, unfinished.id))
+
+    recovery.recover(services, starting=False)
+
+    assert store.get(request_id).status == PENDING
+    assert store.get(unfinished.id).status == PENDING, store.get(unfinished.id).error
+    assert store.get(finished.id).status == "completed"
+    # A member is never claimed as a task of its own; its request is.
+    assert store.claim_next("me:1").id == request_id
+    again = store.start_members(store.get(request_id), ["claude", "codex"])
+    assert [(m.id, m.status, m.attempt) for m in again] == [
+        (finished.id, "completed", 1), (unfinished.id, RUNNING, services.settings.max_attempt_count + 1)]
