@@ -18,11 +18,13 @@ from typing import NoReturn
 from app.agents import agent_name_problem
 from app.markdown import quoted
 
-COMMANDS = ("cancel", "retry", "continue", "status", "help")
+COMMANDS = ("cancel", "retry", "continue", "status", "help", "pick")
+# Side by side: at least two agents, and few enough that one request cannot fill a runner.
+MIN_COMPARED_AGENTS, MAX_COMPARED_AGENTS = 2, 4
 
 # A valid request has at most seven option words ("--base", a branch, "--draft", "--model", a
-# model, "--agent", an agent); past a few more there is surely a problem, and argparse need not
-# see thousands of words to name it.
+# model, "--agent" or "--agents", its value); past a few more there is surely a problem, and
+# argparse need not see thousands of words to name it.
 MAX_OPTION_WORDS = 10
 MAX_BRANCH_NAME_BYTES = 255  # a ref is a file, and file names stop at 255 bytes
 # Model ids as Anthropic's API (`claude-haiku-4-5`), Bedrock (`anthropic.claude-haiku-4-5-
@@ -38,7 +40,9 @@ _WORD_SEPARATORS = " \t\r"  # shlex's whitespace, less the newline the first lin
 _LEADING_BLANK_LINES = re.compile(r"\A(?:[ \t\r]*\n)+")
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]*")
 _BRANCH_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
-_VALUED_OPTIONS = ("--base", "--model", "--agent")  # options whose next word is their value
+_VALUED_OPTIONS = ("--base", "--model", "--agent", "--agents")  # options whose value follows
+# `pick 12` or `pick #12`: the one command that takes a word, a pull request's number.
+_PICK = re.compile(r"pick[ \t]+#?([1-9][0-9]{0,8})", re.IGNORECASE | re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,8 @@ class Request:
     draft: bool = False  # --draft
     model: str | None = None  # --model NAME
     agent: str | None = None  # --agent NAME
+    agents: tuple[str, ...] | None = None  # --agents A,B: run side by side
+    picked_pr: int | None = None  # `pick N`: the pull request picked
     problem: str | None = None  # why the request cannot be read, said to the person
 
 
@@ -71,13 +77,16 @@ def read_request(text: str) -> Request:
     instruction = _LEADING_BLANK_LINES.sub(
         "", first_line[instruction_start:].lstrip() + newline + following).rstrip()
 
-    command = _command(instruction)
+    command, picked = _command(instruction)
     if command is not None:
         if words:
             return Request(problem=f"commands such as `{command}` take no options")
-        return Request(command=command)
+        if command == "pick" and picked is None:
+            return Request(problem="`pick` needs the number of the pull request to keep, as in "
+                                   "`pick 12`")
+        return Request(command=command, picked_pr=picked)
     return Request(instruction=instruction, base=options.base, draft=options.draft,
-                   model=options.model, agent=options.agent)
+                   model=options.model, agent=options.agent, agents=options.agents)
 
 
 def grammar_help(slug: str, trigger_label: str) -> str:
@@ -100,6 +109,8 @@ def grammar_help(slug: str, trigger_label: str) -> str:
         "- `--draft`: open the pull request as a draft (issues only).",
         "- `--model NAME`: work with the model `NAME`, one of those this service allows.",
         "- `--agent NAME`: work with the agent `NAME`, one of those this service enables.",
+        "- `--agents A,B`: run the agents `A` and `B` side by side (issues only), each on a "
+        "draft pull request of its own, and compare them in one comment.",
         "",
         "Write `--` before an instruction that itself starts with `--`.",
         "",
@@ -109,6 +120,8 @@ def grammar_help(slug: str, trigger_label: str) -> str:
         "- `continue`: carry on from the last work pushed here, with a fresh budget.",
         "- `status`: say how the work asked for here is going.",
         "- `help`: show this message.",
+        "- `pick N`: after a side-by-side run, keep its pull request #N: it is marked ready for "
+        "review, and the others are closed and their branches deleted.",
         "",
         f"**Labels**: adding the {_code(trigger_label)} label to an issue or pull request "
         "asks for work too.",
@@ -197,6 +210,7 @@ class _Options:
     draft: bool = False
     model: str | None = None
     agent: str | None = None
+    agents: tuple[str, ...] | None = None
 
 
 # Each valued option: what its value is, and why a given value cannot be one.
@@ -204,6 +218,8 @@ _VALUE_CHECKS = {
     "base": ("a branch name", lambda value: branch_name_problem(value)),
     "model": ("a model name", lambda value: model_name_problem(value)),
     "agent": ("an agent's name", lambda value: agent_name_problem(value)),
+    "agents": ("a comma-separated list of agents, such as `claude,codex`",
+               lambda value: agents_list_problem(value)),
 }
 
 
@@ -225,12 +241,34 @@ def _parse_options(words: list[str]) -> _Options:
         raise _Unreadable(f"unknown option {_code(name)}")
     for name, (what, problem_of) in _VALUE_CHECKS.items():
         value = getattr(options, name)
-        if value == "":
+        # argparse reads `--base=--` as a list: a value that is no single word is none.
+        if value == "" or not (value is None or isinstance(value, str)):
             raise _Unreadable(f"`--{name}` needs {what}")
         if value is not None and (problem := problem_of(value)):
             raise _Unreadable(f"{_code(value)} is not {what}: {problem}")
+    if options.agent is not None and options.agents is not None:
+        raise _Unreadable("give `--agent` for one agent or `--agents` for several side by side, "
+                          "not both")
+    agents = tuple(options.agents.split(",")) if options.agents is not None else None
     return _Options(base=options.base, draft=bool(options.draft), model=options.model,
-                    agent=options.agent)
+                    agent=options.agent, agents=agents)
+
+
+def agents_list_problem(value: str) -> str | None:
+    """Why `value` cannot be the agents of `--agents` (names, comma-separated, no spaces), or
+    None when it can be. Whether the service enables them is decided when the task runs."""
+    names = value.split(",")
+    for name in names:
+        if not name:
+            return "a name in it is empty"
+        if problem := agent_name_problem(name):
+            return f"{_code(name)}: {problem}"
+    if len(set(names)) != len(names):
+        return "it names an agent twice"
+    if not MIN_COMPARED_AGENTS <= len(names) <= MAX_COMPARED_AGENTS:
+        return (f"side by side takes {MIN_COMPARED_AGENTS} to {MAX_COMPARED_AGENTS} agents; "
+                "for one, give `--agent NAME`")
+    return None
 
 
 def model_name_problem(name: str) -> str | None:
@@ -264,15 +302,19 @@ def _parser() -> _Parser:
     parser.add_argument("--draft", action=_Once, nargs=0, const=True)
     parser.add_argument("--model", action=_Once)
     parser.add_argument("--agent", action=_Once)
+    parser.add_argument("--agents", action=_Once)
     return parser
 
 
-def _command(instruction: str) -> str | None:
+def _command(instruction: str) -> tuple[str | None, int | None]:
+    """The command an instruction is, if it is one, and the number `pick` names."""
     word = instruction.strip()
     # ASCII case only: lower() or casefold() would read "ſtatus" (long s) as "status".
     if word.isascii() and word.lower() in COMMANDS:
-        return word.lower()
-    return None
+        return word.lower(), None
+    if picked := _PICK.fullmatch(word):
+        return "pick", int(picked.group(1))
+    return None, None
 
 
 def _code(text: str) -> str:

@@ -15,6 +15,9 @@ from app.store import NewTask
 from app.triggers import find_instruction, is_bot
 
 ISSUE_ONLY_OPTIONS = "`--base` and `--draft` only apply to requests on issues: a pull request keeps its base and its draft state."
+SIDE_BY_SIDE_ON_ISSUES = ("`--agents` only applies to requests on issues: side by side, each agent "
+                          "opens a pull request of its own, and a pull request has one branch to "
+                          "push to. Ask on an issue, or give one agent with `--agent`.")
 
 
 def task_from_comment(payload: dict[str, Any], slug: str) -> NewTask | None:
@@ -54,6 +57,10 @@ def request_fields(instruction: str, *, on_pull_request: bool) -> dict[str, Any]
     problem = request.problem
     if problem is None and on_pull_request and (request.base is not None or request.draft):
         problem = ISSUE_ONLY_OPTIONS
+    if problem is None and on_pull_request and request.agents is not None:
+        problem = SIDE_BY_SIDE_ON_ISSUES
     return {"instruction": request.instruction, "command": request.command, "problem": problem,
             "base_branch": request.base, "draft": request.draft, "model": request.model,
-            "agent": request.agent}
+            "agent": request.agent,
+            "agents": list(request.agents) if request.agents is not None else None,
+            "picked_pr": request.picked_pr}

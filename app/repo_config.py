@@ -26,7 +26,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
 from pydantic_core import PydanticCustomError
 
 from app.agents import DEFAULT_AGENT
-from app.commands import branch_name_problem
+from app.commands import MAX_COMPARED_AGENTS, MIN_COMPARED_AGENTS, branch_name_problem
 from app.markdown import quoted
 from app.settings import Settings
 from app.strict_yaml import YamlRefused, load_yaml
@@ -46,7 +46,8 @@ DEFAULT_BRANCH_PREFIX = "async-code/"
 # What the runner appends to a prefix; a prefix is valid when prefix + this is a branch name.
 BRANCH_SUFFIX_EXAMPLE = "12-3f9c2a1b"
 KEYS = ("instructions", "image", "setup", "timeout", "max_turns", "model", "agent",
-        "branch_prefix", "draft", "budget")
+        "compare", "test", "branch_prefix", "draft", "budget")
+COMMAND_LISTS = ("setup", "test")  # keys taking a shell command or a list of them
 BUDGET_KEYS = ("tokens", "usd")
 SHOWN_CHARS = 60  # of the file's text quoted back in one problem
 MAX_PROBLEMS_SHOWN = 20
@@ -120,6 +121,11 @@ class EffectiveConfig:
     budget_usd: float | None
     limits: Limits
     agent: str = DEFAULT_AGENT
+    # The agents a request runs side by side when it names none; empty: one agent, `agent`.
+    compare: tuple[str, ...] = ()
+    # The commands that say whether the repository's tests pass on a side-by-side member's
+    # branch, run by the runner in a fresh sandbox after the agent finished (never by an agent).
+    test: tuple[str, ...] = ()
     file_found: bool = False
     # The keys the file set; a budget's parts as "budget.tokens" and "budget.usd".
     set_by_file: frozenset[str] = frozenset()
@@ -203,6 +209,12 @@ def describe(config: EffectiveConfig, *, setup_network: bool) -> str:
         f"- `max_turns`: {config.max_turns} ({source('max_turns', str(limits.max_turns))})",
         f"- `model`: {_code(config.model)} ({source('model')}; {_choices(limits.models, 'model')})",
         f"- `agent`: {_code(config.agent)} ({source('agent')}; {_choices(limits.agents, 'agent')})",
+        "- `compare`: " + (f"{_listed(config.compare)} side by side on each request that "
+                            f"names no agent ({source('compare')})" if config.compare else
+                            "none: a request runs one agent unless it says `--agents A,B`"),
+        f"- `test`: {_setup_summary(config.test)}"
+        + (f" ({source('test')}; run on each side-by-side branch)" if config.test
+           else " (side-by-side comparisons show no test result)"),
         f"- `branch_prefix`: {_code(config.branch_prefix)} ({source('branch_prefix')})",
         f"- `draft`: {'true' if config.draft else 'false'} ({source('draft')})",
         f"- `budget.tokens`: {_tokens(config.budget_tokens)} ({source('budget.tokens', token_limit)})",
@@ -268,11 +280,13 @@ class RepoConfigFile(_StrictModel):
     max_turns: int | None = Field(None, ge=1)
     model: str | None = None
     agent: str | None = None
+    compare: list[str] | None = None
+    test: list[SetupCommand] | None = Field(None, max_length=MAX_SETUP_COMMANDS)
     branch_prefix: str | None = None
     draft: bool | None = None
     budget: Budget | None = None
 
-    @field_validator("setup", mode="before")
+    @field_validator("setup", "test", mode="before")
     @classmethod
     def _one_command_is_a_list_of_one(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
@@ -345,6 +359,22 @@ class RepoConfigFile(_StrictModel):
                     f"{_listed(limits.agents)} (ASYNC_CODE_AGENTS)")
         return agent
 
+    @field_validator("compare")
+    @classmethod
+    def _enabled_agents_to_compare(cls, agents: list[str], info: ValidationInfo) -> list[str]:
+        limits = _limits(info)
+        for agent in agents:
+            if agent not in limits.agents:
+                _refuse(f"`compare`: {_code(agent)} is not an agent this service enables; "
+                        f"choose among {_listed(limits.agents)} (ASYNC_CODE_AGENTS)")
+        if len(set(agents)) != len(agents):
+            _refuse("`compare` names an agent twice; name each once")
+        if not MIN_COMPARED_AGENTS <= len(agents) <= MAX_COMPARED_AGENTS:
+            _refuse(f"`compare` has {len(agents)} agent{'s' if len(agents) != 1 else ''}; give "
+                    f"{MIN_COMPARED_AGENTS} to {MAX_COMPARED_AGENTS}, such as `[claude, codex]`, "
+                    "or use `agent` for one")
+        return agents
+
     @field_validator("branch_prefix")
     @classmethod
     def _a_branch_prefix(cls, prefix: str) -> str:
@@ -362,13 +392,13 @@ class RepoConfigFile(_StrictModel):
                     f"(as in {_code(prefix + BRANCH_SUFFIX_EXAMPLE)})")
         return prefix
 
-    @field_validator("setup")
+    @field_validator("setup", "test")
     @classmethod
-    def _runnable_commands(cls, commands: list[str]) -> list[str]:
+    def _runnable_commands(cls, commands: list[str], info: ValidationInfo) -> list[str]:
         for number, command in enumerate(commands, 1):
             if "\x00" in command:
-                _refuse(f"`setup` command {number} holds a NUL character, which no command "
-                        "line can carry")
+                _refuse(f"`{info.field_name}` command {number} holds a NUL character, which no "
+                        "command line can carry")
         return commands
 
 
@@ -395,6 +425,8 @@ def _effective(file: RepoConfigFile, limits: Limits, *, file_found: bool) -> Eff
         max_turns=file.max_turns if file.max_turns is not None else limits.max_turns,
         model=file.model or limits.default_model,
         agent=file.agent or limits.default_agent,
+        compare=tuple(file.compare or ()),
+        test=tuple(file.test or ()),
         branch_prefix=file.branch_prefix or DEFAULT_BRANCH_PREFIX,
         draft=bool(file.draft),
         budget_tokens=tokens if tokens is not None else limits.budget_tokens,
@@ -417,6 +449,10 @@ _EXPECTED = {
     "max_turns": "a whole number of model turns, at least 1",
     "model": "a model name as text",
     "agent": "an agent's name as text",
+    "compare": "a list of agents' names, such as `[claude, codex]`",
+    "compare item": "an agent's name as text",
+    "test": "a shell command as text, or a list of them",
+    "test item": "a shell command as text",
     "branch_prefix": "text such as `bot/`",
     "draft": "`true` or `false`",
     "budget": "a mapping with `tokens`, `usd` or both",
@@ -432,14 +468,17 @@ def _problem(error: dict[str, Any]) -> str:
         return error["ctx"]["message"]
     if kind == "extra_forbidden":
         return _unknown_key(location)
-    if location[:1] == ("setup",) and len(location) == 2:
-        number = int(location[1]) + 1
+    if location[:1] in (("setup",), ("test",)) and len(location) == 2:
+        key, number = location[0], int(location[1]) + 1
         if kind == "string_too_short":
-            return f"`setup` command {number} is empty"
+            return f"`{key}` command {number} is empty"
         if kind == "string_too_long":
-            return (f"`setup` command {number} is {len(value):,} characters long; the most is "
+            return (f"`{key}` command {number} is {len(value):,} characters long; the most is "
                     f"{MAX_SETUP_COMMAND_CHARS:,}: put a long script in a file and run that")
-        return f"`setup` command {number}: give {_EXPECTED['setup item']}, not {_shown(value)}"
+        return f"`{key}` command {number}: give {_EXPECTED['setup item']}, not {_shown(value)}"
+    if location[:1] == ("compare",) and len(location) == 2:
+        return (f"`compare` item {int(location[1]) + 1}: give {_EXPECTED['compare item']}, "
+                f"not {_shown(value)}")
     key = ".".join(str(part) for part in location)
     if kind == "no_value":
         return f"`{key}` has no value: give {_EXPECTED[key]}, or remove the key for the default"

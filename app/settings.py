@@ -89,6 +89,7 @@ class Settings:
     setup_network: str = ""
     agent: str = DEFAULT_AGENT
     agents: str = ""
+    agent_models: str = ""
     # The job queue on PostgreSQL (runner/queue.py).
     lease_seconds: str = "60"
     max_attempts: str = "2"
@@ -110,6 +111,7 @@ class Settings:
         "anthropic_api_key": "ANTHROPIC_API_KEY",
         "anthropic_base_url": "ANTHROPIC_BASE_URL",
         "openai_api_key": "OPENAI_API_KEY",
+        "agent_models": "ASYNC_CODE_AGENT_MODELS",
         "openai_base_url": "OPENAI_BASE_URL",
         "model": "ASYNC_CODE_MODEL",
         "data_dir": "ASYNC_CODE_DATA_DIR",
@@ -291,6 +293,14 @@ class Settings:
         except ValueError:
             return ""
         return unquote(password) if password else ""
+
+    @property
+    def agent_model_names(self) -> dict[str, str]:
+        """Each agent's own model, `codex=gpt-5.5` pairs: what it works with when the request
+        names no model. An agent of another provider cannot use the default model; side by
+        side, each agent keeps its own."""
+        pairs = (item.partition("=") for item in _list_items(self.agent_models))
+        return {agent.strip(): model.strip() for agent, _, model in pairs}
 
     @property
     def enabled_agent_names(self) -> tuple[str, ...]:
@@ -539,6 +549,17 @@ class Settings:
             found.append(f"ASYNC_CODE_AGENT={self.agent!r} is not in ASYNC_CODE_AGENTS: add it "
                          "there, since tasks use it whenever neither the request nor the "
                          "repository names an agent")
+        for item in _list_items(self.agent_models):
+            agent, equals, model = (part.strip() for part in item.partition("="))
+            if not (equals and agent and model):
+                found.append(f"ASYNC_CODE_AGENT_MODELS: {item!r} must be an agent and its model, "
+                             "like codex=gpt-5.5")
+            elif agent not in self.enabled_agent_names:
+                found.append(f"ASYNC_CODE_AGENT_MODELS names {agent!r}, which is not an enabled "
+                             "agent (ASYNC_CODE_AGENTS)")
+            elif model not in self.allowed_model_names:
+                found.append(f"ASYNC_CODE_AGENT_MODELS gives {agent} the model {model!r}, which "
+                             "is not in ASYNC_CODE_ALLOWED_MODELS: allow it there")
         return found
 
 

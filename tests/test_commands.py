@@ -12,8 +12,9 @@ from tests.github_rendering import findings, render
 SLUG = "async-code"
 
 
-def work(instruction, *, base=None, draft=False, model=None, agent=None):
-    return Request(instruction=instruction, base=base, draft=draft, model=model, agent=agent)
+def work(instruction, *, base=None, draft=False, model=None, agent=None, agents=None):
+    return Request(instruction=instruction, base=base, draft=draft, model=model, agent=agent,
+                   agents=agents)
 
 
 def problem(message):
@@ -21,7 +22,11 @@ def problem(message):
 
 
 COMMAND_CASES = [
-    *[pytest.param(name, Request(command=name), id=name) for name in COMMANDS],
+    *[pytest.param(name, Request(command=name), id=name) for name in COMMANDS if name != "pick"],
+    pytest.param("pick 12", Request(command="pick", picked_pr=12), id="pick"),
+    pytest.param("pick #7", Request(command="pick", picked_pr=7), id="pick-with-hash"),
+    pytest.param(" PICK\t3 ", Request(command="pick", picked_pr=3), id="pick-upper-case-tab"),
+    pytest.param("-- pick 5", Request(command="pick", picked_pr=5), id="pick-after-end-of-options"),
     pytest.param("Cancel", Request(command="cancel"), id="capitalised"),
     pytest.param(" STATUS ", Request(command="status"), id="upper-case-with-spaces"),
     pytest.param("ReTrY", Request(command="retry"), id="mixed-case"),
@@ -48,6 +53,14 @@ NOT_COMMANDS = [
     pytest.param("retry\n\nplease", id="more-on-a-later-line"),
     pytest.param("helpful error messages", id="command-as-prefix"),
     pytest.param("re try", id="split-word"),
+    # `pick` takes a pull request's number and nothing more.
+    pytest.param("pick 0", id="pick-zero"),
+    pytest.param("pick 12 please", id="pick-then-more"),
+    pytest.param("pick the fastest one", id="pick-a-word"),
+    pytest.param("pick 1234567890", id="pick-ten-digits"),
+    pytest.param("pick １２", id="pick-fullwidth-digits"),
+    pytest.param("pick ١٢", id="pick-arabic-indic-digits"),
+    pytest.param("pick 12\n\nthanks", id="pick-then-a-line"),
 ]
 
 
@@ -58,6 +71,10 @@ def test_not_commands_are_work(text):
 
 OPTIONS = [
     pytest.param("--base release fix it", work("fix it", base="release"), id="base"),
+    pytest.param("--agents claude,codex fix it", work("fix it", agents=("claude", "codex")),
+                 id="agents"),
+    pytest.param("--agents=codex,claude-code,claude fix", work(
+        "fix", agents=("codex", "claude-code", "claude")), id="agents-equals-three"),
     pytest.param("--base=release fix it", work("fix it", base="release"), id="base-equals"),
     pytest.param("--base\t release\t fix it", work("fix it", base="release"), id="tabs-between"),
     pytest.param('--base "release-1.x" fix', work("fix", base="release-1.x"), id="double-quoted"),
@@ -195,7 +212,33 @@ PROBLEMS = [
     pytest.param("--agent " + "a" * 41 + " fix",
                  "`" + "a" * 41 + "` is not an agent's name: it is longer than 40 characters",
                  id="agent-too-long"),
-    pytest.param("--agents claude,codex fix", "unknown option `--agents`", id="agents-plural"),
+    pytest.param("--agents claude fix", "`claude` is not a comma-separated list of agents, such "
+                 "as `claude,codex`: side by side takes 2 to 4 agents; for one, give "
+                 "`--agent NAME`", id="agents-only-one"),
+    pytest.param("--agents a,b,c,d,e fix", "`a,b,c,d,e` is not a comma-separated list of agents, "
+                 "such as `claude,codex`: side by side takes 2 to 4 agents; for one, give "
+                 "`--agent NAME`", id="agents-too-many"),
+    pytest.param("--agents claude,,codex fix", "`claude,,codex` is not a comma-separated list of "
+                 "agents, such as `claude,codex`: a name in it is empty", id="agents-empty-name"),
+    pytest.param("--agents claude,claude fix", "`claude,claude` is not a comma-separated list of "
+                 "agents, such as `claude,codex`: it names an agent twice", id="agents-twice"),
+    pytest.param("--agents claude,Codex fix", "`claude,Codex` is not a comma-separated list of "
+                 "agents, such as `claude,codex`: `Codex`: it may hold only lower-case letters, "
+                 "digits and `-`, and starts with a letter", id="agents-bad-name"),
+    pytest.param("--agents", "`--agents` needs a comma-separated list of agents, such as "
+                 "`claude,codex`", id="agents-no-value"),
+    pytest.param("--agent claude --agents claude,codex fix", "give `--agent` for one agent or "
+                 "`--agents` for several side by side, not both", id="agent-and-agents"),
+    pytest.param("--agents claude,codex --agents codex,claude fix",
+                 "`--agents` is given more than once", id="agents-twice-given"),
+    pytest.param("--agents=-- fix", "`--agents` needs a comma-separated list of agents, such as "
+                 "`claude,codex`", id="agents-double-dash"),
+    pytest.param("--base=-- fix", "`--base` needs a branch name", id="base-double-dash"),
+    pytest.param("--model=-- fix", "`--model` needs a model name", id="model-double-dash"),
+    pytest.param("pick", "`pick` needs the number of the pull request to keep, as in `pick 12`",
+                 id="pick-without-number"),
+    pytest.param("--agents claude,codex pick 3", "commands such as `pick` take no options",
+                 id="pick-with-options"),
     pytest.param("--base main STATUS", "commands such as `status` take no options",
                  id="base-command"),
     pytest.param("--draft\nhelp", "commands such as `help` take no options",
@@ -340,7 +383,8 @@ def test_grammar_help():
     text = grammar_help("async-code", "ai-task")
     for part in ("`@async-code`", "`--base BRANCH`", "issues only", "`--draft`",
                  "`--model NAME`", "`ai-task`",
-                 "review comments", "write access", *(f"`{name}`" for name in COMMANDS)):
+                 "review comments", "write access", "`--agents A,B`", "`pick N`",
+                 *(f"`{name}`" for name in COMMANDS if name != "pick")):
         assert part in text
     # Every example of asking is in code, so the reply itself mentions nobody.
     assert findings(render(text)) == []

@@ -121,7 +121,8 @@ def test_without_an_operator_ceiling_the_file_may_set_any_budget():
 
 # Every way the file can be wrong, with what the status comment says
 
-KEYS = ("`instructions`, `image`, `setup`, `timeout`, `max_turns`, `model`, `agent`, `branch_prefix`, "
+KEYS = ("`instructions`, `image`, `setup`, `timeout`, `max_turns`, `model`, `agent`, `compare`, "
+        "`test`, `branch_prefix`, "
         "`draft`, `budget`")
 DURATION = "a duration: seconds (`1800`) or a number with a unit (`90s`, `30m`, `1h`, `1h30m`)"
 NO_ALIASES = "anchors and aliases (`&name`, `*name`) are not accepted; write the value out"
@@ -447,6 +448,8 @@ def test_describe_without_a_file_gives_the_operators_defaults_and_limits():
         "- `model`: `claude-sonnet-4-6` (this service's default; the file may choose "
         "`claude-sonnet-4-6`)\n"
         "- `agent`: `claude` (this service's default; the file may choose `claude`)\n"
+        "- `compare`: none: a request runs one agent unless it says `--agents A,B`\n"
+        "- `test`: none (side-by-side comparisons show no test result)\n"
         "- `branch_prefix`: `async-code/` (this service's default)\n"
         "- `draft`: false (this service's default)\n"
         "- `budget.tokens`: no limit (this service's default)\n"
@@ -471,6 +474,8 @@ def test_describe_says_which_values_come_from_the_file():
         "- `model`: `claude-sonnet-4-6` (this service's default; the file may choose "
         "`claude-sonnet-4-6`, `claude-haiku-4-5`)\n"
         "- `agent`: `claude` (this service's default; the file may choose `claude`)\n"
+        "- `compare`: none: a request runs one agent unless it says `--agents A,B`\n"
+        "- `test`: none (side-by-side comparisons show no test result)\n"
         "- `branch_prefix`: `async-code/` (this service's default)\n"
         "- `draft`: false (this service's default)\n"
         "- `budget.tokens`: 2,000,000 tokens (this service's default; the most allowed is "
@@ -499,3 +504,52 @@ def test_describe_never_mentions_or_links_from_the_files_text():
 def test_describe_says_whether_setup_has_a_network(file, setup_network, line):
     text = describe(effective_config(file, settings(OPERATOR)), setup_network=setup_network)
     assert line + "\n" in text
+
+
+# Side by side: `compare` and `test`
+
+COMPARING = {**OPERATOR, "ASYNC_CODE_AGENTS": "claude,claude-code,codex",
+             "OPENAI_API_KEY": "sk-test-not-a-real-key"}
+
+
+def test_compare_and_test_are_read():
+    config = effective_config("compare: [codex, claude]\ntest: pytest -q\n", settings(COMPARING))
+    assert (config.compare, config.test) == (("codex", "claude"), ("pytest -q",))
+    assert {"compare", "test"} <= config.set_by_file
+    listed = effective_config("compare: [claude, claude-code, codex]\ntest:\n  - make\n  - make check\n",
+                              settings(COMPARING))
+    assert (listed.compare, listed.test) == (("claude", "claude-code", "codex"),
+                                             ("make", "make check"))
+    assert effective_config(None, settings(COMPARING)).compare == ()
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("compare: [claude]", "`compare` has 1 agent; give 2 to 4, such as `[claude, codex]`, or use "
+                          "`agent` for one"),
+    ("compare: []", "`compare` has 0 agents; give 2 to 4, such as `[claude, codex]`, or use "
+                    "`agent` for one"),
+    ("compare: [claude, codex, claude]", "`compare` names an agent twice; name each once"),
+    ("compare: [claude, gemini]", "`compare`: `gemini` is not an agent this service enables; "
+                                  "choose among `claude`, `claude-code`, `codex` (ASYNC_CODE_AGENTS)"),
+    ("compare: claude", "`compare`: give a list of agents' names, such as `[claude, codex]`, not "
+                        "the text `claude`"),
+    ("compare: [claude, 3]", "`compare` item 2: give an agent's name as text, not `3`"),
+    ("compare:", "`compare` has no value: give a list of agents' names, such as "
+                 "`[claude, codex]`, or remove the key for the default"),
+    ("test: ''", "`test` command 1 is empty"),
+    ("test: [make, 3]", "`test` command 2: give a shell command as text, not `3`"),
+    ("test: {run: make}", "`test`: give a shell command as text, or a list of them, not a mapping"),
+    ("test: \"make\\0\"", "`test` command 1 holds a NUL character, which no command line can carry"),
+    ("test: [" + ", ".join(["make"] * (MAX_SETUP_COMMANDS + 1)) + "]",
+     f"`test` has {MAX_SETUP_COMMANDS + 1} commands; the most is {MAX_SETUP_COMMANDS}: put them "
+     "in a script and run that"),
+])
+def test_compare_and_test_problems(text, expected):
+    assert problems(text, COMPARING) == [expected]
+
+
+def test_compare_needs_agents_the_operator_enables():
+    # The default operator enables only the built-in agent.
+    assert problems("compare: [claude, codex]", OPERATOR) == [
+        "`compare`: `codex` is not an agent this service enables; choose among `claude` "
+        "(ASYNC_CODE_AGENTS)"]

@@ -41,6 +41,14 @@ def test_every_known_agent_may_be_enabled():
     assert settings.enabled_agent_names == ("claude", "claude-code", "codex")
 
 
+def test_each_agent_may_have_a_model_of_its_own():
+    settings = Settings.from_env({**GOOD, "ASYNC_CODE_AGENTS": "claude,codex",
+                                  "ASYNC_CODE_ALLOWED_MODELS": "claude-sonnet-4-6,gpt-5.5",
+                                  "ASYNC_CODE_AGENT_MODELS": " codex = gpt-5.5 ,"})
+    assert settings.problems(webhooks=True, github=True, agent=True) == []
+    assert settings.agent_model_names == {"codex": "gpt-5.5"}
+
+
 def test_database_url_names_the_sqlite_file(tmp_path):
     settings = Settings.from_env({"DATABASE_URL": f"sqlite:///{tmp_path}/x.db"})
     assert settings.database_path == tmp_path / "x.db"
@@ -98,6 +106,18 @@ def test_secrets_stay_out_of_repr():
          "ASYNC_CODE_AGENT: 'gpt' is not an agent"),
         ("default agent not enabled", {"ASYNC_CODE_AGENT": "codex", "ASYNC_CODE_AGENTS": "claude"},
          "agent", "ASYNC_CODE_AGENT='codex' is not in ASYNC_CODE_AGENTS"),
+        ("an agent's model without its agent", {"ASYNC_CODE_AGENT_MODELS": "gpt-5.5"}, "agent",
+         "ASYNC_CODE_AGENT_MODELS: 'gpt-5.5' must be an agent and its model, like codex=gpt-5.5"),
+        ("an agent's model left empty", {"ASYNC_CODE_AGENTS": "claude,codex",
+                                         "ASYNC_CODE_AGENT_MODELS": "codex="}, "agent",
+         "ASYNC_CODE_AGENT_MODELS: 'codex=' must be an agent and its model"),
+        ("a model for an agent not enabled", {"ASYNC_CODE_AGENT_MODELS": "codex=gpt-5.5",
+                                              "ASYNC_CODE_ALLOWED_MODELS": "claude-sonnet-4-6,gpt-5.5"},
+         "agent", "ASYNC_CODE_AGENT_MODELS names 'codex', which is not an enabled agent"),
+        ("an agent's model not allowed", {"ASYNC_CODE_AGENTS": "claude,codex",
+                                          "ASYNC_CODE_AGENT_MODELS": "codex=gpt-5.5"}, "agent",
+         "ASYNC_CODE_AGENT_MODELS gives codex the model 'gpt-5.5', which is not in "
+         "ASYNC_CODE_ALLOWED_MODELS"),
         ("token budget not a number", {"ASYNC_CODE_BUDGET_TOKENS": "1e6"}, "agent",
          "ASYNC_CODE_BUDGET_TOKENS"),
         ("zero token budget", {"ASYNC_CODE_BUDGET_TOKENS": "0"}, "agent", "ASYNC_CODE_BUDGET_TOKENS"),
