@@ -1,5 +1,5 @@
-"""The control commands: `cancel`, `retry`, `continue`, `status` and `help` on an issue or pull
-request.
+"""The control commands: `cancel`, `retry`, `continue`, `status`, `help` and `pick` (in
+runner/pick.py) on an issue or pull request.
 
 They run when the command is acknowledged (its author's write access already checked), never
 in a sandbox. `cancel` only marks tasks in the store: a waiting task ends at once, a running
@@ -14,7 +14,7 @@ from app.commands import grammar_help
 from app.repo_config import CONFIG_PATH, MAX_FILE_BYTES, ConfigError, describe, effective_config
 from app.settings import Settings
 from app.store import CANCELLED, COMPLETED, PENDING, RUNNING, Store, Task, utcnow
-from runner import check_runs, replies, status
+from runner import check_runs, pick, replies, status
 from runner.github import CONFIG_READ_PERMISSIONS, GitHubApp, GitHubError, RepoClient
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,8 @@ def run_command(task: Task, *, client: RepoClient, store: Store, slug: str, trig
         answer = _retry(task, store=store, where=where)
     elif task.command == "continue":
         answer = _continue(task, client=client, store=store, where=where)
+    elif task.command == "pick":
+        answer = pick.pick(task, store=store, github=github)
     elif task.command == "status":
         tasks = store.work_on(task.repo, task.number)
         answer = status_report(tasks[-STATUS_SHOWN:], where=where, web_url=web_url,
@@ -70,8 +72,9 @@ def _repository_config(task: Task, github: GitHubApp, settings: Settings) -> str
 def run_button(task: Task, *, client: RepoClient, store: Store) -> None:
     """Carry out a button pressed on a task's check run; the check run itself shows the result."""
     target = store.get(task.target_task) if task.target_task else None
-    if target is None or target.status_comment_id is None:
-        # Only requests that were accepted: a refused one may be someone else's words.
+    if target is None or (target.status_comment_id is None and target.group_of is None):
+        # Only requests that were accepted (a side-by-side member's request was): a refused one
+        # may be someone else's words.
         log.info("task %s: the check run's task is gone or was never accepted", task.id)
     elif task.command == "cancel":
         waiting, _running = store.request_cancel(target.repo, target.number, task.requested_by,

@@ -18,7 +18,7 @@ import docker
 from app.store import CANCELLED, COMPLETED, FAILED, PENDING, REJECTED, Superseded, Task
 from runner import (check_runs, pull_request, pull_request_context, pull_request_rules, replies,
                     status, workspace)
-from runner import artifacts
+from runner import artifacts, branch_tests
 from runner.acknowledge import WRITE_PERMISSIONS
 from runner.agent import (AgentError, AgentResult, AgentTimeout, pull_request_task_request,
                           task_request)
@@ -64,7 +64,8 @@ class TaskCancelled(Exception):
 
 
 def execute(task: Task, services: Services, *,
-            abort_reason: Callable[[], str | None] | None = None) -> None:
+            abort_reason: Callable[[], str | None] | None = None,
+            on_member_progress: Callable[[Task, int, str | None], None] | None = None) -> None:
     """Run the task to its end. `abort_reason`, when it runs as a job of the queue, says whether
     the job was asked to stop (runner/cancel_watch.py): for a shutdown the sandbox is stopped,
     the task goes back to waiting and HandedBack is raised for the queue to run it again.
@@ -72,16 +73,20 @@ def execute(task: Task, services: Services, *,
     Every write for the task names its attempt, and each write to GitHub that matters is
     preceded by a check that the attempt is still the task's current one: an attempt another
     has superseded (its worker was judged gone, but was only slow) stops where it is, having
-    removed its own sandbox and work tree, and writes nothing more anywhere."""
+    removed its own sandbox and work tree, and writes nothing more anywhere.
+
+    A side-by-side run's member (runner/side_by_side.py) reports its progress to
+    `on_member_progress` instead of a status comment of its own."""
     try:
-        _execute(task, services, abort_reason)
+        _execute(task, services, abort_reason, on_member_progress)
     except Superseded:
         log.info("task %s: attempt %d was superseded by a newer one; it stopped without writing "
                  "anything more", task.id, task.attempt)
 
 
 def _execute(task: Task, services: Services,
-             abort_reason: Callable[[], str | None] | None) -> None:
+             abort_reason: Callable[[], str | None] | None,
+             on_member_progress: Callable[[Task, int, str | None], None] | None = None) -> None:
     store = services.store
     try:
         client = services.github.repo_client(task.installation_id, task.repo, EXECUTE_PERMISSIONS)
@@ -89,7 +94,7 @@ def _execute(task: Task, services: Services,
         log.warning("task %s: %s", task.id, error)
         store.finish(task.id, FAILED, attempt=task.attempt, error=str(error))
         return
-    run = _TaskRun(task, services, client, abort_reason)
+    run = _TaskRun(task, services, client, abort_reason, on_member_progress)
     host = run.github_host
     # The status comment is edited before the task's final state is stored: whoever sees the
     # task finished in the store also sees the comment that says so.
@@ -135,10 +140,12 @@ class _TaskRun:
     """One execution of one task; every step raises TaskFailed with a reason for the user."""
 
     def __init__(self, task: Task, services: Services, client: RepoClient,
-                 abort_reason: Callable[[], str | None] | None = None):
+                 abort_reason: Callable[[], str | None] | None = None,
+                 on_member_progress: Callable[[Task, int, str | None], None] | None = None):
         self.task, self.services, self.client = task, services, client
         self.attempt = task.attempt
         self.abort_reason = abort_reason
+        self.on_member_progress = on_member_progress
         self.started = time.monotonic()
         self.deadline = self.started + services.settings.timeout_seconds
         # Links in what the agent wrote survive only to the repository's own GitHub.
@@ -148,6 +155,7 @@ class _TaskRun:
         self.checks = check_runs.CheckRun(client, task, task.check_run_id,
                                           before_edit=self.require_current)
         self.turns = 0
+        self.committed: str | None = None  # the commit this attempt made, once it made one
         self.details_url = replies.link(task, github_web_url(services.settings.github_api_url),
                                         task.status_comment_id)
 
@@ -170,6 +178,8 @@ class _TaskRun:
 
     def progress(self, turn: int, tool: str | None) -> None:
         self.turns = turn
+        if self.on_member_progress is not None:
+            self.on_member_progress(self.task, turn, tool)
         self.report(status.running(self.task.id, turn, tool), final=False)
         self.checks.progress(check_runs.in_progress(turn, tool, time.monotonic() - self.started))
 
@@ -246,15 +256,23 @@ class _TaskRun:
             if problem is not None:
                 raise TaskFailed(f"{problem}. Nothing was run.")
             self.config = dataclasses.replace(self.config, agent=task.agent)
+        agent_model = self.services.settings.agent_model_names.get(self.config.agent)
+        if task.model is None and agent_model is not None:
+            # The operator's model for this agent (another provider's, say), unless asked.
+            self.config = dataclasses.replace(self.config, model=agent_model)
         # The repository may shorten the task's time; the clock started when the task did.
         self.deadline = self.started + self.config.timeout_seconds
+        if agents := self._side_by_side_agents():
+            from runner import side_by_side  # it runs each member through this module
+            return side_by_side.run(self, agents)
         pull = None
         if task.on_pull_request:
             pull = self._pull_request_to_work_on(repository)
             start, branch = pull["head"]["ref"], pull["head"]["ref"]
         else:
             start = task.base_branch or repository["default_branch"]
-            branch = pull_request.branch_name(task.number, task.id, self.config.branch_prefix)
+            branch = pull_request.branch_name(task.number, task.id, self.config.branch_prefix,
+                                              agent=task.agent if task.group_of else None)
         self.budget = Budget(tokens=self.config.budget_tokens, usd=self.config.budget_usd)
         price = self.services.settings.price_of(self.config.model)
         if self.budget.usd is not None and price is None:
@@ -263,6 +281,64 @@ class _TaskRun:
                              "was run.")
         self.record(branch=branch, base_branch=pull["base"]["ref"] if pull else start,
                     agent=self.config.agent, agent_version=agent_version(self.config.agent))
+        finished = self._work(repository, pull, start, branch, price)
+        if task.group_of is not None:
+            finished["test_result"] = self._test_branch(repository, branch, finished)
+        return finished
+
+    def _side_by_side_agents(self) -> list[str] | None:
+        """The agents to run side by side, when this task is a request for that: `--agents`,
+        or the config's `compare` for a request on an issue that names no agent."""
+        task = self.task
+        if task.group_of is not None:
+            return None
+        if task.agents:
+            problems = [problem for agent in task.agents
+                        if (problem := asked_agent_problem(agent, self.config.limits))]
+            if problems:
+                raise TaskFailed("`--agents`: " + "; ".join(problems) + ". Nothing was run.")
+            return list(task.agents)
+        if self.config.compare and task.agent is None and not task.on_pull_request:
+            return list(self.config.compare)
+        return None
+
+    def _test_branch(self, repository: dict, branch: str, finished: dict) -> str | None:
+        """A member's verdict on the `test` commands: run on a fresh checkout of what it pushed,
+        once its agent's sandbox and tree are gone. None when there is nothing to test."""
+        commands = self.config.test
+        if not commands or finished.get("pr_number") is None:
+            return None
+        # Known before the tests run: should they never end, the comparison and `pick` still
+        # find the member's pull request.
+        self.record(pr_url=finished["pr_url"], pr_number=finished["pr_number"])
+        settings = self.services.settings
+        # The tests get a window of their own: the agent may have used most of the task's.
+        self.deadline = time.monotonic() + self.config.timeout_seconds
+        try:
+            ws = self._prepare_workspace(repository, branch, branch, self.services.sandbox.host_owner)
+        except TaskFailed as error:
+            log.warning("task %s: its branch could not be checked out for the tests: %s",
+                        self.task.id, error)
+            return f"{branch_tests.TESTS_NOT_RUN}: the branch could not be checked out"
+        try:
+            # The very commit the member pushed: anything pushed on top since is not its work.
+            if workspace.start_commit(ws) != self.committed:
+                return f"{branch_tests.TESTS_NOT_RUN}: the branch moved after the push"
+            return branch_tests.run_tests(
+                self.services.docker, tree=ws.tree, image=self.config.image, task_id=self.task.id,
+                attempt=self.attempt, instance=self.services.instance,
+                user=self.services.sandbox.container_user, mount_point=MOUNT_POINT,
+                limits=_sandbox_limits(settings), setup=self.config.setup, tests=commands,
+                seconds=self.config.timeout_seconds, max_tree_bytes=settings.max_tree_bytes,
+                store=self.services.store, abort_reason=self.abort_reason)
+        finally:
+            if _sandbox_is_gone(self.services.docker, self.task):
+                workspace.remove(ws)
+
+    def _work(self, repository: dict, pull: dict | None, start: str, branch: str,
+              price: Price | None) -> dict:
+        """Clone, run the agent in its sandbox, then propose what it changed."""
+        task, store = self.task, self.services.store
         ws = self._prepare_workspace(repository, start, branch, self.services.sandbox.host_owner)
         sandbox_gone = False
         try:
@@ -295,7 +371,7 @@ class _TaskRun:
                            input_tokens=result.input_tokens, output_tokens=result.output_tokens,
                            cache_write_tokens=result.cache_write_tokens,
                            cache_read_tokens=result.cache_read_tokens, cost_usd=result.cost_usd,
-                           stop_reason=result.stop)
+                           stop_reason=result.stop, turns=result.turns)
             if not changes.files:
                 return self._finish_without_changes(result, changes, outcome)
             self._store_changes(changes, outcome)
@@ -450,6 +526,7 @@ class _TaskRun:
             requested_by_id=task.requested_by_id, github_host=self.github_host),
             author_name=author_name, author_email=author_email)
         self.record(commit_sha=sha)
+        self.committed = sha
         # The last moment a cancel can still keep the work off GitHub.
         if (by := self.services.store.cancel_requested(task.id)) is not None:
             raise TaskCancelled(by)
@@ -563,6 +640,11 @@ class _TaskRun:
         return dict(pr_url=pr["html_url"], pr_number=pr["number"])
 
 
+def _sandbox_limits(settings) -> SandboxLimits:
+    return SandboxLimits(memory=settings.sandbox_memory, cpus=float(settings.sandbox_cpus),
+                         pids=int(settings.sandbox_pids), tmp_bytes=settings.sandbox_tmp_bytes)
+
+
 def _left_out_pairs(changes: workspace.Changes) -> list[tuple[str, str]]:
     return [(item.path, item.reason) for item in changes.left_out]
 
@@ -656,8 +738,7 @@ def _run_agent(task: Task, services: Services, config: EffectiveConfig, tree: Pa
     deployment = DockerDeployment(
         services.docker, image=config.image, work_tree=tree, task_id=task.id,
         instance=services.instance, user=services.sandbox.container_user, mount_point=MOUNT_POINT,
-        limits=SandboxLimits(memory=settings.sandbox_memory, cpus=float(settings.sandbox_cpus),
-                             pids=int(settings.sandbox_pids), tmp_bytes=settings.sandbox_tmp_bytes),
+        limits=_sandbox_limits(settings),
         setup_network=sandbox_network(config.setup, settings.setup_network_name),
         mounts=cli.mounts() if cli is not None else (), attempt=task.attempt)
     # The wall clock, the tree's size and a `cancel` are enforced from outside: removing the

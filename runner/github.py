@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 # code: a request from someone who may not write is answered without contents access.
 ACKNOWLEDGE_PERMISSIONS = {"issues": "write", "pull_requests": "write", "checks": "write",
                            "metadata": "read"}
+# `pick` marks one pull request ready and closes the others, deleting their branches.
+PICK_PERMISSIONS = {"contents": "write", "pull_requests": "write", "metadata": "read"}
 # `help` shows the repository's .github/async-code.yml, read with a token of its own.
 CONFIG_READ_PERMISSIONS = {"contents": "read", "metadata": "read"}
 # checks: the agent sees a pull request's failing checks; the task reports on its check run.

@@ -22,7 +22,11 @@ INSTRUCTION_LIMIT = 4_000
 _UNSHOWABLE_IN_PATH = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
-def branch_name(number: int, task_id: str, prefix: str = "async-code/") -> str:
+def branch_name(number: int, task_id: str, prefix: str = "async-code/", *,
+                agent: str | None = None) -> str:
+    """`<prefix><issue>-<id8>`; a side-by-side member's also names its agent."""
+    if agent is not None:
+        return f"{prefix}{number}-{agent}-{task_id[:8]}"
     return f"{prefix}{number}-{task_id[:8]}"
 
 

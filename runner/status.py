@@ -24,8 +24,12 @@ def shown_tool(name: str | None) -> str | None:
     return name if name is None or _TOOL_NAME.fullmatch(name) else "unknown"
 
 
-def _footer(task_id: str) -> str:
+def footer(task_id: str) -> str:
+    """The line that ends every comment about a task: which task it is."""
     return f"\n\n<sub>async-code task `{task_id[:8]}`</sub>"
+
+
+_footer = footer
 
 
 def queued(task_id: str, position: int, *, behind: str | None = None,
