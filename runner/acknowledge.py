@@ -140,11 +140,25 @@ def acknowledge(task: Task, *, github: GitHubApp, store: Store, slug: str, max_q
             task, head_sha=pull["head"]["sha"],
             details_url=replies.link(task, web_url, comment_id)))
     if not store.mark_queued(task.id, status_comment_id=comment_id, check_run_id=check_run_id):
-        # Another acknowledger took it over while this one was held up past the lease.
-        log.warning("task %s was acknowledged by another process meanwhile; comment %s is "
-                    "a second acknowledgement", task.id, comment_id)
+        # Another acknowledger took it over while this one was held up past the lease: what
+        # this one posted must not look like a second task waiting.
+        log.warning("task %s was acknowledged by another process meanwhile; withdrawing its "
+                    "second acknowledgement (comment %s)", task.id, comment_id)
+        _withdraw(task, client, comment_id, check_run_id)
         return
     log.info("task %s acknowledged, queued at position %d", task.id, position)
+
+
+def _withdraw(task: Task, client: RepoClient, comment_id: int, check_run_id: int | None) -> None:
+    """Say, where a second acknowledgement of one task went, that the first one counts."""
+    try:
+        replies.editor(client, task)(comment_id, status.acknowledged_twice(task.id))
+        if check_run_id is not None:
+            client.update_check_run(check_run_id, check_runs.finished(
+                "neutral", title="Acknowledged twice",
+                summary="This task was acknowledged twice; its other check run follows it."))
+    except GitHubError as error:
+        log.warning("task %s: could not withdraw its second acknowledgement: %s", task.id, error)
 
 
 def _refuse(task: Task, client: RepoClient, store: Store, answer: str, reason: str) -> None:

@@ -42,6 +42,12 @@ def queued(task_id: str, position: int, *, behind: str | None = None,
     return f"⏳ **async-code** queued (position {position}).{wait}" + _footer(task_id)
 
 
+def acknowledged_twice(task_id: str) -> str:
+    """What a second acknowledgement of one task becomes: the first one tracks the task."""
+    return ("↩️ **async-code** acknowledged this request twice; the other status comment "
+            "follows it." + _footer(task_id))
+
+
 def cancelled(task_id: str, by: str) -> str:
     return f"🛑 **async-code** cancelled by @{by}; nothing was pushed." + _footer(task_id)
 
