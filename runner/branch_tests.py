@@ -52,12 +52,13 @@ def run_tests(client: docker.DockerClient, *, tree: Path, image: str, task_id: s
     watchdog = threading.Timer(seconds, time_is_up)
     watchdog.daemon = True
     disk = DiskWatch(tree, max_tree_bytes, deployment.stop)
-    cancel = CancelWatch(store, task_id, deployment.stop, abort_reason=abort_reason or _no_abort)
+    cancel = CancelWatch(store, task_id, deployment.stop, abort_reason=abort_reason or _no_abort,
+                         attempt=attempt)
 
     def stopped() -> bool:
         """Stopped from outside: a command's exit then says nothing about the tests."""
-        return bool(cancel.handed_back or cancel.cancelled_by or disk.problem
-                    or out_of_time.is_set())
+        return bool(cancel.handed_back or cancel.cancelled_by or cancel.superseded
+                    or disk.problem or out_of_time.is_set())
 
     try:
         watchdog.start()
@@ -105,6 +106,8 @@ def _why_stopped(cancel: CancelWatch, disk: DiskWatch, out_of_time: threading.Ev
         return f"{TESTS_NOT_RUN}: the worker was shutting down"
     if cancel.cancelled_by is not None:
         return f"{TESTS_NOT_RUN}: cancelled"
+    if cancel.superseded:
+        return f"{TESTS_NOT_RUN}: the attempt was superseded"
     if disk.problem is not None:
         return f"{TESTS_NOT_RUN}: {disk.problem}"
     if out_of_time.is_set():

@@ -1,9 +1,13 @@
-"""Notice a `cancel` for a running task, whichever process holds the task, or that the worker
-running it is shutting down.
+"""Notice a `cancel` for a running task, whichever process holds the task, that the worker
+running it is shutting down, or that its attempt was superseded.
 
 The command is answered by whichever process acknowledges it, which sets a flag in the store
 (and, on PostgreSQL, asks the job queue to abort the task's job); the process running the task
 polls that flag, and the job's abort reason when it runs as a job, and stops the sandbox.
+
+Given the attempt it watches, it also stops the sandbox once that attempt is no longer the
+task's running one: a worker wrongly judged gone (only slow) then stops its agent at once,
+instead of letting it work on until its next write is refused.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from app.store import Store
+from app.store import Store, Superseded
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +41,12 @@ class CancelWatch:
     """Polls the store in a thread of its own; calls `on_cancel` once when the task is cancelled."""
 
     def __init__(self, store: Store, task_id: str, on_cancel: Callable[[], None], *,
-                 interval: float = POLL_INTERVAL, abort_reason: Callable[[], str | None] = _never):
+                 interval: float = POLL_INTERVAL, abort_reason: Callable[[], str | None] = _never,
+                 attempt: int | None = None):
         self._store, self._task_id, self._on_cancel = store, task_id, on_cancel
         self._abort_reason = abort_reason
+        self._attempt = attempt
+        self.superseded = False
         self._stopped_sandbox = False
         self.handed_back = False
         self._interval = interval
@@ -77,6 +84,17 @@ class CancelWatch:
                 self.cancelled_by = by
                 log.info("task %s cancelled by %s; stopping its sandbox", self._task_id, by)
                 self._stop_sandbox()
+        if self._attempt is not None and not self.superseded:
+            try:
+                self._store.require_current(self._task_id, self._attempt)
+            except Superseded:
+                self.superseded = True
+                log.info("task %s: attempt %d was superseded; stopping its sandbox",
+                         self._task_id, self._attempt)
+                self._stop_sandbox()
+            except Exception:
+                log.exception("task %s: could not read whether its attempt is current",
+                              self._task_id)
         return self.cancelled_by
 
     def _stop_sandbox(self) -> None:
@@ -87,7 +105,7 @@ class CancelWatch:
     def _watch(self) -> None:
         while not self._stopped.wait(self._interval):
             try:
-                if self.check() is not None:
+                if self.check() is not None or self.superseded:
                     return
             except HandedBack:
                 return

@@ -746,8 +746,8 @@ def _run_agent(task: Task, services: Services, config: EffectiveConfig, tree: Pa
     watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), deployment.stop)
     watchdog.daemon = True
     disk = DiskWatch(tree, settings.max_tree_bytes, deployment.stop)
-    cancel = (CancelWatch(store, task.id, deployment.stop, abort_reason=abort_reason)
-              if abort_reason is not None else CancelWatch(store, task.id, deployment.stop))
+    cancel = CancelWatch(store, task.id, deployment.stop, attempt=task.attempt,
+                         **({"abort_reason": abort_reason} if abort_reason is not None else {}))
     try:
         try:
             runtime = deployment.start()
@@ -772,6 +772,8 @@ def _run_agent(task: Task, services: Services, config: EffectiveConfig, tree: Pa
                                on_pull_request=task.on_pull_request, on_progress=on_progress,
                                instructions=config.instructions)
         except (AgentTimeout, AgentError) as error:
+            if cancel.superseded:
+                raise Superseded(task.id, task.attempt) from None
             # A cancel stops the sandbox under the agent, which then fails: the cancel is the news.
             if cancel.check() is not None:
                 raise TaskCancelled(cancel.cancelled_by) from None
@@ -780,6 +782,8 @@ def _run_agent(task: Task, services: Services, config: EffectiveConfig, tree: Pa
             if disk.problem is None:
                 raise TimedOut(f"the task ran out of time ({status.format_duration(config.timeout_seconds)}). "
                                "Ask for a smaller change or raise the limit.") from None
+        if cancel.superseded:
+            raise Superseded(task.id, task.attempt)
         if cancel.check() is not None:
             raise TaskCancelled(cancel.cancelled_by)
         disk.stop()
