@@ -159,6 +159,7 @@ class Task(NewTask):
     turns: int | None = None  # the model turns the agent took
     test_result: str | None = None  # a member's: how the `test` commands went on its branch
     compared_at: str | None = None  # a side-by-side request's: when its comparison was posted
+    compared_attempt: int | None = None  # which of its attempts posted it
     comparison_comment_id: int | None = None
 
     @property
@@ -536,14 +537,16 @@ class TaskRecords:
             if attempt is not None and written.rowcount == 0:
                 raise Superseded(task_id, attempt)
             if values.get("status") in FINISHED:
-                self._end_members(db, task_id)
+                self._end_members(db, task_id, values["status"])
 
-    def _end_members(self, db: Transaction, task_id: str) -> None:
+    def _end_members(self, db: Transaction, task_id: str, outcome: str) -> None:
         """A side-by-side request's members never outlive it: those it did not see to the end
-        (its worker died for good, or it was failed from outside) end with it."""
+        (its worker died for good, or it was ended from outside) end with it, cancelled with a
+        cancelled request and failed otherwise."""
+        status, error = ((CANCELLED, "cancelled with its side-by-side run") if outcome == CANCELLED
+                         else (FAILED, MEMBER_LEFT_UNFINISHED))
         db.execute("UPDATE tasks SET status = ?, finished_at = ?, error = ? WHERE group_of = ? "
-                   "AND status IN (?, ?)", (FAILED, utcnow(), MEMBER_LEFT_UNFINISHED, task_id,
-                                            PENDING, RUNNING))
+                   "AND status IN (?, ?)", (status, utcnow(), error, task_id, PENDING, RUNNING))
 
     def finish(self, task_id: str, status: str, *, attempt: int | None = None,
                **values: Any) -> None:
@@ -636,13 +639,16 @@ class TaskRecords:
         return found[0] if found else None
 
     def mark_compared(self, request_id: str, attempt: int) -> bool:
-        """The one transition that lets a side-by-side request post its comparison: True once,
-        for the running `attempt`, and False ever after (or for an attempt superseded), so
-        however its attempts go the comparison is posted at most once."""
+        """The one transition that lets a side-by-side request post its comparison: True for
+        the running `attempt`, once, while no comparison's comment is recorded; False for an
+        attempt superseded, a second call, or once one is recorded. An attempt that marked it
+        and then failed to post (or died before recording the comment) leaves it to the next
+        attempt, which looks for its comment on the issue before posting one."""
         with self._connect(immediate=True) as db:
-            marked = db.execute("UPDATE tasks SET compared_at = ? WHERE id = ? AND attempt = ? "
-                                "AND status = ? AND compared_at IS NULL",
-                                (utcnow(), request_id, attempt, RUNNING))
+            marked = db.execute("UPDATE tasks SET compared_at = ?, compared_attempt = ? WHERE id = ? "
+                                "AND attempt = ? AND status = ? AND comparison_comment_id IS NULL "
+                                "AND (compared_attempt IS NULL OR compared_attempt < ?)",
+                                (utcnow(), attempt, request_id, attempt, RUNNING, attempt))
             return marked.rowcount == 1
 
     def live_attempts(self) -> set[tuple[str, int]]:

@@ -99,6 +99,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     turns             INTEGER,
     test_result       TEXT,
     compared_at       TEXT,
+    compared_attempt  INTEGER,
     comparison_comment_id INTEGER,
     picked_pr         INTEGER
 );
@@ -140,7 +141,8 @@ _ADDED_COLUMNS = {
     "attempt": "INTEGER NOT NULL DEFAULT 0", "job_id": "INTEGER",
     "handed_back": "INTEGER NOT NULL DEFAULT 0",
     "agents": "TEXT", "group_of": "TEXT", "turns": "INTEGER", "test_result": "TEXT",
-    "compared_at": "TEXT", "comparison_comment_id": "INTEGER", "picked_pr": "INTEGER",
+    "compared_at": "TEXT", "compared_attempt": "INTEGER", "comparison_comment_id": "INTEGER",
+    "picked_pr": "INTEGER",
 }
 
 

@@ -109,14 +109,23 @@ def comment(task_id: str, members: list[Task], *, transcripts: dict[str, str], m
         parts += ["", f"To keep one, comment `{mention} pick <number>` (as in `{mention} pick "
                   f"{opened[0]}`): that pull request is marked ready for review, and the others "
                   "are closed and their branches deleted."]
-    return fit_body("\n".join(parts), limit=60_000) + _footer(task_id)
+    return fit_body("\n".join(parts), limit=60_000) + _footer(task_id) + marker(task_id)
 
 
-def compared(task_id: str, *, comment_url: str | None, completed: int, total: int) -> str:
-    """The request's status comment once the comparison is posted."""
-    where = f"[the comparison]({comment_url})" if comment_url else "the comparison below"
-    return (f"📊 **async-code** ran {total} agents side by side: {completed} of {total} "
-            f"finished. See {where}." + _footer(task_id))
+def marker(task_id: str) -> str:
+    """Hidden in the comparison comment: how a later attempt finds one an earlier posted."""
+    return f"\n<!-- async-code comparison {task_id} -->"
+
+
+def compared(task_id: str, *, comment_url: str | None, completed: int, total: int,
+             table: str = "") -> str:
+    """The request's status comment once the comparison is posted; when it could not be,
+    the comparison itself (`table`, from `comment`)."""
+    head = f"📊 **async-code** ran {total} agents side by side: {completed} of {total} finished."
+    if comment_url:
+        return f"{head} See [the comparison]({comment_url})." + _footer(task_id)
+    body = table.removesuffix(marker(task_id)).removesuffix(_footer(task_id))
+    return f"{head} The comparison could not be posted on its own; here it is:\n\n{body}" + _footer(task_id)
 
 
 def _tests(result: str | None) -> str:

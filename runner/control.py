@@ -99,10 +99,14 @@ def _can_continue(target: Task, client: RepoClient) -> bool:
         log.info("nothing to continue: task %s pushed nothing", target.id)
         return False
     try:
-        head = client.pull_request(target.pr_number)["head"]["sha"]
+        pull = client.pull_request(target.pr_number)
+        head, state = pull["head"]["sha"], pull.get("state")
     except (GitHubError, KeyError, TypeError) as error:
         log.warning("could not read the head of #%s to continue task %s: %s", target.pr_number,
                     target.id, error)
+        return False
+    if state != "open":
+        log.info("not continuing task %s: #%s is closed", target.id, target.pr_number)
         return False
     if head != target.commit_sha:
         log.info("not continuing task %s: the head of #%s moved past its commit", target.id,
@@ -158,13 +162,18 @@ def _continue(task: Task, *, client: RepoClient, store: Store, where: str) -> st
     earlier = store.pushed_work_on(task.repo, task.number)
     if not earlier:
         return f"Nothing to continue: no task pushed work for this {where} yet."
-    if not _can_continue(earlier[-1], client):
+    latest = earlier[-1]
+    # After a side-by-side run, the member whose pull request is still open (the one picked).
+    candidates = [latest] + ([t for t in reversed(earlier) if t.group_of == latest.group_of
+                              and t.id != latest.id] if latest.group_of else [])
+    chosen = next((candidate for candidate in candidates if _can_continue(candidate, client)), None)
+    if chosen is None:
         return (f"Nothing to continue: the pull request's head moved past what task "
-                f"`{earlier[-1].id[:8]}` pushed, or is gone. Ask for the work anew instead.")
-    carried = store.record_continue(earlier[-1], guid=task.delivery_guid,
+                f"`{latest.id[:8]}` pushed, or it is closed. Ask for the work anew instead.")
+    carried = store.record_continue(chosen, guid=task.delivery_guid,
                                     requested_by=task.requested_by,
                                     requested_by_id=task.requested_by_id)
-    log.info("task %s: continue of %s recorded as %s", task.id, earlier[-1].id, carried.id)
+    log.info("task %s: continue of %s recorded as %s", task.id, chosen.id, carried.id)
     return None  # the new task answers with its own status comment
 
 

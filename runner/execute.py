@@ -103,6 +103,11 @@ def _execute(task: Task, services: Services,
     try:
         finished = run.run()
     except HandedBack:
+        if (by := store.cancel_requested(task.id)) is not None:
+            # Cancelled while it was being handed back: nothing is to run again.
+            log.info("task %s cancelled by %s while handed back", task.id, by)
+            run.cancelled(by)
+            return
         log.info("task %s handed back: the worker is shutting down", task.id)
         run.report(status.handed_back(task.id), final=True)
         # A hand-back does not count against ASYNC_CODE_MAX_ATTEMPTS: the worker did not die.
@@ -111,9 +116,7 @@ def _execute(task: Task, services: Services,
         raise
     except TaskCancelled as cancel:
         log.info("task %s cancelled by %s", task.id, cancel.by)
-        run.report(status.cancelled(task.id, cancel.by), final=True)
-        run.conclude("cancelled", f"Cancelled by {cancel.by}", "Nothing was pushed.")
-        run.end(CANCELLED, error=str(cancel))
+        run.cancelled(cancel.by)
     except NoLongerAllowed as refusal:
         log.info("task %s refused: %s", task.id, refusal)
         run.report(status.failed(task.id, str(refusal), github_host=host), final=True)
@@ -182,6 +185,15 @@ class _TaskRun:
             self.on_member_progress(self.task, turn, tool)
         self.report(status.running(self.task.id, turn, tool), final=False)
         self.checks.progress(check_runs.in_progress(turn, tool, time.monotonic() - self.started))
+
+    def cancelled(self, by: str) -> None:
+        """End the task as cancelled, saying what, if anything, was pushed before."""
+        from runner import side_by_side  # it runs each member through this module
+
+        kept = side_by_side.pushed_before_cancel(self.services.store, self.task)
+        self.report(status.cancelled(self.task.id, by, kept=kept), final=True)
+        self.conclude("cancelled", f"Cancelled by {by}", kept or "Nothing was pushed.")
+        self.end(CANCELLED, error=f"cancelled by @{by}")
 
     def conclude(self, conclusion: str, title: str, summary: str) -> None:
         """End the check run of a task that did not push."""

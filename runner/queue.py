@@ -37,7 +37,7 @@ from procrastinate.worker import Worker
 from app.postgres_store import (ACKNOWLEDGE_JOB, ACKNOWLEDGE_QUEUE, RUN_JOB, RUN_QUEUE,
                                 PostgresStore)
 from app.migrate import SCHEMA
-from app.store import FAILED, FINISHED, PENDING, RUNNING, Task
+from app.store import CANCELLED, FAILED, FINISHED, PENDING, RUNNING, Task
 from runner import unconfigured
 from runner.acknowledge import acknowledge
 from runner.cancel_watch import CANCEL, SHUTDOWN, HandedBack
@@ -129,6 +129,7 @@ def run_task(services: Services, task_id: str, *,
     store: PostgresStore = services.store  # type: ignore[assignment]
     task = store.start_attempt(task_id, worker_identity())
     if task is None:
+        _end_if_cancelled(services, task_id)
         return
     if task.attempt > 1:
         _remove_sandbox_of(services, task)  # an earlier attempt's, if it ran on this engine
@@ -138,6 +139,15 @@ def run_task(services: Services, task_id: str, *,
         guard(services, task, lambda: unconfigured.decline(task, services, missing))
         return
     guard(services, task, lambda: execute(task, services, abort_reason=abort_reason))
+
+
+def _end_if_cancelled(services: Services, task_id: str) -> None:
+    """A task with nothing to run because it was cancelled after a worker let it go (handed back,
+    or gone): it ends cancelled here, so nothing waits for it for ever."""
+    task = services.store.get(task_id)
+    if task is not None and task.status not in FINISHED and task.cancel_requested_by:
+        _fail_interrupted(services, task, f"cancelled by @{task.cancel_requested_by}",
+                          outcome=CANCELLED)
 
 
 def _remove_sandbox_of(services: Services, task: Task) -> None:
@@ -165,7 +175,14 @@ async def reattempt_stalled(job_manager: JobManager, services: Services) -> None
                 # A job the task no longer runs by (an earlier attempt's): nothing to start.
                 await job_manager.finish_job(job, Status.FAILED, delete_job=False)
             elif job.task_name == RUN_JOB and unfinished and task.status == RUNNING:
-                if task.counted_attempts >= settings.max_attempt_count:
+                if task.cancel_requested_by:
+                    # Its worker stopped after a cancel: it ends cancelled, not attempted again.
+                    await job_manager.finish_job(job, Status.FAILED, delete_job=False)
+                    log.warning("task %s: its worker stopped after a cancel; ending it", task.id)
+                    await asyncio.to_thread(_fail_interrupted, services, task,
+                                            f"cancelled by @{task.cancel_requested_by}",
+                                            outcome=CANCELLED)
+                elif task.counted_attempts >= settings.max_attempt_count:
                     await job_manager.finish_job(job, Status.FAILED, delete_job=False)
                     log.warning("task %s: its worker stopped during attempt %d of %d; failing it",
                                 task.id, task.counted_attempts, settings.max_attempt_count)

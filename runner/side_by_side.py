@@ -19,20 +19,21 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import TYPE_CHECKING
 
 from app.store import COMPLETED, FAILED, PENDING, RUNNING, Superseded, Task
-from runner import check_runs, comparison
+from runner import comparison
 from runner.artifacts import TRANSCRIPT, ArtifactError
 from runner.cancel_watch import HandedBack
 from runner.github import GitHubError
-from runner.text import github_web_url
+from runner.text import code_span, github_web_url
 
 if TYPE_CHECKING:
     from runner.execute import _TaskRun
 
 log = logging.getLogger(__name__)
+
+EARLIER_COMMENTS_READ = 1_000  # of the issue's comments, looking for an earlier attempt's post
 
 
 def run(request: _TaskRun, agents: list[str]) -> dict:
@@ -82,37 +83,58 @@ def run(request: _TaskRun, agents: list[str]) -> dict:
         raise TaskCancelled(by)
     ended = store.members(task.id)
     completed = [member for member in ended if member.status == COMPLETED]
-    comment_url = _post_comparison(request, ended)
-    request.report(comparison.compared(task.id, comment_url=comment_url,
+    table = comparison.comment(task.id, ended, transcripts=_transcript_links(services, ended),
+                               mention=_mention(request), github_host=request.github_host)
+    comment_url = _post_comparison(request, table)
+    request.report(comparison.compared(task.id, comment_url=comment_url, table=table,
                                        completed=len(completed), total=len(ended)), final=True)
-    table = comparison.comment(task.id, ended, transcripts={}, mention=_mention(request),
-                               github_host=request.github_host)
-    request.checks.final(check_runs.finished(
-        "neutral" if completed else "failure",
-        title=f"Compared {len(ended)} agents: {len(completed)} finished",
-        summary=table, github_host=request.github_host))
     if not completed:
         raise TaskFailed("none of the agents finished; the comparison says why.")
     return {}
 
 
-def _post_comparison(request: _TaskRun, members: list[Task]) -> str | None:
-    """Post the comparison, once: the store's transition decides, before GitHub hears of it.
-    Its address on GitHub, or None when it was posted before or could not be posted."""
+def pushed_before_cancel(store, task: Task) -> str:
+    """For a cancelled side-by-side request, the pull requests its members had opened (they
+    stay open, as drafts, for people to look at or close); "" for any other task."""
+    if task.group_of is not None:
+        return ""
+    opened = [member for member in store.members(task.id) if member.pr_number and member.pr_url]
+    if not opened:
+        return ""
+    listed = ", ".join(f"[#{m.pr_number}]({m.pr_url}) ({code_span(m.agent or '?')})" for m in opened)
+    return (f"What its agents had pushed before stays open: {listed}. `pick` one, or close "
+            "them.")
+
+
+def _post_comparison(request: _TaskRun, body: str) -> str | None:
+    """Post the comparison, once: the store's transition decides, before GitHub hears of it,
+    and an attempt after one that may have posted it first looks for that comment. Its
+    address on GitHub, or None when it could not be posted (the status comment then holds it)."""
     task, services = request.task, request.services
     if not services.store.mark_compared(task.id, request.attempt):
         log.info("task %s: its comparison was posted before", task.id)
         return None
-    body = comparison.comment(task.id, members, transcripts=_transcript_links(services, members),
-                              mention=_mention(request), github_host=request.github_host)
     try:
-        comment_id = request.client.comment(task.number, body)
+        request.require_current()
+        comment_id = _earlier_comparison(request) if request.attempt > 1 else None
+        if comment_id is None:
+            comment_id = request.client.comment(task.number, body)
     except GitHubError as error:
         log.warning("task %s: could not post the comparison: %s", task.id, error)
         return None
     request.record(comparison_comment_id=comment_id)
     web_url = github_web_url(services.settings.github_api_url)
     return f"{web_url}/{task.repo}/issues/{task.number}#issuecomment-{comment_id}"
+
+
+def _earlier_comparison(request: _TaskRun) -> int | None:
+    """The comparison an earlier attempt posted but did not live to record, if it did."""
+    mark = comparison.marker(request.task.id)
+    bot = f"{request.services.settings.github_app_slug}[bot]"
+    for comment in request.client.issue_comments(request.task.number, limit=EARLIER_COMMENTS_READ):
+        if (comment.get("user") or {}).get("login") == bot and mark in (comment.get("body") or ""):
+            return comment["id"]
+    return None
 
 
 def _transcript_links(services, members: list[Task]) -> dict[str, str]:
@@ -136,8 +158,9 @@ def _mention(request: _TaskRun) -> str:
 
 
 class _Board:
-    """The members' progress, shown in the request's status comment and check run. Members
-    report from their own threads."""
+    """The members' progress, shown in the request's status comment (a request on an issue has
+    no check run: each member's pull request gets its own). Members report from their own
+    threads."""
 
     def __init__(self, request: _TaskRun, members: list[Task]):
         self._request = request
@@ -171,6 +194,3 @@ class _Board:
             members, progress = list(self._members.values()), dict(self._progress)
         body = comparison.running(self._request.task.id, members, progress)
         self._request.report(body, final=final)
-        turns = sum(each.turns for each in progress.values())
-        self._request.checks.progress(check_runs.in_progress(
-            turns, None, time.monotonic() - self._request.started))

@@ -48,7 +48,11 @@ def acknowledged_twice(task_id: str) -> str:
             "follows it." + _footer(task_id))
 
 
-def cancelled(task_id: str, by: str) -> str:
+def cancelled(task_id: str, by: str, *, kept: str = "") -> str:
+    """`kept`: Markdown, written by async-code, naming what was pushed before the cancel (a
+    side-by-side run's members may have opened pull requests by then)."""
+    if kept:
+        return f"🛑 **async-code** cancelled by @{by}. {kept}" + _footer(task_id)
     return f"🛑 **async-code** cancelled by @{by}; nothing was pushed." + _footer(task_id)
 
 

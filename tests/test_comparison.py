@@ -82,7 +82,9 @@ def test_the_table_has_a_header_and_one_row_per_member_in_order():
     assert lines[header + 1].startswith("|---|")
     assert list(table_rows(body)) == ["claude", "codex", "aider"]
     assert lines[0].startswith("📊 **async-code** compared 3 agents on this issue")
-    assert body.endswith(f"<sub>async-code task `{REQUEST_ID[:8]}`</sub>")
+    # The footer, then the mark a later attempt finds it by (an HTML comment GitHub hides).
+    assert body.endswith(f"<sub>async-code task `{REQUEST_ID[:8]}`</sub>\n"
+                         f"<!-- async-code comparison {REQUEST_ID} -->")
 
 
 @pytest.mark.parametrize(
@@ -268,8 +270,9 @@ def test_a_long_table_stays_under_githubs_limit():
     members = [member(f"agent{n}", FAILED, error="x" * 5_000, patches={"files": files})
                for n in range(400)]
     body = compare(members)
-    assert len(body) <= 60_000 + 100
-    assert body.endswith(f"<sub>async-code task `{REQUEST_ID[:8]}`</sub>")
+    assert len(body) <= 60_000 + 200
+    assert body.endswith(f"<sub>async-code task `{REQUEST_ID[:8]}`</sub>"
+                         + comparison.marker(REQUEST_ID))
 
 
 # While the members run
@@ -324,10 +327,20 @@ def test_running_shows_only_tool_names_the_api_could_accept(tool, shown):
                      "📊 **async-code** ran 3 agents side by side: 2 of 3 finished. See "
                      "[the comparison](https://github.com/acme/widgets/issues/7#issuecomment-9).",
                      id="linked"),
-        pytest.param(None, 0, 2, "📊 **async-code** ran 2 agents side by side: 0 of 2 finished. "
-                     "See the comparison below.", id="not-linked"),
     ],
 )
 def test_compared_points_at_the_comparison(url, completed, total, expected):
     body = comparison.compared(REQUEST_ID, comment_url=url, completed=completed, total=total)
     assert body == expected + f"\n\n<sub>async-code task `{REQUEST_ID[:8]}`</sub>"
+
+
+def test_a_comparison_that_could_not_be_posted_is_in_the_status_comment():
+    table = compare([opened("claude"), member("codex", FAILED, error="boom")])
+    body = comparison.compared(REQUEST_ID, comment_url=None, completed=1, total=2, table=table)
+    assert body.startswith("📊 **async-code** ran 2 agents side by side: 1 of 2 finished. The "
+                           "comparison could not be posted on its own; here it is:\n\n📊 "
+                           "**async-code** compared 2 agents")
+    assert "| `claude`" in body and "| `codex`" in body
+    # One footer, and no mark: this is no comparison comment a later attempt should adopt.
+    assert body.count("<sub>async-code task") == 1 and comparison.marker(REQUEST_ID) not in body
+    assert body.endswith(f"<sub>async-code task `{REQUEST_ID[:8]}`</sub>")

@@ -176,11 +176,18 @@ def test_mark_compared_is_true_once_for_the_running_attempt(store):
     assert store.mark_compared(request.id, 1)
     assert store.get(request.id).compared_at is not None
     assert not store.mark_compared(request.id, 1)
-    # However its attempts go, it is not posted again.
+    # An attempt that marked it but recorded no comment leaves it to the next attempt (which
+    # looks for the comment an earlier one may have posted before posting one).
     assert store.reattempt(request.id, 1)
     assert not store.mark_compared(request.id, 1)
     start(store, request.id, "host:2")
+    assert store.mark_compared(request.id, 2)
     assert not store.mark_compared(request.id, 2)
+    store.update(request.id, attempt=2, comparison_comment_id=77)
+    # Once its comment is recorded, no attempt posts it again.
+    assert store.reattempt(request.id, 2)
+    start(store, request.id, "host:3")
+    assert not store.mark_compared(request.id, 3)
 
 
 def test_mark_compared_refuses_a_superseded_attempt_and_a_waiting_request(store):
