@@ -72,6 +72,7 @@ ODD_TEXT = ["\u202e", "\u200d", "e\u0301", "\ufeff", "\uffff", "\U0010ffff", "\U
 LONE_SURROGATES = ["\ud800", "\udfff", "\ude00\ud83d", "x\udc80y"]
 
 ISSUE_ONLY = "only apply to requests on issues"
+SIDE_BY_SIDE_ON_ISSUES = "`--agents` only applies to requests on issues"
 
 
 @dataclass(frozen=True)
@@ -83,11 +84,16 @@ class ExpectedRequest:
     base: str | None = None
     draft: bool = False
     problem: str | None = None  # a part of the problem the task must record; None: no problem
+    agents: list[str] | None = None  # --agents
+    picked_pr: int | None = None  # pick N
 
     def on_pull_request(self) -> ExpectedRequest:
-        """The same words on a pull request, which keeps its base and draft state."""
+        """The same words on a pull request, which keeps its base and draft state and has one
+        branch, so no side-by-side run."""
         if self.problem is None and (self.base is not None or self.draft):
             return replace(self, problem=ISSUE_ONLY)
+        if self.problem is None and self.agents is not None:
+            return replace(self, problem=SIDE_BY_SIDE_ON_ISSUES)
         return self
 
 
@@ -124,6 +130,16 @@ REQUESTS: dict[str, ExpectedRequest] = {
     "@async-code --draft=yes do it": ExpectedRequest(instruction="", problem="`--draft` takes no value"),
     "@async-code --draft --draft do it": ExpectedRequest(instruction="", problem="given more than once"),
     "@async-code --draft cancel": ExpectedRequest(instruction="", problem="take no options"),
+    "@async-code --agents claude,codex add retries": ExpectedRequest(
+        instruction="add retries", agents=["claude", "codex"]),
+    "@async-code --agents claude do it": ExpectedRequest(instruction="", problem="2 to 4 agents"),
+    "@async-code --agents=-- do it": ExpectedRequest(instruction="", problem="`--agents` needs"),
+    "@async-code --agent claude --agents claude,codex do it": ExpectedRequest(
+        instruction="", problem="not both"),
+    "@async-code pick #12": ExpectedRequest(command="pick", instruction="", picked_pr=12),
+    "@async-code PICK 3": ExpectedRequest(command="pick", instruction="", picked_pr=3),
+    "@async-code pick": ExpectedRequest(instruction="", problem="`pick` needs the number"),
+    "@async-code pick 0": ExpectedRequest(instruction="pick 0"),
 }
 
 
@@ -517,7 +533,9 @@ class ExpectedTask:
                     "requested_by_id": self.requested_by_id, "issue_title": self.issue_title,
                     "issue_body": self.issue_body, "label": self.label, "status": self.status,
                     "command": request.command, "base_branch": request.base, "draft": request.draft,
-                    "target_task": self.target_task}
+                    "target_task": self.target_task, "picked_pr": request.picked_pr}
+        if request.problem is None and not (request.agents is None and task.agents is None):
+            expected["agents"] = request.agents
         if request.instruction is not None:
             expected["instruction"] = request.instruction
         if self.review_context is not None:
