@@ -374,6 +374,8 @@ class _TaskRun:
                 raise TaskFailed(f"{error}; nothing was pushed.") from None
             except workspace.GitError as error:
                 raise TaskFailed(f"the agent's work could not be read: {error}") from None
+            # A superseded attempt must not overwrite its successor's artifacts.
+            self.require_current()
             artifacts.publish_for_task(self.services, task.id, result, changes.diff,
                                        self._comment, self.checks)
             # Kept with the task as its artifacts are: without the service's secrets.
