@@ -6,6 +6,7 @@ comment with both rows; then `pick` keeps one and lets the other go."""
 from __future__ import annotations
 
 import re
+import signal
 import time
 
 import psycopg
@@ -15,6 +16,7 @@ from tests.fakes.anthropic import Final, ToolCall, Turn
 from tests.fakes.openai import CustomCall, Final as OpenAIFinal, Turn as OpenAITurn
 from tests.test_codex_end_to_end import MODEL as CODEX_MODEL, codex_service, openai_model  # noqa: F401
 from tests.test_end_to_end import INSTRUCTION, NEW_MAIN, OLD_MAIN
+from tests.test_reattempts import GATED, let_go, sandboxes
 from tests.test_requests_end_to_end import bot_comments
 
 # The repository's tests: does the CLI know `--version`? Claude's change passes, Codex's (a `-V`
@@ -203,3 +205,49 @@ def test_the_configs_compare_runs_side_by_side_unless_the_request_names_an_agent
     assert single.status == "completed", (single.error, service.logs())
     assert single.agent == "claude" and service.store.members(single_id) == []
     assert single.branch == f"async-code/7-{single_id[:8]}" and len(github.pulls) == 3
+
+
+def test_a_worker_shutting_down_hands_the_group_back_and_another_finishes_it(
+        service_factory, migrated_postgres_url, github, model, docker_client):
+    """SIGTERM to the worker running a side-by-side request: its unfinished member goes back
+    with it, the member that had ended stays as it ended, and another worker runs only the one
+    left; one comparison follows."""
+    model.add_script("add a version module", GATED)
+    receiver = service_factory(DATABASE_URL=migrated_postgres_url, ASYNC_CODE_AGENTS="claude,codex",
+                               ASYNC_CODE_LEASE_SECONDS="3").start(workers=0)
+    try:
+        stopping = receiver.start_worker(ASYNC_CODE_SHUTDOWN_GRACE="1")
+        # No OPENAI_API_KEY: the codex member fails at once; the claude member waits in its sandbox.
+        request_id = receiver.comment("@async-code --agents claude,codex add a version module",
+                                      login=WRITER, user_id=WRITER_ID)
+        members = wait_until(lambda: len(receiver.store.members(request_id)) == 2
+                             and receiver.store.members(request_id), 60, "the members",
+                             stopping.logs)
+        claude = next(member for member in members if member.agent == "claude")
+        wait_until(lambda: sandboxes(docker_client, claude.id, 1, running=True), 60,
+                   "the claude member's sandbox", stopping.logs)
+        codex = wait_until(lambda: (m := receiver.store.get(
+            next(member.id for member in members if member.agent == "codex"))).status == "failed"
+            and m, 60, "the codex member to fail", stopping.logs)
+        assert "OPENAI_API_KEY" in codex.error
+
+        assert stopping.stop(signal.SIGTERM) == 0
+        assert receiver.task(request_id).status == "pending"
+        assert receiver.store.get(claude.id).status == "pending"
+
+        finishing = receiver.start_worker()
+        let_go(docker_client, claude.id, 2, finishing.logs)
+        request = receiver.wait_for_task(request_id, timeout=120)
+        assert request.status == "completed", (request.error, finishing.logs())
+        assert (request.attempt, request.handed_back) == (2, 1)
+        after = {member.agent: member for member in receiver.store.members(request_id)}
+        assert (after["claude"].status, after["claude"].attempt) == ("completed", 2)
+        assert after["codex"] == codex  # ended before the hand-back: not run again
+        [pull] = github.pulls
+        assert pull["draft"] and pull["head"] == after["claude"].branch
+        assert len([c for c in bot_comments(github, 7) if "compared 2 agents" in c["body"]]) == 1
+    finally:
+        for member in receiver.store.members(request_id) if "request_id" in locals() else []:
+            for sandbox in sandboxes(docker_client, member.id):
+                docker_client.api.remove_container(sandbox["Id"], force=True)
+        receiver.stop_all()
