@@ -7,8 +7,9 @@ agent). Its job is here: it makes a member task per agent in the store, runs eac
 thread of its own through runner/execute.py (each on its own branch
 `<prefix><issue>-<agent>-<id8>`, ending in a draft pull request, then the repository's `test`
 commands on what it pushed), waits for all of them, and posts the comparison once: posting
-follows one fenced transition of the request in the store (`mark_compared`), so however its
-attempts go, the comparison is posted at most once.
+follows one fenced transition of the request in the store (`mark_compared`), and an attempt
+after one that may have posted it looks for that comment first, so however its attempts go,
+one comparison comment is posted (or, should GitHub refuse it, the status comment holds it).
 
 A member's progress shows in the request's status comment; a member never posts a comment of
 its own. A cancel reaches every member; a shutdown hands the request and its unfinished members
@@ -111,9 +112,12 @@ def _post_comparison(request: _TaskRun, body: str) -> str | None:
     and an attempt after one that may have posted it first looks for that comment. Its
     address on GitHub, or None when it could not be posted (the status comment then holds it)."""
     task, services = request.task, request.services
+    web_url = github_web_url(services.settings.github_api_url)
     if not services.store.mark_compared(task.id, request.attempt):
         log.info("task %s: its comparison was posted before", task.id)
-        return None
+        found = services.store.get(task.id)
+        posted = found.comparison_comment_id if found is not None else None
+        return f"{web_url}/{task.repo}/issues/{task.number}#issuecomment-{posted}" if posted else None
     try:
         request.require_current()
         comment_id = _earlier_comparison(request) if request.attempt > 1 else None
@@ -123,7 +127,6 @@ def _post_comparison(request: _TaskRun, body: str) -> str | None:
         log.warning("task %s: could not post the comparison: %s", task.id, error)
         return None
     request.record(comparison_comment_id=comment_id)
-    web_url = github_web_url(services.settings.github_api_url)
     return f"{web_url}/{task.repo}/issues/{task.number}#issuecomment-{comment_id}"
 
 

@@ -167,6 +167,11 @@ def test_a_comparison_posted_by_an_attempt_that_died_before_recording_it_is_not_
     side_by_side._post_comparison(_attempt_of(store, again, second), _table(again, members))
     assert second.posted == [] and len(issue) == 1
     assert store.get(request.id).comparison_comment_id == issue[0]["id"]
+    # Once recorded, a later attempt posts nothing and points at that comment.
+    assert store.reattempt(request.id, again.attempt)
+    third = store.claim_next("worker-3")
+    url = side_by_side._post_comparison(_attempt_of(store, third, second), _table(third, members))
+    assert url.endswith(f"/issues/7#issuecomment-{issue[0]['id']}") and len(issue) == 1
 
 
 # --- PostgreSQL: a cancelled request whose worker died ---------------------------------------
