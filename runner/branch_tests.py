@@ -60,6 +60,16 @@ def run_tests(client: docker.DockerClient, *, tree: Path, image: str, task_id: s
         return bool(cancel.handed_back or cancel.cancelled_by or cancel.superseded
                     or disk.problem or out_of_time.is_set())
 
+    def step(runtime, command: str) -> str | None:
+        """Run one command; None when it passed, else the verdict it makes."""
+        ran = runtime.run(command, timeout=max(1.0, deadline - time.monotonic()),
+                          max_output=OUTPUT_KEPT)
+        if stopped():
+            return _why_stopped(cancel, disk, out_of_time)
+        if ran.timed_out:
+            return TESTS_TIMED_OUT
+        return TESTS_FAILED if ran.exit_code != 0 else None
+
     try:
         watchdog.start()
         disk.start()
@@ -68,23 +78,12 @@ def run_tests(client: docker.DockerClient, *, tree: Path, image: str, task_id: s
         if (problem := offline_problem(deployment.network_state())) is not None:
             return f"{TESTS_NOT_RUN}: {problem}"  # fail closed: the branch never runs online
         for number, command in enumerate(setup, 1):
-            ran = runtime.run(command, timeout=max(1.0, deadline - time.monotonic()),
-                              max_output=OUTPUT_KEPT)
-            if stopped():
-                return _why_stopped(cancel, disk, out_of_time)
-            if ran.timed_out:
-                return TESTS_TIMED_OUT
-            if ran.exit_code != 0:
-                return f"{TESTS_NOT_RUN}: setup command {number} failed offline"
+            if (verdict := step(runtime, command)) is not None:
+                return (f"{TESTS_NOT_RUN}: setup command {number} failed offline"
+                        if verdict == TESTS_FAILED else verdict)
         for command in tests:
-            ran = runtime.run(command, timeout=max(1.0, deadline - time.monotonic()),
-                              max_output=OUTPUT_KEPT)
-            if stopped():
-                return _why_stopped(cancel, disk, out_of_time)
-            if ran.timed_out:
-                return TESTS_TIMED_OUT
-            if ran.exit_code != 0:
-                return TESTS_FAILED
+            if (verdict := step(runtime, command)) is not None:
+                return verdict
         # Measured once more: the last command may have grown the tree since the last look.
         if disk.problem is not None or disk.check():
             return f"{TESTS_NOT_RUN}: {disk.problem}"

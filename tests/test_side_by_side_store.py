@@ -19,26 +19,11 @@ from app.postgres_store import ACKNOWLEDGE_JOB, RUN_JOB, PostgresStore
 from app.records import MEMBER_LEFT_UNFINISHED
 from app.store import (CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, NewTask, Store, Superseded,
                        utcnow)
-from tests.test_store import _store_of_an_older_schema
+from tests.test_store import _store_of_an_older_schema, make_store, store  # noqa: F401
 
 REPO = "acme/widgets"
 AGENTS = ["claude", "codex", "aider"]
 
-
-def make_store(tmp_path):
-    store = Store(tmp_path / "t.db")
-    store.initialise()
-    return store
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        yield make_store(tmp_path)
-        return
-    with PostgresStore(request.getfixturevalue("migrated_postgres_url")) as postgres:
-        postgres.initialise()
-        yield postgres
 
 
 def asked(number=1, comment_id=None, *, agents=None, repo=REPO, label=None, **more) -> NewTask:
