@@ -2,11 +2,15 @@
 
 The runner runs them, never an agent: in a fresh sandbox, on a fresh checkout of the very commit
 the member pushed (nothing the agent left in its own tree comes along), after the agent finished.
-The tree is the agent's work, so this sandbox never has a network, not even for `setup`: the
-repository's `setup` commands run first, offline (with ASYNC_CODE_SETUP_NETWORK they would give
-the agent's code a way out), then the tests. The sandbox is held to what the agent's was: the
-task's time, ASYNC_CODE_MAX_TREE_BYTES, and a cancel or a shutdown stops it at once. Whatever
-happens, the result is one of the words in runner/comparison.py; nothing here fails the task.
+
+The agent's code never runs on a network. The sandbox starts on the files of the commit the
+member started from, and the repository's `setup` commands run there as they did for the agent
+(on ASYNC_CODE_SETUP_NETWORK when it is set); the member's own files wait in a read-only mount
+beside the tree. Only once the sandbox is offline, and checked to be, are they copied into the
+tree (and what the member deleted removed), by commands of the runner's own; then the tests run.
+The sandbox is held to what the agent's was: the task's time, ASYNC_CODE_MAX_TREE_BYTES, and a
+cancel, a shutdown or a superseded attempt stops it at once. Whatever happens, the result is one
+of the words in runner/comparison.py; nothing here fails the task.
 """
 
 from __future__ import annotations
@@ -15,33 +19,43 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import docker
+from docker.types import Mount
 
 from app.store import Store
 from runner.cancel_watch import CancelWatch
 from runner.comparison import TESTS_FAILED, TESTS_NOT_RUN, TESTS_PASSED, TESTS_TIMED_OUT
 from runner.disk_watch import DiskWatch
-from runner.sandbox import DockerDeployment, SandboxError, SandboxGone, SandboxLimits, offline_problem
+from runner.sandbox import (DockerDeployment, SandboxError, SandboxGone, SandboxLimits,
+                            offline_problem, sandbox_network)
+from runner.workspace import TestCheckout
 
 log = logging.getLogger(__name__)
 
 OUTPUT_KEPT = 8_000  # characters of a command's output read back (only its exit code counts)
+BRANCH_MOUNT = "/opt/async-code/branch"  # the member's files, read-only, until they go in
+REMOVED_PER_COMMAND = 200  # paths per `rm`, well within any argument list's limit
 
 
 def _no_abort() -> str | None:
     return None
 
 
-def run_tests(client: docker.DockerClient, *, tree: Path, image: str, task_id: str, attempt: int,
-              instance: str, user: str, mount_point: str, limits: SandboxLimits,
-              setup: tuple[str, ...], tests: tuple[str, ...], seconds: float, max_tree_bytes: int,
-              store: Store, abort_reason: Callable[[], str | None] | None = None) -> str:
-    """Run `setup` then `tests` in a new offline sandbox on `tree`; how the tests went."""
+def run_tests(client: docker.DockerClient, *, checkout: TestCheckout, image: str, task_id: str,
+              attempt: int, instance: str, user: str, mount_point: str, limits: SandboxLimits,
+              setup: tuple[str, ...], tests: tuple[str, ...], setup_network_name: str | None,
+              seconds: float, max_tree_bytes: int, store: Store,
+              abort_reason: Callable[[], str | None] | None = None) -> str:
+    """Run `setup` on the start's files, then, offline, bring in the member's and run `tests`;
+    how the tests went."""
+    tree = checkout.workspace.tree
     deployment = DockerDeployment(
         client, image=image, work_tree=tree, task_id=task_id, instance=instance, user=user,
-        mount_point=mount_point, limits=limits, setup_network=None, attempt=attempt)
+        mount_point=mount_point, limits=limits,
+        setup_network=sandbox_network(setup, setup_network_name), attempt=attempt,
+        mounts=[Mount(target=BRANCH_MOUNT, source=str(checkout.branch), type="bind",
+                      read_only=True)])
     deadline = time.monotonic() + seconds
     out_of_time = threading.Event()
 
@@ -75,12 +89,15 @@ def run_tests(client: docker.DockerClient, *, tree: Path, image: str, task_id: s
         disk.start()
         cancel.start()
         runtime = deployment.start()
-        if (problem := offline_problem(deployment.network_state())) is not None:
-            return f"{TESTS_NOT_RUN}: {problem}"  # fail closed: the branch never runs online
         for number, command in enumerate(setup, 1):
             if (verdict := step(runtime, command)) is not None:
-                return (f"{TESTS_NOT_RUN}: setup command {number} failed offline"
+                return (f"{TESTS_NOT_RUN}: setup command {number} failed"
                         if verdict == TESTS_FAILED else verdict)
+        deployment.disconnect_setup_network()
+        if (problem := offline_problem(deployment.network_state())) is not None:
+            return f"{TESTS_NOT_RUN}: {problem}"  # fail closed: the branch never runs online
+        if (verdict := _bring_in(runtime, checkout, mount_point, deadline)) is not None:
+            return _why_stopped(cancel, disk, out_of_time) if stopped() else verdict
         for command in tests:
             if (verdict := step(runtime, command)) is not None:
                 return verdict
@@ -98,6 +115,25 @@ def run_tests(client: docker.DockerClient, *, tree: Path, image: str, task_id: s
         disk.stop()
         cancel.stop()
         deployment.stop()
+
+
+def _bring_in(runtime, checkout: TestCheckout, mount_point: str, deadline: float) -> str | None:
+    """Replace the start's files with the member's, inside the offline sandbox, as its user;
+    None when done, else why the tests cannot run. The commands are the runner's, and the
+    paths go as arguments, never through a shell."""
+    def run(argv: list[str]) -> bool:
+        ran = runtime.run_process(argv, environment={}, on_stdout=lambda _chunk: None,
+                                  timeout=max(1.0, deadline - time.monotonic()))
+        return ran.exit_code == 0 and not ran.timed_out
+
+    removed = [f"{mount_point}/{path}" for path in checkout.removed]
+    for start in range(0, len(removed), REMOVED_PER_COMMAND):
+        if not run(["rm", "-rf", "--", *removed[start:start + REMOVED_PER_COMMAND]]):
+            return f"{TESTS_NOT_RUN}: the branch's deletions could not be made"
+    if not run(["sh", "-c", 'tar -C "$1" -cf - . | tar -C "$2" -xf -', "sh", BRANCH_MOUNT,
+                mount_point]):
+        return f"{TESTS_NOT_RUN}: the branch's files could not be copied in (the image needs tar)"
+    return None
 
 
 def _why_stopped(cancel: CancelWatch, disk: DiskWatch, out_of_time: threading.Event) -> str:

@@ -327,25 +327,28 @@ class _TaskRun:
         # The tests get a window of their own: the agent may have used most of the task's.
         self.deadline = time.monotonic() + self.config.timeout_seconds
         try:
-            ws = self._prepare_workspace(repository, branch, branch, self.services.sandbox.host_owner)
-        except TaskFailed as error:
+            # The very commit the member pushed: anything pushed on top since is not its work.
+            checkout = workspace.prepare_test_checkout(
+                self.services.work_trees, self.task.id, attempt=self.attempt,
+                clone_url=repository["clone_url"], token=self.client.token, branch=branch,
+                commit=self.committed or "", sandbox_owner=self.services.sandbox.host_owner,
+                timeout=min(CLONE_TIMEOUT, self.config.timeout_seconds))
+        except (workspace.GitError, ValueError) as error:
             log.warning("task %s: its branch could not be checked out for the tests: %s",
                         self.task.id, error)
-            return f"{branch_tests.TESTS_NOT_RUN}: the branch could not be checked out"
+            return f"{branch_tests.TESTS_NOT_RUN}: the branch could not be checked out as pushed"
         try:
-            # The very commit the member pushed: anything pushed on top since is not its work.
-            if workspace.start_commit(ws) != self.committed:
-                return f"{branch_tests.TESTS_NOT_RUN}: the branch moved after the push"
             return branch_tests.run_tests(
-                self.services.docker, tree=ws.tree, image=self.config.image, task_id=self.task.id,
-                attempt=self.attempt, instance=self.services.instance,
+                self.services.docker, checkout=checkout, image=self.config.image,
+                task_id=self.task.id, attempt=self.attempt, instance=self.services.instance,
                 user=self.services.sandbox.container_user, mount_point=MOUNT_POINT,
                 limits=_sandbox_limits(settings), setup=self.config.setup, tests=commands,
+                setup_network_name=settings.setup_network_name,
                 seconds=self.config.timeout_seconds, max_tree_bytes=settings.max_tree_bytes,
                 store=self.services.store, abort_reason=self.abort_reason)
         finally:
             if _sandbox_is_gone(self.services.docker, self.task):
-                workspace.remove(ws)
+                workspace.remove(checkout.workspace)
 
     def _work(self, repository: dict, pull: dict | None, start: str, branch: str,
               price: Price | None) -> dict:

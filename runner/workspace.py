@@ -136,8 +136,10 @@ def prepare(
     branch: str,
     sandbox_owner: tuple[int, int] | None = None,
     timeout: float = 300,
+    files: bool = True,
 ) -> Workspace:
-    """Fetch `default_branch`, start `branch` there and write its files into a fresh work tree."""
+    """Fetch `default_branch`, start `branch` there and write its files into a fresh work tree
+    (`files` False: leave the tree empty, for the caller to fill)."""
     if not _TASK_ID.fullmatch(task_id):
         raise ValueError(f"task id {task_id!r} is not a plain file name")
     _check_clone_url(clone_url)
@@ -159,14 +161,57 @@ def prepare(
         _fetch_default_branch(ws, clone_url, token, default_branch, timeout)
         base = _rev_parse(ws, f"{_base_ref(default_branch)}^{{commit}}")
         _run_git(ws, ["update-ref", f"refs/heads/{branch}", base, ""], what="git update-ref")
-        _write_tree(ws, _tracked(ws, base))
-        if sandbox_owner is not None:
+        if files:
+            _write_tree(ws, _tracked(ws, base))
+        if sandbox_owner is not None and files:
             _chown_recursive(ws.tree, *sandbox_owner)
     except BaseException:
         remove(ws)
         raise
     log.info("prepared workspace %s: %s from %s", root, branch, default_branch)
     return ws
+
+
+@dataclass(frozen=True)
+class TestCheckout:
+    """A side-by-side member's pushed commit, ready for the repository's tests: the tree holds
+    the files of the commit it started from (what `setup` may run on, online), `branch` the
+    commit's own files (which only ever reach the tree offline), and `removed` the paths to
+    delete from the tree before copying them in (gone in the commit, or a file where the
+    start had a directory)."""
+
+    workspace: Workspace
+    branch: Path
+    removed: tuple[str, ...]
+
+
+def prepare_test_checkout(base_dir: Path, task_id: str, *, attempt: int, clone_url: str,
+                          token: str, branch: str, commit: str,
+                          sandbox_owner: tuple[int, int] | None = None,
+                          timeout: float = 300) -> TestCheckout:
+    """Fetch `branch`, check that it holds `commit` (the one the member pushed) and lay out a
+    TestCheckout of it. Raises GitError when the branch holds another commit, or a commit with
+    no parent. Host git only reads objects: no checkout, filter or hook runs."""
+    ws = prepare(base_dir, task_id, attempt=attempt, clone_url=clone_url, token=token,
+                 default_branch=branch, branch=branch, timeout=timeout, files=False)
+    try:
+        if _rev_parse(ws, "HEAD^{commit}") != commit:
+            raise GitError(f"{branch} no longer holds {commit}")
+        start = _tracked(ws, "HEAD^")
+        pushed = _tracked(ws, "HEAD")
+        branch_files = ws.root / "branch"
+        branch_files.mkdir()
+        _write_tree(ws, start)
+        _write_tree(ws, pushed, into=branch_files)
+        start_dirs = {path[:end] for path in start for end in _slashes(path)}
+        removed = sorted({path for path in start if path not in pushed}
+                         | {path for path in pushed if path in start_dirs})
+        if sandbox_owner is not None:
+            _chown_recursive(ws.tree, *sandbox_owner)
+    except BaseException:
+        remove(ws)
+        raise
+    return TestCheckout(ws, branch_files, tuple(os.fsdecode(path) for path in removed))
 
 
 def start_commit(ws: Workspace) -> str:
@@ -447,8 +492,10 @@ def _tracked(ws: Workspace, revision: str) -> dict[bytes, Tracked]:
     return tracked
 
 
-def _write_tree(ws: Workspace, tracked: Mapping[bytes, Tracked]) -> None:
-    """Write HEAD's files into the empty work tree straight from the object database.
+def _write_tree(ws: Workspace, tracked: Mapping[bytes, Tracked], *,
+                into: Path | None = None) -> None:
+    """Write a commit's files into the empty work tree (or the empty directory `into`) straight
+    from the object database.
 
     Content is written as stored: no attributes, filters or line-ending conversion apply, so
     what the runner later reads back differs from HEAD only where the agent changed it.
@@ -459,7 +506,7 @@ def _write_tree(ws: Workspace, tracked: Mapping[bytes, Tracked]) -> None:
                        "both a file and a directory")
     for path in tracked:
         _check_stored_path(path)
-    tree = os.fsencode(ws.tree)
+    tree = os.fsencode(into if into is not None else ws.tree)
     made = _DirectoryMaker(tree)
     for path, entry in tracked.items():
         if entry.mode == GITLINK:  # an empty directory, as git leaves an uninitialised submodule

@@ -251,3 +251,30 @@ def test_a_worker_shutting_down_hands_the_group_back_and_another_finishes_it(
             for sandbox in sandboxes(docker_client, member.id):
                 docker_client.api.remove_container(sandbox["Id"], force=True)
         receiver.stop_all()
+
+
+def test_the_tests_setup_runs_online_on_the_start_and_the_members_files_come_in_offline(
+        service_factory, github, model, isolated_network):
+    """With ASYNC_CODE_SETUP_NETWORK, the test sandbox's `setup` reaches the network as the
+    agent's did, on the files the member started from (its own are not there yet: setup.sh
+    checks), keeps what it fetched, and the member's files (its new one, its deletion) are in
+    the tree when the tests run."""
+    setup = (f"wget -qO fetched.txt {isolated_network.url_by_name}\n"
+             "test ! -e VERSION  # the member's file is not here while setup is online\n")
+    github.push_commit(REPO, "main", {
+        ".github/async-code.yml": "setup: sh setup.sh\ntest:\n  - grep -q 'served by' fetched.txt\n"
+                                  "  - test \"$(cat VERSION)\" = 1.0\n  - test ! -e README.md\n",
+        "setup.sh": setup})
+    model.add_script(INSTRUCTION, [
+        Turn([ToolCall("bash", {"command": "echo 1.0 > VERSION && rm README.md && rm -f fetched.txt"},
+                       expect="exit code 0")]),
+        Final("Add a VERSION file\n\nAnd drop the README.")])
+    service = service_factory(ASYNC_CODE_AGENTS="claude,codex",
+                              ASYNC_CODE_SETUP_NETWORK=isolated_network.name).start()
+    request_id = service.comment(f"@async-code --agents claude,codex {INSTRUCTION}",
+                                 login=WRITER, user_id=WRITER_ID)
+    service.wait_for_task(request_id, timeout=180)
+    claude = next(m for m in service.store.members(request_id) if m.agent == "claude")
+    assert claude.status == "completed", (claude.error, service.logs())
+    assert sorted(claude.changed_files) == ["README.md", "VERSION"]
+    assert claude.test_result == "passed", (claude.test_result, service.logs())

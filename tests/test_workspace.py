@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import secrets
 import stat
 import tempfile
@@ -1026,3 +1027,37 @@ def test_host_git_output_is_read_through_caps(tmp_path, upstream, monkeypatch):
     monkeypatch.setattr(workspace, "OUTPUT_LIMIT", 1000)
     with pytest.raises(GitError, match="printed more than"):
         workspace._run_git(ws, ["cat-file", "--batch-all-objects", "--batch"], what="git cat-file")
+
+
+def test_a_test_checkout_holds_the_start_in_the_tree_and_the_pushed_commit_apart(tmp_path, upstream):
+    """For a side-by-side member's tests: the tree has the start's files (setup may run on them
+    online), the pushed files wait apart, and `removed` clears what the commit deleted or turned
+    from a directory into a file (and a file into a directory) before they are copied in."""
+    from runner.workspace import prepare_test_checkout
+
+    ws = _prepare(tmp_path, upstream)
+    (ws.tree / "README.md").unlink()  # deleted
+    shutil.rmtree(ws.tree / "src")
+    _write(ws.tree / "src", "now a file\n")  # a directory becomes a file
+    (ws.tree / "docs" / "old.txt").unlink()
+    (ws.tree / "docs" / "guide.md").unlink()
+    _write(ws.tree / "docs" / "guide.md" / "part1.md", "a file becomes a directory\n")
+    _write(ws.tree / "VERSION", "1.0\n")
+    sha = _commit(ws)
+    push(ws, clone_url=upstream.url, token=upstream.token, timeout=60)
+
+    checkout = prepare_test_checkout(tmp_path / "tests", "task-1", attempt=1, clone_url=upstream.url,
+                                     token=upstream.token, branch=ws.branch, commit=sha, timeout=60)
+    tree, branch = checkout.workspace.tree, checkout.branch
+    assert sorted(str(p.relative_to(tree)) for p in _files_under(tree)) == sorted(
+        [*UPSTREAM_FILES, "logo.bin"])
+    assert sorted(str(p.relative_to(branch)) for p in _files_under(branch)) == [
+        "VERSION", "docs/guide.md/part1.md", "logo.bin", "src"]
+    assert checkout.removed == ("README.md", "docs/guide.md", "docs/old.txt", "src", "src/app.py")
+    assert not (checkout.workspace.root / "tree" / ".git").exists()
+
+    # A branch that no longer holds the pushed commit is not tested as if it did.
+    with pytest.raises(GitError, match="no longer holds"):
+        prepare_test_checkout(tmp_path / "tests", "task-2", attempt=1, clone_url=upstream.url,
+                              token=upstream.token, branch=ws.branch, commit="0" * 40, timeout=60)
+    assert not list((tmp_path / "tests").glob("task-2-*"))  # nothing left behind
