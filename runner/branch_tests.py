@@ -127,6 +127,10 @@ def _bring_in(runtime, checkout: TestCheckout, mount_point: str, deadline: float
         return ran.exit_code == 0 and not ran.timed_out
 
     removed = [f"{mount_point}/{path}" for path in checkout.removed]
+    if not all(map(_utf8, removed)):
+        # Paths reach `rm` through the engine's API as text: a name that is not UTF-8 would
+        # arrive as another name, and the file the member deleted stay.
+        return f"{TESTS_NOT_RUN}: the branch deletes a file whose name is not UTF-8"
     for start in range(0, len(removed), REMOVED_PER_COMMAND):
         if not run(["rm", "-rf", "--", *removed[start:start + REMOVED_PER_COMMAND]]):
             return f"{TESTS_NOT_RUN}: the branch's deletions could not be made"
@@ -134,6 +138,14 @@ def _bring_in(runtime, checkout: TestCheckout, mount_point: str, deadline: float
                 mount_point]):
         return f"{TESTS_NOT_RUN}: the branch's files could not be copied in (the image needs tar)"
     return None
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a byte of a name that is not UTF-8, kept as a surrogate
+        return False
+    return True
 
 
 def _why_stopped(cancel: CancelWatch, disk: DiskWatch, out_of_time: threading.Event) -> str:

@@ -333,7 +333,7 @@ class _TaskRun:
                 clone_url=repository["clone_url"], token=self.client.token, branch=branch,
                 commit=self.committed or "", sandbox_owner=self.services.sandbox.host_owner,
                 timeout=min(CLONE_TIMEOUT, self.config.timeout_seconds))
-        except (workspace.GitError, ValueError) as error:
+        except (workspace.GitError, ValueError, OSError) as error:
             log.warning("task %s: its branch could not be checked out for the tests: %s",
                         self.task.id, error)
             return f"{branch_tests.TESTS_NOT_RUN}: the branch could not be checked out as pushed"

@@ -199,19 +199,35 @@ def prepare_test_checkout(base_dir: Path, task_id: str, *, attempt: int, clone_u
             raise GitError(f"{branch} no longer holds {commit}")
         start = _tracked(ws, "HEAD^")
         pushed = _tracked(ws, "HEAD")
-        branch_files = ws.root / "branch"
-        branch_files.mkdir()
+        # As long a name as the tree's: any path the agent's tree could hold fits here too.
+        branch_files = ws.root / "head"
+        branch_files.mkdir(mode=0o755)
         _write_tree(ws, start)
         _write_tree(ws, pushed, into=branch_files)
+        _readable_directories(branch_files)
         start_dirs = {path[:end] for path in start for end in _slashes(path)}
         removed = sorted({path for path in start if path not in pushed}
                          | {path for path in pushed if path in start_dirs})
         if sandbox_owner is not None:
             _chown_recursive(ws.tree, *sandbox_owner)
+    except OSError as error:
+        remove(ws)
+        raise GitError(f"the pushed commit could not be laid out: {error}") from None
     except BaseException:
         remove(ws)
         raise
     return TestCheckout(ws, branch_files, tuple(os.fsdecode(path) for path in removed))
+
+
+def _readable_directories(root: Path) -> None:
+    """Directories the sandbox's user can read, whatever the runner's umask; the runner made
+    every one of them, and nothing else has run in them."""
+    for directory, names, _files in os.walk(root):
+        for name in names:
+            path = os.path.join(directory, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o755)
+    os.chmod(root, 0o755)
 
 
 def start_commit(ws: Workspace) -> str:
