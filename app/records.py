@@ -158,6 +158,7 @@ class Task(NewTask):
     group_of: str | None = None
     turns: int | None = None  # the model turns the agent took
     test_result: str | None = None  # a member's: how the `test` commands went on its branch
+    test_output: str | None = None  # the end of what its failing (or timed-out) test printed
     compared_at: str | None = None  # a side-by-side request's: when its comparison was posted
     compared_attempt: int | None = None  # which of its attempts posted it
     comparison_comment_id: int | None = None

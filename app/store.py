@@ -98,6 +98,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     group_of          TEXT,
     turns             INTEGER,
     test_result       TEXT,
+    test_output       TEXT,
     compared_at       TEXT,
     compared_attempt  INTEGER,
     comparison_comment_id INTEGER,
@@ -141,6 +142,7 @@ _ADDED_COLUMNS = {
     "attempt": "INTEGER NOT NULL DEFAULT 0", "job_id": "INTEGER",
     "handed_back": "INTEGER NOT NULL DEFAULT 0",
     "agents": "TEXT", "group_of": "TEXT", "turns": "INTEGER", "test_result": "TEXT",
+    "test_output": "TEXT",
     "compared_at": "TEXT", "compared_attempt": "INTEGER", "comparison_comment_id": "INTEGER",
     "picked_pr": "INTEGER",
 }

@@ -33,7 +33,8 @@ from runner.workspace import TestCheckout
 
 log = logging.getLogger(__name__)
 
-OUTPUT_KEPT = 8_000  # characters of a command's output read back (only its exit code counts)
+OUTPUT_KEPT = 8_000  # characters of a command's output read back
+OUTPUT_SHOWN = 1_500  # of the end of a failing test's output, for the comparison
 BRANCH_MOUNT = "/opt/async-code/branch"  # the member's files, read-only, until they go in
 REMOVED_PER_COMMAND = 200  # paths per `rm`, well within any argument list's limit
 
@@ -46,9 +47,9 @@ def run_tests(client: docker.DockerClient, *, checkout: TestCheckout, image: str
               attempt: int, instance: str, user: str, mount_point: str, limits: SandboxLimits,
               setup: tuple[str, ...], tests: tuple[str, ...], setup_network_name: str | None,
               seconds: float, max_tree_bytes: int, store: Store,
-              abort_reason: Callable[[], str | None] | None = None) -> str:
+              abort_reason: Callable[[], str | None] | None = None) -> tuple[str, str]:
     """Run `setup` on the start's files, then, offline, bring in the member's and run `tests`;
-    how the tests went."""
+    how the tests went, and the end of what a test that failed or ran out of time printed."""
     tree = checkout.workspace.tree
     deployment = DockerDeployment(
         client, image=image, work_tree=tree, task_id=task_id, instance=instance, user=user,
@@ -74,47 +75,54 @@ def run_tests(client: docker.DockerClient, *, checkout: TestCheckout, image: str
         return bool(cancel.handed_back or cancel.cancelled_by or cancel.superseded
                     or disk.problem or out_of_time.is_set())
 
+    printed = [""]
+
     def step(runtime, command: str) -> str | None:
         """Run one command; None when it passed, else the verdict it makes."""
         ran = runtime.run(command, timeout=max(1.0, deadline - time.monotonic()),
                           max_output=OUTPUT_KEPT)
         if stopped():
             return _why_stopped(cancel, disk, out_of_time)
+        printed[0] = ran.output[-OUTPUT_SHOWN:]
         if ran.timed_out:
             return TESTS_TIMED_OUT
         return TESTS_FAILED if ran.exit_code != 0 else None
 
-    try:
-        watchdog.start()
-        disk.start()
-        cancel.start()
-        runtime = deployment.start()
-        for number, command in enumerate(setup, 1):
-            if (verdict := step(runtime, command)) is not None:
-                return (f"{TESTS_NOT_RUN}: setup command {number} failed"
-                        if verdict == TESTS_FAILED else verdict)
-        deployment.disconnect_setup_network()
-        if (problem := offline_problem(deployment.network_state())) is not None:
-            return f"{TESTS_NOT_RUN}: {problem}"  # fail closed: the branch never runs online
-        if (verdict := _bring_in(runtime, checkout, mount_point, deadline)) is not None:
-            return _why_stopped(cancel, disk, out_of_time) if stopped() else verdict
-        for command in tests:
-            if (verdict := step(runtime, command)) is not None:
-                return verdict
-        # Measured once more: the last command may have grown the tree since the last look.
-        if disk.problem is not None or disk.check():
-            return f"{TESTS_NOT_RUN}: {disk.problem}"
-        return TESTS_PASSED
-    except SandboxGone:
-        return _why_stopped(cancel, disk, out_of_time)
-    except SandboxError as error:
-        log.warning("task %s: the test sandbox could not run: %s", task_id, error)
-        return f"{TESTS_NOT_RUN}: the sandbox could not start"
-    finally:
-        watchdog.cancel()
-        disk.stop()
-        cancel.stop()
-        deployment.stop()
+    def verdict() -> str:
+        try:
+            watchdog.start()
+            disk.start()
+            cancel.start()
+            runtime = deployment.start()
+            for number, command in enumerate(setup, 1):
+                if (made := step(runtime, command)) is not None:
+                    return (f"{TESTS_NOT_RUN}: setup command {number} failed"
+                            if made == TESTS_FAILED else made)
+            deployment.disconnect_setup_network()
+            if (problem := offline_problem(deployment.network_state())) is not None:
+                return f"{TESTS_NOT_RUN}: {problem}"  # fail closed: the branch never runs online
+            if (made := _bring_in(runtime, checkout, mount_point, deadline)) is not None:
+                return _why_stopped(cancel, disk, out_of_time) if stopped() else made
+            for command in tests:
+                if (made := step(runtime, command)) is not None:
+                    return made
+            # Measured once more: the last command may have grown the tree since the last look.
+            if disk.problem is not None or disk.check():
+                return f"{TESTS_NOT_RUN}: {disk.problem}"
+            return TESTS_PASSED
+        except SandboxGone:
+            return _why_stopped(cancel, disk, out_of_time)
+        except SandboxError as error:
+            log.warning("task %s: the test sandbox could not run: %s", task_id, error)
+            return f"{TESTS_NOT_RUN}: the sandbox could not start"
+        finally:
+            watchdog.cancel()
+            disk.stop()
+            cancel.stop()
+            deployment.stop()
+
+    result = verdict()
+    return result, printed[0] if result in (TESTS_FAILED, TESTS_TIMED_OUT) else ""
 
 
 def _bring_in(runtime, checkout: TestCheckout, mount_point: str, deadline: float) -> str | None:

@@ -14,12 +14,13 @@ from datetime import datetime
 from app.budget import format_usd
 from app.store import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, Task
 from runner.status import footer as _footer, format_duration, shown_tool
-from runner.text import DEFAULT_GITHUB_HOST, code_span, fit_body, neutralise
+from runner.text import DEFAULT_GITHUB_HOST, code_span, fenced, fit_body, neutralise
 
 # How the repository's `test` commands went on a member's branch (Task.test_result).
 TESTS_PASSED, TESTS_FAILED, TESTS_TIMED_OUT = "passed", "failed", "timed out"
 TESTS_NOT_RUN = "not run"  # followed by ": why"
 REASON_SHOWN = 300  # characters of a failed member's reason
+OUTPUT_SHOWN = 1_500  # characters of the end of what a failing test printed
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,12 @@ def comment(task_id: str, members: list[Task], *, transcripts: dict[str, str], m
         parts += ["", "Why some failed:", *failures]
     if not_tested:
         parts += ["", "Why some branches were not tested:", *not_tested]
+    for member in members:
+        if member.test_output and member.test_result in (TESTS_FAILED, TESTS_TIMED_OUT):
+            # The tests are the agent's code: what they print is shown as code, nothing more.
+            parts += ["", f"<details><summary>What {code_span(member.agent or '?')}'s failing "
+                      "test printed, at its end</summary>", "",
+                      fenced(_printable(member.test_output[-OUTPUT_SHOWN:])), "", "</details>"]
     if opened:
         parts += ["", f"To keep one, comment `{mention} pick <number>` (as in `{mention} pick "
                   f"{opened[0]}`): that pull request is marked ready for review, and the others "
@@ -126,6 +133,11 @@ def compared(task_id: str, *, comment_url: str | None, completed: int, total: in
         return f"{head} See [the comparison]({comment_url})." + _footer(task_id)
     body = table.removesuffix(marker(task_id)).removesuffix(_footer(task_id))
     return f"{head} The comparison could not be posted on its own; here it is:\n\n{body}" + _footer(task_id)
+
+
+def _printable(text: str) -> str:
+    """Output as a code block can show it: control characters other than line ends dropped."""
+    return "".join(c for c in text.replace("\r\n", "\n") if c == "\n" or c == "\t" or c.isprintable())
 
 
 def _tests(result: str | None) -> str:

@@ -295,7 +295,7 @@ class _TaskRun:
                     agent=self.config.agent, agent_version=agent_version(self.config.agent))
         finished = self._work(repository, pull, start, branch, price)
         if task.group_of is not None:
-            finished["test_result"] = self._test_branch(repository, branch, finished)
+            finished.update(self._test_branch(repository, branch, finished))
         return finished
 
     def _side_by_side_agents(self) -> list[str] | None:
@@ -314,12 +314,13 @@ class _TaskRun:
             return list(self.config.compare)
         return None
 
-    def _test_branch(self, repository: dict, branch: str, finished: dict) -> str | None:
-        """A member's verdict on the `test` commands: run on a fresh checkout of what it pushed,
-        once its agent's sandbox and tree are gone. None when there is nothing to test."""
+    def _test_branch(self, repository: dict, branch: str, finished: dict) -> dict:
+        """A member's verdict on the `test` commands (`test_result`, and `test_output` when a
+        test failed): run on a fresh checkout of what it pushed, once its agent's sandbox and
+        tree are gone. Nothing when there is nothing to test."""
         commands = self.config.test
         if not commands or finished.get("pr_number") is None:
-            return None
+            return {}
         # Known before the tests run: should they never end, the comparison and `pick` still
         # find the member's pull request.
         self.record(pr_url=finished["pr_url"], pr_number=finished["pr_number"])
@@ -336,9 +337,10 @@ class _TaskRun:
         except (workspace.GitError, ValueError, OSError) as error:
             log.warning("task %s: its branch could not be checked out for the tests: %s",
                         self.task.id, error)
-            return f"{branch_tests.TESTS_NOT_RUN}: the branch could not be checked out as pushed"
+            return {"test_result": f"{branch_tests.TESTS_NOT_RUN}: the branch could not be "
+                                   "checked out as pushed"}
         try:
-            return branch_tests.run_tests(
+            verdict, printed = branch_tests.run_tests(
                 self.services.docker, checkout=checkout, image=self.config.image,
                 task_id=self.task.id, attempt=self.attempt, instance=self.services.instance,
                 user=self.services.sandbox.container_user, mount_point=MOUNT_POINT,
@@ -349,6 +351,9 @@ class _TaskRun:
         finally:
             if _sandbox_is_gone(self.services.docker, self.task):
                 workspace.remove(checkout.workspace)
+        # What the tests printed is the sandbox's word: kept without the service's secrets.
+        return {"test_result": verdict,
+                "test_output": redactor_for(self.services.settings).text(printed) or None}
 
     def _work(self, repository: dict, pull: dict | None, start: str, branch: str,
               price: Price | None) -> dict:

@@ -344,3 +344,27 @@ def test_a_comparison_that_could_not_be_posted_is_in_the_status_comment():
     # One footer, and no mark: this is no comparison comment a later attempt should adopt.
     assert body.count("<sub>async-code task") == 1 and comparison.marker(REQUEST_ID) not in body
     assert body.endswith(f"<sub>async-code task `{REQUEST_ID[:8]}`</sub>")
+
+
+HOSTILE_OUTPUT = ("FAILED test_x - @maintainers look https://evil.example/x ![p](https://evil.example/p.png)\n"
+                  "````\n</details>\n<img src=x onerror=alert(1)>\n\x1b[31mred\x1b[0m\x00\r\n"
+                  "```\n@someone please\n")
+
+
+def test_what_a_failing_test_printed_is_shown_as_code_and_nothing_more():
+    body = compare([opened("claude", test_result="failed", test_output=HOSTILE_OUTPUT),
+                    opened("codex", pr_number=42, test_result="passed", test_output="all good")])
+    assert "<summary>What `claude`'s failing test printed, at its end</summary>" in body
+    assert "What `codex`'s" not in body and "all good" not in body  # a pass shows no output
+    block = body.split("<summary>What `claude`'s failing test printed, at its end</summary>\n\n")[1]
+    assert block.startswith("`````\n") and "\x1b" not in block and "\x00" not in block
+    assert findings(render(body)) == []
+    # Only its end is kept.
+    long = compare([opened("claude", test_result="timed out", test_output="x" * 10_000 + "END")])
+    assert "x" * comparison.OUTPUT_SHOWN not in long and "END" in long
+
+
+def test_the_output_of_tests_that_did_not_fail_is_not_shown():
+    for result in ("passed", "not run: cancelled", None):
+        body = compare([opened("claude", test_result=result, test_output="printed")])
+        assert "printed" not in body, result

@@ -24,7 +24,7 @@ from tests.test_requests_end_to_end import bot_comments
 CONFIG = """\
 test:
   - test -f cli.py
-  - grep -q -- '"--version"' cli.py
+  - grep -q -- '"--version"' cli.py || { echo 'cli.py has no --version flag'; exit 1; }
 """
 CODEX_PATCH = '''*** Begin Patch
 *** Update File: cli.py
@@ -82,6 +82,8 @@ def test_two_agents_side_by_side_then_pick_one(codex_service, github, model, ope
 
     # The runner ran the repository's tests on each branch: claude's pass, codex's fail.
     assert (members["claude"].test_result, members["codex"].test_result) == ("passed", "failed")
+    assert (members["claude"].test_output, members["codex"].test_output) == (
+        None, "cli.py has no --version flag\n")
     assert members["claude"].turns == 2 and members["codex"].turns >= 1
 
     # Exactly one comparison comment, with a row per agent; the status comment points at it.
@@ -98,6 +100,10 @@ def test_two_agents_side_by_side_then_pick_one(codex_service, github, model, ope
     assert request.comparison_comment_id == comparisons[0]["id"]
     status = github.comments[request.status_comment_id]["body"]
     assert "ran 2 agents side by side: 2 of 2 finished" in status
+    # What codex's failing test printed, as code; claude's passed, so nothing of it.
+    assert ("<summary>What `codex`'s failing test printed, at its end</summary>\n\n```\n"
+            "cli.py has no --version flag\n\n```") in body
+    assert "`claude`'s failing test" not in body
     assert f"issuecomment-{comparisons[0]['id']}" in status
 
     # The issue's slot was the group's: no member was ever claimed as a task of its own.

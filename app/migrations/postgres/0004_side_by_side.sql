@@ -3,7 +3,8 @@
 --   agents: the agents a request asked to compare (a JSON list), on the request's task.
 --   group_of: on a member, the task of the request it belongs to.
 --   turns: how many model turns the agent took.
---   test_result: on a member, how the repository's `test` commands went on its branch.
+--   test_result / test_output: on a member, how the repository's `test` commands went on its
+--   branch, and the end of what the failing one printed.
 --   compared_at / compared_attempt / comparison_comment_id: when, by which attempt, and in
 --   which comment the comparison was posted.
 --   picked_pr: the pull request a `pick` command names.
@@ -11,6 +12,7 @@ ALTER TABLE tasks ADD COLUMN agents jsonb;
 ALTER TABLE tasks ADD COLUMN group_of text;
 ALTER TABLE tasks ADD COLUMN turns integer;
 ALTER TABLE tasks ADD COLUMN test_result text;
+ALTER TABLE tasks ADD COLUMN test_output text;
 ALTER TABLE tasks ADD COLUMN compared_at timestamptz;
 ALTER TABLE tasks ADD COLUMN compared_attempt integer;
 ALTER TABLE tasks ADD COLUMN comparison_comment_id bigint;
