@@ -209,3 +209,33 @@ def test_continue_on_a_members_pull_request_carries_it_on(service_factory, githu
     carried = [t for t in service.store.list() if t.trigger == "continue"]
     replies = [c["body"] for c in bot_comments(github, member.pr_number)]
     assert [t.retry_of for t in carried] == [member.id], replies
+
+
+def test_a_button_on_a_members_check_run_works(tmp_path):
+    """A member's pushed commit gets a check run with Retry and Continue; a member has no
+    status comment of its own (its request has), and `run_button` took only tasks with one as
+    accepted: the press did nothing at all. Safe: a writer's Retry on a member's check run asks
+    again with that member's agent."""
+    from app.buttons import ButtonPress
+    from runner import control
+
+    store = Store(tmp_path / "t.db")
+    store.initialise()
+    request = store.record_delivery("g1", "issue_comment", "created", NewTask(
+        trigger="comment", repo=REPO, installation_id=77, number=7, comment_id=42,
+        instruction=INSTRUCTION, requested_by=WRITER, requested_by_id=WRITER_ID,
+        agents=["claude", "codex"]))
+    store.mark_queued(request.id, status_comment_id=900, check_run_id=None)
+    request = store.claim_next("host:1")
+    claude, _codex = store.start_members(request, ["claude", "codex"])
+    store.finish(claude.id, "completed", attempt=claude.attempt, pushed_check_run_id=300,
+                 commit_sha="a" * 40, pr_number=10, pr_url="https://github.com/acme/widgets/pull/10")
+
+    pressed = store.record_delivery("g2", "check_run", "requested_action", button=ButtonPress(
+        repo=REPO, installation_id=77, check_run_id=300, task_id=claude.id, action="retry",
+        requested_by=WRITER, requested_by_id=WRITER_ID))
+    assert pressed is not None and pressed.target_task == claude.id
+    control.run_button(store.get(pressed.id), client=None, store=store)
+
+    [retry] = [task for task in store.list() if task.retry_of == claude.id]
+    assert (retry.agent, retry.group_of, retry.number, retry.command) == ("claude", None, 7, None)
