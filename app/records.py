@@ -309,10 +309,14 @@ class TaskRecords:
             return self._insert_task(db, guid, task) or Duplicate.COMMENT
 
     def _insert_task(self, db: Transaction, guid: str, task: NewTask,
-                     task_id: str | None = None) -> Task | None:
-        """The new task; None when the comment it answers already has one."""
+                     task_id: str | None = None, *, member_of: str | None = None) -> Task | None:
+        """The new task; None when the comment it answers already has one. A side-by-side
+        member (`member_of` its request) is acknowledged as it is made, and gets no job: its
+        request runs it."""
         row = {"id": task_id or uuid.uuid4().hex, "delivery_guid": guid, "status": PENDING,
                "created_at": utcnow(), **{f.name: getattr(task, f.name) for f in fields(task)}}
+        if member_of is not None:
+            row.update(acknowledged_at=row["created_at"], group_of=member_of)
         stored = {k: json.dumps(v) if k in JSON_COLUMNS and v is not None else v
                   for k, v in row.items()}
         inserted = db.execute(f"INSERT INTO tasks ({', '.join(stored)}) VALUES "
@@ -320,7 +324,8 @@ class TaskRecords:
                               "RETURNING created_at", list(stored.values())).fetchone()
         if inserted is None:
             return None
-        self._task_recorded(db, row["id"], task.repo, task.number)
+        if member_of is None:
+            self._task_recorded(db, row["id"], task.repo, task.number)
         # The store may keep its own clock for it.
         return Task(**{**row, "created_at": inserted["created_at"]})
 
@@ -597,9 +602,15 @@ class TaskRecords:
             existing = {row["agent"]: row["id"] for row in db.execute(
                 "SELECT id, agent FROM tasks WHERE group_of = ?", (request.id,)).fetchall()}
             now = utcnow()
+            asked = {f.name: getattr(request, f.name) for f in fields(NewTask)}
             for agent in agents:
                 if agent not in existing:
-                    existing[agent] = self._insert_member(db, request, agent, now)
+                    # A member asks what its request asked, with one agent, on a draft pull
+                    # request of its own; it answers nobody's comment and carries no label.
+                    member = NewTask(**{**asked, "comment_id": None, "label": None,
+                                        "agents": None, "agent": agent, "draft": True,
+                                        "retry_of": None})
+                    self._insert_task(db, request.delivery_guid, member, member_of=request.id)
             db.execute("UPDATE tasks SET status = ?, claimed_by = ?, started_at = COALESCE(started_at, ?), "
                        "heartbeat_at = ?, attempt = attempt + 1 WHERE group_of = ? AND status IN (?, ?)",
                        (RUNNING, request.claimed_by, now, now, request.id, PENDING, RUNNING))
@@ -611,22 +622,6 @@ class TaskRecords:
             rows = {row["agent"]: self._row_to_task(row) for row in db.execute(
                 "SELECT * FROM tasks WHERE group_of = ?", (request.id,)).fetchall()}
         return [rows[agent] for agent in agents]
-
-    def _insert_member(self, db: Transaction, request: Task, agent: str, now: str) -> str:
-        asked = {f.name: getattr(request, f.name) for f in fields(NewTask)}
-        # A member asks what its request asked, with one agent, on a draft pull request of its
-        # own; it answers nobody's comment and carries no label (its request does).
-        member = NewTask(**{**asked, "comment_id": None, "label": None, "agents": None,
-                            "agent": agent, "draft": True, "retry_of": None})
-        member_id = uuid.uuid4().hex
-        row = {"id": member_id, "delivery_guid": request.delivery_guid, "status": PENDING,
-               "created_at": now, "acknowledged_at": now, "group_of": request.id,
-               **{f.name: getattr(member, f.name) for f in fields(member)}}
-        stored = storable({k: json.dumps(v) if k in JSON_COLUMNS and v is not None else v
-                           for k, v in row.items()})
-        db.execute(f"INSERT INTO tasks ({', '.join(stored)}) VALUES "
-                   f"({', '.join('?' * len(stored))})", list(stored.values()))
-        return member_id
 
     def members(self, request_id: str) -> list[Task]:
         """The member tasks of a side-by-side request, in the order they were made."""
